@@ -1,0 +1,2 @@
+//! Cairn's scheduler (work in progress).
+pub mod types;
