@@ -1,0 +1,734 @@
+//! The discrete-event engine: one event queue (a binary heap keyed by time, then insertion order), one seeded
+//! RNG, and the scheduler under test as the brain. The engine plays every other part: clients that execute and
+//! stream segments, links that move blobs, nodes that prove (or misbehave), churn, heartbeats and the verifier.
+//!
+//! Time is integer milliseconds (the scheduler's `Time`); every duration is rounded up, so the critical-path
+//! bound (computed in exact seconds) can never exceed a simulated time.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use cairn_scheduler::types::{
+    Action, Aggregation, Input, JobId, JobOutcome, JobSpec, NodeId, PenaltyCause, RejectReason, TaskId, TaskKind,
+    Time,
+};
+
+use crate::model;
+use crate::nodes::{self, Behavior, NodeSpec};
+use crate::scenario::{AggregationMode, RunParams};
+
+/// What the simulator needs from a scheduler. Implemented for the real `cairn_scheduler::Scheduler`.
+pub trait Brain {
+    fn handle(&mut self, now: Time, input: Input) -> Vec<Action>;
+    fn next_deadline(&self) -> Option<Time>;
+    /// Called once per node before it joins: stake and asking price go to the ledger.
+    fn register(&mut self, node: &NodeSpec);
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Ev {
+    Submit(u32),
+    Segment(u32, u32),
+    ComputeDone(usize),
+    Result(usize),
+    Leave(u32),
+    Join(u32),
+    HeartbeatRound,
+    Tick,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WorkState {
+    Queued,
+    Running,
+    Uploading,
+    Done,
+    Cancelled,
+}
+
+#[derive(Debug, Clone)]
+struct Work {
+    task: TaskId,
+    node: u32,
+    ready_at: Time,
+    compute_ms: u64,
+    /// Reference-machine seconds this attempt really computes if it runs to the end.
+    units: f64,
+    compute_start: Time,
+    state: WorkState,
+    /// The attempt fails after computing (honest crash) instead of answering.
+    fails: bool,
+}
+
+#[derive(Debug)]
+struct NodeState {
+    spec: NodeSpec,
+    online: bool,
+    running: u32,
+    queue: VecDeque<usize>,
+    /// Works not yet finished or cancelled on this node.
+    active: Vec<usize>,
+}
+
+#[derive(Debug, Clone)]
+struct JobState {
+    submit_at: Time,
+    segments: u32,
+    total_cycles: f64,
+    seg_ms: f64,
+    client_free: f64,
+    deadline: Time,
+    finished_at: Option<Time>,
+    final_ms: u64,
+    outcome: Option<JobOutcome>,
+    joins: HashMap<u32, (u32, u32)>,
+    assigns: u64,
+    fallback: bool,
+}
+
+/// One job's result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobRecord {
+    pub job: u64,
+    pub submit_s: f64,
+    pub segments: u32,
+    pub total_cycles: f64,
+    pub exec_s: f64,
+    /// "completed", "failed: ..." , "cancelled" or "unfinished".
+    pub outcome: String,
+    /// Submission to final receipt at the client (None unless completed).
+    pub ttp_s: Option<f64>,
+    /// Lower bound: the actual proof tree with every task on the fastest eligible node, no queueing.
+    pub cp_bound_s: Option<f64>,
+    /// The formula: execute + transfer + slowest segment + lift + ceil(log2 S) joins (+ upload, verify).
+    pub cp_formula_s: f64,
+    pub within_deadline: bool,
+    pub fallback: bool,
+    pub assigns: u64,
+    pub receipt_bytes: f64,
+}
+
+/// Everything a run produced, before aggregation into metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunOutput {
+    pub jobs: Vec<JobRecord>,
+    /// Rewards per operator (sybil identities summed), in operator order.
+    pub operator_rewards: Vec<f64>,
+    pub rewards_total: u64,
+    /// Penalize actions by cause name, and total amount slashed.
+    pub slashes: BTreeMap<String, u64>,
+    pub slashed_amount: u64,
+    /// Reference-machine seconds computed in all, and by attempts whose result won.
+    pub total_work_s: f64,
+    pub useful_work_s: f64,
+    pub events: u64,
+    pub end_s: f64,
+}
+
+fn ms(secs: f64) -> u64 {
+    (secs * 1000.0).ceil().max(0.0) as u64
+}
+
+fn cause_name(cause: PenaltyCause) -> &'static str {
+    match cause {
+        PenaltyCause::Silence => "silence",
+        PenaltyCause::Invalid(RejectReason::InvalidProof) => "invalid_proof",
+        PenaltyCause::Invalid(RejectReason::WrongClaim) => "wrong_claim",
+        PenaltyCause::Invalid(RejectReason::NotProversOwn) => "not_provers_own",
+        PenaltyCause::Invalid(RejectReason::Malformed) => "malformed",
+    }
+}
+
+/// Slash causes, in the order outputs list them.
+pub const SLASH_CAUSES: [&str; 5] = ["silence", "invalid_proof", "wrong_claim", "not_provers_own", "malformed"];
+
+/// The scheduler's job spec for these parameters.
+pub fn job_spec(p: &RunParams, submit_at: Time) -> JobSpec {
+    JobSpec {
+        po2: p.po2,
+        redundancy: p.redundancy,
+        max_attempts: p.max_attempts,
+        task_timeout_ms: ms(p.task_slack_s),
+        deadline: Some(submit_at + ms(p.deadline_s)),
+        aggregation: match p.aggregation {
+            AggregationMode::JoinTree => Aggregation::JoinTree,
+            AggregationMode::Composite => Aggregation::Composite,
+        },
+        max_in_flight: p.max_in_flight,
+        reward_per_task: p.reward_per_task,
+    }
+}
+
+/// Fastest possible parts of a job, for the critical-path bound.
+#[derive(Debug, Clone, Copy)]
+struct BoundParts {
+    /// Segment blob to the fastest link.
+    xfer_in: f64,
+    /// Prove (+ lift with a join tree) on the fastest node that fits the po2.
+    leaf: f64,
+    join_in: f64,
+    join: f64,
+    upload: f64,
+    verify: f64,
+}
+
+/// Runs one simulation.
+pub struct Engine<B: Brain> {
+    p: RunParams,
+    brain: B,
+    rng: ChaCha8Rng,
+    now: Time,
+    seq: u64,
+    queue: BinaryHeap<Reverse<(Time, u64, Ev)>>,
+    pending_ticks: BTreeSet<Time>,
+    nodes: Vec<NodeState>,
+    works: Vec<Work>,
+    work_of: HashMap<(TaskId, NodeId), usize>,
+    copies: HashMap<TaskId, u32>,
+    jobs: Vec<JobState>,
+    unfinished: usize,
+    rewards: Vec<u64>,
+    slashes: BTreeMap<String, u64>,
+    slashed_amount: u64,
+    total_work: f64,
+    useful_work: f64,
+    events: u64,
+    bound: BoundParts,
+}
+
+impl<B: Brain> std::fmt::Debug for Engine<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("now", &self.now).field("events", &self.events).finish_non_exhaustive()
+    }
+}
+
+impl<B: Brain> Engine<B> {
+    /// Builds the population and the job arrivals from `seed`. The population uses its own RNG stream, so runs
+    /// that differ only in scheduling knobs see the same nodes.
+    pub fn new(p: &RunParams, seed: u64, brain: B) -> Self {
+        let mut pop_rng = ChaCha8Rng::seed_from_u64(seed);
+        let specs = nodes::population(p, &mut pop_rng);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_CA1E_0000_0001);
+        let bw_max = specs.iter().map(|n| n.bandwidth).fold(f64::MIN_POSITIVE, f64::max);
+        let lat_min = specs.iter().map(|n| n.latency).fold(f64::MAX, f64::min);
+        let prove_speed = specs
+            .iter()
+            .filter(|n| n.capacity.max_po2 >= p.po2)
+            .map(|n| n.speed)
+            .fold(f64::MIN_POSITIVE, f64::max);
+        let rec_speed =
+            specs.iter().filter(|n| n.capacity.recursion).map(|n| n.speed).fold(f64::MIN_POSITIVE, f64::max);
+        let join_tree = p.aggregation == AggregationMode::JoinTree;
+        let receipt = if join_tree { model::SUCCINCT_RECEIPT_BYTES } else { model::segment_receipt_bytes(p.po2) };
+        let bound = BoundParts {
+            xfer_in: lat_min + model::segment_blob_bytes(p.po2) / bw_max,
+            leaf: model::prove_secs(p.po2) / prove_speed
+                + if join_tree { model::RECURSION_SECS / prove_speed } else { 0.0 },
+            join_in: lat_min + 2.0 * model::SUCCINCT_RECEIPT_BYTES / bw_max,
+            join: model::RECURSION_SECS / rec_speed,
+            upload: lat_min + receipt / bw_max,
+            verify: model::VERIFY_SECS_PER_RECEIPT,
+        };
+
+        let mut jobs = Vec::with_capacity(p.jobs as usize);
+        let mut t = 1000.0f64;
+        for j in 0..p.jobs {
+            if j > 0 {
+                let gap = if p.poisson_arrivals {
+                    -p.job_interval_s * (1.0 - rng.random::<f64>()).ln()
+                } else {
+                    p.job_interval_s
+                };
+                t += gap * 1000.0;
+            }
+            let spread = 1.0 + p.cycles_spread * (2.0 * rng.random::<f64>() - 1.0);
+            let user_cycles = if p.cycles_spread > 0.0 { p.user_cycles * spread } else { p.user_cycles };
+            let (segments, total_cycles) = model::split_program(user_cycles, p.po2);
+            let submit_at = t.round() as Time;
+            jobs.push(JobState {
+                submit_at,
+                segments,
+                total_cycles,
+                seg_ms: total_cycles / f64::from(segments) / (p.exec_mhz * 1e6) * 1000.0,
+                client_free: 0.0,
+                deadline: submit_at + ms(p.deadline_s),
+                finished_at: None,
+                final_ms: 0,
+                outcome: None,
+                joins: HashMap::new(),
+                assigns: 0,
+                fallback: false,
+            });
+        }
+        let operators = specs.iter().map(|n| n.operator).max().unwrap_or(0) as usize;
+        let nodes = specs
+            .into_iter()
+            .map(|spec| NodeState { spec, online: true, running: 0, queue: VecDeque::new(), active: Vec::new() })
+            .collect();
+        Self {
+            p: p.clone(),
+            brain,
+            rng,
+            now: 0,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            pending_ticks: BTreeSet::new(),
+            nodes,
+            works: Vec::new(),
+            work_of: HashMap::new(),
+            copies: HashMap::new(),
+            unfinished: jobs.len(),
+            jobs,
+            rewards: vec![0; operators + 1],
+            slashes: SLASH_CAUSES.iter().map(|c| ((*c).to_string(), 0)).collect(),
+            slashed_amount: 0,
+            total_work: 0.0,
+            useful_work: 0.0,
+            events: 0,
+            bound,
+        }
+    }
+
+    fn push(&mut self, at: Time, ev: Ev) {
+        self.seq += 1;
+        self.queue.push(Reverse((at, self.seq, ev)));
+    }
+
+    fn exp(&mut self, mean_s: f64) -> Time {
+        ms(-mean_s * (1.0 - self.rng.random::<f64>()).ln())
+    }
+
+    fn feed(&mut self, input: Input) {
+        let actions = self.brain.handle(self.now, input);
+        for action in actions {
+            self.apply(action);
+        }
+        if let Some(d) = self.brain.next_deadline() {
+            let at = d.max(self.now + 1);
+            if self.pending_ticks.insert(at) {
+                self.push(at, Ev::Tick);
+            }
+        }
+    }
+
+    /// Runs to the end (all jobs finished, or `max_sim_hours`) and returns the raw output.
+    pub fn run(mut self) -> RunOutput {
+        for i in 0..self.nodes.len() {
+            let spec = self.nodes[i].spec.clone();
+            self.brain.register(&spec);
+            self.feed(Input::NodeJoined { node: spec.id, capacity: spec.capacity });
+            if spec.churns {
+                let up = self.exp(self.p.churn_up_s);
+                self.push(up, Ev::Leave(i as u32));
+            }
+        }
+        for j in 0..self.jobs.len() {
+            self.push(self.jobs[j].submit_at, Ev::Submit(j as u32));
+        }
+        if self.p.heartbeat_s > 0.0 {
+            self.push(ms(self.p.heartbeat_s), Ev::HeartbeatRound);
+        }
+        let end = ms(self.p.max_sim_hours * 3600.0);
+        while self.unfinished > 0 {
+            let Some(Reverse((at, _, ev))) = self.queue.pop() else { break };
+            if at > end {
+                break;
+            }
+            self.now = at;
+            self.events += 1;
+            self.event(ev);
+        }
+        self.finish()
+    }
+
+    fn event(&mut self, ev: Ev) {
+        match ev {
+            Ev::Tick => {
+                self.pending_ticks.remove(&self.now);
+                self.feed(Input::Tick);
+            }
+            Ev::Submit(j) => {
+                let spec = job_spec(&self.p, self.now);
+                self.feed(Input::SubmitJob { job: JobId(u64::from(j)), spec });
+                let at = self.segment_time(j, 0);
+                self.push(at, Ev::Segment(j, 0));
+            }
+            Ev::Segment(j, s) => {
+                let job = &self.jobs[j as usize];
+                let cycles = (job.total_cycles / f64::from(job.segments)).round() as u64;
+                let segments = job.segments;
+                self.feed(Input::SegmentReady { job: JobId(u64::from(j)), segment: s, cycles });
+                if s + 1 < segments {
+                    let at = self.segment_time(j, s + 1);
+                    self.push(at, Ev::Segment(j, s + 1));
+                } else {
+                    self.feed(Input::ExecutionFinished { job: JobId(u64::from(j)), segments });
+                }
+            }
+            Ev::ComputeDone(w) => self.compute_done(w),
+            Ev::Result(w) => self.result(w),
+            Ev::Leave(n) => self.leave(n),
+            Ev::Join(n) => {
+                let node = &mut self.nodes[n as usize];
+                node.online = true;
+                let (id, capacity) = (node.spec.id, node.spec.capacity);
+                self.feed(Input::NodeJoined { node: id, capacity });
+                let up = self.exp(self.p.churn_up_s);
+                self.push(self.now + up, Ev::Leave(n));
+            }
+            Ev::HeartbeatRound => {
+                for n in 0..self.nodes.len() {
+                    if self.nodes[n].online {
+                        let node = self.nodes[n].spec.id;
+                        self.feed(Input::Heartbeat { node });
+                    }
+                }
+                self.push(self.now + ms(self.p.heartbeat_s), Ev::HeartbeatRound);
+            }
+        }
+    }
+
+    fn segment_time(&self, j: u32, s: u32) -> Time {
+        let job = &self.jobs[j as usize];
+        job.submit_at + (job.seg_ms * f64::from(s + 1)).ceil() as Time
+    }
+
+    fn apply(&mut self, action: Action) {
+        match action {
+            Action::Assign { task, kind, node, .. } => self.assign(task, kind, node),
+            Action::Cancel { task, node } => {
+                if let Some(&w) = self.work_of.get(&(task, node)) {
+                    self.cancel(w);
+                }
+            }
+            Action::Reward { node, task, amount } => {
+                let op = self.nodes[node.0 as usize].spec.operator as usize;
+                self.rewards[op] += amount;
+                if let Some(&w) = self.work_of.get(&(task, node)) {
+                    self.useful_work += self.works[w].units;
+                }
+            }
+            Action::Penalize { cause, amount, .. } => {
+                *self.slashes.entry(cause_name(cause).to_string()).or_default() += 1;
+                self.slashed_amount += amount;
+            }
+            Action::JobFinished { job, outcome } => {
+                let p = self.p.po2;
+                let state = &mut self.jobs[job.0 as usize];
+                if state.finished_at.is_some() {
+                    return;
+                }
+                state.finished_at = Some(self.now);
+                if let JobOutcome::Completed { .. } = outcome {
+                    // The client checks the final receipt; a composite one is every segment receipt.
+                    let receipts = match self.p.aggregation {
+                        AggregationMode::Composite => f64::from(state.segments),
+                        AggregationMode::JoinTree => 1.0,
+                    };
+                    state.final_ms = ms(receipts * model::VERIFY_SECS_PER_RECEIPT);
+                }
+                let _ = p;
+                state.outcome = Some(outcome);
+                self.unfinished -= 1;
+            }
+        }
+    }
+
+    fn assign(&mut self, task: TaskId, kind: TaskKind, node_id: NodeId) {
+        let n = node_id.0 as usize;
+        let job_idx = task.job.0 as usize;
+        let copies = self.copies.entry(task).or_insert(0);
+        *copies += 1;
+        let copies = *copies;
+        let job = &mut self.jobs[job_idx];
+        job.assigns += 1;
+        if copies > self.p.redundancy {
+            job.fallback = true;
+        }
+        if let TaskKind::Join { left, right } = kind {
+            job.joins.insert(task.index, (left.index, right.index));
+        }
+        let node = &self.nodes[n];
+        let spec = &node.spec;
+        let now = self.now as f64 / 1000.0;
+        // Inputs: a segment blob from the job's client (its uplink is shared by all its blobs), or two
+        // succinct receipts from the peers that made them.
+        let ready = match kind {
+            TaskKind::Prove { po2, .. } => {
+                let blob = model::segment_blob_bytes(po2);
+                let up = self.p.client_uplink_mbps * 1e6 / 8.0;
+                job.client_free = job.client_free.max(now) + blob / up;
+                job.client_free.max(now + blob / spec.bandwidth) + spec.latency
+            }
+            TaskKind::Join { .. } => now + spec.latency + 2.0 * model::SUCCINCT_RECEIPT_BYTES / spec.bandwidth,
+        };
+        let honest_units = match kind {
+            TaskKind::Prove { po2, .. } => {
+                model::prove_secs(po2)
+                    + if self.p.aggregation == AggregationMode::JoinTree { model::RECURSION_SECS } else { 0.0 }
+            }
+            TaskKind::Join { .. } => model::RECURSION_SECS,
+        };
+        let (units, compute_secs) = match spec.behavior {
+            Behavior::Honest | Behavior::WrongClaim => (honest_units, honest_units / spec.speed),
+            // Garbage or a copy costs next to nothing to produce.
+            Behavior::Invalid | Behavior::Copier => (0.0, 1.0),
+            Behavior::Silent => (0.0, f64::INFINITY),
+        };
+        let fails = spec.behavior == Behavior::Honest && self.rng.random::<f64>() < self.p.task_fail_rate;
+        let w = self.works.len();
+        self.works.push(Work {
+            task,
+            node: n as u32,
+            ready_at: ms(ready),
+            compute_ms: if compute_secs.is_finite() { ms(compute_secs) } else { u64::MAX },
+            units,
+            compute_start: 0,
+            state: WorkState::Queued,
+            fails,
+        });
+        self.work_of.insert((task, node_id), w);
+        if !self.nodes[n].online {
+            // Assigned to a node that already left: nothing happens, the scheduler's deadline catches it.
+            self.works[w].state = WorkState::Cancelled;
+            return;
+        }
+        self.nodes[n].queue.push_back(w);
+        self.nodes[n].active.push(w);
+        self.try_start(n);
+    }
+
+    fn try_start(&mut self, n: usize) {
+        while self.nodes[n].running < self.nodes[n].spec.capacity.slots.max(1) {
+            let Some(w) = self.nodes[n].queue.pop_front() else { return };
+            if self.works[w].state != WorkState::Queued {
+                continue;
+            }
+            let start = self.now.max(self.works[w].ready_at);
+            let work = &mut self.works[w];
+            work.state = WorkState::Running;
+            work.compute_start = start;
+            self.nodes[n].running += 1;
+            if work.compute_ms != u64::MAX {
+                let at = start + work.compute_ms;
+                self.push(at, Ev::ComputeDone(w));
+            }
+        }
+    }
+
+    fn release(&mut self, w: usize) {
+        let n = self.works[w].node as usize;
+        let node = &mut self.nodes[n];
+        if let Some(pos) = node.active.iter().position(|&x| x == w) {
+            node.active.swap_remove(pos);
+        }
+    }
+
+    fn compute_done(&mut self, w: usize) {
+        if self.works[w].state != WorkState::Running {
+            return;
+        }
+        let n = self.works[w].node as usize;
+        self.nodes[n].running -= 1;
+        let work = &mut self.works[w];
+        self.total_work += work.units;
+        work.state = WorkState::Uploading;
+        let spec = &self.nodes[n].spec;
+        let receipt = match (work.task.is_join(), self.p.aggregation) {
+            (false, AggregationMode::Composite) => model::segment_receipt_bytes(self.p.po2),
+            _ => model::SUCCINCT_RECEIPT_BYTES,
+        };
+        let secs = if work.fails {
+            spec.latency
+        } else {
+            spec.latency + receipt / spec.bandwidth + model::VERIFY_SECS_PER_RECEIPT
+        };
+        let at = self.now + ms(secs);
+        self.push(at, Ev::Result(w));
+        self.try_start(n);
+    }
+
+    fn result(&mut self, w: usize) {
+        if self.works[w].state != WorkState::Uploading {
+            return;
+        }
+        self.works[w].state = WorkState::Done;
+        self.release(w);
+        let work = &self.works[w];
+        let n = work.node as usize;
+        let (node, task) = (self.nodes[n].spec.id, work.task);
+        let input = if work.fails {
+            Input::TaskFailed { node, task, reason: "simulated crash".into() }
+        } else {
+            match self.nodes[n].spec.behavior {
+                Behavior::Honest => Input::ResultVerified { node, task },
+                Behavior::Invalid => Input::ResultRejected { node, task, reason: RejectReason::InvalidProof },
+                Behavior::Copier => Input::ResultRejected { node, task, reason: RejectReason::NotProversOwn },
+                Behavior::WrongClaim => Input::ResultRejected { node, task, reason: RejectReason::WrongClaim },
+                Behavior::Silent => return,
+            }
+        };
+        self.feed(input);
+    }
+
+    /// Stops a work: partial compute counts as spent.
+    fn cancel(&mut self, w: usize) {
+        let state = self.works[w].state;
+        let n = self.works[w].node as usize;
+        match state {
+            WorkState::Queued => {}
+            WorkState::Running => {
+                let work = &self.works[w];
+                if work.compute_ms != u64::MAX && self.now > work.compute_start {
+                    let frac = (self.now - work.compute_start) as f64 / work.compute_ms.max(1) as f64;
+                    self.total_work += work.units * frac.min(1.0);
+                }
+                self.nodes[n].running -= 1;
+            }
+            WorkState::Uploading => {}
+            WorkState::Done | WorkState::Cancelled => return,
+        }
+        self.works[w].state = WorkState::Cancelled;
+        self.release(w);
+        self.try_start(n);
+    }
+
+    fn leave(&mut self, n: u32) {
+        let idx = n as usize;
+        if !self.nodes[idx].online {
+            return;
+        }
+        let active = self.nodes[idx].active.clone();
+        for w in active {
+            self.cancel(w);
+        }
+        let node = &mut self.nodes[idx];
+        node.online = false;
+        node.queue.clear();
+        node.running = 0;
+        let id = node.spec.id;
+        self.feed(Input::NodeLeft { node: id });
+        let down = self.exp(self.p.churn_down_s);
+        self.push(self.now + down, Ev::Join(n));
+    }
+
+    fn cp_bound(&self, j: usize, root: Option<TaskId>) -> Option<f64> {
+        let job = &self.jobs[j];
+        let b = self.bound;
+        let submit = job.submit_at as f64 / 1000.0;
+        let leaf_done = |s: u32| {
+            let ready = (job.seg_ms * f64::from(s + 1)) / 1000.0;
+            ready + b.xfer_in + b.leaf + b.upload + b.verify
+        };
+        let final_verify = match self.p.aggregation {
+            AggregationMode::Composite => f64::from(job.segments) * model::VERIFY_SECS_PER_RECEIPT,
+            AggregationMode::JoinTree => model::VERIFY_SECS_PER_RECEIPT,
+        };
+        let end = match (self.p.aggregation, root) {
+            (AggregationMode::Composite, _) => (0..job.segments).map(leaf_done).fold(0.0, f64::max),
+            (AggregationMode::JoinTree, Some(root)) => {
+                // Depth-first over the recorded tree (explicit stack: trees can be deep).
+                let mut done: HashMap<u32, f64> = HashMap::new();
+                let mut stack = vec![root.index];
+                while let Some(&t) = stack.last() {
+                    if done.contains_key(&t) {
+                        stack.pop();
+                        continue;
+                    }
+                    match job.joins.get(&t) {
+                        None => {
+                            if t >= job.segments {
+                                return None;
+                            }
+                            done.insert(t, leaf_done(t));
+                            stack.pop();
+                        }
+                        Some(&(l, r)) => match (done.get(&l), done.get(&r)) {
+                            (Some(a), Some(c)) => {
+                                let v = a.max(*c) + b.join_in + b.join + b.upload + b.verify;
+                                done.insert(t, v);
+                                stack.pop();
+                            }
+                            _ => {
+                                stack.push(l);
+                                stack.push(r);
+                            }
+                        },
+                    }
+                }
+                done[&root.index]
+            }
+            (AggregationMode::JoinTree, None) => return None,
+        };
+        let _ = submit;
+        Some(end + final_verify)
+    }
+
+    fn cp_formula(&self, j: usize) -> f64 {
+        let job = &self.jobs[j];
+        let b = self.bound;
+        let exec = job.total_cycles / (self.p.exec_mhz * 1e6);
+        let (joins, final_verify) = match self.p.aggregation {
+            AggregationMode::Composite => (0.0, f64::from(job.segments) * model::VERIFY_SECS_PER_RECEIPT),
+            AggregationMode::JoinTree => (
+                f64::from(model::ceil_log2(job.segments)) * (b.join_in + b.join + b.upload + b.verify),
+                model::VERIFY_SECS_PER_RECEIPT,
+            ),
+        };
+        exec + b.xfer_in + b.leaf + b.upload + b.verify + joins + final_verify
+    }
+
+    fn finish(self) -> RunOutput {
+        let mut records = Vec::with_capacity(self.jobs.len());
+        for (j, job) in self.jobs.iter().enumerate() {
+            let root = match &job.outcome {
+                Some(JobOutcome::Completed { root }) => Some(*root),
+                _ => None,
+            };
+            let completed = root.is_some();
+            let ttp = match (completed, job.finished_at) {
+                (true, Some(t)) => Some((t + job.final_ms - job.submit_at) as f64 / 1000.0),
+                _ => None,
+            };
+            let outcome = match &job.outcome {
+                Some(JobOutcome::Completed { .. }) => "completed".to_string(),
+                Some(JobOutcome::Failed { reason }) => format!("failed: {reason}"),
+                Some(JobOutcome::Cancelled) => "cancelled".to_string(),
+                None => "unfinished".to_string(),
+            };
+            let receipt_bytes = match self.p.aggregation {
+                AggregationMode::Composite => f64::from(job.segments) * model::segment_receipt_bytes(self.p.po2),
+                AggregationMode::JoinTree => model::SUCCINCT_RECEIPT_BYTES,
+            };
+            records.push(JobRecord {
+                job: j as u64,
+                submit_s: job.submit_at as f64 / 1000.0,
+                segments: job.segments,
+                total_cycles: job.total_cycles,
+                exec_s: job.total_cycles / (self.p.exec_mhz * 1e6),
+                outcome,
+                ttp_s: ttp,
+                cp_bound_s: root.and_then(|r| self.cp_bound(j, r)),
+                cp_formula_s: self.cp_formula(j),
+                within_deadline: job.finished_at.is_some_and(|t| completed && t + job.final_ms <= job.deadline),
+                fallback: job.fallback,
+                assigns: job.assigns,
+                receipt_bytes,
+            });
+        }
+        RunOutput {
+            jobs: records,
+            operator_rewards: self.rewards.iter().skip(1).map(|r| *r as f64).collect(),
+            rewards_total: self.rewards.iter().sum(),
+            slashes: self.slashes,
+            slashed_amount: self.slashed_amount,
+            total_work_s: self.total_work,
+            useful_work_s: self.useful_work,
+            events: self.events,
+            end_s: self.now as f64 / 1000.0,
+        }
+    }
+}
