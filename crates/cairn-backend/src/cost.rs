@@ -1,0 +1,81 @@
+//! A cost model of segment proving, calibrated on the measurements in `shared/reference/risc0-offline.md`
+//! (risc0 3.0.6 on a 2-core machine). Used by the fake backend for its latencies and by capacity planning
+//! (which po2 fits in a node's memory).
+
+use std::time::Duration;
+
+/// Measured on a 2-core / 24 GB machine: (po2, seconds per segment, peak RSS in bytes, receipt bytes).
+/// Odd po2 values are interpolated (time and memory double with each po2 step).
+const MEASURED: [(u8, f64, u64, u64); 4] = [
+    (14, 8.2, 162_000_000, 199_000),
+    (16, 34.0, 610_000_000, 221_000),
+    (18, 137.0, 2_410_000_000, 256_000),
+    (20, 555.0, 9_590_000_000, 281_000),
+];
+
+/// Seconds and bytes for one lift or join on the same machine (calibration from risc0 5.0.0-rc.1 lift).
+pub const RECURSION_SECS: f64 = 50.0;
+/// Peak memory of a lift or join.
+pub const RECURSION_PEAK_BYTES: u64 = 1_500_000_000;
+/// Size of a succinct receipt.
+pub const SUCCINCT_RECEIPT_BYTES: u64 = 230_000;
+
+/// Cost of proving one segment of a given po2 on a reference 2-core machine.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SegmentCost {
+    pub prove_secs: f64,
+    pub peak_bytes: u64,
+    pub receipt_bytes: u64,
+}
+
+/// Cost of proving a segment of 2^po2 cycles on the reference machine (speed factor 1.0).
+pub fn segment_cost(po2: u8) -> SegmentCost {
+    let (base_po2, secs, peak, receipt) = *MEASURED
+        .iter()
+        .rev()
+        .find(|(p, ..)| *p <= po2)
+        .unwrap_or(&MEASURED[0]);
+    let scale = 2f64.powi(i32::from(po2) - i32::from(base_po2));
+    // Receipt size grows slowly (~6% per po2 step in the measurements).
+    let receipt_scale = 1.06f64.powi(i32::from(po2) - i32::from(base_po2));
+    SegmentCost {
+        prove_secs: secs * scale,
+        peak_bytes: (peak as f64 * scale) as u64,
+        receipt_bytes: (receipt as f64 * receipt_scale) as u64,
+    }
+}
+
+/// Largest po2 whose proof fits in `memory_bytes`, keeping `reserve_bytes` for the OS and the node itself.
+/// `None` if not even the smallest segment fits.
+pub fn max_po2_for_memory(memory_bytes: u64, reserve_bytes: u64) -> Option<u8> {
+    let usable = memory_bytes.saturating_sub(reserve_bytes);
+    (crate::MIN_PO2..=crate::MAX_PO2)
+        .rev()
+        .find(|&po2| segment_cost(po2).peak_bytes <= usable)
+}
+
+/// Expected proving time of a segment at a node that is `speed` times the reference machine.
+pub fn prove_time(po2: u8, speed: f64) -> Duration {
+    Duration::from_secs_f64(segment_cost(po2).prove_secs / speed.max(1e-6))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_measurements_and_doubles_per_step() {
+        assert_eq!(segment_cost(14).prove_secs, 8.2);
+        assert_eq!(segment_cost(18).peak_bytes, 2_410_000_000);
+        assert_eq!(segment_cost(15).prove_secs, 16.4);
+        assert!(segment_cost(22).prove_secs > 2000.0);
+    }
+
+    #[test]
+    fn memory_to_po2() {
+        // A 4 GB laptop keeping 1 GB for itself proves po2 18 (2.4 GB), not 19 (4.8 GB).
+        assert_eq!(max_po2_for_memory(4_000_000_000, 1_000_000_000), Some(18));
+        assert_eq!(max_po2_for_memory(16_000_000_000, 1_000_000_000), Some(20));
+        assert_eq!(max_po2_for_memory(100_000_000, 0), None);
+    }
+}

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Rebuild Cairn's guest programs with Debian's Rust toolchain (no rzup needed) and refresh guests/bin/.
+#
+# Needs: apt-get install -y rustc-web cargo-web rust-web-src lld-22   (rustc >= 1.96 with its library source)
+# Produces, for each guest NAME: guests/bin/NAME.bin (a RISC Zero program binary: user ELF + v1compat kernel)
+# and guests/bin/NAME.image-id (hex). Commit both; `cargo test -p cairn-backend` checks that they match.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root/guests"
+
+RUSTC=${GUEST_RUSTC:-/usr/bin/rustc}
+CARGO=${GUEST_CARGO:-/usr/bin/cargo}
+LLD=${GUEST_LLD:-/usr/lib/llvm-22/bin/ld.lld}
+for tool in "$RUSTC" "$CARGO" "$LLD"; do
+  [ -x "$tool" ] || { echo "missing $tool: apt-get install -y rustc-web cargo-web rust-web-src lld-22" >&2; exit 1; }
+done
+
+sep=$'\x1f'
+flags=(-C passes=lower-atomic -C link-arg=-Ttext=0x00200800 -C link-arg=--fatal-warnings -C panic=abort
+       --cfg 'getrandom_backend="custom"' -C "linker=$LLD")
+encoded=$(IFS=$sep; echo "${flags[*]}")
+
+env -u RUSTFLAGS -u CARGO_TARGET_DIR \
+  RUSTC="$RUSTC" RUSTC_BOOTSTRAP=1 \
+  CARGO_ENCODED_RUSTFLAGS="$encoded" \
+  CFLAGS_riscv32im_risc0_zkvm_elf="-march=rv32im -nostdlib" \
+  RISC0_FEATURE_bigint2="" \
+  "$CARGO" build --release --locked --target riscv32im-risc0-zkvm-elf \
+    -Z build-std=alloc,core,proc_macro,panic_abort,std -Z build-std-features=compiler-builtins-mem \
+    --target-dir "$root/guests/target"
+
+mkdir -p "$root/guests/bin"
+for name in sha-chain seed-bench; do
+  cp "$root/guests/target/riscv32im-risc0-zkvm-elf/release/$name" "$root/guests/bin/$name.elf"
+done
+# Wrap the ELFs into program binaries and record their image ids (uses the host workspace's risc0 crates).
+cd "$root"
+scripts/cargo.sh run -q -p cairn-risc0 --example package_guests -- guests/bin guests/bin/sha-chain.elf guests/bin/seed-bench.elf
+rm -f "$root"/guests/bin/*.elf
