@@ -98,21 +98,54 @@ pub enum PenaltyCause {
 /// Everything that can happen to the scheduler.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Input {
-    SubmitJob { job: JobId, spec: JobSpec },
+    SubmitJob {
+        job: JobId,
+        spec: JobSpec,
+    },
     /// A segment was produced by execution (streamed while execution runs).
-    SegmentReady { job: JobId, segment: u32, cycles: u64 },
+    SegmentReady {
+        job: JobId,
+        segment: u32,
+        cycles: u64,
+    },
     /// Execution ended; the job has exactly `segments` segments.
-    ExecutionFinished { job: JobId, segments: u32 },
-    ExecutionFailed { job: JobId, reason: String },
-    CancelJob { job: JobId },
-    NodeJoined { node: NodeId, capacity: NodeCapacity },
-    NodeLeft { node: NodeId },
-    Heartbeat { node: NodeId },
+    ExecutionFinished {
+        job: JobId,
+        segments: u32,
+    },
+    ExecutionFailed {
+        job: JobId,
+        reason: String,
+    },
+    CancelJob {
+        job: JobId,
+    },
+    NodeJoined {
+        node: NodeId,
+        capacity: NodeCapacity,
+    },
+    NodeLeft {
+        node: NodeId,
+    },
+    Heartbeat {
+        node: NodeId,
+    },
     /// The node declined or reported an error for an assignment.
-    TaskFailed { node: NodeId, task: TaskId, reason: String },
+    TaskFailed {
+        node: NodeId,
+        task: TaskId,
+        reason: String,
+    },
     /// The driver verified the node's result and it answers the task.
-    ResultVerified { node: NodeId, task: TaskId },
-    ResultRejected { node: NodeId, task: TaskId, reason: RejectReason },
+    ResultVerified {
+        node: NodeId,
+        task: TaskId,
+    },
+    ResultRejected {
+        node: NodeId,
+        task: TaskId,
+        reason: RejectReason,
+    },
     /// Time passed; deadlines are checked.
     Tick,
 }
@@ -121,18 +154,136 @@ pub enum Input {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum JobOutcome {
     /// Every piece verified. With `Composite`, `root` is None and the driver assembles the verified leaves.
-    Completed { root: Option<TaskId> },
-    Failed { reason: String },
+    Completed {
+        root: Option<TaskId>,
+    },
+    Failed {
+        reason: String,
+    },
     Cancelled,
 }
 
 /// What the scheduler asks its driver to do.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Action {
-    Assign { task: TaskId, kind: TaskKind, node: NodeId, attempt: u32, deadline: Time },
+    Assign {
+        task: TaskId,
+        kind: TaskKind,
+        node: NodeId,
+        attempt: u32,
+        deadline: Time,
+    },
     /// Stop work on `task` at `node` (another copy won, the job was cancelled, or the deadline passed).
-    Cancel { task: TaskId, node: NodeId },
-    Reward { node: NodeId, task: TaskId, amount: u64 },
-    Penalize { node: NodeId, task: TaskId, cause: PenaltyCause, amount: u64 },
-    JobFinished { job: JobId, outcome: JobOutcome },
+    Cancel {
+        task: TaskId,
+        node: NodeId,
+    },
+    Reward {
+        node: NodeId,
+        task: TaskId,
+        amount: u64,
+    },
+    Penalize {
+        node: NodeId,
+        task: TaskId,
+        cause: PenaltyCause,
+        amount: u64,
+    },
+    JobFinished {
+        job: JobId,
+        outcome: JobOutcome,
+    },
+}
+
+/// Task indices at or above this number are joins; below it, the index is the segment number of a Prove task.
+pub const JOIN_INDEX_BASE: u32 = 1 << 31;
+
+impl TaskId {
+    pub fn new(job: JobId, index: u32) -> Self {
+        Self { job, index }
+    }
+
+    /// Whether this id names a join task (index at or above [`JOIN_INDEX_BASE`]).
+    pub fn is_join(&self) -> bool {
+        self.index >= JOIN_INDEX_BASE
+    }
+}
+
+impl std::fmt::Display for JobId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "job {}", self.0)
+    }
+}
+
+impl std::fmt::Display for NodeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "node {}", self.0)
+    }
+}
+
+impl std::fmt::Display for TaskId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_join() {
+            write!(f, "{}/join {}", self.job, self.index - JOIN_INDEX_BASE)
+        } else {
+            write!(f, "{}/segment {}", self.job, self.index)
+        }
+    }
+}
+
+impl TaskKind {
+    /// Segment size a node must handle (0 for joins, which are of fixed size).
+    pub fn po2(&self) -> u8 {
+        match self {
+            TaskKind::Prove { po2, .. } => *po2,
+            TaskKind::Join { .. } => 0,
+        }
+    }
+}
+
+impl NodeCapacity {
+    /// A node with one slot, recursion available and the memory a segment of `max_po2` needs (rough figure).
+    pub fn new(max_po2: u8, cycles_per_sec: f64) -> Self {
+        Self {
+            memory_bytes: 1u64 << (max_po2.min(40) as u32 + 14),
+            max_po2,
+            cycles_per_sec,
+            slots: 1,
+            recursion: true,
+        }
+    }
+}
+
+impl JobSpec {
+    /// Sensible defaults: redundancy 1, 3 attempts, 60 s slack per attempt, join tree, no in-flight cap,
+    /// reward 100 per verified task.
+    pub fn new(po2: u8) -> Self {
+        Self {
+            po2,
+            redundancy: 1,
+            max_attempts: 3,
+            task_timeout_ms: 60_000,
+            deadline: None,
+            aggregation: Aggregation::JoinTree,
+            max_in_flight: u32::MAX,
+            reward_per_task: 100,
+        }
+    }
+}
+
+impl Default for JobSpec {
+    fn default() -> Self {
+        Self::new(20)
+    }
+}
+
+impl std::fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RejectReason::InvalidProof => "invalid proof",
+            RejectReason::WrongClaim => "wrong claim",
+            RejectReason::NotProversOwn => "not the prover's own result",
+            RejectReason::Malformed => "malformed result",
+        })
+    }
 }

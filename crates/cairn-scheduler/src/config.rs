@@ -1,0 +1,129 @@
+//! Scheduler settings. Every field has a default a user can start from; the simulator overrides them per scenario.
+
+use serde::{Deserialize, Serialize};
+
+use crate::types::Time;
+
+/// Settings of one [`crate::Scheduler`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SchedulerConfig {
+    /// A node that sends nothing (heartbeat, result, failure) for this long is treated as gone: its tasks are
+    /// reassigned and each abandoned task costs it a `Silence` penalty. `None` disables liveness tracking
+    /// (a simulator that does not model heartbeats should set this).
+    pub heartbeat_timeout_ms: Option<u64>,
+    /// At most this many assignments per node at once, whatever slots it claims.
+    pub per_node_in_flight_cap: u32,
+    /// Work of one lift, in cycles at the node's measured speed (a lift is a fixed-size recursion proof:
+    /// ~50 s on a 2-core machine that proves ~2 kHz). Added to the expected time of a Prove task of a join-tree job.
+    pub lift_cycles: u64,
+    /// Work of one join, in cycles at the node's measured speed (same size as a lift).
+    pub join_cycles: u64,
+    /// A queued task that no live node could take (none fits, or every fitting one is excluded) for this long
+    /// fails its job with a reason instead of hanging forever. `None`: wait forever.
+    pub stall_timeout_ms: Option<u64>,
+    /// At most this many copies of one task at once (redundancy + backups + emergency races).
+    pub max_copies_per_task: u32,
+    /// How many candidates a ranking policy (reputation, stake, auction) looks at per selection.
+    pub policy_sample: usize,
+    pub speculative: SpeculativeConfig,
+    pub ledger: LedgerConfig,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_timeout_ms: Some(30_000),
+            per_node_in_flight_cap: 4,
+            lift_cycles: 100_000,
+            join_cycles: 100_000,
+            stall_timeout_ms: Some(600_000),
+            max_copies_per_task: 8,
+            policy_sample: 64,
+            speculative: SpeculativeConfig::default(),
+            ledger: LedgerConfig::default(),
+        }
+    }
+}
+
+/// Speculative backup copies of stragglers (MapReduce-style): one extra copy of a running task on another idle
+/// node; the first verified result wins and the other copy is cancelled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SpeculativeConfig {
+    pub enabled: bool,
+    /// Tail trigger: once the job's execution has finished and nothing of it waits for a node, every running task
+    /// gets a backup when at most this many of the job's tasks remain unfinished.
+    pub tail_tasks: u32,
+    /// Straggler trigger: a copy running longer than `slow_factor` x its expected time gets a backup.
+    /// `None` disables this trigger.
+    pub slow_factor: Option<f64>,
+    /// Backups per task at most (over the task's life).
+    pub max_backups_per_task: u32,
+}
+
+impl Default for SpeculativeConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            tail_tasks: 2,
+            slow_factor: Some(2.0),
+            max_backups_per_task: 1,
+        }
+    }
+}
+
+/// Amounts and reputation parameters of the [`crate::Ledger`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LedgerConfig {
+    /// Slashed (from stake first, then balance, never below zero) when a node misses a deadline or goes silent.
+    pub slash_silence: u64,
+    /// Slashed when a node's result is rejected.
+    pub slash_invalid: u64,
+    /// Share of every slash, in per mille, held in escrow for whoever then proves the task (Boundless pays half
+    /// of a burned collateral to the prover who finishes the work). The rest is burned. If the task is never
+    /// proved (job failed or cancelled), the escrow is burned.
+    pub slash_to_finisher_permille: u32,
+    /// Epoch length for the activity score; the score is updated at every epoch boundary.
+    pub epoch_ms: Time,
+    /// Aztec activity score: x <- min(max(0, x - decay) + inc * [proved in epoch], upper).
+    pub rep_inc: u64,
+    pub rep_decay: u64,
+    pub rep_upper: u64,
+    /// Extension (not in Aztec's formula): the score also drops by this much at every penalty, so that a
+    /// reputation-gated policy stops favouring a node that fails.
+    pub rep_slash: u64,
+    /// Score of a new node.
+    pub rep_initial: u64,
+    /// Aztec shares: y(x) = max(k - a * d^2, m) if x <= h else k, with d = (h - x) / rep_inc, the distance to `h`
+    /// in epochs of activity (Aztec's live a = 1,000 only makes sense in such a unit). Used for the epoch reward
+    /// split.
+    pub share_k: u64,
+    pub share_a: u64,
+    pub share_h: u64,
+    pub share_m: u64,
+    /// Minted at every epoch end and split by shares among nodes that proved something in it (0: off).
+    pub epoch_reward: u64,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        Self {
+            slash_silence: 100,
+            slash_invalid: 1_000,
+            slash_to_finisher_permille: 500,
+            epoch_ms: 600_000,
+            rep_inc: 125_000,
+            rep_decay: 100_000,
+            rep_upper: 15_000_000,
+            rep_slash: 250_000,
+            rep_initial: 0,
+            share_k: 1_000_000,
+            share_a: 1_000,
+            share_h: 15_000_000,
+            share_m: 100_000,
+            epoch_reward: 0,
+        }
+    }
+}

@@ -1,0 +1,324 @@
+//! The index of live nodes and of those with a free slot, bucketed by what they can do.
+//!
+//! Nodes are bucketed by (max_po2, recursion). A task of size po2 that needs recursion can go to any free node of a
+//! bucket with max_po2 >= po2 and recursion; there are at most 64 buckets, so finding a candidate costs
+//! O(buckets + log n), never a scan of all nodes. Each bucket keeps its free nodes twice: in pull order
+//! (a `BTreeSet` keyed by the moment the node last asked for work, for FIFO) and in a vector (for O(1) uniform
+//! sampling by the ranking policies).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rand::Rng;
+
+use crate::types::{NodeCapacity, NodeId, TaskId, Time};
+
+/// Largest po2 bucket; bigger claims are clamped to it (RISC Zero segments stop at po2 24).
+pub(crate) const MAX_PO2: u8 = 31;
+const BUCKETS: usize = (MAX_PO2 as usize + 1) * 2;
+
+pub(crate) fn bucket_of(cap: &NodeCapacity) -> usize {
+    cap.max_po2.min(MAX_PO2) as usize * 2 + usize::from(cap.recursion)
+}
+
+fn bucket_fits(b: usize, po2: u8, recursion: bool) -> bool {
+    (b / 2) as u8 >= po2 && (!recursion || b % 2 == 1)
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct NodeEntry {
+    pub cap: NodeCapacity,
+    pub bucket: usize,
+    pub running: u32,
+    pub limit: u32,
+    /// Key in its bucket's pull order while it has a free slot.
+    free_key: Option<u64>,
+    /// Position in its bucket's vector while it has a free slot.
+    vec_pos: usize,
+    pub last_seen: Time,
+    /// Tasks it has a copy of in flight.
+    pub tasks: Vec<TaskId>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Bucket {
+    order: BTreeSet<(u64, NodeId)>,
+    free: Vec<NodeId>,
+    live: u32,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct NodeIndex {
+    pub nodes: BTreeMap<NodeId, NodeEntry>,
+    buckets: Vec<Bucket>,
+    seq: u64,
+    free_total: usize,
+}
+
+impl NodeIndex {
+    pub fn new() -> Self {
+        Self {
+            nodes: BTreeMap::new(),
+            buckets: vec![Bucket::default(); BUCKETS],
+            seq: 0,
+            free_total: 0,
+        }
+    }
+
+    pub fn free_total(&self) -> usize {
+        self.free_total
+    }
+
+    pub fn get(&self, node: NodeId) -> Option<&NodeEntry> {
+        self.nodes.get(&node)
+    }
+
+    pub fn get_mut(&mut self, node: NodeId) -> Option<&mut NodeEntry> {
+        self.nodes.get_mut(&node)
+    }
+
+    /// Adds a node, or updates the capacity of a known one (keeping its work in flight).
+    pub fn upsert(&mut self, node: NodeId, cap: NodeCapacity, cap_limit: u32, now: Time) {
+        let limit = cap.slots.min(cap_limit);
+        if let Some(mut e) = self.take(node) {
+            e.cap = cap;
+            e.bucket = bucket_of(&cap);
+            e.limit = limit;
+            e.last_seen = now;
+            self.put(node, e);
+        } else {
+            let e = NodeEntry {
+                cap,
+                bucket: bucket_of(&cap),
+                running: 0,
+                limit,
+                free_key: None,
+                vec_pos: 0,
+                last_seen: now,
+                tasks: Vec::new(),
+            };
+            self.put(node, e);
+        }
+    }
+
+    /// Removes a node and returns its entry (with its tasks in flight).
+    pub fn remove(&mut self, node: NodeId) -> Option<NodeEntry> {
+        self.take(node)
+    }
+
+    fn take(&mut self, node: NodeId) -> Option<NodeEntry> {
+        let mut e = self.nodes.remove(&node)?;
+        self.unfree(node, &mut e);
+        self.buckets[e.bucket].live -= 1;
+        Some(e)
+    }
+
+    fn put(&mut self, node: NodeId, mut e: NodeEntry) {
+        self.buckets[e.bucket].live += 1;
+        if e.running < e.limit {
+            self.make_free(node, &mut e);
+        }
+        self.nodes.insert(node, e);
+    }
+
+    fn make_free(&mut self, node: NodeId, e: &mut NodeEntry) {
+        debug_assert!(e.free_key.is_none());
+        self.seq += 1;
+        let b = &mut self.buckets[e.bucket];
+        b.order.insert((self.seq, node));
+        e.free_key = Some(self.seq);
+        e.vec_pos = b.free.len();
+        b.free.push(node);
+        self.free_total += 1;
+    }
+
+    fn unfree(&mut self, node: NodeId, e: &mut NodeEntry) {
+        let Some(key) = e.free_key.take() else { return };
+        let b = &mut self.buckets[e.bucket];
+        b.order.remove(&(key, node));
+        let pos = e.vec_pos;
+        b.free.swap_remove(pos);
+        if let Some(&moved) = b.free.get(pos) {
+            // The moved node is another entry of the map (never `node`, which was taken out or is `e`).
+            if let Some(m) = self.nodes.get_mut(&moved) {
+                m.vec_pos = pos;
+            }
+        }
+        self.free_total -= 1;
+    }
+
+    /// A copy of `task` starts at `node`. The node goes to the back of the pull order if it still has a free slot.
+    pub fn on_assign(&mut self, node: NodeId, task: TaskId) {
+        let Some(mut e) = self.nodes.remove(&node) else {
+            return;
+        };
+        self.unfree(node, &mut e);
+        e.running += 1;
+        e.tasks.push(task);
+        if e.running < e.limit {
+            self.make_free(node, &mut e);
+        }
+        self.nodes.insert(node, e);
+    }
+
+    /// A copy of `task` at `node` ended (any way).
+    pub fn on_release(&mut self, node: NodeId, task: TaskId) {
+        let Some(mut e) = self.nodes.remove(&node) else {
+            return;
+        };
+        if let Some(i) = e.tasks.iter().position(|t| *t == task) {
+            e.tasks.swap_remove(i);
+            e.running -= 1;
+            if e.running < e.limit && e.free_key.is_none() {
+                self.make_free(node, &mut e);
+            }
+        }
+        self.nodes.insert(node, e);
+    }
+
+    /// Whether some node with a free slot fits the class.
+    pub fn has_free(&self, po2: u8, recursion: bool) -> bool {
+        self.buckets
+            .iter()
+            .enumerate()
+            .any(|(i, b)| !b.free.is_empty() && bucket_fits(i, po2, recursion))
+    }
+
+    /// Live nodes that fit the class (busy or not).
+    pub fn live_fitting(&self, po2: u8, recursion: bool) -> u64 {
+        self.buckets
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| bucket_fits(*i, po2, recursion))
+            .map(|(_, b)| b.live as u64)
+            .sum()
+    }
+
+    pub fn fits(cap: &NodeCapacity, po2: u8, recursion: bool) -> bool {
+        cap.max_po2 >= po2 && (!recursion || cap.recursion)
+    }
+}
+
+/// The nodes a policy may choose from for one task: live, with a free slot, fitting the task (po2, recursion)
+/// and not excluded from it (already on it, or failed it before).
+#[derive(Debug, Clone, Copy)]
+pub struct Candidates<'a> {
+    index: &'a NodeIndex,
+    po2: u8,
+    recursion: bool,
+    excluded: &'a [NodeId],
+}
+
+impl<'a> Candidates<'a> {
+    pub(crate) fn new(
+        index: &'a NodeIndex,
+        po2: u8,
+        recursion: bool,
+        excluded: &'a [NodeId],
+    ) -> Self {
+        Self {
+            index,
+            po2,
+            recursion,
+            excluded,
+        }
+    }
+
+    fn buckets(&self) -> impl Iterator<Item = &'a Bucket> + '_ {
+        let (po2, rec) = (self.po2, self.recursion);
+        self.index
+            .buckets
+            .iter()
+            .enumerate()
+            .filter(move |(i, _)| bucket_fits(*i, po2, rec))
+            .map(|(_, b)| b)
+    }
+
+    /// Free fitting nodes, counting excluded ones (an upper bound on the candidates).
+    pub fn len_upper_bound(&self) -> usize {
+        self.buckets().map(|b| b.free.len()).sum()
+    }
+
+    pub fn is_excluded(&self, node: NodeId) -> bool {
+        self.excluded.contains(&node)
+    }
+
+    /// Whether `node` is a candidate.
+    pub fn contains(&self, node: NodeId) -> bool {
+        self.index.nodes.get(&node).is_some_and(|e| {
+            e.free_key.is_some()
+                && NodeIndex::fits(&e.cap, self.po2, self.recursion)
+                && !self.is_excluded(node)
+        })
+    }
+
+    /// What the candidate `node` claims.
+    pub fn capacity(&self, node: NodeId) -> Option<&'a NodeCapacity> {
+        self.index.nodes.get(&node).map(|e| &e.cap)
+    }
+
+    /// Candidates in pull order: the node that has waited longest for work first.
+    pub fn fifo(&self) -> impl Iterator<Item = NodeId> + '_ {
+        let mut heads: Vec<_> = self.buckets().map(|b| b.order.iter().peekable()).collect();
+        std::iter::from_fn(move || loop {
+            let mut best: Option<(usize, (u64, NodeId))> = None;
+            for (i, h) in heads.iter_mut().enumerate() {
+                if let Some(&&k) = h.peek() {
+                    if best.is_none_or(|(_, b)| k < b) {
+                        best = Some((i, k));
+                    }
+                }
+            }
+            let (i, (_, node)) = best?;
+            heads[i].next();
+            if !self.is_excluded(node) {
+                return Some(node);
+            }
+        })
+    }
+
+    /// The `i`-th free fitting node in a fixed (but arbitrary) order, excluded ones included; `i` < `len_upper_bound`.
+    pub fn nth(&self, mut i: usize) -> Option<NodeId> {
+        for b in self.buckets() {
+            if i < b.free.len() {
+                return Some(b.free[i]);
+            }
+            i -= b.free.len();
+        }
+        None
+    }
+
+    /// Up to `k` distinct candidates drawn uniformly at random.
+    pub fn sample<R: Rng + ?Sized>(&self, rng: &mut R, k: usize) -> Vec<NodeId> {
+        let total = self.len_upper_bound();
+        if total == 0 || k == 0 {
+            return Vec::new();
+        }
+        if total <= k * 2 {
+            // Small pool: take everything (in a random order) rather than rejection-sample.
+            let mut all: Vec<NodeId> = self
+                .buckets()
+                .flat_map(|b| b.free.iter().copied())
+                .filter(|n| !self.is_excluded(*n))
+                .collect();
+            all.sort();
+            for i in (1..all.len()).rev() {
+                let j = rng.random_range(0..=i);
+                all.swap(i, j);
+            }
+            all.truncate(k);
+            return all;
+        }
+        let mut out = Vec::with_capacity(k);
+        let mut tries = 0;
+        while out.len() < k && tries < k * 4 {
+            tries += 1;
+            let Some(n) = self.nth(rng.random_range(0..total)) else {
+                break;
+            };
+            if !self.is_excluded(n) && !out.contains(&n) {
+                out.push(n);
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,1488 @@
+//! The state machine. See the crate documentation for the bird's-eye view.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::ops::Bound;
+
+use crate::config::SchedulerConfig;
+use crate::ledger::{ComputeKind, Ledger};
+use crate::plan::{PlannedJoin, Planner};
+use crate::policy::{SelectionPolicy, SelectionRequest};
+use crate::pool::{Candidates, NodeIndex};
+use crate::status::{AssigneeStatus, JobState, JobStatus, SchedulerStats, TaskState, TaskStatus};
+use crate::types::{
+    Action, Aggregation, Input, JobId, JobOutcome, JobSpec, NodeCapacity, NodeId, PenaltyCause,
+    RejectReason, TaskId, TaskKind, Time, JOIN_INDEX_BASE,
+};
+
+/// What a node must offer: (min po2, recursion).
+type Class = (u8, bool);
+/// Queue order: job submission order, then higher tasks of the tree first, then index.
+type QKey = (u64, u32, u32, JobId);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Deadline {
+        task: TaskId,
+        copy: u64,
+    },
+    Straggler {
+        task: TaskId,
+        copy: u64,
+    },
+    Liveness {
+        node: NodeId,
+    },
+    Wake {
+        task: TaskId,
+    },
+    Stall {
+        task: TaskId,
+        since: Time,
+        round: u32,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct CopyRun {
+    id: u64,
+    node: NodeId,
+    attempt: u32,
+    started: Time,
+    deadline: Time,
+    expected_ms: u64,
+    backup: bool,
+    price: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PastCopy {
+    node: NodeId,
+    started: Time,
+    price: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Waiting,
+    Ready,
+    Released,
+    Done,
+}
+
+#[derive(Debug, Clone)]
+struct Task {
+    kind: TaskKind,
+    height: u32,
+    cycles: u64,
+    phase: Phase,
+    deps_left: u8,
+    parent: Option<u32>,
+    sibling: Option<u32>,
+    copies: Vec<CopyRun>,
+    past: Vec<PastCopy>,
+    excluded: Vec<NodeId>,
+    failures: u32,
+    assigned: u32,
+    backups: u32,
+    backup_queued: bool,
+    queued: bool,
+    waiting_since: Time,
+    winner: Option<NodeId>,
+    created_at: Time,
+    ready_at: Option<Time>,
+    first_assigned_at: Option<Time>,
+    verified_at: Option<Time>,
+    last_failure: Option<String>,
+}
+
+impl Task {
+    fn new(kind: TaskKind, height: u32, cycles: u64, now: Time) -> Self {
+        Self {
+            kind,
+            height,
+            cycles,
+            phase: Phase::Waiting,
+            deps_left: 0,
+            parent: None,
+            sibling: None,
+            copies: Vec::new(),
+            past: Vec::new(),
+            excluded: Vec::new(),
+            failures: 0,
+            assigned: 0,
+            backups: 0,
+            backup_queued: false,
+            queued: false,
+            waiting_since: now,
+            winner: None,
+            created_at: now,
+            ready_at: None,
+            first_assigned_at: None,
+            verified_at: None,
+            last_failure: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Job {
+    id: JobId,
+    seq: u64,
+    spec: JobSpec,
+    state: JobState,
+    outcome: Option<JobOutcome>,
+    submitted_at: Time,
+    finished_at: Option<Time>,
+    planner: Planner,
+    /// Segments received but not yet given to the planner (they arrived out of order).
+    early: BTreeSet<u32>,
+    tasks: BTreeMap<u32, Task>,
+    segments_seen: u32,
+    total: Option<u32>,
+    plan_done: bool,
+    root: Option<u32>,
+    /// Ready tasks held back by `max_in_flight`: (u32::MAX - height, index).
+    local_ready: BTreeSet<(u32, u32)>,
+    /// Tasks released to the global queues and not yet verified (counts against `max_in_flight`).
+    released: u32,
+    /// Of the released, those in a global queue.
+    queued: u32,
+    unfinished: BTreeSet<u32>,
+    done: u32,
+    needed_fallback: bool,
+    backups: u32,
+}
+
+/// Cairn's scheduler. Feed it [`Input`]s with [`Scheduler::handle`]; carry out the [`Action`]s it returns; send
+/// [`Input::Tick`] at [`Scheduler::next_deadline`].
+pub struct Scheduler {
+    cfg: SchedulerConfig,
+    policy: Box<dyn SelectionPolicy>,
+    ledger: Ledger,
+    index: NodeIndex,
+    jobs: BTreeMap<JobId, Job>,
+    queues: BTreeMap<Class, BTreeSet<QKey>>,
+    backup_queue: BTreeSet<QKey>,
+    timers: BinaryHeap<Reverse<(Time, u64, Timer)>>,
+    timer_seq: u64,
+    job_seq: u64,
+    copy_seq: u64,
+    now: Time,
+    dirty: BTreeSet<JobId>,
+    stats: SchedulerStats,
+}
+
+impl std::fmt::Debug for Scheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scheduler")
+            .field("policy", &self.policy.name())
+            .field("now", &self.now)
+            .field("jobs", &self.jobs.len())
+            .field("nodes", &self.index.nodes.len())
+            .field("timers", &self.timers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn qkey(job: &Job, index: u32, height: u32) -> QKey {
+    (job.seq, u32::MAX - height, index, job.id)
+}
+
+fn needs_recursion(kind: &TaskKind, aggregation: Aggregation) -> bool {
+    match kind {
+        TaskKind::Join { .. } => true,
+        TaskKind::Prove { .. } => aggregation == Aggregation::JoinTree,
+    }
+}
+
+fn class_of(kind: &TaskKind, aggregation: Aggregation) -> Class {
+    (kind.po2(), needs_recursion(kind, aggregation))
+}
+
+impl Scheduler {
+    pub fn new(config: SchedulerConfig, policy: Box<dyn SelectionPolicy>) -> Self {
+        let ledger = Ledger::new(config.ledger.clone());
+        Self {
+            cfg: config,
+            policy,
+            ledger,
+            index: NodeIndex::new(),
+            jobs: BTreeMap::new(),
+            queues: BTreeMap::new(),
+            backup_queue: BTreeSet::new(),
+            timers: BinaryHeap::new(),
+            timer_seq: 0,
+            job_seq: 0,
+            copy_seq: 0,
+            now: 0,
+            dirty: BTreeSet::new(),
+            stats: SchedulerStats::default(),
+        }
+    }
+
+    pub fn config(&self) -> &SchedulerConfig {
+        &self.cfg
+    }
+
+    pub fn policy_name(&self) -> &'static str {
+        self.policy.name()
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    pub fn ledger_mut(&mut self) -> &mut Ledger {
+        &mut self.ledger
+    }
+
+    /// The latest time the scheduler has seen.
+    pub fn now(&self) -> Time {
+        self.now
+    }
+
+    /// When the driver must send [`Input::Tick`] next (a deadline, a liveness check, a straggler check, an
+    /// auction's price step). Exact: no stale entry is ever at the head.
+    pub fn next_deadline(&self) -> Option<Time> {
+        self.timers.peek().map(|Reverse((t, _, _))| *t)
+    }
+
+    pub fn stats(&self) -> SchedulerStats {
+        let mut s = self.stats.clone();
+        s.nodes_live = self.index.nodes.len() as u64;
+        s.nodes_with_free_slot = self.index.free_total() as u64;
+        s.tasks_queued = self.queues.values().map(|q| q.len() as u64).sum();
+        s.jobs_running = self
+            .jobs
+            .values()
+            .filter(|j| j.state == JobState::Running)
+            .count() as u64;
+        s
+    }
+
+    /// Whether `node` is known and live.
+    pub fn node_capacity(&self, node: NodeId) -> Option<NodeCapacity> {
+        self.index.get(node).map(|e| e.cap)
+    }
+
+    /// Ready tasks of a running job that no node has started yet (throttled or queued): a driver can pause
+    /// execution while this is high (backpressure on the executor). None if the job is unknown or finished.
+    pub fn backlog(&self, job: JobId) -> Option<u32> {
+        let j = self
+            .jobs
+            .get(&job)
+            .filter(|j| j.state == JobState::Running)?;
+        Some(j.local_ready.len() as u32 + j.queued)
+    }
+
+    /// Forget a finished job (its status is no longer available). Returns whether it was forgotten.
+    pub fn forget_job(&mut self, job: JobId) -> bool {
+        if self
+            .jobs
+            .get(&job)
+            .is_some_and(|j| j.state != JobState::Running)
+        {
+            self.jobs.remove(&job);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Ids of jobs known to the scheduler (running and finished, not forgotten).
+    pub fn jobs(&self) -> impl Iterator<Item = JobId> + '_ {
+        self.jobs.keys().copied()
+    }
+
+    pub fn job_status(&self, job: JobId) -> Option<JobStatus> {
+        let j = self.jobs.get(&job)?;
+        let mut tasks = Vec::with_capacity(j.tasks.len());
+        let mut in_flight = 0;
+        for (&index, t) in &j.tasks {
+            in_flight += t.copies.len() as u32;
+            let wanted = j.spec.redundancy;
+            let state = match t.phase {
+                Phase::Done => TaskState::Verified,
+                _ if j.state != JobState::Running => TaskState::Abandoned,
+                Phase::Waiting => TaskState::WaitingForInputs,
+                Phase::Ready => TaskState::Throttled,
+                Phase::Released if t.queued || (t.copies.len() as u32) < wanted => {
+                    TaskState::Queued
+                }
+                Phase::Released => TaskState::Running,
+            };
+            tasks.push(TaskStatus {
+                task: TaskId::new(job, index),
+                kind: t.kind,
+                state,
+                height: t.height,
+                assignees: t
+                    .copies
+                    .iter()
+                    .map(|c| AssigneeStatus {
+                        node: c.node,
+                        attempt: c.attempt,
+                        started_at: c.started,
+                        deadline: c.deadline,
+                        expected_ms: c.expected_ms,
+                        backup: c.backup,
+                        price: c.price,
+                    })
+                    .collect(),
+                winner: t.winner,
+                attempts: t.assigned,
+                failures: t.failures,
+                backups: t.backups,
+                excluded: t.excluded.clone(),
+                created_at: t.created_at,
+                ready_at: t.ready_at,
+                first_assigned_at: t.first_assigned_at,
+                verified_at: t.verified_at,
+                last_failure: t.last_failure.clone(),
+            });
+        }
+        Some(JobStatus {
+            job,
+            state: j.state,
+            spec: j.spec.clone(),
+            submitted_at: j.submitted_at,
+            finished_at: j.finished_at,
+            outcome: j.outcome.clone(),
+            segments_received: j.segments_seen,
+            segments_total: j.total,
+            root: j.root.map(|r| TaskId::new(job, r)),
+            tasks_total: j.tasks.len() as u32,
+            tasks_verified: j.done,
+            copies_in_flight: in_flight,
+            needed_fallback: j.needed_fallback,
+            backups: j.backups,
+            tasks,
+        })
+    }
+
+    /// Process one input at time `now` (times before the latest seen are taken as the latest).
+    pub fn handle(&mut self, now: Time, input: Input) -> Vec<Action> {
+        let now = now.max(self.now);
+        self.now = now;
+        self.ledger.advance_to(now);
+        let mut out = Vec::new();
+        match input {
+            Input::SubmitJob { job, spec } => self.on_submit(now, job, spec, &mut out),
+            Input::SegmentReady {
+                job,
+                segment,
+                cycles,
+            } => self.on_segment(now, job, segment, cycles, &mut out),
+            Input::ExecutionFinished { job, segments } => {
+                self.on_execution_finished(now, job, segments, &mut out)
+            }
+            Input::ExecutionFailed { job, reason } => {
+                if self.is_running(job) {
+                    self.end_job(
+                        now,
+                        job,
+                        JobOutcome::Failed {
+                            reason: format!("execution failed: {reason}"),
+                        },
+                        &mut out,
+                    );
+                }
+            }
+            Input::CancelJob { job } => {
+                if self.is_running(job) {
+                    self.end_job(now, job, JobOutcome::Cancelled, &mut out);
+                }
+            }
+            Input::NodeJoined { node, capacity } => self.on_node_joined(now, node, capacity),
+            Input::NodeLeft { node } => self.on_node_gone(now, node, false, &mut out),
+            Input::Heartbeat { node } => self.touch(node, now),
+            Input::TaskFailed { node, task, reason } => {
+                self.touch(node, now);
+                if self
+                    .remove_copy_of(now, task, node, ComputeKind::Failed)
+                    .is_some()
+                {
+                    self.stats.declines += 1;
+                    self.after_failure(
+                        now,
+                        task,
+                        node,
+                        format!("{node} failed it: {reason}"),
+                        &mut out,
+                    );
+                }
+            }
+            Input::ResultVerified { node, task } => {
+                self.touch(node, now);
+                self.on_verified(now, node, task, &mut out);
+            }
+            Input::ResultRejected { node, task, reason } => {
+                self.touch(node, now);
+                self.on_rejected(now, node, task, reason, &mut out);
+            }
+            Input::Tick => {}
+        }
+        self.fire_timers(now, &mut out);
+        self.dispatch(now, &mut out);
+        self.tail_backups();
+        self.dispatch_backups(now, &mut out);
+        self.clean_timers();
+        out
+    }
+
+    // ---- jobs and the plan ----
+
+    fn is_running(&self, job: JobId) -> bool {
+        self.jobs
+            .get(&job)
+            .is_some_and(|j| j.state == JobState::Running)
+    }
+
+    fn on_submit(&mut self, now: Time, id: JobId, spec: JobSpec, out: &mut Vec<Action>) {
+        if self.jobs.contains_key(&id) {
+            return;
+        }
+        self.job_seq += 1;
+        let invalid = if spec.redundancy == 0 {
+            Some("invalid job spec: redundancy must be at least 1")
+        } else if spec.max_attempts == 0 {
+            Some("invalid job spec: max_attempts must be at least 1")
+        } else if spec.max_in_flight == 0 {
+            Some("invalid job spec: max_in_flight must be at least 1")
+        } else {
+            None
+        };
+        let job = Job {
+            id,
+            seq: self.job_seq,
+            spec,
+            state: JobState::Running,
+            outcome: None,
+            submitted_at: now,
+            finished_at: None,
+            planner: Planner::default(),
+            early: BTreeSet::new(),
+            tasks: BTreeMap::new(),
+            segments_seen: 0,
+            total: None,
+            plan_done: false,
+            root: None,
+            local_ready: BTreeSet::new(),
+            released: 0,
+            queued: 0,
+            unfinished: BTreeSet::new(),
+            done: 0,
+            needed_fallback: false,
+            backups: 0,
+        };
+        self.jobs.insert(id, job);
+        if let Some(reason) = invalid {
+            self.end_job(
+                now,
+                id,
+                JobOutcome::Failed {
+                    reason: reason.to_string(),
+                },
+                out,
+            );
+        }
+    }
+
+    fn on_segment(
+        &mut self,
+        now: Time,
+        id: JobId,
+        segment: u32,
+        cycles: u64,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(job) = self
+            .jobs
+            .get_mut(&id)
+            .filter(|j| j.state == JobState::Running)
+        else {
+            return;
+        };
+        if job.tasks.contains_key(&segment) {
+            return; // duplicate
+        }
+        if segment >= JOIN_INDEX_BASE || job.total.is_some_and(|t| segment >= t) {
+            let reason = match job.total {
+                Some(t) => {
+                    format!("segment {segment} reported, but execution finished with {t} segments")
+                }
+                None => format!("segment index {segment} out of range"),
+            };
+            self.end_job(now, id, JobOutcome::Failed { reason }, out);
+            return;
+        }
+        let po2 = job.spec.po2;
+        let cycles = if cycles == 0 {
+            1u64 << po2.min(40)
+        } else {
+            cycles
+        };
+        job.segments_seen += 1;
+        job.tasks.insert(
+            segment,
+            Task::new(TaskKind::Prove { segment, po2 }, 0, cycles, now),
+        );
+        job.unfinished.insert(segment);
+        self.make_ready(now, id, segment);
+        if self.jobs[&id].spec.aggregation == Aggregation::JoinTree {
+            let job = self.jobs.get_mut(&id).expect("job");
+            job.early.insert(segment);
+            let mut planned = Vec::new();
+            while job.early.first() == Some(&job.planner.pushed()) {
+                let s = job.early.pop_first().expect("first");
+                planned.extend(job.planner.push(s));
+            }
+            self.add_joins(now, id, planned);
+        }
+        self.maybe_finish_plan(now, id, out);
+    }
+
+    fn on_execution_finished(
+        &mut self,
+        now: Time,
+        id: JobId,
+        segments: u32,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(job) = self
+            .jobs
+            .get_mut(&id)
+            .filter(|j| j.state == JobState::Running)
+        else {
+            return;
+        };
+        if job.total.is_some() {
+            return;
+        }
+        if segments == 0 {
+            self.end_job(
+                now,
+                id,
+                JobOutcome::Failed {
+                    reason: "execution produced no segments".into(),
+                },
+                out,
+            );
+            return;
+        }
+        if let Some((&last, _)) = job.tasks.range(..JOIN_INDEX_BASE).next_back() {
+            if last >= segments {
+                let reason = format!(
+                    "execution finished with {segments} segments, but segment {last} was reported"
+                );
+                self.end_job(now, id, JobOutcome::Failed { reason }, out);
+                return;
+            }
+        }
+        job.total = Some(segments);
+        self.maybe_finish_plan(now, id, out);
+    }
+
+    /// Once all segments are in: the last joins (join tree), then check for completion.
+    fn maybe_finish_plan(&mut self, now: Time, id: JobId, out: &mut Vec<Action>) {
+        let job = self.jobs.get_mut(&id).expect("job");
+        if job.plan_done || job.total != Some(job.segments_seen) {
+            return;
+        }
+        job.plan_done = true;
+        if job.spec.aggregation == Aggregation::JoinTree {
+            let (joins, root) = job.planner.finish();
+            job.root = root;
+            self.add_joins(now, id, joins);
+        }
+        self.dirty.insert(id);
+        self.check_complete(now, id, out);
+    }
+
+    fn add_joins(&mut self, now: Time, id: JobId, joins: Vec<PlannedJoin>) {
+        for pj in joins {
+            let job = self.jobs.get_mut(&id).expect("job");
+            let kind = TaskKind::Join {
+                left: TaskId::new(id, pj.left),
+                right: TaskId::new(id, pj.right),
+            };
+            let mut t = Task::new(kind, pj.height, 0, now);
+            for (child, other) in [(pj.left, pj.right), (pj.right, pj.left)] {
+                let c = job
+                    .tasks
+                    .get_mut(&child)
+                    .expect("child planned before parent");
+                c.parent = Some(pj.index);
+                c.sibling = Some(other);
+                if c.phase != Phase::Done {
+                    t.deps_left += 1;
+                }
+            }
+            let ready = t.deps_left == 0;
+            job.tasks.insert(pj.index, t);
+            job.unfinished.insert(pj.index);
+            if ready {
+                self.make_ready(now, id, pj.index);
+            }
+        }
+    }
+
+    /// A task's inputs are verified: it joins the job's ready set, and is released if the job has room.
+    fn make_ready(&mut self, now: Time, id: JobId, index: u32) {
+        let job = self.jobs.get_mut(&id).expect("job");
+        let t = job.tasks.get_mut(&index).expect("task");
+        t.phase = Phase::Ready;
+        t.ready_at = Some(now);
+        job.local_ready.insert((u32::MAX - t.height, index));
+        self.release(now, id);
+    }
+
+    /// Move ready tasks to the global queues while the job is under its in-flight cap.
+    fn release(&mut self, now: Time, id: JobId) {
+        loop {
+            let job = self.jobs.get_mut(&id).expect("job");
+            if job.released >= job.spec.max_in_flight {
+                return;
+            }
+            let Some((_, index)) = job.local_ready.pop_first() else {
+                return;
+            };
+            job.released += 1;
+            job.tasks.get_mut(&index).expect("task").phase = Phase::Released;
+            self.enqueue(now, id, index);
+        }
+    }
+
+    /// Put a released task in its class queue if it wants more copies and is not there yet.
+    fn enqueue(&mut self, now: Time, id: JobId, index: u32) {
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        if job.state != JobState::Running {
+            return;
+        }
+        let aggregation = job.spec.aggregation;
+        let redundancy = job.spec.redundancy;
+        let key = {
+            let t = &job.tasks[&index];
+            if t.phase != Phase::Released || t.queued || t.copies.len() as u32 >= redundancy {
+                return;
+            }
+            qkey(job, index, t.height)
+        };
+        let t = job.tasks.get_mut(&index).expect("task");
+        t.queued = true;
+        t.waiting_since = now;
+        let class = class_of(&t.kind, aggregation);
+        job.queued += 1;
+        self.queues.entry(class).or_default().insert(key);
+        if let Some(stall) = self.cfg.stall_timeout_ms {
+            self.push_timer(
+                now + stall,
+                Timer::Stall {
+                    task: TaskId::new(id, index),
+                    since: now,
+                    round: 0,
+                },
+            );
+        }
+    }
+
+    fn dequeue(&mut self, id: JobId, index: u32) {
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        let aggregation = job.spec.aggregation;
+        let key = qkey(job, index, job.tasks[&index].height);
+        let t = job.tasks.get_mut(&index).expect("task");
+        if t.queued {
+            t.queued = false;
+            job.queued -= 1;
+            let class = class_of(&t.kind, aggregation);
+            if let Some(q) = self.queues.get_mut(&class) {
+                q.remove(&key);
+            }
+        }
+    }
+
+    /// Out of both the class queue and the backup queue.
+    fn dequeue_all(&mut self, id: JobId, index: u32) {
+        self.dequeue(id, index);
+        self.dequeue_backup(TaskId::new(id, index));
+    }
+
+    fn check_complete(&mut self, now: Time, id: JobId, out: &mut Vec<Action>) {
+        let job = &self.jobs[&id];
+        if job.state != JobState::Running || !job.plan_done {
+            return;
+        }
+        let complete = match job.spec.aggregation {
+            Aggregation::JoinTree => job.root.is_some_and(|r| job.tasks[&r].phase == Phase::Done),
+            Aggregation::Composite => job.done == job.tasks.len() as u32,
+        };
+        if complete {
+            debug_assert!(job
+                .tasks
+                .values()
+                .all(|t| t.phase == Phase::Done && t.winner.is_some()));
+            let root = match job.spec.aggregation {
+                Aggregation::JoinTree => job.root.map(|r| TaskId::new(id, r)),
+                Aggregation::Composite => None,
+            };
+            self.end_job(now, id, JobOutcome::Completed { root }, out);
+        }
+    }
+
+    /// Finish a job any way: stop every copy in flight, empty its queues, burn escrow of unproved tasks.
+    fn end_job(&mut self, now: Time, id: JobId, outcome: JobOutcome, out: &mut Vec<Action>) {
+        let Some(job) = self.jobs.get(&id) else {
+            return;
+        };
+        if job.state != JobState::Running {
+            return;
+        }
+        let indices: Vec<u32> = job.tasks.keys().copied().collect();
+        for index in indices {
+            self.dequeue_all(id, index);
+            let job = self.jobs.get_mut(&id).expect("job");
+            let t = job.tasks.get_mut(&index).expect("task");
+            let task = TaskId::new(id, index);
+            for c in std::mem::take(&mut t.copies) {
+                out.push(Action::Cancel { task, node: c.node });
+                self.index.on_release(c.node, task);
+                self.ledger
+                    .record_compute(c.node, now - c.started, ComputeKind::Redundant);
+            }
+            if t.phase != Phase::Done {
+                self.ledger.burn_escrow(task);
+            }
+        }
+        let job = self.jobs.get_mut(&id).expect("job");
+        job.state = match outcome {
+            JobOutcome::Completed { .. } => {
+                self.stats.jobs_completed += 1;
+                JobState::Completed
+            }
+            JobOutcome::Failed { .. } => {
+                self.stats.jobs_failed += 1;
+                JobState::Failed
+            }
+            JobOutcome::Cancelled => {
+                self.stats.jobs_cancelled += 1;
+                JobState::Cancelled
+            }
+        };
+        job.finished_at = Some(now);
+        job.outcome = Some(outcome.clone());
+        job.local_ready.clear();
+        out.push(Action::JobFinished { job: id, outcome });
+    }
+
+    // ---- nodes ----
+
+    fn on_node_joined(&mut self, now: Time, node: NodeId, capacity: NodeCapacity) {
+        let known = self.index.get(node).is_some();
+        self.index
+            .upsert(node, capacity, self.cfg.per_node_in_flight_cap, now);
+        self.ledger.open_account(node);
+        if !known {
+            if let Some(hb) = self.cfg.heartbeat_timeout_ms {
+                self.push_timer(now + hb, Timer::Liveness { node });
+            }
+        }
+    }
+
+    fn touch(&mut self, node: NodeId, now: Time) {
+        if let Some(e) = self.index.get_mut(node) {
+            e.last_seen = now;
+        }
+    }
+
+    /// A node left (announced) or went silent (`silent`: its abandoned tasks cost it a Silence penalty, and it is
+    /// told to stop).
+    fn on_node_gone(&mut self, now: Time, node: NodeId, silent: bool, out: &mut Vec<Action>) {
+        let Some(entry) = self.index.remove(node) else {
+            return;
+        };
+        for task in entry.tasks {
+            let Some(_) = self.remove_copy_of(now, task, node, ComputeKind::Failed) else {
+                continue;
+            };
+            self.stats.abandoned_by_departure += 1;
+            if silent {
+                out.push(Action::Cancel { task, node });
+                let amount = self.ledger.slash(node, task, PenaltyCause::Silence);
+                out.push(Action::Penalize {
+                    node,
+                    task,
+                    cause: PenaltyCause::Silence,
+                    amount,
+                });
+            }
+            let why = if silent {
+                format!("{node} went silent")
+            } else {
+                format!("{node} left")
+            };
+            self.after_failure(now, task, node, why, out);
+        }
+    }
+
+    // ---- copies, results, failures ----
+
+    /// Remove `node`'s running copy of `task` (if any) and free its slot. Returns the copy.
+    fn remove_copy_of(
+        &mut self,
+        now: Time,
+        task: TaskId,
+        node: NodeId,
+        kind: ComputeKind,
+    ) -> Option<CopyRun> {
+        let job = self
+            .jobs
+            .get_mut(&task.job)
+            .filter(|j| j.state == JobState::Running)?;
+        let t = job.tasks.get_mut(&task.index)?;
+        let i = t.copies.iter().position(|c| c.node == node)?;
+        let c = t.copies.swap_remove(i);
+        self.index.on_release(node, task);
+        self.ledger.record_compute(node, now - c.started, kind);
+        self.dirty.insert(task.job);
+        Some(c)
+    }
+
+    /// A copy failed (any way): count the attempt, exclude the node, fail the job or look for another node.
+    fn after_failure(
+        &mut self,
+        now: Time,
+        task: TaskId,
+        node: NodeId,
+        why: String,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(job) = self
+            .jobs
+            .get_mut(&task.job)
+            .filter(|j| j.state == JobState::Running)
+        else {
+            return;
+        };
+        let max = job.spec.max_attempts;
+        job.needed_fallback = true;
+        let Some(t) = job.tasks.get_mut(&task.index) else {
+            return;
+        };
+        if t.phase == Phase::Done {
+            return;
+        }
+        t.failures += 1;
+        if !t.excluded.contains(&node) {
+            t.excluded.push(node);
+        }
+        t.last_failure = Some(why.clone());
+        if t.failures >= max {
+            let reason = format!(
+                "{task} failed {} attempts (max {max}); last: {why}",
+                t.failures
+            );
+            self.end_job(now, task.job, JobOutcome::Failed { reason }, out);
+            return;
+        }
+        self.enqueue(now, task.job, task.index);
+    }
+
+    fn on_verified(&mut self, now: Time, node: NodeId, task: TaskId, out: &mut Vec<Action>) {
+        let Some(job) = self
+            .jobs
+            .get_mut(&task.job)
+            .filter(|j| j.state == JobState::Running)
+        else {
+            return;
+        };
+        let reward_base = job.spec.reward_per_task;
+        let Some(t) = job.tasks.get_mut(&task.index) else {
+            return;
+        };
+        // Only a node that was given this task can answer it.
+        let Some(past) = t.past.iter().rev().find(|p| p.node == node).copied() else {
+            return;
+        };
+        if t.phase == Phase::Done {
+            // A late duplicate: never accepted twice. Its compute was counted as redundant when it was cancelled.
+            self.stats.late_duplicates += 1;
+            return;
+        }
+        t.phase = Phase::Done;
+        t.winner = Some(node);
+        t.verified_at = Some(now);
+        let mine = t
+            .copies
+            .iter()
+            .position(|c| c.node == node)
+            .map(|i| t.copies.swap_remove(i));
+        let others = std::mem::take(&mut t.copies);
+        let parent = t.parent;
+        let was_queued = t.queued || t.backup_queued;
+        let price = mine.as_ref().map_or(past.price, |c| c.price);
+        self.index.on_release(node, task);
+        // A late result from a copy that had timed out still counts: its compute since it started was useful.
+        self.ledger
+            .record_compute(node, now - past.started, ComputeKind::Useful);
+        for c in others {
+            out.push(Action::Cancel { task, node: c.node });
+            self.index.on_release(c.node, task);
+            self.ledger
+                .record_compute(c.node, now - c.started, ComputeKind::Redundant);
+        }
+        if was_queued {
+            self.dequeue_all(task.job, task.index);
+        }
+        let amount = self.ledger.reward(node, task, price.unwrap_or(reward_base));
+        out.push(Action::Reward { node, task, amount });
+        let job = self.jobs.get_mut(&task.job).expect("job");
+        job.done += 1;
+        job.released -= 1;
+        job.unfinished.remove(&task.index);
+        self.dirty.insert(task.job);
+        if let Some(p) = parent {
+            let pt = job.tasks.get_mut(&p).expect("parent");
+            pt.deps_left -= 1;
+            if pt.deps_left == 0 {
+                self.make_ready(now, task.job, p);
+            }
+        }
+        self.release(now, task.job);
+        self.check_complete(now, task.job, out);
+    }
+
+    fn on_rejected(
+        &mut self,
+        now: Time,
+        node: NodeId,
+        task: TaskId,
+        reason: RejectReason,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(job) = self
+            .jobs
+            .get(&task.job)
+            .filter(|j| j.state == JobState::Running)
+        else {
+            return;
+        };
+        let Some(t) = job.tasks.get(&task.index) else {
+            return;
+        };
+        if !t.past.iter().any(|p| p.node == node) {
+            return; // not its task: nothing to judge
+        }
+        self.stats.rejections += 1;
+        let cause = PenaltyCause::Invalid(reason);
+        let amount = self.ledger.slash(node, task, cause);
+        out.push(Action::Penalize {
+            node,
+            task,
+            cause,
+            amount,
+        });
+        if self
+            .remove_copy_of(now, task, node, ComputeKind::Failed)
+            .is_some()
+        {
+            self.after_failure(
+                now,
+                task,
+                node,
+                format!("{node}'s result was rejected: {reason}"),
+                out,
+            );
+        } else if let Some(t) = self
+            .jobs
+            .get_mut(&task.job)
+            .and_then(|j| j.tasks.get_mut(&task.index))
+            .filter(|t| !t.excluded.contains(&node))
+        {
+            t.excluded.push(node);
+        }
+    }
+
+    // ---- timers ----
+
+    fn push_timer(&mut self, at: Time, timer: Timer) {
+        self.timer_seq += 1;
+        self.timers.push(Reverse((at, self.timer_seq, timer)));
+    }
+
+    fn copy_live(&self, task: TaskId, copy: u64) -> Option<&CopyRun> {
+        let job = self
+            .jobs
+            .get(&task.job)
+            .filter(|j| j.state == JobState::Running)?;
+        job.tasks
+            .get(&task.index)?
+            .copies
+            .iter()
+            .find(|c| c.id == copy)
+    }
+
+    /// Whether the timer still means something at its time `at`. Liveness timers that are early return the
+    /// corrected time.
+    fn timer_state(&self, at: Time, timer: &Timer) -> TimerState {
+        match *timer {
+            Timer::Deadline { task, copy } => {
+                if self.copy_live(task, copy).is_some() {
+                    TimerState::Due
+                } else {
+                    TimerState::Stale
+                }
+            }
+            Timer::Straggler { task, copy } => {
+                let sc = &self.cfg.speculative;
+                let ok = sc.enabled
+                    && self.copy_live(task, copy).is_some()
+                    && self.jobs[&task.job].tasks[&task.index].backups < sc.max_backups_per_task
+                    && !self.jobs[&task.job].tasks[&task.index].backup_queued;
+                if ok {
+                    TimerState::Due
+                } else {
+                    TimerState::Stale
+                }
+            }
+            Timer::Liveness { node } => match (self.index.get(node), self.cfg.heartbeat_timeout_ms)
+            {
+                (Some(e), Some(hb)) => {
+                    let expiry = e.last_seen + hb;
+                    if expiry > at {
+                        TimerState::Moved(expiry)
+                    } else {
+                        TimerState::Due
+                    }
+                }
+                _ => TimerState::Stale,
+            },
+            Timer::Wake { task } | Timer::Stall { task, .. } => {
+                let queued = self
+                    .jobs
+                    .get(&task.job)
+                    .filter(|j| j.state == JobState::Running)
+                    .and_then(|j| j.tasks.get(&task.index))
+                    .is_some_and(|t| t.queued);
+                let same = match *timer {
+                    Timer::Stall { since, .. } => self
+                        .jobs
+                        .get(&task.job)
+                        .and_then(|j| j.tasks.get(&task.index))
+                        .is_some_and(|t| t.waiting_since == since),
+                    _ => true,
+                };
+                if queued && same {
+                    TimerState::Due
+                } else {
+                    TimerState::Stale
+                }
+            }
+        }
+    }
+
+    fn fire_timers(&mut self, now: Time, out: &mut Vec<Action>) {
+        while let Some(Reverse((at, _, timer))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            match self.timer_state(at, &timer) {
+                TimerState::Stale => {}
+                TimerState::Moved(t) => self.push_timer(t, timer),
+                TimerState::Due => self.fire(now, timer, out),
+            }
+        }
+    }
+
+    fn fire(&mut self, now: Time, timer: Timer, out: &mut Vec<Action>) {
+        match timer {
+            Timer::Deadline { task, copy } => {
+                let node = self.copy_live(task, copy).expect("due").node;
+                self.remove_copy_of(now, task, node, ComputeKind::Failed);
+                self.stats.timeouts += 1;
+                out.push(Action::Cancel { task, node });
+                let amount = self.ledger.slash(node, task, PenaltyCause::Silence);
+                out.push(Action::Penalize {
+                    node,
+                    task,
+                    cause: PenaltyCause::Silence,
+                    amount,
+                });
+                self.after_failure(now, task, node, format!("{node} missed its deadline"), out);
+            }
+            Timer::Straggler { task, .. } => self.want_backup(task),
+            Timer::Liveness { node } => self.on_node_gone(now, node, true, out),
+            Timer::Wake { .. } => {} // dispatch runs after timers
+            Timer::Stall { task, since, round } => {
+                let job = &self.jobs[&task.job];
+                let t = &job.tasks[&task.index];
+                let (po2, rec) = class_of(&t.kind, job.spec.aggregation);
+                let fitting = self.index.live_fitting(po2, rec);
+                let excluded = t
+                    .excluded
+                    .iter()
+                    .filter(|n| {
+                        self.index
+                            .get(**n)
+                            .is_some_and(|e| NodeIndex::fits(&e.cap, po2, rec))
+                    })
+                    .count() as u64;
+                if t.copies.is_empty() && fitting <= excluded {
+                    let reason = format!(
+                        "no live node can take {task} (needs po2 >= {po2}{}; {excluded} fitting node(s) excluded \
+                         after failing it) for {} ms",
+                        if rec { " and recursion" } else { "" },
+                        now - since
+                    );
+                    self.end_job(now, task.job, JobOutcome::Failed { reason }, out);
+                } else if let Some(stall) = self.cfg.stall_timeout_ms {
+                    let wait = stall.saturating_mul(1u64 << (round + 1).min(16));
+                    self.push_timer(
+                        now.saturating_add(wait),
+                        Timer::Stall {
+                            task,
+                            since,
+                            round: round + 1,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    /// Drop stale timers from the head so that `next_deadline` is exact.
+    fn clean_timers(&mut self) {
+        while let Some(Reverse((at, _, timer))) = self.timers.peek().copied() {
+            match self.timer_state(at, &timer) {
+                TimerState::Due => break,
+                TimerState::Stale => {
+                    self.timers.pop();
+                }
+                TimerState::Moved(t) => {
+                    self.timers.pop();
+                    self.push_timer(t, timer);
+                }
+            }
+        }
+    }
+
+    // ---- speculative backups ----
+
+    fn want_backup(&mut self, task: TaskId) {
+        let sc = &self.cfg.speculative;
+        if !sc.enabled {
+            return;
+        }
+        let max = sc.max_backups_per_task;
+        let Some(job) = self
+            .jobs
+            .get_mut(&task.job)
+            .filter(|j| j.state == JobState::Running)
+        else {
+            return;
+        };
+        let Some(t) = job.tasks.get(&task.index) else {
+            return;
+        };
+        if t.phase != Phase::Released || t.copies.is_empty() || t.backups >= max || t.backup_queued
+        {
+            return;
+        }
+        let key = qkey(job, task.index, t.height);
+        job.tasks.get_mut(&task.index).expect("task").backup_queued = true;
+        self.backup_queue.insert(key);
+    }
+
+    /// Tail trigger: for each job touched by this input, if nothing of it waits for a node and few tasks remain,
+    /// every running task gets a backup.
+    fn tail_backups(&mut self) {
+        let dirty = std::mem::take(&mut self.dirty);
+        let sc = &self.cfg.speculative;
+        if !sc.enabled {
+            return;
+        }
+        let tail = sc.tail_tasks as usize;
+        for id in dirty {
+            let Some(job) = self.jobs.get(&id).filter(|j| j.state == JobState::Running) else {
+                continue;
+            };
+            if !job.plan_done
+                || job.queued > 0
+                || !job.local_ready.is_empty()
+                || job.unfinished.len() > tail
+            {
+                continue;
+            }
+            let running: Vec<u32> = job
+                .unfinished
+                .iter()
+                .copied()
+                .filter(|i| !job.tasks[i].copies.is_empty())
+                .collect();
+            for i in running {
+                self.want_backup(TaskId::new(id, i));
+            }
+        }
+    }
+
+    // ---- assignment ----
+
+    fn expected_ms(&self, t: &Task, aggregation: Aggregation, cap: &NodeCapacity) -> u64 {
+        let cycles = match t.kind {
+            TaskKind::Prove { .. } => {
+                t.cycles
+                    + if aggregation == Aggregation::JoinTree {
+                        self.cfg.lift_cycles
+                    } else {
+                        0
+                    }
+            }
+            TaskKind::Join { .. } => self.cfg.join_cycles,
+        };
+        let cps = if cap.cycles_per_sec.is_finite() && cap.cycles_per_sec > 0.0 {
+            cap.cycles_per_sec
+        } else {
+            1.0
+        };
+        let ms = (cycles as f64 * 1000.0 / cps).ceil();
+        if ms >= u64::MAX as f64 / 4.0 {
+            u64::MAX / 4
+        } else {
+            ms as u64
+        }
+    }
+
+    /// Global dispatch: repeatedly take the best-priority queued task among classes that still have a free node.
+    fn dispatch(&mut self, now: Time, out: &mut Vec<Action>) {
+        let mut cursors: BTreeMap<Class, QKey> = BTreeMap::new();
+        let mut blocked: BTreeSet<Class> = BTreeSet::new();
+        let mut skipped: BTreeMap<Class, u32> = BTreeMap::new();
+        loop {
+            if self.index.free_total() == 0 {
+                return;
+            }
+            let mut best: Option<(Class, QKey)> = None;
+            for (class, q) in &self.queues {
+                if blocked.contains(class) {
+                    continue;
+                }
+                let head = match cursors.get(class) {
+                    Some(c) => q.range((Bound::Excluded(*c), Bound::Unbounded)).next(),
+                    None => q.iter().next(),
+                };
+                if let Some(&k) = head {
+                    if best.is_none_or(|(_, b)| k < b) {
+                        best = Some((*class, k));
+                    }
+                }
+            }
+            let Some((class, key)) = best else { return };
+            if !self.index.has_free(class.0, class.1) {
+                blocked.insert(class);
+                continue;
+            }
+            cursors.insert(class, key);
+            let placed = self.try_assign(now, TaskId::new(key.3, key.2), false, out);
+            if !placed {
+                let s = skipped.entry(class).or_insert(0);
+                *s += 1;
+                if *s > 64 {
+                    blocked.insert(class);
+                }
+            }
+        }
+    }
+
+    fn dispatch_backups(&mut self, now: Time, out: &mut Vec<Action>) {
+        let keys: Vec<QKey> = self.backup_queue.iter().copied().collect();
+        for key in keys {
+            if self.index.free_total() == 0 {
+                return;
+            }
+            self.try_assign(now, TaskId::new(key.3, key.2), true, out);
+        }
+    }
+
+    /// Ask the policy for nodes for `task` and assign them. Returns whether any copy started.
+    fn try_assign(&mut self, now: Time, task: TaskId, backup: bool, out: &mut Vec<Action>) -> bool {
+        let Some(job) = self
+            .jobs
+            .get(&task.job)
+            .filter(|j| j.state == JobState::Running)
+        else {
+            return false;
+        };
+        let Some(t) = job.tasks.get(&task.index) else {
+            return false;
+        };
+        let aggregation = job.spec.aggregation;
+        let (po2, rec) = class_of(&t.kind, aggregation);
+        let active = t.copies.len() as u32;
+        let room = self.cfg.max_copies_per_task.max(1).saturating_sub(active);
+        let wanted = if backup {
+            1
+        } else {
+            job.spec.redundancy.saturating_sub(active)
+        }
+        .min(room);
+        if wanted == 0 {
+            if backup {
+                self.dequeue_backup(task);
+            } else {
+                self.dequeue(task.job, task.index);
+            }
+            return false;
+        }
+        let max_extra = if backup || t.failures == 0 {
+            0
+        } else {
+            room - wanted
+        };
+        let mut excluded = t.excluded.clone();
+        excluded.extend(t.copies.iter().map(|c| c.node));
+        let mut hints = Vec::new();
+        match t.kind {
+            TaskKind::Join { left, right } => {
+                for c in [left, right] {
+                    if let Some(w) = job.tasks.get(&c.index).and_then(|ct| ct.winner) {
+                        hints.push(w);
+                    }
+                }
+            }
+            TaskKind::Prove { .. } => {
+                if let Some(w) = t
+                    .sibling
+                    .and_then(|s| job.tasks.get(&s))
+                    .and_then(|st| st.winner)
+                {
+                    hints.push(w);
+                }
+            }
+        }
+        let req = SelectionRequest {
+            task,
+            kind: t.kind,
+            now,
+            wanted,
+            max_extra,
+            failures: t.failures,
+            assigned_before: t.assigned,
+            waiting_since: t.waiting_since,
+            hints: &hints,
+            reward: job.spec.reward_per_task,
+            backup,
+        };
+        let pool = Candidates::new(&self.index, po2, rec, &excluded);
+        let selection = self.policy.select(&req, &pool, &self.ledger);
+        // Re-check every pick: the policy cannot place work on a node that does not fit.
+        let mut picks = Vec::new();
+        for p in selection.picks {
+            if picks.len() as u32 >= wanted + max_extra {
+                break;
+            }
+            if pool.contains(p.node)
+                && !picks.iter().any(|q: &crate::policy::Pick| q.node == p.node)
+            {
+                picks.push(p);
+            }
+        }
+        if picks.is_empty() {
+            if let Some(at) = selection.retry_at.filter(|at| *at > now) {
+                if !backup {
+                    self.push_timer(at, Timer::Wake { task });
+                }
+            }
+            return false;
+        }
+        let spec_timeout = job.spec.task_timeout_ms;
+        let mut assigned = Vec::new();
+        for p in picks {
+            let cap = self.index.get(p.node).expect("candidate is live").cap;
+            let expected =
+                self.expected_ms(&self.jobs[&task.job].tasks[&task.index], aggregation, &cap);
+            self.copy_seq += 1;
+            assigned.push((p, expected, self.copy_seq));
+        }
+        let slow = self
+            .cfg
+            .speculative
+            .slow_factor
+            .filter(|_| self.cfg.speculative.enabled);
+        for (p, expected, id) in assigned {
+            let job = self.jobs.get_mut(&task.job).expect("job");
+            let t = job.tasks.get_mut(&task.index).expect("task");
+            t.assigned += 1;
+            t.first_assigned_at.get_or_insert(now);
+            let deadline = now.saturating_add(spec_timeout).saturating_add(expected);
+            t.copies.push(CopyRun {
+                id,
+                node: p.node,
+                attempt: t.assigned,
+                started: now,
+                deadline,
+                expected_ms: expected,
+                backup,
+                price: p.price,
+            });
+            t.past.push(PastCopy {
+                node: p.node,
+                started: now,
+                price: p.price,
+            });
+            if backup {
+                t.backups += 1;
+                job.backups += 1;
+                self.stats.backups_launched += 1;
+            }
+            out.push(Action::Assign {
+                task,
+                kind: t.kind,
+                node: p.node,
+                attempt: t.assigned,
+                deadline,
+            });
+            self.stats.assignments += 1;
+            self.index.on_assign(p.node, task);
+            self.push_timer(deadline, Timer::Deadline { task, copy: id });
+            if let Some(k) = slow {
+                let at = now.saturating_add((expected as f64 * k).ceil() as u64);
+                if at < deadline {
+                    self.push_timer(at, Timer::Straggler { task, copy: id });
+                }
+            }
+        }
+        self.dirty.insert(task.job);
+        let job = &self.jobs[&task.job];
+        let t = &job.tasks[&task.index];
+        if backup {
+            self.dequeue_backup(task);
+        } else if t.copies.len() as u32 >= job.spec.redundancy {
+            self.dequeue(task.job, task.index);
+        }
+        true
+    }
+
+    fn dequeue_backup(&mut self, task: TaskId) {
+        let Some(job) = self.jobs.get_mut(&task.job) else {
+            return;
+        };
+        let key = qkey(job, task.index, job.tasks[&task.index].height);
+        let t = job.tasks.get_mut(&task.index).expect("task");
+        if t.backup_queued {
+            t.backup_queued = false;
+            self.backup_queue.remove(&key);
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TimerState {
+    Due,
+    Stale,
+    Moved(Time),
+}
