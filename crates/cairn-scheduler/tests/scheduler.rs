@@ -33,3 +33,698 @@ fn composite_job_completes_when_every_segment_is_verified() {
         .all(|t| t.state == TaskState::Verified && t.winner.is_some()));
     r.s.ledger().check_conservation().unwrap();
 }
+
+#[test]
+fn join_tree_joins_start_before_execution_ends_and_root_completes_the_job() {
+    let mut r = Rig::fifo();
+    for n in 1..=3 {
+        r.node(n, cap(20, true, 1));
+    }
+    r.submit(1, JobSpec::new(18));
+    r.segment(1, 0);
+    r.segment(1, 1);
+    r.verify(1, task(1, 0));
+    // The join of segments 0 and 1 is only assignable once both are verified.
+    assert!(assigns(&r.log).iter().all(|(t, _)| !t.is_join()));
+    let a = r.verify(2, task(1, 1));
+    let j0 = assigns(&a);
+    assert_eq!(j0.len(), 1);
+    assert_eq!(j0[0].0, join(1, 0));
+    // Execution has not finished yet: the join runs while segments still arrive.
+    assert_eq!(r.s.job_status(JobId(1)).unwrap().segments_total, None);
+    match r
+        .log
+        .iter()
+        .find(|a| matches!(a, Action::Assign { task, .. } if *task == join(1, 0)))
+    {
+        Some(Action::Assign {
+            kind: TaskKind::Join { left, right },
+            ..
+        }) => {
+            assert_eq!((*left, *right), (task(1, 0), task(1, 1)));
+        }
+        other => panic!("{other:?}"),
+    }
+    r.segment(1, 2);
+    r.finish_exec(1, 3);
+    let st = r.s.job_status(JobId(1)).unwrap();
+    // 3 segments: join(0,1) then root = join(J0, seg 2).
+    assert_eq!(st.tasks_total, 5);
+    assert_eq!(st.root, Some(join(1, 1)));
+    let n0 = j0[0].1 .0;
+    r.verify(n0, join(1, 0));
+    let seg2 = assigns(&r.log)
+        .into_iter()
+        .find(|(t, _)| *t == task(1, 2))
+        .unwrap()
+        .1
+         .0;
+    let a = r.verify(seg2, task(1, 2));
+    let root = assigns(&a);
+    assert_eq!(root.len(), 1);
+    assert_eq!(root[0].0, join(1, 1));
+    let a = r.verify(root[0].1 .0, join(1, 1));
+    assert_eq!(
+        finished(&a),
+        vec![(
+            JobId(1),
+            JobOutcome::Completed {
+                root: Some(join(1, 1))
+            }
+        )]
+    );
+    let st = r.s.job_status(JobId(1)).unwrap();
+    assert_eq!(st.tasks_verified, 5);
+    assert_eq!(rewards(&r.log).len(), 5);
+}
+
+#[test]
+fn single_segment_job_tree_root_is_the_segment() {
+    let mut r = Rig::fifo();
+    r.node(1, cap(20, true, 1));
+    r.submit(1, JobSpec::new(18));
+    r.segment(1, 0);
+    r.finish_exec(1, 1);
+    let a = r.verify(1, task(1, 0));
+    assert_eq!(
+        finished(&a),
+        vec![(
+            JobId(1),
+            JobOutcome::Completed {
+                root: Some(task(1, 0))
+            }
+        )]
+    );
+}
+
+#[test]
+fn out_of_order_segments_are_planned_in_order() {
+    let mut r = Rig::fifo();
+    for n in 1..=4 {
+        r.node(n, cap(20, true, 1));
+    }
+    r.submit(1, JobSpec::new(18));
+    r.segment(1, 1);
+    r.segment(1, 0);
+    r.segment(1, 3);
+    r.segment(1, 2);
+    for (t, n) in assigns(&r.log.clone()) {
+        r.verify(n.0, t);
+    }
+    let joins: Vec<_> = assigns(&r.log)
+        .into_iter()
+        .filter(|(t, _)| t.is_join())
+        .collect();
+    // (0,1) and (2,3) then (J0,J1), all before execution finished.
+    assert_eq!(joins.len(), 2);
+    let kinds: Vec<_> = r
+        .log
+        .iter()
+        .filter_map(|a| match a {
+            Action::Assign {
+                kind: TaskKind::Join { left, right },
+                ..
+            } => Some((left.index, right.index)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(kinds, vec![(0, 1), (2, 3)]);
+}
+
+#[test]
+fn work_goes_only_to_nodes_it_fits() {
+    let mut r = Rig::fifo();
+    r.node(1, cap(16, true, 1)); // too small
+    r.node(2, cap(22, false, 1)); // no recursion
+    r.submit(1, JobSpec::new(18)); // join tree: Prove also lifts, needs recursion
+    let a = r.segment(1, 0);
+    assert!(assigns(&a).is_empty(), "{a:?}");
+    // A fitting node joins: it gets the queued task at once.
+    let a = r.node(3, cap(18, true, 1));
+    assert_eq!(assigns(&a), vec![(task(1, 0), NodeId(3))]);
+    // Composite segments do not need recursion.
+    r.submit(2, composite(20));
+    let a = r.segment(2, 0);
+    assert_eq!(assigns(&a), vec![(task(2, 0), NodeId(2))]);
+}
+
+#[test]
+fn joins_need_recursion() {
+    let mut r = Rig::fifo();
+    r.node(1, cap(20, true, 2));
+    r.node(2, cap(24, false, 4));
+    r.submit(1, JobSpec::new(18));
+    r.segment(1, 0);
+    r.segment(1, 1);
+    r.finish_exec(1, 2);
+    r.verify(1, task(1, 0));
+    r.input(Input::NodeJoined {
+        node: NodeId(1),
+        capacity: cap(20, true, 0),
+    }); // busy elsewhere: no slot
+    let a = r.verify(1, task(1, 1));
+    assert!(
+        assigns(&a).is_empty(),
+        "the big node has no recursion: {a:?}"
+    );
+    let a = r.node(1, cap(20, true, 1));
+    assert_eq!(assigns(&a), vec![(join(1, 0), NodeId(1))]);
+}
+
+#[test]
+fn slots_and_per_node_cap_are_respected_and_freed_slots_are_reused() {
+    let cfg = SchedulerConfig {
+        per_node_in_flight_cap: 2,
+        ..quiet_config()
+    };
+    let mut r = Rig::new(cfg, "fifo");
+    r.node(1, cap(20, false, 8));
+    r.submit(1, composite(18));
+    for s in 0..4 {
+        r.segment(1, s);
+    }
+    assert_eq!(assigns(&r.log).len(), 2);
+    let a = r.verify(1, task(1, 0));
+    assert_eq!(assigns(&a), vec![(task(1, 2), NodeId(1))]);
+}
+
+#[test]
+fn job_in_flight_cap_applies_backpressure() {
+    let mut r = Rig::fifo();
+    for n in 1..=10 {
+        r.node(n, cap(20, false, 1));
+    }
+    r.submit(
+        1,
+        JobSpec {
+            max_in_flight: 2,
+            ..composite(18)
+        },
+    );
+    for s in 0..5 {
+        r.segment(1, s);
+    }
+    assert_eq!(assigns(&r.log).len(), 2);
+    assert_eq!(r.s.backlog(JobId(1)), Some(3));
+    let a = r.verify(1, task(1, 0));
+    assert_eq!(assigns(&a).len(), 1);
+    assert_eq!(
+        r.s.job_status(JobId(1))
+            .unwrap()
+            .tasks
+            .iter()
+            .filter(|t| t.state == TaskState::Throttled)
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn redundancy_gives_distinct_nodes_first_verified_wins_and_late_duplicates_are_ignored() {
+    let mut r = Rig::fifo();
+    for n in 1..=3 {
+        r.node(n, cap(20, false, 2));
+    }
+    r.submit(
+        1,
+        JobSpec {
+            redundancy: 3,
+            ..composite(18)
+        },
+    );
+    let a = r.segment(1, 0);
+    let mut nodes: Vec<_> = assigns(&a).into_iter().map(|(_, n)| n).collect();
+    nodes.sort();
+    assert_eq!(nodes, vec![NodeId(1), NodeId(2), NodeId(3)]);
+    r.finish_exec(1, 1);
+    let a = r.verify(2, task(1, 0));
+    assert_eq!(rewards(&a), vec![(task(1, 0), NodeId(2), 100)]);
+    let mut c = cancels(&a);
+    c.sort();
+    assert_eq!(c, vec![(task(1, 0), NodeId(1)), (task(1, 0), NodeId(3))]);
+    assert_eq!(finished(&a).len(), 1);
+    // A losing copy that finished anyway: not accepted, not paid, no second completion.
+    let a = r.verify(1, task(1, 0));
+    assert!(a.is_empty(), "{a:?}");
+    let a = r.verify(2, task(1, 0));
+    assert!(a.is_empty(), "{a:?}");
+    assert_eq!(r.s.ledger().totals().rewards_paid, 1);
+    assert!(r.s.ledger().totals().redundant_ms == 0, "no time passed");
+}
+
+#[test]
+fn redundancy_cost_is_counted() {
+    let mut r = Rig::fifo();
+    r.node(1, cap(20, false, 1));
+    r.node(2, cap(20, false, 1));
+    r.submit(
+        1,
+        JobSpec {
+            redundancy: 2,
+            ..composite(18)
+        },
+    );
+    r.segment(1, 0);
+    r.now = 500;
+    r.verify(1, task(1, 0));
+    let t = r.s.ledger().totals();
+    assert_eq!((t.useful_ms, t.redundant_ms), (500, 500));
+    assert!((t.compute_overhead() - 2.0).abs() < 1e-9);
+}
+
+#[test]
+fn deadline_miss_penalizes_cancels_and_reassigns_elsewhere() {
+    let mut r = Rig::fifo();
+    r.node(1, cap(20, false, 1));
+    r.node(2, cap(20, false, 1));
+    r.submit(1, composite(18));
+    r.segment(1, 0);
+    let (deadline, attempt) = match &r.log[0] {
+        Action::Assign {
+            deadline,
+            attempt,
+            node,
+            ..
+        } => {
+            assert_eq!(*node, NodeId(1));
+            (*deadline, *attempt)
+        }
+        a => panic!("{a:?}"),
+    };
+    // 60 s slack + 10,000 cycles at 10 kHz.
+    assert_eq!((deadline, attempt), (61_000, 1));
+    assert_eq!(r.s.next_deadline(), Some(61_000));
+    assert!(r.tick_at(60_999).is_empty());
+    let a = r.tick_at(61_000);
+    assert_eq!(
+        penalties(&a),
+        vec![(task(1, 0), NodeId(1), PenaltyCause::Silence)]
+    );
+    assert_eq!(cancels(&a), vec![(task(1, 0), NodeId(1))]);
+    assert_eq!(assigns(&a), vec![(task(1, 0), NodeId(2))]);
+    assert!(a.iter().any(|x| matches!(
+        x,
+        Action::Assign {
+            attempt: 2,
+            deadline: 122_000,
+            ..
+        }
+    )));
+    let st = r.s.job_status(JobId(1)).unwrap();
+    assert_eq!(st.tasks[0].failures, 1);
+    assert_eq!(st.tasks[0].excluded, vec![NodeId(1)]);
+    assert!(st.needed_fallback);
+}
+
+#[test]
+fn late_result_of_a_timed_out_copy_is_still_accepted_if_nobody_won() {
+    let mut r = Rig::fifo();
+    r.node(1, cap(20, false, 1));
+    r.node(2, cap(20, false, 1));
+    r.submit(1, composite(18));
+    r.segment(1, 0);
+    r.finish_exec(1, 1);
+    r.tick_at(61_000);
+    let a = r.verify(1, task(1, 0));
+    assert_eq!(rewards(&a).len(), 1);
+    assert_eq!(cancels(&a), vec![(task(1, 0), NodeId(2))]);
+    assert_eq!(
+        finished(&a),
+        vec![(JobId(1), JobOutcome::Completed { root: None })]
+    );
+}
+
+#[test]
+fn bounded_attempts_then_the_job_fails_with_a_reason() {
+    let mut r = Rig::fifo();
+    for n in 1..=5 {
+        r.node(n, cap(20, false, 1));
+    }
+    r.submit(
+        1,
+        JobSpec {
+            max_attempts: 2,
+            ..composite(18)
+        },
+    );
+    r.segment(1, 0);
+    r.segment(1, 1);
+    r.fail(1, task(1, 0));
+    let a = r.reject(3, task(1, 0), RejectReason::InvalidProof);
+    let f = finished(&a);
+    assert_eq!(f.len(), 1);
+    match &f[0].1 {
+        JobOutcome::Failed { reason } => assert!(reason.contains("failed 2 attempts"), "{reason}"),
+        o => panic!("{o:?}"),
+    }
+    // The other task in flight is cancelled.
+    assert_eq!(cancels(&a), vec![(task(1, 1), NodeId(2))]);
+    // Everything after is ignored.
+    assert!(r.verify(2, task(1, 1)).is_empty());
+    assert!(r.segment(1, 2).is_empty());
+}
+
+#[test]
+fn rejected_result_penalizes_by_cause_excludes_and_reassigns() {
+    let mut r = Rig::fifo();
+    r.node(1, cap(20, false, 1));
+    r.s.ledger_mut().deposit(NodeId(1), 5_000);
+    r.submit(1, composite(18));
+    r.segment(1, 0);
+    let a = r.reject(1, task(1, 0), RejectReason::NotProversOwn);
+    assert_eq!(
+        penalties(&a),
+        vec![(
+            task(1, 0),
+            NodeId(1),
+            PenaltyCause::Invalid(RejectReason::NotProversOwn)
+        )]
+    );
+    assert!(
+        assigns(&a).is_empty(),
+        "node 1 is excluded from this task: {a:?}"
+    );
+    assert_eq!(r.s.ledger().stake(NodeId(1)), 4_000);
+    assert_eq!(r.s.ledger().totals().penalties.not_provers_own.count, 1);
+    let a = r.node(2, cap(20, false, 1));
+    assert_eq!(assigns(&a), vec![(task(1, 0), NodeId(2))]);
+    // Half the slash waits in escrow for the node that finishes the work.
+    let a = r.verify(2, task(1, 0));
+    assert_eq!(rewards(&a), vec![(task(1, 0), NodeId(2), 600)]);
+    r.s.ledger().check_conservation().unwrap();
+}
+
+#[test]
+fn declined_task_is_reassigned_without_penalty() {
+    let mut r = Rig::fifo();
+    r.node(1, cap(20, false, 1));
+    r.node(2, cap(20, false, 1));
+    r.submit(1, composite(18));
+    r.segment(1, 0);
+    let a = r.fail(1, task(1, 0));
+    assert!(penalties(&a).is_empty());
+    assert_eq!(assigns(&a), vec![(task(1, 0), NodeId(2))]);
+    // A failure report for a copy the node does not hold is ignored.
+    assert!(r.fail(1, task(1, 0)).is_empty());
+}
+
+#[test]
+fn node_leaving_gets_its_tasks_reassigned_without_penalty() {
+    let mut r = Rig::fifo();
+    r.node(1, cap(20, false, 2));
+    r.node(2, cap(20, false, 2));
+    r.submit(1, composite(18));
+    r.segment(1, 0);
+    r.segment(1, 1);
+    r.segment(1, 2);
+    let a = r.input(Input::NodeLeft { node: NodeId(1) });
+    assert!(penalties(&a).is_empty());
+    let mut got = assigns(&a);
+    got.sort();
+    // Node 1 held segments 0 and 2; node 2 has one free slot left.
+    assert_eq!(got, vec![(task(1, 0), NodeId(2))]);
+    let a = r.node(3, cap(20, false, 1));
+    assert_eq!(assigns(&a), vec![(task(1, 2), NodeId(3))]);
+}
+
+#[test]
+fn silent_node_is_dropped_penalized_and_its_work_reassigned() {
+    let cfg = SchedulerConfig {
+        heartbeat_timeout_ms: Some(30_000),
+        ..quiet_config()
+    };
+    let mut r = Rig::new(cfg, "fifo");
+    r.node(1, cap(20, false, 1));
+    r.node(2, cap(20, false, 1));
+    r.submit(1, composite(18));
+    r.segment(1, 0);
+    r.segment(1, 1);
+    assert_eq!(r.s.next_deadline(), Some(30_000));
+    r.now = 20_000;
+    r.input(Input::Heartbeat { node: NodeId(2) });
+    let a = r.tick_at(30_000);
+    assert_eq!(
+        penalties(&a),
+        vec![(task(1, 0), NodeId(1), PenaltyCause::Silence)]
+    );
+    assert_eq!(cancels(&a), vec![(task(1, 0), NodeId(1))]);
+    assert!(assigns(&a).is_empty(), "node 2 is busy");
+    assert!(r.s.node_capacity(NodeId(1)).is_none());
+    assert_eq!(
+        r.s.next_deadline(),
+        Some(50_000),
+        "node 2's liveness check moved with its heartbeat"
+    );
+    let a = r.verify(2, task(1, 1));
+    assert_eq!(assigns(&a), vec![(task(1, 0), NodeId(2))]);
+}
+
+#[test]
+fn cancel_stops_every_copy_and_later_inputs_are_ignored() {
+    let mut r = Rig::fifo();
+    r.node(1, cap(20, false, 1));
+    r.node(2, cap(20, false, 1));
+    r.submit(1, composite(18));
+    r.segment(1, 0);
+    r.segment(1, 1);
+    r.segment(1, 2);
+    let a = r.input(Input::CancelJob { job: JobId(1) });
+    let mut c = cancels(&a);
+    c.sort();
+    assert_eq!(c, vec![(task(1, 0), NodeId(1)), (task(1, 1), NodeId(2))]);
+    assert_eq!(finished(&a), vec![(JobId(1), JobOutcome::Cancelled)]);
+    assert!(r.verify(1, task(1, 0)).is_empty());
+    assert!(r.segment(1, 3).is_empty());
+    assert!(r.input(Input::CancelJob { job: JobId(1) }).is_empty());
+    assert!(r.node(3, cap(20, false, 1)).is_empty());
+    assert_eq!(r.s.next_deadline(), None);
+    assert_eq!(r.s.ledger().totals().rewards_paid, 0);
+    // The freed nodes take other work.
+    r.submit(2, composite(18));
+    assert_eq!(assigns(&r.segment(2, 0)).len(), 1);
+}
+
+#[test]
+fn unknown_jobs_nodes_and_tasks_are_ignored() {
+    let mut r = Rig::fifo();
+    r.node(1, cap(20, false, 1));
+    assert!(r.segment(9, 0).is_empty());
+    assert!(r.finish_exec(9, 3).is_empty());
+    assert!(r.verify(1, task(9, 0)).is_empty());
+    assert!(r.verify(7, task(9, 0)).is_empty());
+    assert!(r.reject(7, task(9, 0), RejectReason::Malformed).is_empty());
+    assert!(r.fail(7, task(9, 0)).is_empty());
+    assert!(r.input(Input::NodeLeft { node: NodeId(42) }).is_empty());
+    assert!(r.input(Input::Heartbeat { node: NodeId(42) }).is_empty());
+    assert!(r.input(Input::CancelJob { job: JobId(9) }).is_empty());
+    r.submit(1, composite(18));
+    r.segment(1, 0);
+    // A node that was never given the task cannot answer it, nor be judged on it.
+    assert!(r.verify(5, task(1, 0)).is_empty());
+    assert!(r.reject(5, task(1, 0), RejectReason::WrongClaim).is_empty());
+    assert!(r.verify(1, task(1, 77)).is_empty());
+    assert!(r.input(Input::Tick).is_empty());
+}
+
+#[test]
+fn inconsistent_or_invalid_jobs_fail_with_a_reason() {
+    let mut r = Rig::fifo();
+    let a = r.submit(
+        1,
+        JobSpec {
+            redundancy: 0,
+            ..composite(18)
+        },
+    );
+    assert!(
+        matches!(&finished(&a)[0].1, JobOutcome::Failed { reason } if reason.contains("redundancy"))
+    );
+    r.submit(2, composite(18));
+    r.segment(2, 5);
+    let a = r.finish_exec(2, 3);
+    assert!(
+        matches!(&finished(&a)[0].1, JobOutcome::Failed { reason } if reason.contains("segment 5"))
+    );
+    r.submit(3, composite(18));
+    let a = r.finish_exec(3, 0);
+    assert!(
+        matches!(&finished(&a)[0].1, JobOutcome::Failed { reason } if reason.contains("no segments"))
+    );
+    r.submit(4, composite(18));
+    let a = r.input(Input::ExecutionFailed {
+        job: JobId(4),
+        reason: "guest panicked".into(),
+    });
+    assert!(
+        matches!(&finished(&a)[0].1, JobOutcome::Failed { reason } if reason.contains("guest panicked"))
+    );
+}
+
+#[test]
+fn a_task_no_node_can_ever_take_fails_the_job_after_the_stall_timeout() {
+    let cfg = SchedulerConfig {
+        stall_timeout_ms: Some(10_000),
+        ..quiet_config()
+    };
+    let mut r = Rig::new(cfg, "fifo");
+    r.node(1, cap(16, true, 1));
+    r.submit(1, JobSpec::new(20));
+    r.segment(1, 0);
+    assert_eq!(r.s.next_deadline(), Some(10_000));
+    let a = r.tick_at(10_000);
+    match &finished(&a)[..] {
+        [(_, JobOutcome::Failed { reason })] => {
+            assert!(reason.contains("needs po2 >= 20"), "{reason}")
+        }
+        f => panic!("{f:?}"),
+    }
+}
+
+#[test]
+fn a_task_waiting_only_because_nodes_are_busy_does_not_stall_the_job() {
+    let cfg = SchedulerConfig {
+        stall_timeout_ms: Some(10_000),
+        ..quiet_config()
+    };
+    let mut r = Rig::new(cfg, "fifo");
+    r.node(1, cap(20, false, 1));
+    r.submit(
+        1,
+        JobSpec {
+            task_timeout_ms: 1_000_000,
+            ..composite(18)
+        },
+    );
+    r.segment(1, 0);
+    r.segment(1, 1);
+    let a = r.tick_at(10_000);
+    assert!(finished(&a).is_empty());
+    // Rechecks back off exponentially.
+    assert_eq!(r.s.next_deadline(), Some(30_000));
+}
+
+#[test]
+fn straggler_gets_one_backup_and_first_verified_wins() {
+    let cfg = SchedulerConfig {
+        speculative: SpeculativeConfig {
+            enabled: true,
+            tail_tasks: 0,
+            slow_factor: Some(2.0),
+            max_backups_per_task: 1,
+        },
+        ..quiet_config()
+    };
+    let mut r = Rig::new(cfg, "fifo");
+    r.node(1, cap(20, false, 1));
+    r.submit(1, composite(18));
+    r.segment(1, 0);
+    r.finish_exec(1, 1);
+    // Expected 1,000 ms: at 2,000 ms it is a straggler, but no node is free.
+    assert_eq!(r.s.next_deadline(), Some(2_000));
+    assert!(assigns(&r.tick_at(2_000)).is_empty());
+    // A node frees up: the backup goes there.
+    let a = r.node(2, cap(20, false, 1));
+    assert_eq!(assigns(&a), vec![(task(1, 0), NodeId(2))]);
+    assert!(matches!(a[0], Action::Assign { attempt: 2, .. }));
+    let st = r.s.job_status(JobId(1)).unwrap();
+    assert_eq!(st.backups, 1);
+    assert!(st.tasks[0].assignees.iter().any(|c| c.backup));
+    // No second backup.
+    assert!(assigns(&r.node(3, cap(20, false, 1))).is_empty());
+    let a = r.verify(2, task(1, 0));
+    assert_eq!(cancels(&a), vec![(task(1, 0), NodeId(1))]);
+    assert_eq!(finished(&a).len(), 1);
+}
+
+#[test]
+fn tail_of_a_job_gets_backups_on_idle_nodes() {
+    let cfg = SchedulerConfig {
+        speculative: SpeculativeConfig {
+            enabled: true,
+            tail_tasks: 2,
+            slow_factor: None,
+            max_backups_per_task: 1,
+        },
+        ..quiet_config()
+    };
+    let mut r = Rig::new(cfg, "fifo");
+    for n in 1..=6 {
+        r.node(n, cap(20, false, 1));
+    }
+    r.submit(1, composite(18));
+    for s in 0..4 {
+        r.segment(1, s);
+    }
+    let a = r.finish_exec(1, 4);
+    assert!(assigns(&a).is_empty(), "4 tasks remain > tail of 2");
+    r.verify(1, task(1, 0));
+    let a = r.verify(2, task(1, 1));
+    // 2 remain, both running: each gets a backup on the idle nodes.
+    let mut b = assigns(&a);
+    b.sort();
+    assert_eq!(b.len(), 2);
+    assert_eq!(
+        b.iter().map(|x| x.0).collect::<Vec<_>>(),
+        vec![task(1, 2), task(1, 3)]
+    );
+    assert!(b.iter().all(|(_, n)| n.0 != 3 && n.0 != 4));
+}
+
+#[test]
+fn speculation_off_launches_no_backup() {
+    let mut r = Rig::fifo();
+    for n in 1..=4 {
+        r.node(n, cap(20, false, 1));
+    }
+    r.submit(1, composite(18));
+    r.segment(1, 0);
+    r.finish_exec(1, 1);
+    r.tick_at(5_000);
+    assert_eq!(assigns(&r.log).len(), 1);
+}
+
+#[test]
+fn next_deadline_is_exact_after_results() {
+    let mut r = Rig::fifo();
+    r.node(1, cap(20, false, 2));
+    r.submit(1, composite(18));
+    r.segment(1, 0);
+    r.now = 100;
+    r.segment(1, 1);
+    assert_eq!(r.s.next_deadline(), Some(61_000));
+    r.verify(1, task(1, 0));
+    assert_eq!(r.s.next_deadline(), Some(61_100));
+    r.verify(1, task(1, 1));
+    assert_eq!(r.s.next_deadline(), None);
+}
+
+#[test]
+fn jobs_are_served_in_submission_order_and_joins_first_within_a_job() {
+    let mut r = Rig::fifo();
+    r.submit(1, JobSpec::new(18));
+    r.submit(2, JobSpec::new(18));
+    r.segment(2, 0);
+    r.segment(1, 0);
+    r.segment(1, 1);
+    let a = r.node(1, cap(20, true, 1));
+    assert_eq!(assigns(&a), vec![(task(1, 0), NodeId(1))]);
+}
+
+#[test]
+fn job_status_is_serializable_and_tells_the_story() {
+    let mut r = Rig::fifo();
+    r.node(1, cap(20, true, 1));
+    r.submit(1, JobSpec::new(18));
+    r.segment(1, 0);
+    r.segment(1, 1);
+    let st = r.s.job_status(JobId(1)).unwrap();
+    assert_eq!(st.tasks.len(), 3);
+    assert_eq!(st.tasks[0].state, TaskState::Running);
+    assert_eq!(st.tasks[1].state, TaskState::Queued);
+    assert_eq!(st.tasks[2].state, TaskState::WaitingForInputs);
+    assert_eq!(st.tasks[0].assignees[0].node, NodeId(1));
+    let json = serde_json::to_string(&st).unwrap();
+    let back: JobStatus = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, st);
+    assert!(r.s.job_status(JobId(5)).is_none());
+}
