@@ -31,8 +31,17 @@ pub fn series(report: &Report, spec: &ChartSpec) -> BTreeMap<String, Vec<(f64, f
                 continue 'runs;
             }
         }
-        let Some(x) = run.spec.labels.get(&spec.x).and_then(|v| v.parse::<f64>().ok()) else { continue };
-        let Some(y) = run.metrics.get(&spec.y) else { continue };
+        let Some(x) = run
+            .spec
+            .labels
+            .get(&spec.x)
+            .and_then(|v| v.parse::<f64>().ok())
+        else {
+            continue;
+        };
+        let Some(y) = run.metrics.get(&spec.y) else {
+            continue;
+        };
         let name: Vec<String> = spec
             .series
             .iter()
@@ -92,7 +101,11 @@ pub fn render(report: &Report, spec: &ChartSpec) -> Result<String, String> {
         let xpad = ((x1 - x0) * 0.05).max(0.5);
         let ypad = ((y1 - y0) * 0.08).max(if spec.log_y { 0.05 } else { 1.0 });
         let y_lo = if spec.log_y { y0 - ypad } else { 0.0 };
-        let title = if spec.title.is_empty() { format!("{} vs {}", spec.y, spec.x) } else { spec.title.clone() };
+        let title = if spec.title.is_empty() {
+            format!("{} vs {}", spec.y, spec.x)
+        } else {
+            spec.title.clone()
+        };
         let mut chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 20))
             .margin(14)
@@ -100,8 +113,16 @@ pub fn render(report: &Report, spec: &ChartSpec) -> Result<String, String> {
             .y_label_area_size(70)
             .build_cartesian_2d((x0 - xpad)..(x1 + xpad), y_lo..(y1 + ypad))
             .map_err(|e| e.to_string())?;
-        let x_desc = if spec.log_x { format!("{} (log scale)", spec.x) } else { spec.x.clone() };
-        let y_desc = if spec.log_y { format!("{} (log scale)", spec.y) } else { spec.y.clone() };
+        let x_desc = if spec.log_x {
+            format!("{} (log scale)", spec.x)
+        } else {
+            spec.x.clone()
+        };
+        let y_desc = if spec.log_y {
+            format!("{} (log scale)", spec.y)
+        } else {
+            spec.y.clone()
+        };
         let (lx, ly) = (spec.log_x, spec.log_y);
         let xf = move |v: &f64| tick(*v, lx);
         let yf = move |v: &f64| tick(*v, ly);
@@ -116,12 +137,21 @@ pub fn render(report: &Report, spec: &ChartSpec) -> Result<String, String> {
             .map_err(|e| e.to_string())?;
         for (i, (name, points)) in data.iter().enumerate() {
             let color = COLORS[i % COLORS.len()];
-            let pts: Vec<(f64, f64)> = points.iter().map(|&(x, y)| (axis(x, lx), axis(y, ly))).collect();
+            let pts: Vec<(f64, f64)> = points
+                .iter()
+                .map(|&(x, y)| (axis(x, lx), axis(y, ly)))
+                .collect();
             chart
                 .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
                 .map_err(|e| e.to_string())?
-                .label(if name.is_empty() { spec.y.clone() } else { name.clone() })
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+                .label(if name.is_empty() {
+                    spec.y.clone()
+                } else {
+                    name.clone()
+                })
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                });
             chart
                 .draw_series(pts.iter().map(|p| Circle::new(*p, 3, color.filled())))
                 .map_err(|e| e.to_string())?;
@@ -139,13 +169,26 @@ pub fn render(report: &Report, spec: &ChartSpec) -> Result<String, String> {
 }
 
 /// Writes every chart of the scenario into `dir`.
-pub fn write_all(report: &Report, charts: &[ChartSpec], dir: &Path) -> Result<Vec<std::path::PathBuf>, SimError> {
-    std::fs::create_dir_all(dir).map_err(|source| SimError::Write { path: dir.to_path_buf(), source })?;
+pub fn write_all(
+    report: &Report,
+    charts: &[ChartSpec],
+    dir: &Path,
+) -> Result<Vec<std::path::PathBuf>, SimError> {
+    std::fs::create_dir_all(dir).map_err(|source| SimError::Write {
+        path: dir.to_path_buf(),
+        source,
+    })?;
     let mut written = Vec::new();
     for spec in charts {
         let path = dir.join(&spec.file);
-        let svg = render(report, spec).map_err(|message| SimError::Chart { path: path.clone(), message })?;
-        std::fs::write(&path, svg).map_err(|source| SimError::Write { path: path.clone(), source })?;
+        let svg = render(report, spec).map_err(|message| SimError::Chart {
+            path: path.clone(),
+            message,
+        })?;
+        std::fs::write(&path, svg).map_err(|source| SimError::Write {
+            path: path.clone(),
+            source,
+        })?;
         written.push(path);
     }
     Ok(written)

@@ -39,9 +39,16 @@ pub fn run(args: &SimArgs) -> Result<Report, SimError> {
     let charts_dir = args.charts.clone().unwrap_or_else(|| dir.clone());
     let charts = crate::charts::write_all(&report, &scenario.charts, &charts_dir)?;
     if !args.quiet {
-        println!("scenario {} (seed {seed}): {} runs", scenario.name, report.runs.len());
+        println!(
+            "scenario {} (seed {seed}): {} runs",
+            scenario.name,
+            report.runs.len()
+        );
         print!("{}", report.table());
-        println!("wrote {}/summary.csv, summary.txt, runs/*.csv", dir.display());
+        println!(
+            "wrote {}/summary.csv, summary.txt, runs/*.csv",
+            dir.display()
+        );
         for c in charts {
             println!("wrote {}", c.display());
         }

@@ -1,24 +1,43 @@
-//! Binds the engine to the real scheduler. (Placeholder until `cairn_scheduler::Scheduler` lands.)
+//! Binds the engine to the real scheduler (`cairn_scheduler::Scheduler`).
 
 use cairn_scheduler::types::{Action, Input, Time};
+use cairn_scheduler::{policy_by_name, Scheduler, SchedulerConfig};
 
 use crate::engine::Brain;
+use crate::model;
 use crate::nodes::NodeSpec;
 use crate::scenario::RunParams;
 
-#[derive(Debug)]
-pub struct Placeholder;
+impl Brain for Scheduler {
+    fn handle(&mut self, now: Time, input: Input) -> Vec<Action> {
+        Scheduler::handle(self, now, input)
+    }
 
-impl Brain for Placeholder {
-    fn handle(&mut self, _now: Time, _input: Input) -> Vec<Action> {
-        Vec::new()
-    }
     fn next_deadline(&self) -> Option<Time> {
-        None
+        Scheduler::next_deadline(self)
     }
-    fn register(&mut self, _node: &NodeSpec) {}
+
+    fn register(&mut self, node: &NodeSpec) {
+        let ledger = self.ledger_mut();
+        ledger.deposit(node.id, node.stake);
+        ledger.set_ask(node.id, node.ask);
+    }
 }
 
-pub fn scheduler_for(_p: &RunParams, _seed: u64) -> Result<Placeholder, String> {
-    Ok(Placeholder)
+/// The scheduler configuration for a run: liveness tracking matches the simulated heartbeats, and lift / join
+/// work is the calibrated ~50 s of a 2-core machine expressed in cycles at its measured speed.
+pub fn config_for(p: &RunParams) -> SchedulerConfig {
+    let recursion_cycles = (model::RECURSION_SECS * model::reference_hz(18)).round() as u64;
+    SchedulerConfig {
+        heartbeat_timeout_ms: (p.heartbeat_s > 0.0)
+            .then(|| (p.heartbeat_s * 3.0 * 1000.0).round() as u64),
+        lift_cycles: recursion_cycles,
+        join_cycles: recursion_cycles,
+        ..SchedulerConfig::default()
+    }
+}
+
+pub fn scheduler_for(p: &RunParams, seed: u64) -> Result<Scheduler, String> {
+    let policy = policy_by_name(&p.policy, seed).map_err(|e| e.to_string())?;
+    Ok(Scheduler::new(config_for(p), policy))
 }

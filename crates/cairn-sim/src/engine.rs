@@ -12,8 +12,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use cairn_scheduler::types::{
-    Action, Aggregation, Input, JobId, JobOutcome, JobSpec, NodeId, PenaltyCause, RejectReason, TaskId, TaskKind,
-    Time,
+    Action, Aggregation, Input, JobId, JobOutcome, JobSpec, NodeId, PenaltyCause, RejectReason,
+    TaskId, TaskKind, Time,
 };
 
 use crate::model;
@@ -86,7 +86,8 @@ struct JobState {
     outcome: Option<JobOutcome>,
     joins: HashMap<u32, (u32, u32)>,
     assigns: u64,
-    fallback: bool,
+    reassigned: bool,
+    backup: bool,
 }
 
 /// One job's result.
@@ -103,10 +104,15 @@ pub struct JobRecord {
     pub ttp_s: Option<f64>,
     /// Lower bound: the actual proof tree with every task on the fastest eligible node, no queueing.
     pub cp_bound_s: Option<f64>,
-    /// The formula: execute + transfer + slowest segment + lift + ceil(log2 S) joins (+ upload, verify).
+    /// The formula on a typical (median-speed) eligible node: execute + transfer + one segment + lift +
+    /// ceil(log2 S) joins (+ uploads, verification). An estimate in the seed's style, not a bound.
     pub cp_formula_s: f64,
     pub within_deadline: bool,
-    pub fallback: bool,
+    /// Some task got a new copy after a copy ended without a verified result (failure, timeout, rejection).
+    pub reassigned: bool,
+    /// Some task got a copy beyond its redundancy while another copy was still running (speculative backup or
+    /// emergency race).
+    pub backup: bool,
     pub assigns: u64,
     pub receipt_bytes: f64,
 }
@@ -143,7 +149,13 @@ fn cause_name(cause: PenaltyCause) -> &'static str {
 }
 
 /// Slash causes, in the order outputs list them.
-pub const SLASH_CAUSES: [&str; 5] = ["silence", "invalid_proof", "wrong_claim", "not_provers_own", "malformed"];
+pub const SLASH_CAUSES: [&str; 5] = [
+    "silence",
+    "invalid_proof",
+    "wrong_claim",
+    "not_provers_own",
+    "malformed",
+];
 
 /// The scheduler's job spec for these parameters.
 pub fn job_spec(p: &RunParams, submit_at: Time) -> JobSpec {
@@ -165,6 +177,9 @@ pub fn job_spec(p: &RunParams, submit_at: Time) -> JobSpec {
 /// Fastest possible parts of a job, for the critical-path bound.
 #[derive(Debug, Clone, Copy)]
 struct BoundParts {
+    /// The formula uses a typical node: the median speed of the eligible nodes.
+    leaf_median: f64,
+    join_median: f64,
     /// Segment blob to the fastest link.
     xfer_in: f64,
     /// Prove (+ lift with a join tree) on the fastest node that fits the po2.
@@ -188,6 +203,7 @@ pub struct Engine<B: Brain> {
     works: Vec<Work>,
     work_of: HashMap<(TaskId, NodeId), usize>,
     copies: HashMap<TaskId, u32>,
+    live: HashMap<TaskId, u32>,
     jobs: Vec<JobState>,
     unfinished: usize,
     rewards: Vec<u64>,
@@ -201,7 +217,10 @@ pub struct Engine<B: Brain> {
 
 impl<B: Brain> std::fmt::Debug for Engine<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("now", &self.now).field("events", &self.events).finish_non_exhaustive()
+        f.debug_struct("Engine")
+            .field("now", &self.now)
+            .field("events", &self.events)
+            .finish_non_exhaustive()
     }
 }
 
@@ -212,21 +231,60 @@ impl<B: Brain> Engine<B> {
         let mut pop_rng = ChaCha8Rng::seed_from_u64(seed);
         let specs = nodes::population(p, &mut pop_rng);
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_CA1E_0000_0001);
-        let bw_max = specs.iter().map(|n| n.bandwidth).fold(f64::MIN_POSITIVE, f64::max);
+        let bw_max = specs
+            .iter()
+            .map(|n| n.bandwidth)
+            .fold(f64::MIN_POSITIVE, f64::max);
         let lat_min = specs.iter().map(|n| n.latency).fold(f64::MAX, f64::min);
         let prove_speed = specs
             .iter()
             .filter(|n| n.capacity.max_po2 >= p.po2)
             .map(|n| n.speed)
             .fold(f64::MIN_POSITIVE, f64::max);
-        let rec_speed =
-            specs.iter().filter(|n| n.capacity.recursion).map(|n| n.speed).fold(f64::MIN_POSITIVE, f64::max);
+        let rec_speed = specs
+            .iter()
+            .filter(|n| n.capacity.recursion)
+            .map(|n| n.speed)
+            .fold(f64::MIN_POSITIVE, f64::max);
+        let median = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v.get(v.len() / 2).copied().unwrap_or(f64::MIN_POSITIVE)
+        };
+        let prove_median = median(
+            specs
+                .iter()
+                .filter(|n| n.capacity.max_po2 >= p.po2)
+                .map(|n| n.speed)
+                .collect(),
+        );
+        let rec_median = median(
+            specs
+                .iter()
+                .filter(|n| n.capacity.recursion)
+                .map(|n| n.speed)
+                .collect(),
+        );
         let join_tree = p.aggregation == AggregationMode::JoinTree;
-        let receipt = if join_tree { model::SUCCINCT_RECEIPT_BYTES } else { model::segment_receipt_bytes(p.po2) };
+        let receipt = if join_tree {
+            model::SUCCINCT_RECEIPT_BYTES
+        } else {
+            model::segment_receipt_bytes(p.po2)
+        };
         let bound = BoundParts {
+            leaf_median: model::prove_secs(p.po2) / prove_median
+                + if join_tree {
+                    model::RECURSION_SECS / prove_median
+                } else {
+                    0.0
+                },
+            join_median: model::RECURSION_SECS / rec_median,
             xfer_in: lat_min + model::segment_blob_bytes(p.po2) / bw_max,
             leaf: model::prove_secs(p.po2) / prove_speed
-                + if join_tree { model::RECURSION_SECS / prove_speed } else { 0.0 },
+                + if join_tree {
+                    model::RECURSION_SECS / prove_speed
+                } else {
+                    0.0
+                },
             join_in: lat_min + 2.0 * model::SUCCINCT_RECEIPT_BYTES / bw_max,
             join: model::RECURSION_SECS / rec_speed,
             upload: lat_min + receipt / bw_max,
@@ -245,7 +303,11 @@ impl<B: Brain> Engine<B> {
                 t += gap * 1000.0;
             }
             let spread = 1.0 + p.cycles_spread * (2.0 * rng.random::<f64>() - 1.0);
-            let user_cycles = if p.cycles_spread > 0.0 { p.user_cycles * spread } else { p.user_cycles };
+            let user_cycles = if p.cycles_spread > 0.0 {
+                p.user_cycles * spread
+            } else {
+                p.user_cycles
+            };
             let (segments, total_cycles) = model::split_program(user_cycles, p.po2);
             let submit_at = t.round() as Time;
             jobs.push(JobState {
@@ -260,13 +322,20 @@ impl<B: Brain> Engine<B> {
                 outcome: None,
                 joins: HashMap::new(),
                 assigns: 0,
-                fallback: false,
+                reassigned: false,
+                backup: false,
             });
         }
         let operators = specs.iter().map(|n| n.operator).max().unwrap_or(0) as usize;
         let nodes = specs
             .into_iter()
-            .map(|spec| NodeState { spec, online: true, running: 0, queue: VecDeque::new(), active: Vec::new() })
+            .map(|spec| NodeState {
+                spec,
+                online: true,
+                running: 0,
+                queue: VecDeque::new(),
+                active: Vec::new(),
+            })
             .collect();
         Self {
             p: p.clone(),
@@ -280,6 +349,7 @@ impl<B: Brain> Engine<B> {
             works: Vec::new(),
             work_of: HashMap::new(),
             copies: HashMap::new(),
+            live: HashMap::new(),
             unfinished: jobs.len(),
             jobs,
             rewards: vec![0; operators + 1],
@@ -319,7 +389,10 @@ impl<B: Brain> Engine<B> {
         for i in 0..self.nodes.len() {
             let spec = self.nodes[i].spec.clone();
             self.brain.register(&spec);
-            self.feed(Input::NodeJoined { node: spec.id, capacity: spec.capacity });
+            self.feed(Input::NodeJoined {
+                node: spec.id,
+                capacity: spec.capacity,
+            });
             if spec.churns {
                 let up = self.exp(self.p.churn_up_s);
                 self.push(up, Ev::Leave(i as u32));
@@ -333,7 +406,9 @@ impl<B: Brain> Engine<B> {
         }
         let end = ms(self.p.max_sim_hours * 3600.0);
         while self.unfinished > 0 {
-            let Some(Reverse((at, _, ev))) = self.queue.pop() else { break };
+            let Some(Reverse((at, _, ev))) = self.queue.pop() else {
+                break;
+            };
             if at > end {
                 break;
             }
@@ -352,7 +427,10 @@ impl<B: Brain> Engine<B> {
             }
             Ev::Submit(j) => {
                 let spec = job_spec(&self.p, self.now);
-                self.feed(Input::SubmitJob { job: JobId(u64::from(j)), spec });
+                self.feed(Input::SubmitJob {
+                    job: JobId(u64::from(j)),
+                    spec,
+                });
                 let at = self.segment_time(j, 0);
                 self.push(at, Ev::Segment(j, 0));
             }
@@ -360,12 +438,19 @@ impl<B: Brain> Engine<B> {
                 let job = &self.jobs[j as usize];
                 let cycles = (job.total_cycles / f64::from(job.segments)).round() as u64;
                 let segments = job.segments;
-                self.feed(Input::SegmentReady { job: JobId(u64::from(j)), segment: s, cycles });
+                self.feed(Input::SegmentReady {
+                    job: JobId(u64::from(j)),
+                    segment: s,
+                    cycles,
+                });
                 if s + 1 < segments {
                     let at = self.segment_time(j, s + 1);
                     self.push(at, Ev::Segment(j, s + 1));
                 } else {
-                    self.feed(Input::ExecutionFinished { job: JobId(u64::from(j)), segments });
+                    self.feed(Input::ExecutionFinished {
+                        job: JobId(u64::from(j)),
+                        segments,
+                    });
                 }
             }
             Ev::ComputeDone(w) => self.compute_done(w),
@@ -398,7 +483,9 @@ impl<B: Brain> Engine<B> {
 
     fn apply(&mut self, action: Action) {
         match action {
-            Action::Assign { task, kind, node, .. } => self.assign(task, kind, node),
+            Action::Assign {
+                task, kind, node, ..
+            } => self.assign(task, kind, node),
             Action::Cancel { task, node } => {
                 if let Some(&w) = self.work_of.get(&(task, node)) {
                     self.cancel(w);
@@ -412,11 +499,13 @@ impl<B: Brain> Engine<B> {
                 }
             }
             Action::Penalize { cause, amount, .. } => {
-                *self.slashes.entry(cause_name(cause).to_string()).or_default() += 1;
+                *self
+                    .slashes
+                    .entry(cause_name(cause).to_string())
+                    .or_default() += 1;
                 self.slashed_amount += amount;
             }
             Action::JobFinished { job, outcome } => {
-                let p = self.p.po2;
                 let state = &mut self.jobs[job.0 as usize];
                 if state.finished_at.is_some() {
                     return;
@@ -430,7 +519,6 @@ impl<B: Brain> Engine<B> {
                     };
                     state.final_ms = ms(receipts * model::VERIFY_SECS_PER_RECEIPT);
                 }
-                let _ = p;
                 state.outcome = Some(outcome);
                 self.unfinished -= 1;
             }
@@ -440,13 +528,17 @@ impl<B: Brain> Engine<B> {
     fn assign(&mut self, task: TaskId, kind: TaskKind, node_id: NodeId) {
         let n = node_id.0 as usize;
         let job_idx = task.job.0 as usize;
-        let copies = self.copies.entry(task).or_insert(0);
-        *copies += 1;
-        let copies = *copies;
+        let before = *self.copies.get(&task).unwrap_or(&0);
+        self.copies.insert(task, before + 1);
+        let live = self.live.entry(task).or_insert(0);
+        let live_before = *live;
+        *live += 1;
         let job = &mut self.jobs[job_idx];
         job.assigns += 1;
-        if copies > self.p.redundancy {
-            job.fallback = true;
+        if live_before >= self.p.redundancy {
+            job.backup = true;
+        } else if before >= self.p.redundancy {
+            job.reassigned = true;
         }
         if let TaskKind::Join { left, right } = kind {
             job.joins.insert(task.index, (left.index, right.index));
@@ -463,12 +555,18 @@ impl<B: Brain> Engine<B> {
                 job.client_free = job.client_free.max(now) + blob / up;
                 job.client_free.max(now + blob / spec.bandwidth) + spec.latency
             }
-            TaskKind::Join { .. } => now + spec.latency + 2.0 * model::SUCCINCT_RECEIPT_BYTES / spec.bandwidth,
+            TaskKind::Join { .. } => {
+                now + spec.latency + 2.0 * model::SUCCINCT_RECEIPT_BYTES / spec.bandwidth
+            }
         };
         let honest_units = match kind {
             TaskKind::Prove { po2, .. } => {
                 model::prove_secs(po2)
-                    + if self.p.aggregation == AggregationMode::JoinTree { model::RECURSION_SECS } else { 0.0 }
+                    + if self.p.aggregation == AggregationMode::JoinTree {
+                        model::RECURSION_SECS
+                    } else {
+                        0.0
+                    }
             }
             TaskKind::Join { .. } => model::RECURSION_SECS,
         };
@@ -478,13 +576,18 @@ impl<B: Brain> Engine<B> {
             Behavior::Invalid | Behavior::Copier => (0.0, 1.0),
             Behavior::Silent => (0.0, f64::INFINITY),
         };
-        let fails = spec.behavior == Behavior::Honest && self.rng.random::<f64>() < self.p.task_fail_rate;
+        let fails =
+            spec.behavior == Behavior::Honest && self.rng.random::<f64>() < self.p.task_fail_rate;
         let w = self.works.len();
         self.works.push(Work {
             task,
             node: n as u32,
             ready_at: ms(ready),
-            compute_ms: if compute_secs.is_finite() { ms(compute_secs) } else { u64::MAX },
+            compute_ms: if compute_secs.is_finite() {
+                ms(compute_secs)
+            } else {
+                u64::MAX
+            },
             units,
             compute_start: 0,
             state: WorkState::Queued,
@@ -503,7 +606,9 @@ impl<B: Brain> Engine<B> {
 
     fn try_start(&mut self, n: usize) {
         while self.nodes[n].running < self.nodes[n].spec.capacity.slots.max(1) {
-            let Some(w) = self.nodes[n].queue.pop_front() else { return };
+            let Some(w) = self.nodes[n].queue.pop_front() else {
+                return;
+            };
             if self.works[w].state != WorkState::Queued {
                 continue;
             }
@@ -520,6 +625,9 @@ impl<B: Brain> Engine<B> {
     }
 
     fn release(&mut self, w: usize) {
+        if let Some(live) = self.live.get_mut(&self.works[w].task) {
+            *live = live.saturating_sub(1);
+        }
         let n = self.works[w].node as usize;
         let node = &mut self.nodes[n];
         if let Some(pos) = node.active.iter().position(|&x| x == w) {
@@ -561,13 +669,29 @@ impl<B: Brain> Engine<B> {
         let n = work.node as usize;
         let (node, task) = (self.nodes[n].spec.id, work.task);
         let input = if work.fails {
-            Input::TaskFailed { node, task, reason: "simulated crash".into() }
+            Input::TaskFailed {
+                node,
+                task,
+                reason: "simulated crash".into(),
+            }
         } else {
             match self.nodes[n].spec.behavior {
                 Behavior::Honest => Input::ResultVerified { node, task },
-                Behavior::Invalid => Input::ResultRejected { node, task, reason: RejectReason::InvalidProof },
-                Behavior::Copier => Input::ResultRejected { node, task, reason: RejectReason::NotProversOwn },
-                Behavior::WrongClaim => Input::ResultRejected { node, task, reason: RejectReason::WrongClaim },
+                Behavior::Invalid => Input::ResultRejected {
+                    node,
+                    task,
+                    reason: RejectReason::InvalidProof,
+                },
+                Behavior::Copier => Input::ResultRejected {
+                    node,
+                    task,
+                    reason: RejectReason::NotProversOwn,
+                },
+                Behavior::WrongClaim => Input::ResultRejected {
+                    node,
+                    task,
+                    reason: RejectReason::WrongClaim,
+                },
                 Behavior::Silent => return,
             }
         };
@@ -583,7 +707,8 @@ impl<B: Brain> Engine<B> {
             WorkState::Running => {
                 let work = &self.works[w];
                 if work.compute_ms != u64::MAX && self.now > work.compute_start {
-                    let frac = (self.now - work.compute_start) as f64 / work.compute_ms.max(1) as f64;
+                    let frac =
+                        (self.now - work.compute_start) as f64 / work.compute_ms.max(1) as f64;
                     self.total_work += work.units * frac.min(1.0);
                 }
                 self.nodes[n].running -= 1;
@@ -618,7 +743,6 @@ impl<B: Brain> Engine<B> {
     fn cp_bound(&self, j: usize, root: Option<TaskId>) -> Option<f64> {
         let job = &self.jobs[j];
         let b = self.bound;
-        let submit = job.submit_at as f64 / 1000.0;
         let leaf_done = |s: u32| {
             let ready = (job.seg_ms * f64::from(s + 1)) / 1000.0;
             ready + b.xfer_in + b.leaf + b.upload + b.verify
@@ -663,7 +787,6 @@ impl<B: Brain> Engine<B> {
             }
             (AggregationMode::JoinTree, None) => return None,
         };
-        let _ = submit;
         Some(end + final_verify)
     }
 
@@ -672,13 +795,17 @@ impl<B: Brain> Engine<B> {
         let b = self.bound;
         let exec = job.total_cycles / (self.p.exec_mhz * 1e6);
         let (joins, final_verify) = match self.p.aggregation {
-            AggregationMode::Composite => (0.0, f64::from(job.segments) * model::VERIFY_SECS_PER_RECEIPT),
+            AggregationMode::Composite => (
+                0.0,
+                f64::from(job.segments) * model::VERIFY_SECS_PER_RECEIPT,
+            ),
             AggregationMode::JoinTree => (
-                f64::from(model::ceil_log2(job.segments)) * (b.join_in + b.join + b.upload + b.verify),
+                f64::from(model::ceil_log2(job.segments))
+                    * (b.join_in + b.join_median + b.upload + b.verify),
                 model::VERIFY_SECS_PER_RECEIPT,
             ),
         };
-        exec + b.xfer_in + b.leaf + b.upload + b.verify + joins + final_verify
+        exec + b.xfer_in + b.leaf_median + b.upload + b.verify + joins + final_verify
     }
 
     fn finish(self) -> RunOutput {
@@ -700,7 +827,9 @@ impl<B: Brain> Engine<B> {
                 None => "unfinished".to_string(),
             };
             let receipt_bytes = match self.p.aggregation {
-                AggregationMode::Composite => f64::from(job.segments) * model::segment_receipt_bytes(self.p.po2),
+                AggregationMode::Composite => {
+                    f64::from(job.segments) * model::segment_receipt_bytes(self.p.po2)
+                }
                 AggregationMode::JoinTree => model::SUCCINCT_RECEIPT_BYTES,
             };
             records.push(JobRecord {
@@ -713,8 +842,11 @@ impl<B: Brain> Engine<B> {
                 ttp_s: ttp,
                 cp_bound_s: root.and_then(|r| self.cp_bound(j, r)),
                 cp_formula_s: self.cp_formula(j),
-                within_deadline: job.finished_at.is_some_and(|t| completed && t + job.final_ms <= job.deadline),
-                fallback: job.fallback,
+                within_deadline: job
+                    .finished_at
+                    .is_some_and(|t| completed && t + job.final_ms <= job.deadline),
+                reassigned: job.reassigned,
+                backup: job.backup,
                 assigns: job.assigns,
                 receipt_bytes,
             });

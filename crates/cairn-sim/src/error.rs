@@ -11,9 +11,18 @@ pub enum SimError {
         source: std::io::Error,
     },
     #[error("scenario {origin}: {place}: {message}")]
-    Scenario { origin: String, place: String, message: String },
+    Scenario {
+        origin: String,
+        place: String,
+        message: String,
+    },
     #[error("run {run} ({label}): unknown selection policy `{policy}`: {message} (use one of fifo, vrf, reputation, stake, auction)")]
-    Policy { run: usize, label: String, policy: String, message: String },
+    Policy {
+        run: usize,
+        label: String,
+        policy: String,
+        message: String,
+    },
     #[error("cannot write {path}: {source} (check that --out points to a writable directory)")]
     Write {
         path: PathBuf,

@@ -39,13 +39,22 @@ pub fn simulate(spec: &RunSpec, seed: u64) -> Result<RunResult, SimError> {
         message,
     })?;
     let out = Engine::new(&spec.params, seed, brain).run();
-    Ok(RunResult { spec: spec.clone(), metrics: RunMetrics::from_output(&out), jobs: out.jobs })
+    Ok(RunResult {
+        spec: spec.clone(),
+        metrics: RunMetrics::from_output(&out),
+        jobs: out.jobs,
+    })
 }
 
 /// Simulates every run of a scenario on `threads` threads; results come back in run order whatever the threads.
-pub fn simulate_scenario(scenario: &Scenario, seed: u64, threads: usize) -> Result<Report, SimError> {
+pub fn simulate_scenario(
+    scenario: &Scenario,
+    seed: u64,
+    threads: usize,
+) -> Result<Report, SimError> {
     let threads = threads.clamp(1, scenario.runs.len().max(1));
-    let mut results: Vec<Option<Result<RunResult, SimError>>> = (0..scenario.runs.len()).map(|_| None).collect();
+    let mut results: Vec<Option<Result<RunResult, SimError>>> =
+        (0..scenario.runs.len()).map(|_| None).collect();
     if threads == 1 {
         for (slot, spec) in results.iter_mut().zip(&scenario.runs) {
             *slot = Some(simulate(spec, seed));
@@ -57,13 +66,23 @@ pub fn simulate_scenario(scenario: &Scenario, seed: u64, threads: usize) -> Resu
             for _ in 0..threads {
                 s.spawn(|| loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(spec) = scenario.runs.get(i) else { break };
+                    let Some(spec) = scenario.runs.get(i) else {
+                        break;
+                    };
                     let r = simulate(spec, seed);
-                    done.lock().unwrap_or_else(std::sync::PoisonError::into_inner)[i] = Some(r);
+                    done.lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)[i] = Some(r);
                 });
             }
         });
     }
-    let runs = results.into_iter().map(|r| r.expect("every run simulated")).collect::<Result<Vec<_>, _>>()?;
-    Ok(Report { scenario: scenario.name.clone(), seed, runs })
+    let runs = results
+        .into_iter()
+        .map(|r| r.expect("every run simulated"))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Report {
+        scenario: scenario.name.clone(),
+        seed,
+        runs,
+    })
 }

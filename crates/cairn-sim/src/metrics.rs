@@ -21,7 +21,11 @@ pub fn gini(amounts: &[f64]) -> f64 {
     }
     let mut sorted = amounts.to_vec();
     sorted.sort_by(f64::total_cmp);
-    let weighted: f64 = sorted.iter().enumerate().map(|(i, x)| (i as f64 + 1.0) * x).sum();
+    let weighted: f64 = sorted
+        .iter()
+        .enumerate()
+        .map(|(i, x)| (i as f64 + 1.0) * x)
+        .sum();
     2.0 * weighted / (n as f64 * total) - (n as f64 + 1.0) / n as f64
 }
 

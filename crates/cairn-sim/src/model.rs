@@ -57,7 +57,9 @@ pub const OS_RESERVE_BYTES: f64 = 0.5e9;
 /// po2 14 fits.
 pub fn max_po2_for_memory(memory_bytes: u64) -> Option<u8> {
     let usable = memory_bytes as f64 - OS_RESERVE_BYTES;
-    (MIN_PO2..=MAX_PO2).rev().find(|&p| prove_memory(p) <= usable)
+    (MIN_PO2..=MAX_PO2)
+        .rev()
+        .find(|&p| prove_memory(p) <= usable)
 }
 
 /// One lift or join: a recursion proof of fixed size, ~50 s and ~1.5 GB on the reference machine.
@@ -114,7 +116,9 @@ pub const SEED_USER_CYCLES: f64 = 65.6e6;
 pub fn split_program(user_cycles: f64, po2: u8) -> (u32, f64) {
     let row = SEED_PROGRAM.iter().find(|r| r.0 == po2);
     match row {
-        Some(&(_, segments, total)) if (user_cycles - SEED_USER_CYCLES).abs() < 1.0 => (segments, total),
+        Some(&(_, segments, total)) if (user_cycles - SEED_USER_CYCLES).abs() < 1.0 => {
+            (segments, total)
+        }
         Some(&(_, _, total)) => {
             let total = user_cycles * total / SEED_USER_CYCLES;
             (segments_for(total, po2), total)

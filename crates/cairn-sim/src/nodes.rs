@@ -80,8 +80,15 @@ fn pick_weighted(rng: &mut ChaCha8Rng, weights: &[f64]) -> usize {
 fn capacity(memory_gb: f64, speed: f64, recursion: bool) -> NodeCapacity {
     let memory_bytes = (memory_gb * GB) as u64;
     let max_po2 = model::max_po2_for_memory(memory_bytes).unwrap_or(0);
-    let recursion = recursion && (memory_bytes as f64 - model::OS_RESERVE_BYTES) >= model::RECURSION_MEMORY_BYTES;
-    NodeCapacity { memory_bytes, max_po2, cycles_per_sec: model::reference_hz(18) * speed, slots: 1, recursion }
+    let recursion = recursion
+        && (memory_bytes as f64 - model::OS_RESERVE_BYTES) >= model::RECURSION_MEMORY_BYTES;
+    NodeCapacity {
+        memory_bytes,
+        max_po2,
+        cycles_per_sec: model::reference_hz(18) * speed,
+        slots: 1,
+        recursion,
+    }
 }
 
 /// Builds the population. Layout by id: aggregators first, then sybil identities, then ordinary nodes; faulty
@@ -108,7 +115,7 @@ pub fn population(p: &RunParams, rng: &mut ChaCha8Rng) -> Vec<NodeSpec> {
         if fast {
             speed *= p.fast_speed;
         }
-        let ask = (p.reward_per_task as f64 * (0.5 + 0.5 * ask_jitter)).round() as u64;
+        let ask = (p.reward_per_task as f64 * (0.5 + ask_jitter)).round() as u64;
         let spec = if i < aggregators {
             operator += 1;
             NodeSpec {
@@ -150,7 +157,12 @@ pub fn population(p: &RunParams, rng: &mut ChaCha8Rng) -> Vec<NodeSpec> {
         } else {
             operator += 1;
             let behavior = if faulty {
-                [Behavior::Silent, Behavior::Invalid, Behavior::Copier, Behavior::WrongClaim][kind]
+                [
+                    Behavior::Silent,
+                    Behavior::Invalid,
+                    Behavior::Copier,
+                    Behavior::WrongClaim,
+                ][kind]
             } else {
                 Behavior::Honest
             };
@@ -204,15 +216,24 @@ mod tests {
         let nodes = population(&p, &mut ChaCha8Rng::seed_from_u64(1));
         assert_eq!(nodes.len(), 1000);
         assert_eq!(nodes.iter().filter(|n| n.aggregator).count(), 50);
-        let faulty = nodes.iter().filter(|n| n.behavior != Behavior::Honest).count();
+        let faulty = nodes
+            .iter()
+            .filter(|n| n.behavior != Behavior::Honest)
+            .count();
         assert!((150..250).contains(&faulty), "{faulty}");
         // Sybil identities: 2 operators with 5 identities each.
         assert_eq!(nodes[50].operator, nodes[54].operator);
         assert_ne!(nodes[54].operator, nodes[55].operator);
         assert!(nodes[50].speed < nodes[50].capacity.cycles_per_sec / model::reference_hz(18));
         // 4 GB nodes take po2 <= 18.
-        assert!(nodes.iter().filter(|n| n.capacity.memory_bytes == 4_000_000_000).all(|n| n.capacity.max_po2 == 18));
+        assert!(nodes
+            .iter()
+            .filter(|n| n.capacity.memory_bytes == 4_000_000_000)
+            .all(|n| n.capacity.max_po2 == 18));
         let again = population(&p, &mut ChaCha8Rng::seed_from_u64(1));
-        assert!(nodes.iter().zip(&again).all(|(a, b)| a.speed == b.speed && a.behavior == b.behavior));
+        assert!(nodes
+            .iter()
+            .zip(&again)
+            .all(|(a, b)| a.speed == b.speed && a.behavior == b.behavior));
     }
 }

@@ -35,8 +35,10 @@ pub struct RunMetrics {
     pub nakamoto_50: usize,
     pub slashes: BTreeMap<String, u64>,
     pub slashed_amount: u64,
-    /// Share of jobs that needed a reassignment or a backup copy.
+    /// Share of jobs that needed a reassignment or a backup copy, and each alone.
     pub fallback_share: f64,
+    pub reassign_share: f64,
+    pub backup_share: f64,
     pub receipt_kb_p50: Option<f64>,
     pub segments_p50: Option<f64>,
     pub events: u64,
@@ -49,13 +51,19 @@ impl RunMetrics {
         let ttp: Vec<f64> = done.iter().filter_map(|j| j.ttp_s).collect();
         let bound: Vec<f64> = done.iter().filter_map(|j| j.cp_bound_s).collect();
         let formula: Vec<f64> = done.iter().map(|j| j.cp_formula_s).collect();
-        let overhead: Vec<f64> =
-            done.iter().filter_map(|j| Some(j.ttp_s? / j.cp_bound_s?.max(1e-9))).collect();
+        let overhead: Vec<f64> = done
+            .iter()
+            .filter_map(|j| Some(j.ttp_s? / j.cp_bound_s?.max(1e-9)))
+            .collect();
         let receipts: Vec<f64> = done.iter().map(|j| j.receipt_bytes / 1e3).collect();
         let segments: Vec<f64> = out.jobs.iter().map(|j| f64::from(j.segments)).collect();
         let n = out.jobs.len();
         let completed = done.len();
-        let unfinished = out.jobs.iter().filter(|j| j.outcome == "unfinished").count();
+        let unfinished = out
+            .jobs
+            .iter()
+            .filter(|j| j.outcome == "unfinished")
+            .count();
         Self {
             jobs: n,
             completed,
@@ -67,7 +75,8 @@ impl RunMetrics {
             cp_bound_p50_s: percentile(&bound, 50.0),
             cp_formula_p50_s: percentile(&formula, 50.0),
             overhead_p50: percentile(&overhead, 50.0),
-            liveness: out.jobs.iter().filter(|j| j.within_deadline).count() as f64 / n.max(1) as f64,
+            liveness: out.jobs.iter().filter(|j| j.within_deadline).count() as f64
+                / n.max(1) as f64,
             wasted_ratio: (out.useful_work_s > 0.0).then(|| out.total_work_s / out.useful_work_s),
             cost_per_proof: (completed > 0).then(|| out.rewards_total as f64 / completed as f64),
             reward_gini: gini(&out.operator_rewards),
@@ -76,7 +85,11 @@ impl RunMetrics {
             nakamoto_50: nakamoto(&out.operator_rewards, 0.5),
             slashes: out.slashes.clone(),
             slashed_amount: out.slashed_amount,
-            fallback_share: out.jobs.iter().filter(|j| j.fallback).count() as f64 / n.max(1) as f64,
+            fallback_share: out.jobs.iter().filter(|j| j.reassigned || j.backup).count() as f64
+                / n.max(1) as f64,
+            reassign_share: out.jobs.iter().filter(|j| j.reassigned).count() as f64
+                / n.max(1) as f64,
+            backup_share: out.jobs.iter().filter(|j| j.backup).count() as f64 / n.max(1) as f64,
             receipt_kb_p50: percentile(&receipts, 50.0),
             segments_p50: percentile(&segments, 50.0),
             events: out.events,
@@ -107,11 +120,22 @@ impl RunMetrics {
             ("nakamoto_50".into(), self.nakamoto_50.to_string()),
         ];
         for cause in SLASH_CAUSES {
-            c.push((format!("slash_{cause}"), self.slashes.get(cause).copied().unwrap_or(0).to_string()));
+            c.push((
+                format!("slash_{cause}"),
+                self.slashes.get(cause).copied().unwrap_or(0).to_string(),
+            ));
         }
         c.extend([
             ("slashed_amount".into(), self.slashed_amount.to_string()),
-            ("fallback_share".into(), format!("{:.4}", self.fallback_share)),
+            (
+                "fallback_share".into(),
+                format!("{:.4}", self.fallback_share),
+            ),
+            (
+                "reassign_share".into(),
+                format!("{:.4}", self.reassign_share),
+            ),
+            ("backup_share".into(), format!("{:.4}", self.backup_share)),
             ("receipt_kb_p50".into(), f(self.receipt_kb_p50)),
             ("segments_p50".into(), f(self.segments_p50)),
             ("events".into(), self.events.to_string()),
@@ -122,7 +146,10 @@ impl RunMetrics {
 
     /// A metric by its column name, as a number (for charts).
     pub fn get(&self, name: &str) -> Option<f64> {
-        self.columns().into_iter().find(|(k, _)| k == name).and_then(|(_, v)| v.parse().ok())
+        self.columns()
+            .into_iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| v.parse().ok())
     }
 
     pub fn slash_total(&self) -> u64 {
@@ -157,7 +184,11 @@ fn csv_field(s: &str) -> String {
 impl Report {
     /// Parameter keys that vary across runs (sorted), used as label columns.
     fn label_keys(&self) -> Vec<String> {
-        let mut keys: Vec<String> = self.runs.iter().flat_map(|r| r.spec.labels.keys().cloned()).collect();
+        let mut keys: Vec<String> = self
+            .runs
+            .iter()
+            .flat_map(|r| r.spec.labels.keys().cloned())
+            .collect();
         keys.sort();
         keys.dedup();
         keys
@@ -169,21 +200,30 @@ impl Report {
         let mut out = String::new();
         let mut header = vec!["run".to_string(), "label".to_string()];
         header.extend(keys.iter().cloned());
-        header.extend(["policy".into(), "po2".into(), "nodes".into(), "aggregation".into()]);
+        let fixed: Vec<&str> = ["policy", "po2", "nodes", "aggregation"]
+            .into_iter()
+            .filter(|k| !keys.iter().any(|x| x == k))
+            .collect();
+        header.extend(fixed.iter().map(|k| (*k).to_string()));
         if let Some(r) = self.runs.first() {
             header.extend(r.metrics.columns().into_iter().map(|(k, _)| k));
         }
         let _ = writeln!(out, "{}", header.join(","));
         for r in &self.runs {
             let mut row = vec![r.spec.index.to_string(), csv_field(&r.spec.label())];
-            row.extend(keys.iter().map(|k| csv_field(r.spec.labels.get(k).map(String::as_str).unwrap_or(""))));
+            row.extend(
+                keys.iter()
+                    .map(|k| csv_field(r.spec.labels.get(k).map(String::as_str).unwrap_or(""))),
+            );
             let p = &r.spec.params;
-            row.extend([
-                p.policy.clone(),
-                p.po2.to_string(),
-                p.nodes.to_string(),
-                format!("{:?}", p.aggregation).to_lowercase(),
-            ]);
+            for k in &fixed {
+                row.push(match *k {
+                    "policy" => p.policy.clone(),
+                    "po2" => p.po2.to_string(),
+                    "nodes" => p.nodes.to_string(),
+                    _ => p.aggregation.name().to_string(),
+                });
+            }
             row.extend(r.metrics.columns().into_iter().map(|(_, v)| v));
             let _ = writeln!(out, "{}", row.join(","));
         }
@@ -194,12 +234,12 @@ impl Report {
     pub fn jobs_csv(run: &RunResult) -> String {
         let f = |v: Option<f64>| v.map(|x| format!("{x:.3}")).unwrap_or_default();
         let mut out = String::from(
-            "job,submit_s,segments,total_cycles,exec_s,outcome,ttp_s,cp_bound_s,cp_formula_s,within_deadline,fallback,assigns,receipt_kb\n",
+            "job,submit_s,segments,total_cycles,exec_s,outcome,ttp_s,cp_bound_s,cp_formula_s,within_deadline,reassigned,backup,assigns,receipt_kb\n",
         );
         for j in &run.jobs {
             let _ = writeln!(
                 out,
-                "{},{:.3},{},{:.0},{:.3},{},{},{},{:.3},{},{},{},{:.1}",
+                "{},{:.3},{},{:.0},{:.3},{},{},{},{:.3},{},{},{},{},{:.1}",
                 j.job,
                 j.submit_s,
                 j.segments,
@@ -210,7 +250,8 @@ impl Report {
                 f(j.cp_bound_s),
                 j.cp_formula_s,
                 j.within_deadline,
-                j.fallback,
+                j.reassigned,
+                j.backup,
                 j.assigns,
                 j.receipt_bytes / 1e3
             );
@@ -220,14 +261,21 @@ impl Report {
 
     /// The terminal table.
     pub fn table(&self) -> String {
-        let o = |v: Option<f64>, d: usize| v.map(|x| format!("{x:.d$}")).unwrap_or_else(|| "-".into());
+        let o =
+            |v: Option<f64>, d: usize| v.map(|x| format!("{x:.d$}")).unwrap_or_else(|| "-".into());
         let mut out = String::new();
-        let width = self.runs.iter().map(|r| r.spec.label().len()).max().unwrap_or(3).clamp(3, 48);
+        let width = self
+            .runs
+            .iter()
+            .map(|r| r.spec.label().len())
+            .max()
+            .unwrap_or(3)
+            .clamp(3, 48);
         let _ = writeln!(
             out,
             "{:>3} {:<width$} {:>5} {:>8} {:>8} {:>8} {:>8} {:>8} {:>5} {:>5} {:>6} {:>7} {:>5} {:>5} {:>4} {:>4} {:>6} {:>5} {:>8}",
             "#", "run", "done", "p50 s", "p95 s", "p99 s", "bound s", "formula", "ovh", "live", "waste", "cost",
-            "gini", "hhi", "N33", "N50", "slash", "fb%", "rcpt KB"
+            "gini", "hhi", "N33", "N50", "slash", "re%", "rcpt KB"
         );
         for r in &self.runs {
             let m = &r.metrics;
@@ -253,7 +301,7 @@ impl Report {
                 m.nakamoto_33,
                 m.nakamoto_50,
                 m.slash_total(),
-                m.fallback_share * 100.0,
+                m.reassign_share * 100.0,
                 o(m.receipt_kb_p50, 0),
             );
         }
@@ -263,14 +311,20 @@ impl Report {
     /// Writes summary.csv, summary.txt and runs/run-NNN.csv under `dir`.
     pub fn write_csv(&self, dir: &Path) -> Result<(), SimError> {
         let runs_dir = dir.join("runs");
-        std::fs::create_dir_all(&runs_dir).map_err(|source| SimError::Write { path: runs_dir.clone(), source })?;
+        std::fs::create_dir_all(&runs_dir).map_err(|source| SimError::Write {
+            path: runs_dir.clone(),
+            source,
+        })?;
         let write = |path: std::path::PathBuf, text: &str| {
             std::fs::write(&path, text).map_err(|source| SimError::Write { path, source })
         };
         write(dir.join("summary.csv"), &self.summary_csv())?;
         write(dir.join("summary.txt"), &self.table())?;
         for r in &self.runs {
-            write(runs_dir.join(format!("run-{:03}.csv", r.spec.index)), &Self::jobs_csv(r))?;
+            write(
+                runs_dir.join(format!("run-{:03}.csv", r.spec.index)),
+                &Self::jobs_csv(r),
+            )?;
         }
         Ok(())
     }

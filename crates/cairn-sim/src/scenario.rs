@@ -34,6 +34,15 @@ pub enum AggregationMode {
     Composite,
 }
 
+impl AggregationMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            AggregationMode::JoinTree => "join_tree",
+            AggregationMode::Composite => "composite",
+        }
+    }
+}
+
 /// Every knob of one simulated run. All fields have defaults; unknown fields are errors.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -175,7 +184,13 @@ impl RunParams {
             }
         };
         if !(MIN_PO2..=MAX_PO2).contains(&self.po2) {
-            return Err(("po2", format!("must be in {MIN_PO2}..={MAX_PO2} (risc0 3.x), got {}", self.po2)));
+            return Err((
+                "po2",
+                format!(
+                    "must be in {MIN_PO2}..={MAX_PO2} (risc0 3.x), got {}",
+                    self.po2
+                ),
+            ));
         }
         if self.nodes == 0 {
             return Err(("nodes", "must be at least 1".into()));
@@ -199,8 +214,13 @@ impl RunParams {
                 ),
             ));
         }
-        if self.memory_weights.iter().any(|w| *w < 0.0) || self.memory_weights.iter().sum::<f64>() <= 0.0 {
-            return Err(("memory_weights", "must be non-negative with a positive sum".into()));
+        if self.memory_weights.iter().any(|w| *w < 0.0)
+            || self.memory_weights.iter().sum::<f64>() <= 0.0
+        {
+            return Err((
+                "memory_weights",
+                "must be non-negative with a positive sum".into(),
+            ));
         }
         frac("noise", self.noise)?;
         frac("aggregators", self.aggregators)?;
@@ -208,8 +228,13 @@ impl RunParams {
         frac("churn", self.churn)?;
         frac("task_fail_rate", self.task_fail_rate)?;
         frac("cycles_spread", self.cycles_spread)?;
-        if self.noise > 0.0 && self.mix_silent + self.mix_invalid + self.mix_copy + self.mix_wrong_claim <= 0.0 {
-            return Err(("mix_silent", "noise > 0 needs a positive fault mix weight".into()));
+        if self.noise > 0.0
+            && self.mix_silent + self.mix_invalid + self.mix_copy + self.mix_wrong_claim <= 0.0
+        {
+            return Err((
+                "mix_silent",
+                "noise > 0 needs a positive fault mix weight".into(),
+            ));
         }
         pos("user_cycles", self.user_cycles)?;
         pos("exec_mhz", self.exec_mhz)?;
@@ -227,7 +252,10 @@ impl RunParams {
             return Err(("sybil_size", "must be at least 1".into()));
         }
         if u64::from(self.sybil_groups) * u64::from(self.sybil_size) > u64::from(self.nodes) {
-            return Err(("sybil_groups", "sybil_groups x sybil_size exceeds nodes".into()));
+            return Err((
+                "sybil_groups",
+                "sybil_groups x sybil_size exceeds nodes".into(),
+            ));
         }
         Ok(())
     }
@@ -332,23 +360,44 @@ pub fn value_text(v: &toml::Value) -> String {
 
 impl Scenario {
     pub fn load(path: &Path) -> Result<Self, SimError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| SimError::ReadScenario { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| SimError::ReadScenario {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Self::parse(&text, &path.display().to_string())
     }
 
     /// Parses scenario text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Self, SimError> {
-        let err = |place: String, message: String| SimError::Scenario { origin: origin.to_string(), place, message };
-        let file: ScenarioFile =
-            toml::from_str(text).map_err(|e| err("file".into(), e.to_string().trim_end().to_string()))?;
+        let err = |place: String, message: String| SimError::Scenario {
+            origin: origin.to_string(),
+            place,
+            message,
+        };
+        let file: ScenarioFile = toml::from_str(text)
+            .map_err(|e| err("file".into(), e.to_string().trim_end().to_string()))?;
         let decode = |table: &toml::Table, place: &str| -> Result<RunParams, SimError> {
-            let params: RunParams = toml::Value::Table(table.clone())
-                .try_into()
-                .map_err(|e: toml::de::Error| err(place.to_string(), e.message().to_string()))?;
-            params
-                .validate()
-                .map_err(|(field, message)| err(place.to_string(), format!("field `{field}` {message}")))?;
+            let params: RunParams =
+                toml::Value::Table(table.clone())
+                    .try_into()
+                    .map_err(|e: toml::de::Error| {
+                        // A value deserializer does not say which key failed: find it by trying each key alone.
+                        let culprit = table.iter().find(|(k, v)| {
+                            let mut one = toml::Table::new();
+                            one.insert((*k).clone(), (*v).clone());
+                            toml::Value::Table(one).try_into::<RunParams>().is_err()
+                        });
+                        match culprit {
+                            Some((k, v)) => err(
+                                place.to_string(),
+                                format!("field `{k}` = {v}: {}", e.message()),
+                            ),
+                            None => err(place.to_string(), e.message().to_string()),
+                        }
+                    })?;
+            params.validate().map_err(|(field, message)| {
+                err(place.to_string(), format!("field `{field}` {message}"))
+            })?;
             Ok(params)
         };
         decode(&file.base, "[base]")?;
@@ -363,14 +412,20 @@ impl Scenario {
                     let mut v = v.clone();
                     match v.remove("name") {
                         Some(toml::Value::String(name)) => Ok((name, v)),
-                        _ => Err(err(format!("[[variant]] #{}", i + 1), "needs a string field `name`".into())),
+                        _ => Err(err(
+                            format!("[[variant]] #{}", i + 1),
+                            "needs a string field `name`".into(),
+                        )),
                     }
                 })
                 .collect::<Result<_, _>>()?
         };
         for (key, values) in &file.sweep {
             if values.is_empty() {
-                return Err(err(format!("[sweep] `{key}`"), "needs at least one value".into()));
+                return Err(err(
+                    format!("[sweep] `{key}`"),
+                    "needs at least one value".into(),
+                ));
             }
         }
 
@@ -413,12 +468,20 @@ impl Scenario {
                 if !vname.is_empty() {
                     labels.insert("variant".into(), vname.clone());
                 }
-                runs.push(RunSpec { index: runs.len(), variant: vname.clone(), labels, params });
+                runs.push(RunSpec {
+                    index: runs.len(),
+                    variant: vname.clone(),
+                    labels,
+                    params,
+                });
             }
         }
         for chart in &file.chart {
             let known = |k: &str| k == "variant" || file.sweep.contains_key(k);
-            for key in std::iter::once(&chart.x).chain(chart.series.iter()).chain(chart.filter.keys()) {
+            for key in std::iter::once(&chart.x)
+                .chain(chart.series.iter())
+                .chain(chart.filter.keys())
+            {
                 if !known(key) {
                     return Err(err(
                         format!("[[chart]] `{}`", chart.file),
@@ -427,7 +490,13 @@ impl Scenario {
                 }
             }
         }
-        Ok(Self { name: file.name, description: file.description, seed: file.seed, runs, charts: file.chart })
+        Ok(Self {
+            name: file.name,
+            description: file.description,
+            seed: file.seed,
+            runs,
+            charts: file.chart,
+        })
     }
 }
 
@@ -463,11 +532,16 @@ aggregation = "composite"
 
     #[test]
     fn errors_name_the_field() {
-        let e = Scenario::parse("name = \"t\"\n[base]\nnodez = 3\n", "x.toml").expect_err("unknown field");
+        let e = Scenario::parse("name = \"t\"\n[base]\nnodez = 3\n", "x.toml")
+            .expect_err("unknown field");
         let msg = e.to_string();
-        assert!(msg.contains("nodez") && msg.contains("[base]") && msg.contains("x.toml"), "{msg}");
+        assert!(
+            msg.contains("nodez") && msg.contains("[base]") && msg.contains("x.toml"),
+            "{msg}"
+        );
 
-        let e = Scenario::parse("name = \"t\"\n[sweep]\npo2 = [18, \"big\"]\n", "x.toml").expect_err("bad type");
+        let e = Scenario::parse("name = \"t\"\n[sweep]\npo2 = [18, \"big\"]\n", "x.toml")
+            .expect_err("bad type");
         let msg = e.to_string();
         assert!(msg.contains("po2") && msg.contains("[sweep]"), "{msg}");
 
@@ -477,8 +551,11 @@ aggregation = "composite"
         let e = Scenario::parse("name = \"t\"\n[base\n", "x.toml").expect_err("syntax");
         assert!(e.to_string().contains("line"), "{e}");
 
-        let e = Scenario::parse("name = \"t\"\n[[chart]]\nfile = \"a.svg\"\nx = \"nodes\"\n", "x.toml")
-            .expect_err("chart key");
+        let e = Scenario::parse(
+            "name = \"t\"\n[[chart]]\nfile = \"a.svg\"\nx = \"nodes\"\n",
+            "x.toml",
+        )
+        .expect_err("chart key");
         assert!(e.to_string().contains("not a swept key"), "{e}");
     }
 }

@@ -1,0 +1,195 @@
+//! End-to-end tests of the simulator driving the real scheduler.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use cairn_sim::cli::{run, SimArgs};
+use cairn_sim::{Scenario, SimError};
+
+const SMALL: &str = r#"
+name = "small"
+seed = 42
+[base]
+nodes = 60
+jobs = 4
+user_cycles = 3e6
+po2 = 17
+job_interval_s = 20
+max_attempts = 10
+aggregators = 0.05
+churn = 0.05
+sybil_groups = 1
+sybil_size = 3
+[sweep]
+noise = [0.0, 0.15]
+aggregation = ["join_tree", "composite"]
+[[chart]]
+file = "ttp.svg"
+x = "noise"
+series = ["aggregation"]
+"#;
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("cairn-sim-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+fn args(scenario: &Path, out: &Path, seed: Option<u64>) -> SimArgs {
+    SimArgs {
+        scenario: scenario.to_path_buf(),
+        seed,
+        out: out.to_path_buf(),
+        charts: None,
+        threads: 2,
+        quiet: true,
+    }
+}
+
+/// Every file under `dir`, by relative path.
+fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).expect("read dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let rel = path
+                    .strip_prefix(dir)
+                    .expect("prefix")
+                    .display()
+                    .to_string();
+                out.insert(rel, std::fs::read(&path).expect("read"));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn same_seed_gives_byte_identical_outputs() {
+    let dir = temp_dir("determinism");
+    let scenario = dir.join("small.toml");
+    std::fs::write(&scenario, SMALL).expect("write scenario");
+    let a = run(&args(&scenario, &dir.join("a"), None)).expect("first run");
+    let b = run(&args(&scenario, &dir.join("b"), None)).expect("second run");
+    assert_eq!(a, b);
+    let (fa, fb) = (files(&dir.join("a")), files(&dir.join("b")));
+    assert!(
+        fa.contains_key("small/summary.csv") && fa.contains_key("small/ttp.svg"),
+        "{:?}",
+        fa.keys()
+    );
+    assert_eq!(
+        fa.len(),
+        3 + 4,
+        "summary.csv, summary.txt, ttp.svg and 4 run files"
+    );
+    assert_eq!(
+        fa, fb,
+        "same scenario and seed must give byte-identical files"
+    );
+
+    // A different seed must change something (otherwise the test above proves nothing).
+    let c = run(&args(&scenario, &dir.join("c"), Some(7))).expect("other seed");
+    assert_ne!(a.runs, c.runs);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn small_scenario_finishes_penalizes_faults_and_respects_the_bound() {
+    let scenario = Scenario::parse(SMALL, "small").expect("parses");
+    let report = cairn_sim::simulate_scenario(&scenario, scenario.seed, 1).expect("simulates");
+    assert_eq!(report.runs.len(), 4);
+    for run in &report.runs {
+        let m = &run.metrics;
+        let noisy = run.spec.params.noise > 0.0;
+        assert_eq!(
+            m.completed,
+            m.jobs,
+            "run {}: every job completes: {:?}",
+            run.spec.label(),
+            run.jobs
+        );
+        if noisy {
+            let faults = m.slashes["invalid_proof"]
+                + m.slashes["wrong_claim"]
+                + m.slashes["not_provers_own"];
+            assert!(
+                faults > 0,
+                "run {}: faulty nodes must be penalized: {:?}",
+                run.spec.label(),
+                m.slashes
+            );
+            assert!(m.reassign_share > 0.0, "faults force reassignments");
+        } else {
+            let invalid = m.slashes["invalid_proof"]
+                + m.slashes["wrong_claim"]
+                + m.slashes["not_provers_own"];
+            assert_eq!(
+                invalid, 0,
+                "honest nodes are never penalized for invalid results"
+            );
+        }
+        assert!(m.wasted_ratio.expect("work done") >= 1.0);
+        assert!(m.cost_per_proof.expect("completed") > 0.0);
+        for job in &run.jobs {
+            let ttp = job.ttp_s.expect("completed");
+            let bound = job.cp_bound_s.expect("bound for a completed job");
+            assert!(
+                bound > 0.0 && bound <= ttp + 1e-9,
+                "job {}: bound {bound} > simulated {ttp}",
+                job.job
+            );
+            assert!(job.exec_s < bound, "the bound includes execution");
+        }
+        let receipt = m.receipt_kb_p50.expect("receipt");
+        match run.spec.params.aggregation {
+            cairn_sim::scenario::AggregationMode::Composite => {
+                assert!(receipt > 1000.0, "{receipt}")
+            }
+            cairn_sim::scenario::AggregationMode::JoinTree => assert!(receipt < 300.0, "{receipt}"),
+        }
+    }
+}
+
+#[test]
+fn bad_toml_names_the_field() {
+    let dir = temp_dir("badtoml");
+    let path = dir.join("bad.toml");
+    std::fs::write(
+        &path,
+        "name = \"bad\"\n[base]\nnodes = 10\npo2 = \"twenty\"\n",
+    )
+    .expect("write");
+    let err = run(&args(&path, &dir.join("out"), None)).expect_err("bad type");
+    assert!(matches!(err, SimError::Scenario { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains("po2") && msg.contains("bad.toml"), "{msg}");
+
+    std::fs::write(&path, "name = \"bad\"\n[base]\npolicy = \"lottery\"\n").expect("write");
+    let err = run(&args(&path, &dir.join("out"), None)).expect_err("unknown policy");
+    assert!(err.to_string().contains("lottery"), "{err}");
+
+    let err =
+        run(&args(&dir.join("missing.toml"), &dir.join("out"), None)).expect_err("missing file");
+    assert!(matches!(err, SimError::ReadScenario { .. }), "{err:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn shipped_scenarios_parse() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios");
+    for name in [
+        "seed-claim.toml",
+        "linea.toml",
+        "policies.toml",
+        "scale.toml",
+    ] {
+        let s = Scenario::load(&root.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(!s.runs.is_empty(), "{name}");
+    }
+}
