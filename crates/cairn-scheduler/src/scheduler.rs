@@ -87,6 +87,8 @@ struct Task {
     backups: u32,
     backup_queued: bool,
     queued: bool,
+    /// Queued, but out of its class queue until this time (a policy asked to be asked again then).
+    parked_until: Option<Time>,
     waiting_since: Time,
     winner: Option<NodeId>,
     created_at: Time,
@@ -114,6 +116,7 @@ impl Task {
             backups: 0,
             backup_queued: false,
             queued: false,
+            parked_until: None,
             waiting_since: now,
             winner: None,
             created_at: now,
@@ -698,6 +701,7 @@ impl Scheduler {
         let t = job.tasks.get_mut(&index).expect("task");
         if t.queued {
             t.queued = false;
+            t.parked_until = None;
             job.queued -= 1;
             let class = class_of(&t.kind, aggregation);
             if let Some(q) = self.queues.get_mut(&class) {
@@ -1069,6 +1073,11 @@ impl Scheduler {
                     .and_then(|j| j.tasks.get(&task.index))
                     .is_some_and(|t| t.queued);
                 let same = match *timer {
+                    Timer::Wake { .. } => self
+                        .jobs
+                        .get(&task.job)
+                        .and_then(|j| j.tasks.get(&task.index))
+                        .is_some_and(|t| t.parked_until == Some(at)),
                     Timer::Stall { since, .. } => self
                         .jobs
                         .get(&task.job)
@@ -1117,7 +1126,18 @@ impl Scheduler {
             }
             Timer::Straggler { task, .. } => self.want_backup(task),
             Timer::Liveness { node } => self.on_node_gone(now, node, true, out),
-            Timer::Wake { .. } => {} // dispatch runs after timers
+            Timer::Wake { task } => {
+                // Back into its class queue; dispatch runs after the timers.
+                let job = self.jobs.get_mut(&task.job).expect("due");
+                let aggregation = job.spec.aggregation;
+                let key = qkey(job, task.index, job.tasks[&task.index].height);
+                let t = job.tasks.get_mut(&task.index).expect("due");
+                t.parked_until = None;
+                self.queues
+                    .entry(class_of(&t.kind, aggregation))
+                    .or_default()
+                    .insert(key);
+            }
             Timer::Stall { task, since, round } => {
                 let job = &self.jobs[&task.job];
                 let t = &job.tasks[&task.index];
@@ -1394,6 +1414,13 @@ impl Scheduler {
         if picks.is_empty() {
             if let Some(at) = selection.retry_at.filter(|at| *at > now) {
                 if !backup {
+                    // Park it: out of the class queue until then, so dispatch does not ask again and again.
+                    let key = qkey(job, task.index, t.height);
+                    if let Some(q) = self.queues.get_mut(&(po2, rec)) {
+                        q.remove(&key);
+                    }
+                    let job = self.jobs.get_mut(&task.job).expect("job");
+                    job.tasks.get_mut(&task.index).expect("task").parked_until = Some(at);
                     self.push_timer(at, Timer::Wake { task });
                 }
             }

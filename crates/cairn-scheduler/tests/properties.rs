@@ -306,7 +306,7 @@ impl World {
         assert!(rewards_now <= 1);
         self.s.ledger().check_conservation().unwrap();
         // Copies of ended jobs: nothing may be left in flight.
-        for (job, _) in &self.ended {
+        for job in self.ended.keys() {
             if let Some(st) = self.s.job_status(*job) {
                 assert_eq!(st.copies_in_flight, 0);
             }
