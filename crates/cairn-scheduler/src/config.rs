@@ -24,8 +24,6 @@ pub struct SchedulerConfig {
     pub stall_timeout_ms: Option<u64>,
     /// At most this many copies of one task at once (redundancy + backups + emergency races).
     pub max_copies_per_task: u32,
-    /// How many candidates a ranking policy (reputation, stake, auction) looks at per selection.
-    pub policy_sample: usize,
     pub speculative: SpeculativeConfig,
     pub ledger: LedgerConfig,
 }
@@ -39,7 +37,6 @@ impl Default for SchedulerConfig {
             join_cycles: 100_000,
             stall_timeout_ms: Some(600_000),
             max_copies_per_task: 8,
-            policy_sample: 64,
             speculative: SpeculativeConfig::default(),
             ledger: LedgerConfig::default(),
         }
