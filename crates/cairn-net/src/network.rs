@@ -1,0 +1,1062 @@
+//! The swarm, its owner task ([`EventLoop`]), and the handle everyone else uses ([`Client`]).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{
+    connection_limits, gossipsub, identify, kad, mdns, noise, ping, tcp, yamux, Multiaddr, PeerId,
+    StreamProtocol, Swarm,
+};
+use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
+
+use crate::blob::BlobId;
+use crate::codec::{Frame, FrameCodec};
+use crate::error::NetError;
+use crate::identity::{self, Identity};
+use crate::protocol::{
+    self, limits, CapacityAnnouncement, ErrorCode, ErrorReply, JobAnnouncement, Request, Response,
+};
+use crate::store::{BlobStore, Retention, StoreConfig};
+use crate::transfer::{self, FetchedBlob, Fetcher, TestHooks, TransferConfig};
+
+const TASK_PROTOCOL: StreamProtocol = StreamProtocol::new("/cairn/task/1");
+const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/cairn/kad/1.0.0");
+const IDENTIFY_PROTOCOL: &str = "/cairn/id/1.0.0";
+/// Largest gossip message accepted by the gossipsub codec (each topic has a smaller cap of its own).
+const MAX_GOSSIP_TRANSMIT: usize = 32 * 1024;
+
+/// Gossip topics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Topic {
+    /// Provers announce their capacity ([`CapacityAnnouncement`]).
+    Capacity,
+    /// Clients announce jobs ([`JobAnnouncement`]).
+    Jobs,
+}
+
+impl Topic {
+    /// The gossipsub topic name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Capacity => "/cairn/capacity/1",
+            Self::Jobs => "/cairn/jobs/1",
+        }
+    }
+
+    fn ident(self) -> gossipsub::IdentTopic {
+        gossipsub::IdentTopic::new(self.name())
+    }
+
+    fn from_hash(hash: &gossipsub::TopicHash) -> Option<Self> {
+        [Self::Capacity, Self::Jobs]
+            .into_iter()
+            .find(|t| t.ident().hash() == *hash)
+    }
+}
+
+/// Connection limits (enforced by libp2p's `connection_limits` behaviour, first in the stack).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Established connections in total.
+    pub max_established: u32,
+    /// Established connections per peer.
+    pub max_per_peer: u32,
+    /// Incoming connections still in their handshake.
+    pub max_pending_incoming: u32,
+    /// Outgoing connections still in their handshake.
+    pub max_pending_outgoing: u32,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            max_established: 128,
+            max_per_peer: 2,
+            max_pending_incoming: 32,
+            max_pending_outgoing: 32,
+        }
+    }
+}
+
+/// Everything [`Network::new`] needs.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Node keypair.
+    pub identity: Identity,
+    /// Listen addresses, e.g. `/ip4/0.0.0.0/tcp/4011` and `/ip4/0.0.0.0/udp/4011/quic-v1`.
+    pub listen: Vec<Multiaddr>,
+    /// Peers to dial at start; each address must end in `/p2p/<peer id>`.
+    pub bootstrap: Vec<Multiaddr>,
+    /// Discover peers on the LAN with mDNS.
+    pub mdns: bool,
+    /// Run Kademlia (peer discovery through the bootstrap peers).
+    pub kademlia: bool,
+    /// Blob store directory (`blobs/`, `partial/`, `tmp/` live under it).
+    pub store_dir: PathBuf,
+    /// Blob store limits.
+    pub store: StoreConfig,
+    /// Blob transfer limits and timeouts.
+    pub transfer: TransferConfig,
+    /// Connection limits.
+    pub limits: ConnectionLimits,
+    /// Request-response timeout.
+    pub request_timeout: Duration,
+    /// Concurrent request-response streams per connection.
+    pub max_concurrent_requests: usize,
+    /// Gossipsub heartbeat (mesh maintenance); short in tests, about a second in production.
+    pub gossip_heartbeat: Duration,
+    /// How long a connection with no active protocol stays open.
+    pub idle_connection_timeout: Duration,
+    /// Capacity of the event channel; when full, events are dropped (inbound requests get `Busy`).
+    pub event_buffer: usize,
+    /// Fault injection for the blob server (tests only).
+    #[doc(hidden)]
+    pub test_hooks: TestHooks,
+}
+
+impl Config {
+    /// Production-leaning defaults: listen on all interfaces, TCP and QUIC on `port` (0 picks one),
+    /// persisted identity in `<store_dir>/identity.key`, mDNS on.
+    pub fn new(store_dir: impl Into<PathBuf>, port: u16) -> Self {
+        let store_dir = store_dir.into();
+        Self {
+            identity: Identity::File(store_dir.join("identity.key")),
+            listen: vec![
+                format!("/ip4/0.0.0.0/tcp/{port}")
+                    .parse()
+                    .expect("valid multiaddr"),
+                format!("/ip4/0.0.0.0/udp/{port}/quic-v1")
+                    .parse()
+                    .expect("valid multiaddr"),
+            ],
+            bootstrap: Vec::new(),
+            mdns: true,
+            kademlia: true,
+            store_dir,
+            store: StoreConfig::default(),
+            transfer: TransferConfig::default(),
+            limits: ConnectionLimits::default(),
+            request_timeout: Duration::from_secs(30),
+            max_concurrent_requests: 64,
+            gossip_heartbeat: Duration::from_secs(1),
+            idle_connection_timeout: Duration::from_secs(60),
+            event_buffer: 1024,
+            test_hooks: TestHooks::default(),
+        }
+    }
+
+    /// For tests and the local devnet: loopback TCP and QUIC on free ports, ephemeral identity, no mDNS,
+    /// fast gossip heartbeat.
+    pub fn loopback(store_dir: impl Into<PathBuf>) -> Self {
+        let mut c = Self::new(store_dir, 0);
+        c.identity = Identity::Ephemeral;
+        c.listen = vec![
+            "/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr"),
+            "/ip4/127.0.0.1/udp/0/quic-v1"
+                .parse()
+                .expect("valid multiaddr"),
+        ];
+        c.mdns = false;
+        c.gossip_heartbeat = Duration::from_millis(100);
+        c
+    }
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    // First, so that a connection over the limits is refused before any other behaviour sees it.
+    limits: connection_limits::Behaviour,
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+    kad: Toggle<kad::Behaviour<kad::store::MemoryStore>>,
+    mdns: Toggle<mdns::tokio::Behaviour>,
+    gossipsub: gossipsub::Behaviour,
+    tasks: request_response::Behaviour<FrameCodec>,
+    stream: libp2p_stream::Behaviour,
+}
+
+/// Something that happened on the network, for the node or client to act on.
+#[derive(Debug)]
+pub enum Event {
+    /// A listen address became active.
+    Listening {
+        /// Address, with `/p2p/<local peer id>`.
+        address: Multiaddr,
+    },
+    /// First connection to a peer established.
+    PeerConnected {
+        /// Peer.
+        peer: PeerId,
+    },
+    /// Last connection to a peer closed.
+    PeerDisconnected {
+        /// Peer.
+        peer: PeerId,
+    },
+    /// A peer subscribed to a topic (publishing there will reach it).
+    PeerSubscribed {
+        /// Peer.
+        peer: PeerId,
+        /// Topic.
+        topic: Topic,
+    },
+    /// A valid capacity announcement (already accepted for forwarding).
+    Capacity {
+        /// Its author (signed).
+        from: PeerId,
+        /// Content.
+        announcement: CapacityAnnouncement,
+    },
+    /// A valid job announcement (already accepted for forwarding).
+    Job {
+        /// Its author (signed).
+        from: PeerId,
+        /// Content.
+        announcement: JobAnnouncement,
+    },
+    /// A gossip message failed validation; it was rejected and not forwarded.
+    GossipRejected {
+        /// The peer that passed it on.
+        via: PeerId,
+        /// Its claimed author.
+        author: Option<PeerId>,
+        /// Topic name.
+        topic: String,
+        /// Why.
+        reason: String,
+    },
+    /// A decoded request; answer it with [`Responder::respond`] (dropping the responder answers `Internal`).
+    InboundRequest {
+        /// Sender.
+        peer: PeerId,
+        /// Request.
+        request: Request,
+        /// Reply handle.
+        responder: Responder,
+    },
+    /// A peer sent something malformed or oversized; it was refused (for the caller's ledger).
+    ProtocolViolation {
+        /// Peer.
+        peer: PeerId,
+        /// What happened.
+        reason: String,
+    },
+}
+
+/// The reply handle of an inbound request.
+#[derive(Debug)]
+pub struct Responder {
+    peer: PeerId,
+    tx: oneshot::Sender<Response>,
+}
+
+impl Responder {
+    /// The peer that asked.
+    pub fn peer(&self) -> PeerId {
+        self.peer
+    }
+
+    /// Sends the response (encoded and size-checked by the event loop; an over-limit response is
+    /// replaced by an `Internal` error).
+    pub fn respond(self, response: Response) {
+        let _ = self.tx.send(response);
+    }
+}
+
+#[derive(Debug)]
+enum Command {
+    ListenAddrs {
+        reply: oneshot::Sender<Vec<Multiaddr>>,
+    },
+    Dial {
+        peer: PeerId,
+        addr: Multiaddr,
+        reply: oneshot::Sender<Result<(), NetError>>,
+    },
+    ConnectedPeers {
+        reply: oneshot::Sender<Vec<PeerId>>,
+    },
+    Publish {
+        topic: Topic,
+        data: Vec<u8>,
+        reply: oneshot::Sender<Result<(), NetError>>,
+    },
+    Request {
+        peer: PeerId,
+        frame: Vec<u8>,
+        reply: oneshot::Sender<Result<Vec<u8>, NetError>>,
+    },
+    Shutdown,
+}
+
+/// Builds the network.
+#[derive(Debug)]
+pub struct Network;
+
+impl Network {
+    /// Builds the swarm, starts listening (waits until every listen address is bound), and dials the
+    /// bootstrap peers. Spawn the returned [`EventLoop`]'s `run()`; use the [`Client`] for everything else.
+    pub async fn new(
+        config: Config,
+    ) -> Result<(Client, mpsc::Receiver<Event>, EventLoop), NetError> {
+        let keypair = identity::load(&config.identity)?;
+        let local_peer_id = keypair.public().to_peer_id();
+        let store = Arc::new(BlobStore::open(&config.store_dir, config.store)?);
+
+        let cfg = config.clone();
+        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .map_err(|e| NetError::Setup(e.to_string()))?
+            .with_quic()
+            .with_behaviour(move |key| build_behaviour(key, &cfg))
+            .map_err(|e| NetError::Setup(e.to_string()))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_connection_timeout))
+            .build();
+
+        for topic in [Topic::Capacity, Topic::Jobs] {
+            swarm
+                .behaviour_mut()
+                .gossipsub
+                .subscribe(&topic.ident())
+                .map_err(|e| NetError::Setup(format!("subscribe {}: {e}", topic.name())))?;
+        }
+
+        let (event_tx, event_rx) = mpsc::channel(config.event_buffer.max(1));
+        let mut listen_addrs = Vec::new();
+        let mut pending = HashMap::new();
+        for addr in &config.listen {
+            let id = swarm
+                .listen_on(addr.clone())
+                .map_err(|e| NetError::Listen {
+                    addr: addr.clone(),
+                    reason: e.to_string(),
+                })?;
+            pending.insert(id, addr.clone());
+        }
+        let wait = async {
+            while !pending.is_empty() {
+                match swarm.select_next_some().await {
+                    SwarmEvent::NewListenAddr {
+                        listener_id,
+                        address,
+                    } => {
+                        pending.remove(&listener_id);
+                        listen_addrs.push(address);
+                    }
+                    SwarmEvent::ListenerClosed {
+                        listener_id,
+                        reason,
+                        ..
+                    } => {
+                        if let Some(addr) = pending.remove(&listener_id) {
+                            return Err(NetError::Listen {
+                                addr,
+                                reason: format!("{reason:?}"),
+                            });
+                        }
+                    }
+                    SwarmEvent::ListenerError { listener_id, error } => {
+                        if let Some(addr) = pending.remove(&listener_id) {
+                            return Err(NetError::Listen {
+                                addr,
+                                reason: error.to_string(),
+                            });
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Ok(())
+        };
+        match tokio::time::timeout(Duration::from_secs(10), wait).await {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(NetError::Listen {
+                    addr: pending
+                        .values()
+                        .next()
+                        .cloned()
+                        .unwrap_or(Multiaddr::empty()),
+                    reason: "no address bound within 10 s".into(),
+                })
+            }
+        }
+        for address in &listen_addrs {
+            tracing::info!(target: "cairn_net", %address, peer = %local_peer_id, "listening");
+            let _ = event_tx.try_send(Event::Listening {
+                address: with_peer(address.clone(), local_peer_id),
+            });
+        }
+
+        let mut bootstrapped = false;
+        for addr in &config.bootstrap {
+            let peer = peer_of(addr).ok_or_else(|| NetError::AddressWithoutPeerId(addr.clone()))?;
+            if let Some(kad) = swarm.behaviour_mut().kad.as_mut() {
+                kad.add_address(&peer, addr.clone());
+                bootstrapped = true;
+            }
+            if let Err(e) = swarm.dial(addr.clone()) {
+                tracing::warn!(target: "cairn_net", %addr, error = %e, "could not dial bootstrap peer");
+            }
+        }
+        if bootstrapped {
+            if let Some(kad) = swarm.behaviour_mut().kad.as_mut() {
+                let _ = kad.bootstrap();
+            }
+        }
+
+        let control = swarm.behaviour().stream.new_control();
+        let incoming = swarm
+            .behaviour()
+            .stream
+            .new_control()
+            .accept(transfer::BLOB_PROTOCOL)
+            .map_err(|e| NetError::Setup(e.to_string()))?;
+        let fetcher = Arc::new(Fetcher::new(
+            control,
+            store.clone(),
+            config.transfer.clone(),
+        ));
+
+        let (cmd_tx, cmd_rx) = mpsc::channel(256);
+        let client = Client {
+            sender: cmd_tx,
+            local_peer_id,
+            store: store.clone(),
+            fetcher,
+        };
+        let event_loop = EventLoop {
+            swarm,
+            commands: cmd_rx,
+            events: event_tx,
+            listen_addrs,
+            pending_dials: HashMap::new(),
+            pending_requests: HashMap::new(),
+            pending_responses: FuturesUnordered::new(),
+            serve: Some((incoming, store, config.transfer, config.test_hooks)),
+            dropped_events: 0,
+        };
+        Ok((client, event_rx, event_loop))
+    }
+}
+
+fn build_behaviour(
+    key: &libp2p::identity::Keypair,
+    config: &Config,
+) -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
+    let peer_id = key.public().to_peer_id();
+    let l = config.limits;
+    let limits = connection_limits::Behaviour::new(
+        connection_limits::ConnectionLimits::default()
+            .with_max_established(Some(l.max_established))
+            .with_max_established_per_peer(Some(l.max_per_peer))
+            .with_max_pending_incoming(Some(l.max_pending_incoming))
+            .with_max_pending_outgoing(Some(l.max_pending_outgoing)),
+    );
+    let identify = identify::Behaviour::new(
+        identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public())
+            .with_agent_version(format!("cairn-net/{}", env!("CARGO_PKG_VERSION"))),
+    );
+    let kad = config.kademlia.then(|| {
+        let mut k = kad::Behaviour::with_config(
+            peer_id,
+            kad::store::MemoryStore::new(peer_id),
+            kad::Config::new(KAD_PROTOCOL),
+        );
+        k.set_mode(Some(kad::Mode::Server));
+        k
+    });
+    let mdns = if config.mdns {
+        Some(mdns::tokio::Behaviour::new(
+            mdns::Config::default(),
+            peer_id,
+        )?)
+    } else {
+        None
+    };
+    let gossip_config = gossipsub::ConfigBuilder::default()
+        .heartbeat_interval(config.gossip_heartbeat)
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        .validate_messages()
+        .max_transmit_size(MAX_GOSSIP_TRANSMIT)
+        .build()?;
+    let gossipsub = gossipsub::Behaviour::new(
+        gossipsub::MessageAuthenticity::Signed(key.clone()),
+        gossip_config,
+    )?;
+    let tasks = request_response::Behaviour::with_codec(
+        FrameCodec {
+            max_request: limits::MAX_REQUEST_FRAME,
+            max_response: limits::MAX_RESPONSE_FRAME,
+        },
+        [(TASK_PROTOCOL, ProtocolSupport::Full)],
+        request_response::Config::default()
+            .with_request_timeout(config.request_timeout)
+            .with_max_concurrent_streams(config.max_concurrent_requests),
+    );
+    Ok(Behaviour {
+        limits,
+        identify,
+        ping: ping::Behaviour::default(),
+        kad: kad.into(),
+        mdns: mdns.into(),
+        gossipsub,
+        tasks,
+        stream: libp2p_stream::Behaviour::new(),
+    })
+}
+
+fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
+    addr.iter().find_map(|p| match p {
+        Protocol::P2p(id) => Some(id),
+        _ => None,
+    })
+}
+
+fn with_peer(addr: Multiaddr, peer: PeerId) -> Multiaddr {
+    if peer_of(&addr).is_some() {
+        addr
+    } else {
+        addr.with(Protocol::P2p(peer))
+    }
+}
+
+/// Cloneable handle to the network. Every method talks to the [`EventLoop`] over a channel, except blob
+/// transfers, which run on their own streams.
+#[derive(Clone, Debug)]
+pub struct Client {
+    sender: mpsc::Sender<Command>,
+    local_peer_id: PeerId,
+    store: Arc<BlobStore>,
+    fetcher: Arc<Fetcher>,
+}
+
+impl Client {
+    async fn call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, NetError> {
+        let (tx, rx) = oneshot::channel();
+        self.sender
+            .send(make(tx))
+            .await
+            .map_err(|_| NetError::EventLoopGone)?;
+        rx.await.map_err(|_| NetError::EventLoopGone)
+    }
+
+    /// This node's peer id.
+    pub fn local_peer_id(&self) -> PeerId {
+        self.local_peer_id
+    }
+
+    /// Bound listen addresses, each ending in `/p2p/<local peer id>` (usable as bootstrap addresses).
+    pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>, NetError> {
+        self.call(|reply| Command::ListenAddrs { reply }).await
+    }
+
+    /// Connects to `addr` (which must end in `/p2p/<peer id>`) and waits until connected.
+    pub async fn dial(&self, addr: Multiaddr) -> Result<PeerId, NetError> {
+        let peer = peer_of(&addr).ok_or_else(|| NetError::AddressWithoutPeerId(addr.clone()))?;
+        self.call(|reply| Command::Dial { peer, addr, reply })
+            .await??;
+        Ok(peer)
+    }
+
+    /// Peers with at least one open connection.
+    pub async fn connected_peers(&self) -> Result<Vec<PeerId>, NetError> {
+        self.call(|reply| Command::ConnectedPeers { reply }).await
+    }
+
+    /// Publishes this node's capacity on [`Topic::Capacity`].
+    pub async fn publish_capacity(
+        &self,
+        announcement: &CapacityAnnouncement,
+    ) -> Result<(), NetError> {
+        self.publish_raw(Topic::Capacity, protocol::encode(announcement)?)
+            .await
+    }
+
+    /// Publishes a job on [`Topic::Jobs`].
+    pub async fn publish_job(&self, announcement: &JobAnnouncement) -> Result<(), NetError> {
+        self.publish_raw(Topic::Jobs, protocol::encode(announcement)?)
+            .await
+    }
+
+    /// Publishes raw bytes, unchecked (tests of hostile peers).
+    #[doc(hidden)]
+    pub async fn publish_raw(&self, topic: Topic, data: Vec<u8>) -> Result<(), NetError> {
+        self.call(|reply| Command::Publish { topic, data, reply })
+            .await?
+    }
+
+    /// Sends a request and waits for the response. An [`Response::Error`] reply becomes
+    /// [`NetError::Remote`].
+    pub async fn request(&self, peer: PeerId, request: &Request) -> Result<Response, NetError> {
+        let frame = protocol::encode(request)?;
+        let bytes = self.request_raw(peer, frame).await?;
+        match protocol::decode::<Response>(&bytes) {
+            Ok(Response::Error(reply)) => Err(NetError::Remote { peer, reply }),
+            Ok(r) => Ok(r),
+            Err(source) => Err(NetError::BadResponse { peer, source }),
+        }
+    }
+
+    /// Sends raw request bytes, unchecked, and returns the raw response (tests of hostile peers and of
+    /// version negotiation).
+    #[doc(hidden)]
+    pub async fn request_raw(&self, peer: PeerId, frame: Vec<u8>) -> Result<Vec<u8>, NetError> {
+        self.call(|reply| Command::Request { peer, frame, reply })
+            .await?
+    }
+
+    /// The local blob store (blobs in it are served to any peer that asks).
+    pub fn store(&self) -> &Arc<BlobStore> {
+        &self.store
+    }
+
+    /// Stores `data` locally so peers can fetch it; returns its id.
+    pub async fn publish_blob(
+        &self,
+        data: Vec<u8>,
+        retention: Retention,
+    ) -> Result<BlobId, NetError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.put(&data, retention))
+            .await
+            .map_err(|e| NetError::Internal(e.to_string()))?
+            .map_err(NetError::from)
+    }
+
+    /// Fetches a blob into the local store, trying `providers` in order (resuming any partial download,
+    /// verifying every chunk and the whole blob). Returns at once if the blob is already stored.
+    pub async fn fetch_blob(
+        &self,
+        providers: &[PeerId],
+        id: BlobId,
+        retention: Retention,
+    ) -> Result<FetchedBlob, NetError> {
+        self.fetcher.fetch(providers, id, retention).await
+    }
+
+    /// Stops the event loop (connections close; other clones of this handle then get
+    /// [`NetError::EventLoopGone`]).
+    pub async fn shutdown(&self) {
+        let _ = self.sender.send(Command::Shutdown).await;
+    }
+}
+
+type PendingResponse = BoxFuture<'static, (PeerId, Option<Response>, ResponseChannel<Frame>)>;
+
+/// Owns the swarm. Run it with `tokio::spawn(event_loop.run())`; it ends when every [`Client`] is dropped
+/// or [`Client::shutdown`] is called.
+pub struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    commands: mpsc::Receiver<Command>,
+    events: mpsc::Sender<Event>,
+    listen_addrs: Vec<Multiaddr>,
+    pending_dials: HashMap<PeerId, Vec<oneshot::Sender<Result<(), NetError>>>>,
+    pending_requests:
+        HashMap<OutboundRequestId, (PeerId, oneshot::Sender<Result<Vec<u8>, NetError>>)>,
+    pending_responses: FuturesUnordered<PendingResponse>,
+    serve: Option<(
+        libp2p_stream::IncomingStreams,
+        Arc<BlobStore>,
+        TransferConfig,
+        TestHooks,
+    )>,
+    dropped_events: u64,
+}
+
+impl std::fmt::Debug for EventLoop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventLoop")
+            .field("local_peer_id", self.swarm.local_peer_id())
+            .field("listen_addrs", &self.listen_addrs)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EventLoop {
+    /// Drives the swarm until shutdown.
+    pub async fn run(self) {
+        let span =
+            tracing::info_span!(target: "cairn_net", "net", peer = %self.swarm.local_peer_id());
+        self.run_inner().instrument(span).await;
+    }
+
+    async fn run_inner(mut self) {
+        let server = self.serve.take().map(|(incoming, store, cfg, hooks)| {
+            tokio::spawn(transfer::serve_loop(incoming, store, cfg, hooks).in_current_span())
+        });
+        loop {
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                command = self.commands.recv() => match command {
+                    Some(Command::Shutdown) | None => break,
+                    Some(c) => self.on_command(c),
+                },
+                Some((peer, response, channel)) = self.pending_responses.next(), if !self.pending_responses.is_empty() => {
+                    self.send_response(peer, response, channel);
+                }
+            }
+        }
+        if let Some(server) = server {
+            server.abort();
+        }
+        tracing::info!(target: "cairn_net", dropped_events = self.dropped_events, "network event loop stopped");
+    }
+
+    fn emit(&mut self, event: Event) {
+        if let Err(e) = self.events.try_send(event) {
+            self.dropped_events += 1;
+            // A dropped InboundRequest drops its responder, which answers `Internal`.
+            tracing::warn!(target: "cairn_net", error = %e, "event channel full or closed; event dropped");
+        }
+    }
+
+    fn send_response(
+        &mut self,
+        peer: PeerId,
+        response: Option<Response>,
+        channel: ResponseChannel<Frame>,
+    ) {
+        let response = response.unwrap_or_else(|| {
+            Response::Error(ErrorReply::new(
+                ErrorCode::Internal,
+                "the node dropped the request without answering",
+            ))
+        });
+        let bytes = protocol::encode(&response).unwrap_or_else(|e| {
+            tracing::error!(target: "cairn_net", %peer, error = %e, "response over its limit; answering Internal");
+            protocol::encode(&Response::Error(ErrorReply::new(ErrorCode::Internal, e.to_string())))
+                .unwrap_or_default()
+        });
+        if self
+            .swarm
+            .behaviour_mut()
+            .tasks
+            .send_response(channel, Frame::Data(bytes))
+            .is_err()
+        {
+            tracing::debug!(target: "cairn_net", %peer, "response not sent: the request stream is gone");
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::ListenAddrs { reply } => {
+                let me = *self.swarm.local_peer_id();
+                let addrs = self
+                    .swarm
+                    .listeners()
+                    .cloned()
+                    .chain(self.listen_addrs.iter().cloned())
+                    .filter(|a| {
+                        !a.iter()
+                            .any(|p| matches!(p, Protocol::Tcp(0) | Protocol::Udp(0)))
+                    })
+                    .map(|a| with_peer(a, me))
+                    .fold(Vec::new(), |mut v, a| {
+                        if !v.contains(&a) {
+                            v.push(a);
+                        }
+                        v
+                    });
+                let _ = reply.send(addrs);
+            }
+            Command::Dial { peer, addr, reply } => {
+                if self.swarm.is_connected(&peer) {
+                    let _ = reply.send(Ok(()));
+                    return;
+                }
+                if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
+                    kad.add_address(&peer, addr.clone());
+                }
+                match self.swarm.dial(addr) {
+                    Ok(()) => self.pending_dials.entry(peer).or_default().push(reply),
+                    Err(e) => {
+                        let _ = reply.send(Err(NetError::Dial {
+                            peer,
+                            reason: e.to_string(),
+                        }));
+                    }
+                }
+            }
+            Command::ConnectedPeers { reply } => {
+                let _ = reply.send(self.swarm.connected_peers().copied().collect());
+            }
+            Command::Publish { topic, data, reply } => {
+                let result = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .publish(topic.ident(), data)
+                    .map(|_| ())
+                    .map_err(|e| match e {
+                        gossipsub::PublishError::NoPeersSubscribedToTopic => {
+                            NetError::NoGossipPeers {
+                                topic: topic.name().into(),
+                            }
+                        }
+                        other => NetError::Publish {
+                            topic: topic.name().into(),
+                            reason: other.to_string(),
+                        },
+                    });
+                let _ = reply.send(result);
+            }
+            Command::Request { peer, frame, reply } => {
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .tasks
+                    .send_request(&peer, Frame::Data(frame));
+                self.pending_requests.insert(id, (peer, reply));
+            }
+            Command::Shutdown => {}
+        }
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                let me = *self.swarm.local_peer_id();
+                self.listen_addrs.push(address.clone());
+                self.emit(Event::Listening {
+                    address: with_peer(address, me),
+                });
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                num_established,
+                endpoint,
+                ..
+            } => {
+                tracing::debug!(target: "cairn_net", peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
+                for reply in self.pending_dials.remove(&peer_id).unwrap_or_default() {
+                    let _ = reply.send(Ok(()));
+                }
+                if num_established.get() == 1 {
+                    self.emit(Event::PeerConnected { peer: peer_id });
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established,
+                ..
+            } => {
+                if num_established == 0 {
+                    self.emit(Event::PeerDisconnected { peer: peer_id });
+                }
+            }
+            SwarmEvent::OutgoingConnectionError {
+                peer_id: Some(peer),
+                error,
+                ..
+            } => {
+                tracing::debug!(target: "cairn_net", %peer, %error, "outgoing connection failed");
+                for reply in self.pending_dials.remove(&peer).unwrap_or_default() {
+                    let _ = reply.send(Err(NetError::Dial {
+                        peer,
+                        reason: error.to_string(),
+                    }));
+                }
+            }
+            SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
+            _ => {}
+        }
+    }
+
+    fn on_behaviour_event(&mut self, event: BehaviourEvent) {
+        match event {
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
+                    for addr in info.listen_addrs {
+                        kad.add_address(&peer_id, addr);
+                    }
+                }
+            }
+            BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
+                for (peer, addr) in found {
+                    if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
+                        kad.add_address(&peer, addr.clone());
+                    }
+                    if !self.swarm.is_connected(&peer) {
+                        let _ = self.swarm.dial(addr);
+                    }
+                }
+            }
+            BehaviourEvent::Gossipsub(event) => self.on_gossip(event),
+            BehaviourEvent::Tasks(event) => self.on_request_response(event),
+            _ => {}
+        }
+    }
+
+    fn on_gossip(&mut self, event: gossipsub::Event) {
+        match event {
+            gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            } => {
+                let topic = Topic::from_hash(&message.topic);
+                let author = message.source;
+                let decoded = match topic {
+                    Some(Topic::Capacity) => {
+                        protocol::decode::<CapacityAnnouncement>(&message.data).map(|a| {
+                            Event::Capacity {
+                                from: author.unwrap_or(propagation_source),
+                                announcement: a,
+                            }
+                        })
+                    }
+                    Some(Topic::Jobs) => {
+                        protocol::decode::<JobAnnouncement>(&message.data).map(|a| Event::Job {
+                            from: author.unwrap_or(propagation_source),
+                            announcement: a,
+                        })
+                    }
+                    None => Err(protocol::ProtocolError::Malformed(format!(
+                        "unknown topic {}",
+                        message.topic
+                    ))),
+                };
+                let acceptance = match &decoded {
+                    Ok(_) => gossipsub::MessageAcceptance::Accept,
+                    // A newer version is not the sender's fault: do not forward, do not penalize.
+                    Err(protocol::ProtocolError::UnsupportedVersion { .. }) => {
+                        gossipsub::MessageAcceptance::Ignore
+                    }
+                    Err(_) => gossipsub::MessageAcceptance::Reject,
+                };
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&message_id, &propagation_source, acceptance);
+                match decoded {
+                    Ok(event) => self.emit(event),
+                    Err(e) => {
+                        tracing::debug!(target: "cairn_net", via = %propagation_source, error = %e, "gossip message refused");
+                        self.emit(Event::GossipRejected {
+                            via: propagation_source,
+                            author,
+                            topic: message.topic.to_string(),
+                            reason: e.to_string(),
+                        });
+                    }
+                }
+            }
+            gossipsub::Event::Subscribed { peer_id, topic } => {
+                if let Some(topic) = Topic::from_hash(&topic) {
+                    self.emit(Event::PeerSubscribed {
+                        peer: peer_id,
+                        topic,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_request_response(&mut self, event: request_response::Event<Frame, Frame>) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request: Frame::Oversized { len, max },
+                    channel,
+                    ..
+                } => {
+                    let e = protocol::ProtocolError::TooLarge {
+                        kind: "request frame",
+                        len,
+                        max,
+                    };
+                    tracing::info!(target: "cairn_net", %peer, error = %e, "refusing request");
+                    self.emit(Event::ProtocolViolation {
+                        peer,
+                        reason: e.to_string(),
+                    });
+                    self.send_response(peer, Some(Response::Error(e.to_reply())), channel);
+                }
+                request_response::Message::Request {
+                    request: Frame::Data(request),
+                    channel,
+                    ..
+                } => match protocol::decode::<Request>(&request) {
+                    Ok(request) => {
+                        let (tx, rx) = oneshot::channel();
+                        self.pending_responses
+                            .push(rx.map(move |r| (peer, r.ok(), channel)).boxed());
+                        self.emit(Event::InboundRequest {
+                            peer,
+                            request,
+                            responder: Responder { peer, tx },
+                        });
+                    }
+                    Err(e) => {
+                        tracing::info!(target: "cairn_net", %peer, error = %e, "refusing request");
+                        if !matches!(e, protocol::ProtocolError::UnsupportedVersion { .. }) {
+                            self.emit(Event::ProtocolViolation {
+                                peer,
+                                reason: e.to_string(),
+                            });
+                        }
+                        self.send_response(peer, Some(Response::Error(e.to_reply())), channel);
+                    }
+                },
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    if let Some((peer, reply)) = self.pending_requests.remove(&request_id) {
+                        let _ = reply.send(match response {
+                            Frame::Data(bytes) => Ok(bytes),
+                            Frame::Oversized { len, max } => Err(NetError::RequestFailed {
+                                peer,
+                                reason: format!("response of {len} bytes over the limit of {max}"),
+                            }),
+                        });
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                if let Some((_, reply)) = self.pending_requests.remove(&request_id) {
+                    let _ = reply.send(Err(NetError::RequestFailed {
+                        peer,
+                        reason: error.to_string(),
+                    }));
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                let reason = error.to_string();
+                tracing::info!(target: "cairn_net", %peer, %reason, "inbound request failed");
+                if let request_response::InboundFailure::Io(e) = &error {
+                    if e.kind() == std::io::ErrorKind::InvalidData {
+                        self.emit(Event::ProtocolViolation { peer, reason });
+                    }
+                }
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! Integration tests: real swarms on 127.0.0.1, ephemeral ports, no mDNS. One binary for all of them.
+
+mod common;
+mod gossip;
+mod requests;
+mod transfer;

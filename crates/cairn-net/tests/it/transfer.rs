@@ -1,0 +1,217 @@
+use cairn_net::{BlobId, HookState, Identity, NetError, Retention};
+
+use crate::common::*;
+
+const CHUNK: usize = 64 * 1024;
+/// 17 chunks of 64 KiB, the last one partial.
+const SIZE: usize = 16 * CHUNK + 123;
+const CHUNKS: u32 = 17;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_chunk_blob_transfer_is_verified() {
+    init_tracing();
+    bounded(async {
+        let server = spawn_node(vec![], |_| {}).await;
+        let data = test_bytes(SIZE, 1);
+        let id = server
+            .client
+            .publish_blob(data.clone(), Retention::Pinned)
+            .await
+            .unwrap();
+        assert_eq!(id, BlobId::of(&data));
+        let client = spawn_node(vec![server.tcp_addr().await], |_| {}).await;
+        wait_connected(&client.client, server.id()).await;
+
+        let got = client
+            .client
+            .fetch_blob(&[server.id()], id, Retention::Evictable)
+            .await
+            .unwrap();
+        assert_eq!(got.size, SIZE as u64);
+        assert_eq!(got.provider, Some(server.id()));
+        assert_eq!(got.chunks_downloaded, CHUNKS);
+        assert_eq!(got.chunks_resumed, 0);
+        assert_eq!(std::fs::read(&got.path).unwrap(), data);
+        assert_eq!(client.client.store().get(&id).unwrap(), data);
+
+        // Already stored: nothing moves.
+        let again = client
+            .client
+            .fetch_blob(&[server.id()], id, Retention::Evictable)
+            .await
+            .unwrap();
+        assert_eq!((again.provider, again.chunks_downloaded), (None, 0));
+
+        // A blob nobody has.
+        let missing = BlobId::of(b"nobody has this");
+        match client
+            .client
+            .fetch_blob(&[server.id()], missing, Retention::Evictable)
+            .await
+        {
+            Err(NetError::AllProvidersFailed { failures, .. }) => {
+                assert_eq!(failures.len(), 1);
+                assert!(failures[0].1.contains("does not have"), "{failures:?}");
+            }
+            other => panic!("expected AllProvidersFailed, got {other:?}"),
+        }
+
+        // An empty blob works too.
+        let empty = server
+            .client
+            .publish_blob(Vec::new(), Retention::Evictable)
+            .await
+            .unwrap();
+        let got = client
+            .client
+            .fetch_blob(&[server.id()], empty, Retention::Evictable)
+            .await
+            .unwrap();
+        assert_eq!((got.size, got.chunks_downloaded), (0, 0));
+    })
+    .await;
+}
+
+/// The server cuts the stream after 5 chunks. The client keeps the 5 verified chunks on disk; after the
+/// client itself restarts (same store directory), the fetch resumes and downloads only the other 12.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cut_transfer_resumes_after_restart_without_refetching_chunks() {
+    init_tracing();
+    bounded(async {
+        let server = spawn_node(vec![], |_| {}).await;
+        let data = test_bytes(SIZE, 2);
+        let id = server
+            .client
+            .publish_blob(data.clone(), Retention::Pinned)
+            .await
+            .unwrap();
+        let hooks = cairn_net::TestHooks::default();
+        hooks.set(HookState {
+            cut_after_chunks: Some(5),
+            corrupt_chunk: None,
+        });
+        // The hooks are read by the server's own config; restart the server with them.
+        server.client.shutdown().await;
+        let server_dir = server.dir;
+        let server_key = server_dir.path().join("identity.key");
+        let server = spawn_node_in(server_dir, vec![], |c| {
+            c.identity = Identity::File(server_key.clone());
+            c.test_hooks = hooks.clone();
+        })
+        .await;
+        assert!(
+            server.client.store().contains(&id),
+            "store survives a restart"
+        );
+
+        let client_dir = tempfile::tempdir().unwrap();
+        let client_key = client_dir.path().join("identity.key");
+        let client = spawn_node_in(client_dir, vec![server.tcp_addr().await], |c| {
+            c.identity = Identity::File(client_key.clone());
+        })
+        .await;
+        wait_connected(&client.client, server.id()).await;
+        let err = client
+            .client
+            .fetch_blob(&[server.id()], id, Retention::Evictable)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, NetError::AllProvidersFailed { .. }), "{err}");
+        assert!(!client.client.store().contains(&id));
+
+        // Restart the client on the same directory, and let the server behave.
+        let client_id = client.id();
+        client.client.shutdown().await;
+        drop(client.events);
+        hooks.set(HookState::default());
+        let client = spawn_node_in(client.dir, vec![server.tcp_addr().await], |c| {
+            c.identity = Identity::File(client_key.clone());
+        })
+        .await;
+        assert_eq!(client.id(), client_id, "identity persisted");
+        wait_connected(&client.client, server.id()).await;
+        let got = client
+            .client
+            .fetch_blob(&[server.id()], id, Retention::Evictable)
+            .await
+            .unwrap();
+        assert_eq!(got.chunks_resumed, 5);
+        assert_eq!(got.chunks_downloaded, CHUNKS - 5);
+        assert_eq!(client.client.store().get(&id).unwrap(), data);
+        // The partial files are gone.
+        let partial: Vec<_> = std::fs::read_dir(client.dir.path().join("partial"))
+            .unwrap()
+            .collect();
+        assert!(partial.is_empty(), "{partial:?}");
+    })
+    .await;
+}
+
+/// A lying provider corrupts chunk 3. The client detects it, keeps chunks 0..3, and gets the rest from an
+/// honest provider: every chunk crosses the network exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_chunk_is_detected_and_fetch_fails_over() {
+    init_tracing();
+    bounded(async {
+        let hooks = cairn_net::TestHooks::default();
+        hooks.set(HookState {
+            cut_after_chunks: None,
+            corrupt_chunk: Some(3),
+        });
+        let liar = spawn_node(vec![], |c| c.test_hooks = hooks.clone()).await;
+        let honest = spawn_node(vec![], |_| {}).await;
+        let data = test_bytes(SIZE, 3);
+        let id = liar
+            .client
+            .publish_blob(data.clone(), Retention::Pinned)
+            .await
+            .unwrap();
+        honest
+            .client
+            .publish_blob(data.clone(), Retention::Pinned)
+            .await
+            .unwrap();
+
+        let client = spawn_node(vec![liar.tcp_addr().await, honest.tcp_addr().await], |_| {}).await;
+        wait_connected(&client.client, liar.id()).await;
+        wait_connected(&client.client, honest.id()).await;
+
+        let got = client
+            .client
+            .fetch_blob(&[liar.id(), honest.id()], id, Retention::Pinned)
+            .await
+            .unwrap();
+        assert_eq!(got.provider, Some(honest.id()));
+        assert_eq!(got.failures.len(), 1);
+        assert_eq!(got.failures[0].0, liar.id());
+        assert!(got.failures[0].1.contains("chunk 3"), "{:?}", got.failures);
+        assert_eq!(
+            got.chunks_downloaded, CHUNKS,
+            "3 from the liar, 14 from the honest peer"
+        );
+        assert_eq!(client.client.store().get(&id).unwrap(), data);
+        assert!(client.client.store().is_pinned(&id));
+
+        // With only the liar, the fetch fails with CorruptChunk (and the good chunks stay on disk).
+        let data2 = test_bytes(SIZE, 4);
+        let id2 = liar
+            .client
+            .publish_blob(data2, Retention::Pinned)
+            .await
+            .unwrap();
+        match client
+            .client
+            .fetch_blob(&[liar.id()], id2, Retention::Evictable)
+            .await
+        {
+            Err(NetError::AllProvidersFailed { failures, .. }) => {
+                assert!(
+                    failures[0].1.contains("does not match its hash"),
+                    "{failures:?}"
+                )
+            }
+            other => panic!("expected a failure, got {other:?}"),
+        }
+    })
+    .await;
+}
