@@ -115,7 +115,7 @@ pub enum NetError {
         /// Peer.
         peer: PeerId,
         /// Its reply.
-        reply: ErrorReply,
+        reply: Box<ErrorReply>,
     },
     /// The peer sent a response that does not decode.
     #[error("peer {peer} sent an invalid response: {source}")]

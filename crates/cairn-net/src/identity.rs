@@ -15,18 +15,20 @@ pub enum Identity {
     Ephemeral,
 }
 
+// Called once at startup: the size of the error type does not matter here.
+#[allow(clippy::result_large_err)]
 pub(crate) fn load(identity: &Identity) -> Result<Keypair, NetError> {
     match identity {
         Identity::Ephemeral => Ok(Keypair::generate_ed25519()),
-        Identity::File(path) => load_or_create(path),
+        Identity::File(path) => load_or_create(path).map_err(|reason| NetError::Identity {
+            path: path.clone(),
+            reason,
+        }),
     }
 }
 
-fn load_or_create(path: &Path) -> Result<Keypair, NetError> {
-    let err = |reason: String| NetError::Identity {
-        path: path.to_path_buf(),
-        reason,
-    };
+fn load_or_create(path: &Path) -> Result<Keypair, String> {
+    let err = |reason: String| reason;
     match std::fs::read(path) {
         Ok(bytes) => Keypair::from_protobuf_encoding(&bytes)
             .map_err(|e| err(format!("not a valid keypair file: {e}"))),

@@ -304,6 +304,8 @@ enum Command {
 pub struct Network;
 
 impl Network {
+    // The shape of rust-libp2p's file-sharing example: a constructor returning the three parts.
+    #[allow(clippy::new_ret_no_self)]
     /// Builds the swarm, starts listening (waits until every listen address is bound), and dials the
     /// bootstrap peers. Spawn the returned [`EventLoop`]'s `run()`; use the [`Client`] for everything else.
     pub async fn new(
@@ -610,7 +612,10 @@ impl Client {
         let frame = protocol::encode(request)?;
         let bytes = self.request_raw(peer, frame).await?;
         match protocol::decode::<Response>(&bytes) {
-            Ok(Response::Error(reply)) => Err(NetError::Remote { peer, reply }),
+            Ok(Response::Error(reply)) => Err(NetError::Remote {
+                peer,
+                reply: Box::new(reply),
+            }),
             Ok(r) => Ok(r),
             Err(source) => Err(NetError::BadResponse { peer, source }),
         }
@@ -660,6 +665,7 @@ impl Client {
     }
 }
 
+type RequestReply = oneshot::Sender<Result<Vec<u8>, NetError>>;
 type PendingResponse = BoxFuture<'static, (PeerId, Option<Response>, ResponseChannel<Frame>)>;
 
 /// Owns the swarm. Run it with `tokio::spawn(event_loop.run())`; it ends when every [`Client`] is dropped
@@ -670,8 +676,7 @@ pub struct EventLoop {
     events: mpsc::Sender<Event>,
     listen_addrs: Vec<Multiaddr>,
     pending_dials: HashMap<PeerId, Vec<oneshot::Sender<Result<(), NetError>>>>,
-    pending_requests:
-        HashMap<OutboundRequestId, (PeerId, oneshot::Sender<Result<Vec<u8>, NetError>>)>,
+    pending_requests: HashMap<OutboundRequestId, (PeerId, RequestReply)>,
     pending_responses: FuturesUnordered<PendingResponse>,
     serve: Option<(
         libp2p_stream::IncomingStreams,
@@ -857,13 +862,9 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established,
+                num_established: 0,
                 ..
-            } => {
-                if num_established == 0 {
-                    self.emit(Event::PeerDisconnected { peer: peer_id });
-                }
-            }
+            } => self.emit(Event::PeerDisconnected { peer: peer_id }),
             SwarmEvent::OutgoingConnectionError {
                 peer_id: Some(peer),
                 error,

@@ -523,7 +523,8 @@ impl Fetcher {
             let (d, mp, m) = (data_path.clone(), manifest_path.clone(), manifest.clone());
             tokio::task::spawn_blocking(move || prepare_partial(&d, &mp, &m))
                 .await
-                .map_err(|e| NetError::Internal(e.to_string()))??
+                .map_err(|e| NetError::Internal(e.to_string()))?
+                .map_err(NetError::Store)?
         };
         let on_disk = have.iter().filter(|h| **h).count() as u32;
         stats.resumed.get_or_insert(on_disk);
@@ -673,10 +674,10 @@ fn prepare_partial(
     data_path: &std::path::Path,
     manifest_path: &std::path::Path,
     manifest: &Manifest,
-) -> Result<Vec<bool>, NetError> {
+) -> Result<Vec<bool>, StoreError> {
     let io = |path: &std::path::Path| {
         let path = path.to_path_buf();
-        move |source| NetError::Store(StoreError::Io { path, source })
+        move |source| StoreError::Io { path, source }
     };
     let saved: Option<Manifest> = std::fs::read(manifest_path)
         .ok()
@@ -688,7 +689,7 @@ fn prepare_partial(
         }
         let mut bytes = Vec::new();
         ciborium::into_writer(manifest, &mut bytes)
-            .map_err(|e| NetError::Internal(e.to_string()))?;
+            .map_err(|e| io(manifest_path)(std::io::Error::other(e.to_string())))?;
         let tmp = manifest_path.with_extension("manifest.tmp");
         std::fs::write(&tmp, &bytes).map_err(io(&tmp))?;
         std::fs::rename(&tmp, manifest_path).map_err(io(manifest_path))?;

@@ -215,3 +215,35 @@ async fn corrupt_chunk_is_detected_and_fetch_fails_over() {
     })
     .await;
 }
+
+/// A provider at its stream limit answers Busy; the client moves on to the next provider.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_provider_is_skipped() {
+    init_tracing();
+    bounded(async {
+        let busy = spawn_node(vec![], |c| c.transfer.max_concurrent_serves = 0).await;
+        let ok = spawn_node(vec![], |_| {}).await;
+        let data = test_bytes(3 * CHUNK, 5);
+        let id = busy
+            .client
+            .publish_blob(data.clone(), Retention::Evictable)
+            .await
+            .unwrap();
+        ok.client
+            .publish_blob(data.clone(), Retention::Evictable)
+            .await
+            .unwrap();
+        let client = spawn_node(vec![busy.tcp_addr().await, ok.tcp_addr().await], |_| {}).await;
+        wait_connected(&client.client, busy.id()).await;
+        wait_connected(&client.client, ok.id()).await;
+        let got = client
+            .client
+            .fetch_blob(&[busy.id(), ok.id()], id, Retention::Evictable)
+            .await
+            .unwrap();
+        assert_eq!(got.provider, Some(ok.id()));
+        assert!(got.failures[0].1.contains("busy"), "{:?}", got.failures);
+        assert_eq!(got.chunks_downloaded, 3);
+    })
+    .await;
+}
