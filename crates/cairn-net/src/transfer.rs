@@ -91,6 +91,9 @@ pub struct HookState {
     pub cut_after_chunks: Option<u32>,
     /// Flip a byte of this chunk index whenever it is served.
     pub corrupt_chunk: Option<u32>,
+    /// Flip a byte of this chunk index *and* advertise the hash of the flipped chunk in the manifest, so
+    /// every chunk check passes and only the whole-blob hash catches the lie.
+    pub lie_in_manifest: Option<u32>,
 }
 
 impl TestHooks {
@@ -251,7 +254,18 @@ async fn serve_stream(
         };
         match request {
             BlobRequest::Manifest { .. } => {
-                let resp = encode(BlobResponse::Manifest((*manifest).clone()));
+                let mut manifest = (*manifest).clone();
+                if let Some(k) = hooks.get().lie_in_manifest {
+                    let chunk = {
+                        let (store, m) = (store.clone(), Arc::new(manifest.clone()));
+                        tokio::task::spawn_blocking(move || store.read_chunk(&m, k)).await
+                    };
+                    if let Ok(Ok(mut chunk)) = chunk {
+                        chunk[0] ^= 0xff;
+                        manifest.chunks[k as usize] = sha256(&chunk);
+                    }
+                }
+                let resp = encode(BlobResponse::Manifest(manifest));
                 if write_frame(&mut stream, &resp).await.is_err() {
                     return;
                 }
@@ -289,7 +303,9 @@ async fn serve_stream(
                         }
                         Err(_) => return,
                     };
-                    if hook.corrupt_chunk == Some(index) && !chunk.is_empty() {
+                    if (hook.corrupt_chunk == Some(index) || hook.lie_in_manifest == Some(index))
+                        && !chunk.is_empty()
+                    {
                         chunk[0] ^= 0xff;
                     }
                     if write_frame(&mut stream, &chunk).await.is_err() {

@@ -88,7 +88,7 @@ async fn cut_transfer_resumes_after_restart_without_refetching_chunks() {
         let hooks = cairn_net::TestHooks::default();
         hooks.set(HookState {
             cut_after_chunks: Some(5),
-            corrupt_chunk: None,
+            ..HookState::default()
         });
         // The hooks are read by the server's own config; restart the server with them.
         server.client.shutdown().await;
@@ -155,8 +155,8 @@ async fn corrupt_chunk_is_detected_and_fetch_fails_over() {
     bounded(async {
         let hooks = cairn_net::TestHooks::default();
         hooks.set(HookState {
-            cut_after_chunks: None,
             corrupt_chunk: Some(3),
+            ..HookState::default()
         });
         let liar = spawn_node(vec![], |c| c.test_hooks = hooks.clone()).await;
         let honest = spawn_node(vec![], |_| {}).await;
@@ -244,6 +244,54 @@ async fn busy_provider_is_skipped() {
         assert_eq!(got.provider, Some(ok.id()));
         assert!(got.failures[0].1.contains("busy"), "{:?}", got.failures);
         assert_eq!(got.chunks_downloaded, 3);
+    })
+    .await;
+}
+
+/// A provider whose manifest lies consistently with its data: every chunk check passes, the whole-blob
+/// hash does not. The partial download is discarded and the honest provider serves the blob from scratch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consistent_lie_is_caught_by_the_whole_blob_hash() {
+    init_tracing();
+    bounded(async {
+        let hooks = cairn_net::TestHooks::default();
+        hooks.set(HookState {
+            lie_in_manifest: Some(2),
+            ..HookState::default()
+        });
+        let liar = spawn_node(vec![], |c| c.test_hooks = hooks.clone()).await;
+        let honest = spawn_node(vec![], |_| {}).await;
+        let data = test_bytes(5 * CHUNK, 6);
+        let id = liar
+            .client
+            .publish_blob(data.clone(), Retention::Pinned)
+            .await
+            .unwrap();
+        honest
+            .client
+            .publish_blob(data.clone(), Retention::Pinned)
+            .await
+            .unwrap();
+        let client = spawn_node(vec![liar.tcp_addr().await, honest.tcp_addr().await], |_| {}).await;
+        wait_connected(&client.client, liar.id()).await;
+        wait_connected(&client.client, honest.id()).await;
+        let got = client
+            .client
+            .fetch_blob(&[liar.id(), honest.id()], id, Retention::Evictable)
+            .await
+            .unwrap();
+        assert_eq!(got.provider, Some(honest.id()));
+        assert_eq!(got.failures[0].0, liar.id());
+        assert!(
+            got.failures[0].1.contains("bad manifest"),
+            "{:?}",
+            got.failures
+        );
+        assert_eq!(
+            got.chunks_downloaded, 10,
+            "5 from the liar, then all 5 again"
+        );
+        assert_eq!(client.client.store().get(&id).unwrap(), data);
     })
     .await;
 }
