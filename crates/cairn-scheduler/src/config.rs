@@ -26,6 +26,27 @@ pub struct SchedulerConfig {
     pub max_copies_per_task: u32,
     pub speculative: SpeculativeConfig,
     pub ledger: LedgerConfig,
+    /// Quarantine of nodes whose results are rejected (`None`: only the failed task excludes them).
+    pub quarantine: Option<QuarantineConfig>,
+}
+
+/// When a node that returned bad results stops getting work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct QuarantineConfig {
+    /// Rejected results (invalid, wrong claim, copied, malformed) before the quarantine starts.
+    pub after_rejections: u32,
+    /// How long it lasts, in ms (`None`: for good). A quarantined node's `NodeJoined` is ignored until then.
+    pub duration_ms: Option<u64>,
+}
+
+impl Default for QuarantineConfig {
+    fn default() -> Self {
+        Self {
+            after_rejections: 1,
+            duration_ms: Some(3_600_000),
+        }
+    }
 }
 
 impl Default for SchedulerConfig {
@@ -39,6 +60,7 @@ impl Default for SchedulerConfig {
             max_copies_per_task: 8,
             speculative: SpeculativeConfig::default(),
             ledger: LedgerConfig::default(),
+            quarantine: Some(QuarantineConfig::default()),
         }
     }
 }

@@ -52,7 +52,7 @@ mod scheduler;
 pub mod status;
 pub mod types;
 
-pub use config::{LedgerConfig, SchedulerConfig, SpeculativeConfig};
+pub use config::{LedgerConfig, QuarantineConfig, SchedulerConfig, SpeculativeConfig};
 pub use ledger::{Account, CountAmount, Ledger, LedgerError, PenaltyTally, Totals};
 pub use policy::{
     policy_by_name, AuctionPolicy, FifoPolicy, Pick, ReputationPolicy, Selection, SelectionPolicy,

@@ -95,6 +95,8 @@ struct Task {
     ready_at: Option<Time>,
     first_assigned_at: Option<Time>,
     verified_at: Option<Time>,
+    /// Verified before this scheduler existed (a resumed job): done with no winner.
+    restored: bool,
     last_failure: Option<String>,
 }
 
@@ -123,6 +125,7 @@ impl Task {
             ready_at: None,
             first_assigned_at: None,
             verified_at: None,
+            restored: false,
             last_failure: None,
         }
     }
@@ -174,6 +177,9 @@ pub struct Scheduler {
     now: Time,
     dirty: BTreeSet<JobId>,
     stats: SchedulerStats,
+    /// Rejected results per node, and nodes in quarantine (until the given time; `Time::MAX` = for good).
+    rejected_results: BTreeMap<NodeId, u32>,
+    quarantined: BTreeMap<NodeId, Time>,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -221,6 +227,8 @@ impl Scheduler {
             now: 0,
             dirty: BTreeSet::new(),
             stats: SchedulerStats::default(),
+            rejected_results: BTreeMap::new(),
+            quarantined: BTreeMap::new(),
         }
     }
 
@@ -376,7 +384,12 @@ impl Scheduler {
                 job,
                 segment,
                 cycles,
-            } => self.on_segment(now, job, segment, cycles, &mut out),
+            } => self.on_segment(now, job, segment, cycles, false, &mut out),
+            Input::SegmentRestored {
+                job,
+                segment,
+                cycles,
+            } => self.on_segment(now, job, segment, cycles, true, &mut out),
             Input::ExecutionFinished { job, segments } => {
                 self.on_execution_finished(now, job, segments, &mut out)
             }
@@ -498,6 +511,7 @@ impl Scheduler {
         id: JobId,
         segment: u32,
         cycles: u64,
+        restored: bool,
         out: &mut Vec<Action>,
     ) {
         let Some(job) = self
@@ -527,12 +541,19 @@ impl Scheduler {
             cycles
         };
         job.segments_seen += 1;
-        job.tasks.insert(
-            segment,
-            Task::new(TaskKind::Prove { segment, po2 }, 0, cycles, now),
-        );
-        job.unfinished.insert(segment);
-        self.make_ready(now, id, segment);
+        let mut task = Task::new(TaskKind::Prove { segment, po2 }, 0, cycles, now);
+        if restored {
+            task.phase = Phase::Done;
+            task.restored = true;
+            task.verified_at = Some(now);
+            job.done += 1;
+            job.tasks.insert(segment, task);
+            self.dirty.insert(id);
+        } else {
+            job.tasks.insert(segment, task);
+            job.unfinished.insert(segment);
+            self.make_ready(now, id, segment);
+        }
         if self.jobs[&id].spec.aggregation == Aggregation::JoinTree {
             let job = self.jobs.get_mut(&id).expect("job");
             job.early.insert(segment);
@@ -544,6 +565,9 @@ impl Scheduler {
             self.add_joins(now, id, planned);
         }
         self.maybe_finish_plan(now, id, out);
+        if restored {
+            self.check_complete(now, id, out);
+        }
     }
 
     fn on_execution_finished(
@@ -729,7 +753,7 @@ impl Scheduler {
             debug_assert!(job
                 .tasks
                 .values()
-                .all(|t| t.phase == Phase::Done && t.winner.is_some()));
+                .all(|t| t.phase == Phase::Done && (t.winner.is_some() || t.restored)));
             let root = match job.spec.aggregation {
                 Aggregation::JoinTree => job.root.map(|r| TaskId::new(id, r)),
                 Aggregation::Composite => None,
@@ -786,6 +810,13 @@ impl Scheduler {
     // ---- nodes ----
 
     fn on_node_joined(&mut self, now: Time, node: NodeId, capacity: NodeCapacity) {
+        if let Some(&until) = self.quarantined.get(&node) {
+            if now < until {
+                return;
+            }
+            self.quarantined.remove(&node);
+            self.rejected_results.remove(&node);
+        }
         let known = self.index.get(node).is_some();
         self.index
             .upsert(node, capacity, self.cfg.per_node_in_flight_cap, now);
@@ -806,6 +837,19 @@ impl Scheduler {
     /// A node left (announced) or went silent (`silent`: its abandoned tasks cost it a Silence penalty, and it is
     /// told to stop).
     fn on_node_gone(&mut self, now: Time, node: NodeId, silent: bool, out: &mut Vec<Action>) {
+        self.remove_node(now, node, silent, false, out);
+    }
+
+    /// Takes `node` out of the pool: its copies in flight are reassigned (and, if it went silent or is
+    /// quarantined, it is told to stop them).
+    fn remove_node(
+        &mut self,
+        now: Time,
+        node: NodeId,
+        silent: bool,
+        quarantine: bool,
+        out: &mut Vec<Action>,
+    ) {
         let Some(entry) = self.index.remove(node) else {
             return;
         };
@@ -814,6 +858,11 @@ impl Scheduler {
                 continue;
             };
             self.stats.abandoned_by_departure += 1;
+            if quarantine {
+                out.push(Action::Cancel { task, node });
+                self.after_failure(now, task, node, format!("{node} is quarantined"), out);
+                continue;
+            }
             if silent {
                 out.push(Action::Cancel { task, node });
                 let amount = self.ledger.slash(node, task, PenaltyCause::Silence);
@@ -1009,6 +1058,28 @@ impl Scheduler {
         {
             t.excluded.push(node);
         }
+        // A prover that returns bad results is not given more work for a while: otherwise a fast liar picks up
+        // every retry and burns each task's attempts (found by the simulator).
+        let count = self.rejected_results.entry(node).or_default();
+        *count += 1;
+        if let Some(q) = self
+            .cfg
+            .quarantine
+            .filter(|q| *count >= q.after_rejections.max(1))
+        {
+            let until = q.duration_ms.map_or(Time::MAX, |d| now.saturating_add(d));
+            self.quarantined.insert(node, until);
+            self.stats.quarantines += 1;
+            self.remove_node(now, node, false, true, out);
+        }
+    }
+
+    /// Nodes in quarantine now, with the time it ends (`Time::MAX`: for good).
+    pub fn quarantined(&self) -> impl Iterator<Item = (NodeId, Time)> + '_ {
+        self.quarantined
+            .iter()
+            .filter(move |(_, until)| **until > self.now)
+            .map(|(n, t)| (*n, *t))
     }
 
     // ---- timers ----

@@ -104,4 +104,6 @@ pub struct SchedulerStats {
     pub abandoned_by_departure: u64,
     /// Verified results that arrived after their task was already won (not accepted).
     pub late_duplicates: u64,
+    /// Nodes put in quarantine for rejected results.
+    pub quarantines: u64,
 }

@@ -108,6 +108,13 @@ pub enum Input {
         segment: u32,
         cycles: u64,
     },
+    /// A segment whose verified receipt the driver already holds (a job resumed after a restart): its task
+    /// is done from the start, with no prover and no reward, and is never assigned.
+    SegmentRestored {
+        job: JobId,
+        segment: u32,
+        cycles: u64,
+    },
     /// Execution ended; the job has exactly `segments` segments.
     ExecutionFinished {
         job: JobId,

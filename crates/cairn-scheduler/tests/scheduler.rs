@@ -728,3 +728,93 @@ fn job_status_is_serializable_and_tells_the_story() {
     assert_eq!(back, st);
     assert!(r.s.job_status(JobId(5)).is_none());
 }
+
+#[test]
+fn restored_segments_are_never_assigned_and_the_job_completes_without_them() {
+    let mut rig = Rig::fifo();
+    rig.node(1, cap(20, false, 4));
+    rig.submit(7, composite(14));
+    // Segments 0 and 2 were verified before a restart; only 1 and 3 need provers.
+    let mut assigned = Vec::new();
+    for s in 0..4u32 {
+        let actions = if s % 2 == 0 {
+            rig.input(Input::SegmentRestored {
+                job: JobId(7),
+                segment: s,
+                cycles: 100,
+            })
+        } else {
+            rig.segment(7, s)
+        };
+        assigned.extend(assigns(&actions));
+    }
+    rig.finish_exec(7, 4);
+    assert_eq!(
+        assigned.iter().map(|(t, _)| t.index).collect::<Vec<_>>(),
+        vec![1, 3]
+    );
+    rig.verify(1, task(7, 1));
+    let done = rig.verify(1, task(7, 3));
+    assert!(done.iter().any(|a| matches!(
+        a,
+        Action::JobFinished {
+            outcome: JobOutcome::Completed { .. },
+            ..
+        }
+    )));
+    // Restored segments earn nobody a reward.
+    let rewards = done
+        .iter()
+        .filter(|a| matches!(a, Action::Reward { .. }))
+        .count();
+    assert_eq!(rewards, 1);
+}
+
+#[test]
+fn a_fully_restored_job_completes_at_once() {
+    let mut rig = Rig::fifo();
+    rig.submit(8, composite(14));
+    for s in 0..3u32 {
+        rig.input(Input::SegmentRestored {
+            job: JobId(8),
+            segment: s,
+            cycles: 100,
+        });
+    }
+    let done = rig.finish_exec(8, 3);
+    assert!(done.iter().any(|a| matches!(
+        a,
+        Action::JobFinished {
+            outcome: JobOutcome::Completed { root: None },
+            ..
+        }
+    )));
+}
+
+#[test]
+fn a_node_with_a_rejected_result_is_quarantined_and_its_other_work_reassigned() {
+    let mut rig = Rig::fifo();
+    rig.node(1, cap(20, false, 2)); // the liar, first in pull order
+    rig.submit(3, composite(14));
+    let a0 = rig.segment(3, 0);
+    let a1 = rig.segment(3, 1);
+    assert_eq!(assigns(&a0), vec![(task(3, 0), NodeId(1))]);
+    assert_eq!(assigns(&a1), vec![(task(3, 1), NodeId(1))]);
+    rig.node(2, cap(20, false, 2));
+    let after = rig.reject(1, task(3, 0), RejectReason::InvalidProof);
+    // Its other copy is cancelled, and both tasks go to the honest node.
+    assert!(
+        cancels(&after).contains(&(task(3, 1), NodeId(1))),
+        "{after:?}"
+    );
+    let mut moved = assigns(&after);
+    moved.sort();
+    assert_eq!(
+        moved,
+        vec![(task(3, 0), NodeId(2)), (task(3, 1), NodeId(2))]
+    );
+    // Rejoining during the quarantine changes nothing: no work for it.
+    rig.node(1, cap(20, false, 2));
+    let a2 = rig.segment(3, 2);
+    assert!(assigns(&a2).iter().all(|(_, n)| *n != NodeId(1)), "{a2:?}");
+}
