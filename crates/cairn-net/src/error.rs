@@ -216,6 +216,11 @@ pub enum NetError {
     /// No provider given.
     #[error("no providers given for blob {0}")]
     NoProviders(BlobId),
+    /// A DHT operation was asked of a node running without Kademlia.
+    #[error(
+        "Kademlia is disabled on this node (Config::kademlia = false); pass providers explicitly"
+    )]
+    KademliaDisabled,
     /// A blocking task panicked or was cancelled.
     #[error("internal error: {0}")]
     Internal(String),

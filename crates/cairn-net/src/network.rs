@@ -296,6 +296,14 @@ enum Command {
         frame: Vec<u8>,
         reply: oneshot::Sender<Result<Vec<u8>, NetError>>,
     },
+    Provide {
+        id: BlobId,
+        reply: oneshot::Sender<Result<(), NetError>>,
+    },
+    FindProviders {
+        id: BlobId,
+        reply: oneshot::Sender<Result<Vec<PeerId>, NetError>>,
+    },
     Shutdown,
 }
 
@@ -450,6 +458,7 @@ impl Network {
             pending_dials: HashMap::new(),
             pending_requests: HashMap::new(),
             pending_responses: FuturesUnordered::new(),
+            pending_providers: HashMap::new(),
             serve: Some((incoming, store, config.transfer, config.test_hooks)),
             dropped_events: 0,
         };
@@ -634,17 +643,24 @@ impl Client {
         &self.store
     }
 
-    /// Stores `data` locally so peers can fetch it; returns its id.
+    /// Stores `data` locally so peers can fetch it; returns its id. With Kademlia on, also announces this
+    /// node as a provider (best effort).
     pub async fn publish_blob(
         &self,
         data: Vec<u8>,
         retention: Retention,
     ) -> Result<BlobId, NetError> {
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.put(&data, retention))
+        let id = tokio::task::spawn_blocking(move || store.put(&data, retention))
             .await
-            .map_err(|e| NetError::Internal(e.to_string()))?
-            .map_err(NetError::from)
+            .map_err(|e| NetError::Internal(e.to_string()))??;
+        match self.provide_blob(id).await {
+            Ok(()) | Err(NetError::KademliaDisabled) => {}
+            Err(e) => {
+                tracing::warn!(target: "cairn_net", blob = %id.short(), error = %e, "could not announce blob")
+            }
+        }
+        Ok(id)
     }
 
     /// Fetches a blob into the local store, trying `providers` in order (resuming any partial download,
@@ -658,6 +674,21 @@ impl Client {
         self.fetcher.fetch(providers, id, retention).await
     }
 
+    /// Announces in the DHT that this node holds blob `id` (it must be in the local store). Requires
+    /// Kademlia; the announcement spreads in the background.
+    pub async fn provide_blob(&self, id: BlobId) -> Result<(), NetError> {
+        if !self.store.contains(&id) {
+            return Err(NetError::Store(crate::StoreError::NotFound(id)));
+        }
+        self.call(|reply| Command::Provide { id, reply }).await?
+    }
+
+    /// Asks the DHT which peers hold blob `id` (the first answer found, possibly empty). Requires Kademlia.
+    pub async fn find_providers(&self, id: BlobId) -> Result<Vec<PeerId>, NetError> {
+        self.call(|reply| Command::FindProviders { id, reply })
+            .await?
+    }
+
     /// Stops the event loop (connections close; other clones of this handle then get
     /// [`NetError::EventLoopGone`]).
     pub async fn shutdown(&self) {
@@ -666,6 +697,7 @@ impl Client {
 }
 
 type RequestReply = oneshot::Sender<Result<Vec<u8>, NetError>>;
+type ProvidersReply = oneshot::Sender<Result<Vec<PeerId>, NetError>>;
 type PendingResponse = BoxFuture<'static, (PeerId, Option<Response>, ResponseChannel<Frame>)>;
 
 /// Owns the swarm. Run it with `tokio::spawn(event_loop.run())`; it ends when every [`Client`] is dropped
@@ -678,6 +710,7 @@ pub struct EventLoop {
     pending_dials: HashMap<PeerId, Vec<oneshot::Sender<Result<(), NetError>>>>,
     pending_requests: HashMap<OutboundRequestId, (PeerId, RequestReply)>,
     pending_responses: FuturesUnordered<PendingResponse>,
+    pending_providers: HashMap<kad::QueryId, ProvidersReply>,
     serve: Option<(
         libp2p_stream::IncomingStreams,
         Arc<BlobStore>,
@@ -833,6 +866,25 @@ impl EventLoop {
                     .send_request(&peer, Frame::Data(frame));
                 self.pending_requests.insert(id, (peer, reply));
             }
+            Command::Provide { id, reply } => {
+                let result = match self.swarm.behaviour_mut().kad.as_mut() {
+                    None => Err(NetError::KademliaDisabled),
+                    Some(kad) => kad
+                        .start_providing(kad::RecordKey::new(&id.0))
+                        .map(|_| ())
+                        .map_err(|e| NetError::Internal(format!("provider record: {e}"))),
+                };
+                let _ = reply.send(result);
+            }
+            Command::FindProviders { id, reply } => match self.swarm.behaviour_mut().kad.as_mut() {
+                None => {
+                    let _ = reply.send(Err(NetError::KademliaDisabled));
+                }
+                Some(kad) => {
+                    let query = kad.get_providers(kad::RecordKey::new(&id.0));
+                    self.pending_providers.insert(query, reply);
+                }
+            },
             Command::Shutdown => {}
         }
     }
@@ -899,6 +951,37 @@ impl EventLoop {
                     }
                     if !self.swarm.is_connected(&peer) {
                         let _ = self.swarm.dial(addr);
+                    }
+                }
+            }
+            BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+                id,
+                result: kad::QueryResult::GetProviders(result),
+                step,
+                ..
+            }) => {
+                let found = match result {
+                    Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) => {
+                        Ok(providers.into_iter().collect())
+                    }
+                    Ok(kad::GetProvidersOk::FinishedWithNoAdditionalRecord { .. }) => {
+                        Ok(Vec::new())
+                    }
+                    Err(e) => Err(NetError::Internal(format!("provider lookup: {e}"))),
+                };
+                if let Some(reply) = self.pending_providers.remove(&id) {
+                    let _ = reply.send(found);
+                    // The first answer is enough; stop the query unless it already ended.
+                    if !step.last {
+                        if let Some(mut q) = self
+                            .swarm
+                            .behaviour_mut()
+                            .kad
+                            .as_mut()
+                            .and_then(|k| k.query_mut(&id))
+                        {
+                            q.finish();
+                        }
                     }
                 }
             }

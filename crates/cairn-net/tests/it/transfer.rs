@@ -295,3 +295,40 @@ async fn consistent_lie_is_caught_by_the_whole_blob_hash() {
     })
     .await;
 }
+
+/// Providers are found through the DHT: C only knows B, A announced the blob, C finds A and fetches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn providers_are_found_through_kademlia() {
+    init_tracing();
+    bounded(async {
+        let b = spawn_node(vec![], |_| {}).await;
+        let b_addr = b.tcp_addr().await;
+        let a = spawn_node(vec![b_addr.clone()], |_| {}).await;
+        wait_connected(&b.client, a.id()).await;
+        let data = test_bytes(2 * CHUNK + 1, 7);
+        let id = a
+            .client
+            .publish_blob(data.clone(), Retention::Pinned)
+            .await
+            .unwrap();
+        let c = spawn_node(vec![b_addr], |_| {}).await;
+        wait_connected(&c.client, b.id()).await;
+        let mut providers = Vec::new();
+        for _ in 0..100 {
+            providers = c.client.find_providers(id).await.unwrap();
+            if providers.contains(&a.id()) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(providers.contains(&a.id()), "{providers:?}");
+        let got = c
+            .client
+            .fetch_blob(&providers, id, Retention::Evictable)
+            .await
+            .unwrap();
+        assert_eq!(c.client.store().get(&id).unwrap(), data);
+        assert_eq!(got.provider, Some(a.id()));
+    })
+    .await;
+}
