@@ -15,7 +15,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{check_po2, cost, BackendError, Digest32, ExecutionSummary, ProvingBackend, SegmentBlob, SegmentClaim};
+use crate::{
+    check_po2, cost, BackendError, Digest32, ExecutionSummary, ProvingBackend, SegmentBlob,
+    SegmentClaim,
+};
 
 /// Every fake program starts with these bytes.
 pub const FAKE_PROGRAM_MAGIC: &[u8] = b"cairn-fake-program:";
@@ -31,7 +34,10 @@ pub struct FakeBackend {
 
 impl FakeBackend {
     pub fn new(time_scale: f64) -> Self {
-        Self { time_scale, recursion: true }
+        Self {
+            time_scale,
+            recursion: true,
+        }
     }
 
     /// A fake program with the given name.
@@ -66,6 +72,17 @@ struct FakeSegmentReceipt {
     index: u32,
     claim: Digest32,
     seal: Digest32,
+    /// Like RISC Zero's randomized proofs, two honest proofs of one segment differ in their bytes.
+    nonce: u64,
+}
+
+fn nonce() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    t ^ COUNTER.fetch_add(1, Ordering::Relaxed).rotate_left(32) ^ u64::from(std::process::id())
 }
 
 #[derive(Serialize, Deserialize)]
@@ -99,7 +116,11 @@ impl FakeSegment {
     }
 
     fn claim(&self) -> Digest32 {
-        let journal = if self.last { h(&[b"journal", &self.journal]) } else { Digest32::default() };
+        let journal = if self.last {
+            h(&[b"journal", &self.journal])
+        } else {
+            Digest32::default()
+        };
         h(&[
             b"claim",
             &self.state(self.index).0,
@@ -115,7 +136,10 @@ fn seal_of(kind: &[u8], claims: &[Digest32]) -> Digest32 {
     h(&[b"cairn-fake-seal", kind, &flat])
 }
 
-fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8], err: fn(String) -> BackendError) -> Result<T, BackendError> {
+fn decode<T: for<'de> Deserialize<'de>>(
+    bytes: &[u8],
+    err: fn(String) -> BackendError,
+) -> Result<T, BackendError> {
     bincode::deserialize(bytes).map_err(|e| err(e.to_string()))
 }
 
@@ -130,7 +154,9 @@ impl ProvingBackend for FakeBackend {
 
     fn image_id(&self, program: &[u8]) -> Result<Digest32, BackendError> {
         if !program.starts_with(FAKE_PROGRAM_MAGIC) {
-            return Err(BackendError::BadProgram("the fake backend only runs fake programs".into()));
+            return Err(BackendError::BadProgram(
+                "the fake backend only runs fake programs".into(),
+            ));
         }
         Ok(Digest32::sha256(program))
     }
@@ -147,7 +173,9 @@ impl ProvingBackend for FakeBackend {
         let cycles = input
             .get(..8)
             .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
-            .ok_or_else(|| BackendError::GuestFailed("fake input must start with a u64 cycle count".into()))?;
+            .ok_or_else(|| {
+                BackendError::GuestFailed("fake input must start with a u64 cycle count".into())
+            })?;
         let size = 1u64 << po2;
         // Paging and padding take a share of each segment, larger for small segments (as in the seed's Table 2).
         let usable = size - (size / 8).max(2048);
@@ -157,10 +185,25 @@ impl ProvingBackend for FakeBackend {
         let mut claims = Vec::with_capacity(segments as usize);
         for index in 0..segments {
             let user_cycles = cycles.saturating_sub(u64::from(index) * usable).min(usable);
-            let seg = FakeSegment { run, index, po2, user_cycles, last: index + 1 == segments, journal: journal.clone() };
-            let claim = SegmentClaim { index, po2, user_cycles, claim_digest: seg.claim() };
+            let seg = FakeSegment {
+                run,
+                index,
+                po2,
+                user_cycles,
+                last: index + 1 == segments,
+                journal: journal.clone(),
+            };
+            let claim = SegmentClaim {
+                index,
+                po2,
+                user_cycles,
+                claim_digest: seg.claim(),
+            };
             claims.push(claim);
-            on_segment(SegmentBlob { claim, bytes: encode(&seg) })?;
+            on_segment(SegmentBlob {
+                claim,
+                bytes: encode(&seg),
+            })?;
         }
         Ok(ExecutionSummary {
             image_id,
@@ -179,21 +222,36 @@ impl ProvingBackend for FakeBackend {
         check_po2(seg.po2)?;
         self.sleep(cost::segment_cost(seg.po2).prove_secs);
         let claim = seg.claim();
-        Ok(encode(&FakeSegmentReceipt { index: seg.index, claim, seal: seal_of(b"segment", &[claim]) }))
+        Ok(encode(&FakeSegmentReceipt {
+            index: seg.index,
+            claim,
+            seal: seal_of(b"segment", &[claim]),
+            nonce: nonce(),
+        }))
     }
 
     fn verify_segment(&self, receipt: &[u8], expected: &SegmentClaim) -> Result<(), BackendError> {
         let r: FakeSegmentReceipt = decode(receipt, BackendError::BadReceipt)?;
         if r.seal != seal_of(b"segment", &[r.claim]) {
-            return Err(BackendError::InvalidProof("fake seal does not match its claim".into()));
+            return Err(BackendError::InvalidProof(
+                "fake seal does not match its claim".into(),
+            ));
         }
         if r.claim != expected.claim_digest || r.index != expected.index {
-            return Err(BackendError::WrongClaim { index: expected.index, expected: expected.claim_digest, actual: r.claim });
+            return Err(BackendError::WrongClaim {
+                index: expected.index,
+                expected: expected.claim_digest,
+                actual: r.claim,
+            });
         }
         Ok(())
     }
 
-    fn assemble(&self, summary: &ExecutionSummary, receipts: &[Vec<u8>]) -> Result<Vec<u8>, BackendError> {
+    fn assemble(
+        &self,
+        summary: &ExecutionSummary,
+        receipts: &[Vec<u8>],
+    ) -> Result<Vec<u8>, BackendError> {
         if receipts.len() != summary.claims.len() {
             return Err(BackendError::Assembly(format!(
                 "{} segment receipts for {} segments",
@@ -216,10 +274,15 @@ impl ProvingBackend for FakeBackend {
     fn verify_receipt(&self, receipt: &[u8], image_id: &Digest32) -> Result<Vec<u8>, BackendError> {
         let r: FakeReceipt = decode(receipt, BackendError::BadReceipt)?;
         if r.seal != final_seal(&r.image_id, &r.journal, &r.claims) {
-            return Err(BackendError::InvalidProof("fake seal does not match the receipt".into()));
+            return Err(BackendError::InvalidProof(
+                "fake seal does not match the receipt".into(),
+            ));
         }
         if r.image_id != *image_id {
-            return Err(BackendError::WrongImage { expected: *image_id, actual: r.image_id });
+            return Err(BackendError::WrongImage {
+                expected: *image_id,
+                actual: r.image_id,
+            });
         }
         Ok(r.journal)
     }
@@ -228,7 +291,9 @@ impl ProvingBackend for FakeBackend {
         if self.recursion {
             Ok(())
         } else {
-            Err(BackendError::RecursionUnavailable("fake backend configured without recursion".into()))
+            Err(BackendError::RecursionUnavailable(
+                "fake backend configured without recursion".into(),
+            ))
         }
     }
 
@@ -236,10 +301,16 @@ impl ProvingBackend for FakeBackend {
         self.recursion_available()?;
         let r: FakeSegmentReceipt = decode(segment_receipt, BackendError::BadReceipt)?;
         if r.seal != seal_of(b"segment", &[r.claim]) {
-            return Err(BackendError::InvalidProof("fake seal does not match its claim".into()));
+            return Err(BackendError::InvalidProof(
+                "fake seal does not match its claim".into(),
+            ));
         }
         self.sleep(cost::RECURSION_SECS);
-        Ok(encode(&FakeSuccinct { first: r.index, claims: vec![r.claim], seal: seal_of(b"succinct", &[r.claim]) }))
+        Ok(encode(&FakeSuccinct {
+            first: r.index,
+            claims: vec![r.claim],
+            seal: seal_of(b"succinct", &[r.claim]),
+        }))
     }
 
     fn join(&self, left: &[u8], right: &[u8]) -> Result<Vec<u8>, BackendError> {
@@ -256,14 +327,24 @@ impl ProvingBackend for FakeBackend {
         }
         self.sleep(cost::RECURSION_SECS);
         let claims = [l.claims, r.claims].concat();
-        Ok(encode(&FakeSuccinct { first: l.first, seal: seal_of(b"succinct", &claims), claims }))
+        Ok(encode(&FakeSuccinct {
+            first: l.first,
+            seal: seal_of(b"succinct", &claims),
+            claims,
+        }))
     }
 
-    fn finish_succinct(&self, summary: &ExecutionSummary, root: &[u8]) -> Result<Vec<u8>, BackendError> {
+    fn finish_succinct(
+        &self,
+        summary: &ExecutionSummary,
+        root: &[u8],
+    ) -> Result<Vec<u8>, BackendError> {
         let root = decode_succinct(root)?;
         let expected: Vec<Digest32> = summary.claims.iter().map(|c| c.claim_digest).collect();
         if root.first != 0 || root.claims != expected {
-            return Err(BackendError::Assembly("root receipt does not cover exactly this job's segments".into()));
+            return Err(BackendError::Assembly(
+                "root receipt does not cover exactly this job's segments".into(),
+            ));
         }
         Ok(encode(&FakeReceipt {
             image_id: summary.image_id,
@@ -277,7 +358,9 @@ impl ProvingBackend for FakeBackend {
 fn decode_succinct(bytes: &[u8]) -> Result<FakeSuccinct, BackendError> {
     let s: FakeSuccinct = decode(bytes, BackendError::BadReceipt)?;
     if s.seal != seal_of(b"succinct", &s.claims) || s.claims.is_empty() {
-        return Err(BackendError::InvalidProof("fake succinct seal does not match its claims".into()));
+        return Err(BackendError::InvalidProof(
+            "fake succinct seal does not match its claims".into(),
+        ));
     }
     Ok(s)
 }
@@ -308,14 +391,23 @@ mod tests {
         let (summary, blobs) = run(&b, &FakeBackend::input(100_000, b"x"));
         assert_eq!(summary.segments as usize, blobs.len());
         assert!(blobs.len() > 5);
-        let receipts: Vec<_> = blobs.iter().map(|s| b.prove_segment(&s.bytes).unwrap()).collect();
+        let receipts: Vec<_> = blobs
+            .iter()
+            .map(|s| b.prove_segment(&s.bytes).unwrap())
+            .collect();
         for (r, s) in receipts.iter().zip(&blobs) {
             b.verify_segment(r, &s.claim).unwrap();
         }
         let fin = b.assemble(&summary, &receipts).unwrap();
-        assert_eq!(b.verify_receipt(&fin, &summary.image_id).unwrap(), summary.journal);
+        assert_eq!(
+            b.verify_receipt(&fin, &summary.image_id).unwrap(),
+            summary.journal
+        );
         let other = Digest32::sha256(b"other");
-        assert!(matches!(b.verify_receipt(&fin, &other), Err(BackendError::WrongImage { .. })));
+        assert!(matches!(
+            b.verify_receipt(&fin, &other),
+            Err(BackendError::WrongImage { .. })
+        ));
     }
 
     #[test]
@@ -323,24 +415,47 @@ mod tests {
         let b = FakeBackend::new(0.0);
         let (_, blobs) = run(&b, &FakeBackend::input(100_000, b"x"));
         let (_, other_job) = run(&b, &FakeBackend::input(100_000, b"y"));
+        // Two honest proofs of one segment differ in their bytes, and both verify.
+        let (p1, p2) = (
+            b.prove_segment(&blobs[0].bytes).unwrap(),
+            b.prove_segment(&blobs[0].bytes).unwrap(),
+        );
+        assert_ne!(p1, p2);
+        b.verify_segment(&p1, &blobs[0].claim).unwrap();
+        b.verify_segment(&p2, &blobs[0].claim).unwrap();
         let r1 = b.prove_segment(&blobs[1].bytes).unwrap();
         // A valid receipt for another segment of the same job.
-        assert!(matches!(b.verify_segment(&r1, &blobs[2].claim), Err(BackendError::WrongClaim { .. })));
+        assert!(matches!(
+            b.verify_segment(&r1, &blobs[2].claim),
+            Err(BackendError::WrongClaim { .. })
+        ));
         // A valid receipt of the same segment index from another job.
         let o1 = b.prove_segment(&other_job[1].bytes).unwrap();
-        assert!(matches!(b.verify_segment(&o1, &blobs[1].claim), Err(BackendError::WrongClaim { .. })));
+        assert!(matches!(
+            b.verify_segment(&o1, &blobs[1].claim),
+            Err(BackendError::WrongClaim { .. })
+        ));
         // Garbage and a tampered seal.
-        assert!(matches!(b.verify_segment(b"garbage", &blobs[1].claim), Err(BackendError::BadReceipt(_))));
+        assert!(matches!(
+            b.verify_segment(b"garbage", &blobs[1].claim),
+            Err(BackendError::BadReceipt(_))
+        ));
         let mut tampered = r1.clone();
-        *tampered.last_mut().unwrap() ^= 1;
-        assert!(matches!(b.verify_segment(&tampered, &blobs[1].claim), Err(BackendError::InvalidProof(_))));
+        tampered[40] ^= 1; // inside the seal (after the index and the claim)
+        assert!(matches!(
+            b.verify_segment(&tampered, &blobs[1].claim),
+            Err(BackendError::InvalidProof(_))
+        ));
     }
 
     #[test]
     fn join_tree_matches_composite_claims() {
         let b = FakeBackend::new(0.0);
         let (summary, blobs) = run(&b, &FakeBackend::input(60_000, b""));
-        let lifted: Vec<_> = blobs.iter().map(|s| b.lift(&b.prove_segment(&s.bytes).unwrap()).unwrap()).collect();
+        let lifted: Vec<_> = blobs
+            .iter()
+            .map(|s| b.lift(&b.prove_segment(&s.bytes).unwrap()).unwrap())
+            .collect();
         let mut acc = lifted[0].clone();
         for l in &lifted[1..] {
             acc = b.join(&acc, l).unwrap();
@@ -348,7 +463,10 @@ mod tests {
         let fin = b.finish_succinct(&summary, &acc).unwrap();
         b.verify_receipt(&fin, &summary.image_id).unwrap();
         if lifted.len() > 2 {
-            assert!(b.join(&lifted[0], &lifted[2]).is_err(), "non-consecutive join must fail");
+            assert!(
+                b.join(&lifted[0], &lifted[2]).is_err(),
+                "non-consecutive join must fail"
+            );
         }
     }
 
@@ -356,8 +474,17 @@ mod tests {
     fn bad_inputs() {
         let b = FakeBackend::new(0.0);
         let mut sink = |_: SegmentBlob| Ok(());
-        assert!(matches!(b.execute(b"\x7fELF", &[0; 8], 14, &mut sink), Err(BackendError::BadProgram(_))));
-        assert!(matches!(b.execute(&FakeBackend::program("p"), &[1], 14, &mut sink), Err(BackendError::GuestFailed(_))));
-        assert!(matches!(b.execute(&FakeBackend::program("p"), &[0; 8], 13, &mut sink), Err(BackendError::BadPo2(13))));
+        assert!(matches!(
+            b.execute(b"\x7fELF", &[0; 8], 14, &mut sink),
+            Err(BackendError::BadProgram(_))
+        ));
+        assert!(matches!(
+            b.execute(&FakeBackend::program("p"), &[1], 14, &mut sink),
+            Err(BackendError::GuestFailed(_))
+        ));
+        assert!(matches!(
+            b.execute(&FakeBackend::program("p"), &[0; 8], 13, &mut sink),
+            Err(BackendError::BadPo2(13))
+        ));
     }
 }

@@ -46,7 +46,8 @@ impl Digest32 {
 
     /// Parses 64 hex characters.
     pub fn from_hex(s: &str) -> Result<Self, BackendError> {
-        let bytes = hex::decode(s.trim()).map_err(|e| BackendError::BadDigest(format!("{s:?}: {e}")))?;
+        let bytes =
+            hex::decode(s.trim()).map_err(|e| BackendError::BadDigest(format!("{s:?}: {e}")))?;
         let arr: [u8; 32] = bytes
             .try_into()
             .map_err(|_| BackendError::BadDigest(format!("{s:?}: expected 64 hex characters")))?;
@@ -149,9 +150,16 @@ pub enum BackendError {
     #[error("receipt does not verify: {0}")]
     InvalidProof(String),
     #[error("receipt proves a different claim than segment {index} needs (expected claim {expected}, got {actual}): it is a proof of another segment, job or program")]
-    WrongClaim { index: u32, expected: Digest32, actual: Digest32 },
+    WrongClaim {
+        index: u32,
+        expected: Digest32,
+        actual: Digest32,
+    },
     #[error("receipt is for image id {actual}, but image id {expected} was expected: it proves another program")]
-    WrongImage { expected: Digest32, actual: Digest32 },
+    WrongImage {
+        expected: Digest32,
+        actual: Digest32,
+    },
     #[error("cannot assemble: {0}")]
     Assembly(String),
     #[error("RISC Zero's recursion programs (lift/join/resolve) are not compiled into this build (it was built offline, with DOCS_RS set). Use the composite receipt (the default), or rebuild on a machine with network access to get succinct receipts. Detail: {0}")]
@@ -189,7 +197,11 @@ pub trait ProvingBackend: Send + Sync + 'static {
     fn verify_segment(&self, receipt: &[u8], expected: &SegmentClaim) -> Result<(), BackendError>;
 
     /// Builds the final receipt from verified segment receipts given in segment order.
-    fn assemble(&self, summary: &ExecutionSummary, receipts: &[Vec<u8>]) -> Result<Vec<u8>, BackendError>;
+    fn assemble(
+        &self,
+        summary: &ExecutionSummary,
+        receipts: &[Vec<u8>],
+    ) -> Result<Vec<u8>, BackendError>;
 
     /// Verifies a final receipt against an image id; returns its journal.
     fn verify_receipt(&self, receipt: &[u8], image_id: &Digest32) -> Result<Vec<u8>, BackendError>;
@@ -204,7 +216,11 @@ pub trait ProvingBackend: Send + Sync + 'static {
     fn join(&self, left: &[u8], right: &[u8]) -> Result<Vec<u8>, BackendError>;
 
     /// Turns the root succinct receipt of the join tree into the final receipt.
-    fn finish_succinct(&self, summary: &ExecutionSummary, root: &[u8]) -> Result<Vec<u8>, BackendError>;
+    fn finish_succinct(
+        &self,
+        summary: &ExecutionSummary,
+        root: &[u8],
+    ) -> Result<Vec<u8>, BackendError>;
 }
 
 /// Checks a po2 against what RISC Zero accepts.

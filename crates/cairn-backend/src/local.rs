@@ -23,8 +23,15 @@ pub struct LocalOptions {
 #[derive(Debug, Clone)]
 pub enum LocalEvent {
     SegmentExecuted(SegmentClaim),
-    ExecutionFinished { segments: u32, user_cycles: u64, total_cycles: u64 },
-    SegmentProved { index: u32, prove_time: Duration },
+    ExecutionFinished {
+        segments: u32,
+        user_cycles: u64,
+        total_cycles: u64,
+    },
+    SegmentProved {
+        index: u32,
+        prove_time: Duration,
+    },
     Aggregating,
 }
 
@@ -78,10 +85,10 @@ pub fn prove_local(
 
     // Verifies one finished proof against its claim; the first failure aborts the proof.
     let accept = |(index, result, took): ProveResult,
-                      claims: &[SegmentClaim],
-                      receipts: &mut Vec<Option<Vec<u8>>>,
-                      timings: &mut LocalTimings,
-                      on_event: &mut dyn FnMut(LocalEvent)|
+                  claims: &[SegmentClaim],
+                  receipts: &mut Vec<Option<Vec<u8>>>,
+                  timings: &mut LocalTimings,
+                  on_event: &mut dyn FnMut(LocalEvent)|
      -> Result<(), BackendError> {
         let bytes = result?;
         let t = Instant::now();
@@ -93,7 +100,10 @@ pub fn prove_local(
             receipts.resize(index as usize + 1, None);
         }
         receipts[index as usize] = Some(bytes);
-        on_event(LocalEvent::SegmentProved { index, prove_time: took });
+        on_event(LocalEvent::SegmentProved {
+            index,
+            prove_time: took,
+        });
         Ok(())
     };
 
@@ -126,26 +136,38 @@ pub fn prove_local(
     });
     drop(tx);
     for _ in 0..claims.len() {
-        let r = rx.recv().map_err(|_| BackendError::Proving("a proving worker stopped".into()))?;
+        let r = rx
+            .recv()
+            .map_err(|_| BackendError::Proving("a proving worker stopped".into()))?;
         accept(r, &claims, &mut receipts, &mut timings, &mut on_event)?;
     }
     timings.prove_secs = start.elapsed().as_secs_f64();
     let receipts: Vec<Vec<u8>> = receipts
         .into_iter()
         .enumerate()
-        .map(|(i, r)| r.ok_or_else(|| BackendError::Assembly(format!("segment {i} has no receipt"))))
+        .map(|(i, r)| {
+            r.ok_or_else(|| BackendError::Assembly(format!("segment {i} has no receipt")))
+        })
         .collect::<Result<_, _>>()?;
 
     on_event(LocalEvent::Aggregating);
     let t = Instant::now();
     let (receipt, kind) = if opts.succinct {
-        (aggregate_succinct(&backend, &pool, &summary, receipts)?, "succinct")
+        (
+            aggregate_succinct(&backend, &pool, &summary, receipts)?,
+            "succinct",
+        )
     } else {
         (backend.assemble(&summary, &receipts)?, "composite")
     };
     timings.aggregate_secs = t.elapsed().as_secs_f64();
     timings.total_secs = start.elapsed().as_secs_f64();
-    Ok(LocalProof { summary, receipt, kind, timings })
+    Ok(LocalProof {
+        summary,
+        receipt,
+        kind,
+        timings,
+    })
 }
 
 /// Lifts every segment receipt and joins neighbours level by level on the worker pool.
@@ -167,10 +189,16 @@ fn aggregate_succinct(
         }
         let mut out: Vec<Option<Vec<u8>>> = vec![None; n];
         for _ in 0..n {
-            let (i, r) = rx.recv().map_err(|_| BackendError::Proving("a proving worker stopped".into()))?;
+            let (i, r) = rx
+                .recv()
+                .map_err(|_| BackendError::Proving("a proving worker stopped".into()))?;
             out[i] = Some(r?);
         }
-        Ok::<_, BackendError>(out.into_iter().map(|r| r.expect("every job answered")).collect::<Vec<_>>())
+        Ok::<_, BackendError>(
+            out.into_iter()
+                .map(|r| r.expect("every job answered"))
+                .collect::<Vec<_>>(),
+        )
     };
     let mut level = run_level(
         receipts
@@ -214,7 +242,11 @@ mod tests {
                 backend.clone(),
                 &program,
                 &input,
-                LocalOptions { po2: 14, workers: 2, succinct },
+                LocalOptions {
+                    po2: 14,
+                    workers: 2,
+                    succinct,
+                },
                 |e| {
                     if matches!(e, LocalEvent::SegmentProved { .. }) {
                         proved += 1;
@@ -224,19 +256,28 @@ mod tests {
             .unwrap();
             assert_eq!(proved, proof.summary.segments);
             assert!(proof.summary.segments > 10);
-            let journal = backend.verify_receipt(&proof.receipt, &proof.summary.image_id).unwrap();
+            let journal = backend
+                .verify_receipt(&proof.receipt, &proof.summary.image_id)
+                .unwrap();
             assert_eq!(journal, proof.summary.journal);
         }
     }
 
     #[test]
     fn succinct_without_recursion_says_so() {
-        let backend: Arc<dyn ProvingBackend> = Arc::new(FakeBackend { time_scale: 0.0, recursion: false });
+        let backend: Arc<dyn ProvingBackend> = Arc::new(FakeBackend {
+            time_scale: 0.0,
+            recursion: false,
+        });
         let err = prove_local(
             backend,
             &FakeBackend::program("p"),
             &FakeBackend::input(10, b""),
-            LocalOptions { po2: 14, workers: 1, succinct: true },
+            LocalOptions {
+                po2: 14,
+                workers: 1,
+                succinct: true,
+            },
             |_| {},
         )
         .unwrap_err();

@@ -36,7 +36,10 @@ impl WorkerPool {
                     .expect("spawning a worker thread")
             })
             .collect();
-        Self { tx: Some(tx), threads }
+        Self {
+            tx: Some(tx),
+            threads,
+        }
     }
 
     /// Number of worker threads.

@@ -1,0 +1,763 @@
+//! The client coordinator (`cairn prove --network`).
+//!
+//! It executes the program once on a blocking thread, streaming segments into its blob store as they are
+//! produced; drives the scheduler (redundancy, deadlines, reassignment, speculative backups, selection
+//! policy) with what the network reports; offers tasks to provers; fetches, checks and verifies every result
+//! off the async runtime; commits each verified receipt to SQLite before the scheduler hears of it; and
+//! assembles the final receipt. Restarted on the same job (same program, input, po2 and database), it skips
+//! every segment already verified.
+//!
+//! One loop owns the scheduler and all job state; everything slow (execution, verification, assembly,
+//! requests) runs elsewhere and reports back through a channel.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cairn_backend::{
+    BackendError, Digest32, ExecutionSummary, ProvingBackend, SegmentBlob, SegmentClaim,
+};
+use cairn_net::protocol::{
+    ErrorCode, ErrorReply, NodeCapacity as NetCapacity, Offer, Request, Response,
+    TaskKind as NetTaskKind,
+};
+use cairn_net::{BlobRef, Client, Event, Network, PeerId, Retention};
+use cairn_scheduler::{
+    policy_by_name, Action, Aggregation, Input, JobId, JobOutcome, JobSpec, NodeCapacity, NodeId,
+    RejectReason, Scheduler, SchedulerConfig, TaskId, TaskKind,
+};
+use tokio::sync::mpsc;
+use tracing::{debug, info, info_span, warn, Instrument};
+
+use crate::jobdb::JobDb;
+use crate::status::{Metrics, StatusServer};
+use crate::NodeError;
+
+/// Largest receipt a prover may hand us (segment receipts are ~200-300 KB).
+pub const MAX_RECEIPT_BYTES: u64 = 16 << 20;
+
+/// Everything the coordinator needs.
+#[derive(Debug, Clone)]
+pub struct CoordinatorConfig {
+    pub net: cairn_net::Config,
+    pub db_path: PathBuf,
+    pub po2: u8,
+    pub redundancy: u32,
+    pub max_attempts: u32,
+    /// Slack added to each task's expected proving time before it is reassigned.
+    pub task_slack: Duration,
+    /// Selection policy name (`fifo`, `vrf`, `reputation`, `stake`, `auction`).
+    pub policy: String,
+    pub scheduler: SchedulerConfig,
+    /// Serve job status (JSON) and Prometheus metrics here.
+    pub status_addr: Option<SocketAddr>,
+    /// Give up if the job is not done by then.
+    pub job_timeout: Duration,
+}
+
+/// Progress, for progress bars and logs.
+#[derive(Debug, Clone)]
+pub enum Progress {
+    Listening(Vec<String>),
+    StatusServer(SocketAddr),
+    Resumed {
+        verified: u32,
+    },
+    SegmentExecuted(u32),
+    ExecutionFinished {
+        segments: u32,
+    },
+    ProverJoined(PeerId),
+    Assigned {
+        segment: u32,
+        prover: PeerId,
+    },
+    Verified {
+        segment: u32,
+        prover: PeerId,
+    },
+    Rejected {
+        segment: u32,
+        prover: PeerId,
+        reason: String,
+    },
+    Aggregating,
+}
+
+/// A finished network proof.
+#[derive(Debug)]
+pub struct NetworkProof {
+    pub summary: ExecutionSummary,
+    /// Final receipt (bincode `risc0_zkvm::Receipt` for the RISC Zero backend).
+    pub receipt: Vec<u8>,
+    /// Segments already verified in an earlier run of this job (not proved again).
+    pub resumed_segments: u32,
+    /// Verified segments proved during this run, by prover.
+    pub proved_by: BTreeMap<String, u32>,
+    pub execute_secs: f64,
+    pub total_secs: f64,
+}
+
+/// What finished elsewhere and reports back to the loop.
+enum Report {
+    Segment(SegmentBlob),
+    Executed(Result<ExecutionSummary, BackendError>),
+    Status(PeerId, Option<NetCapacity>),
+    OfferAnswer {
+        task: TaskId,
+        node: NodeId,
+        declined: Option<String>,
+    },
+    Checked {
+        task: TaskId,
+        node: NodeId,
+        outcome: Result<(), RejectReason>,
+        receipt: Option<Vec<u8>>,
+        reason: String,
+    },
+    FetchFailed {
+        task: TaskId,
+        node: NodeId,
+        reason: String,
+    },
+    Assembled(Result<Vec<u8>, BackendError>),
+}
+
+fn to_sched_capacity(c: &NetCapacity) -> NodeCapacity {
+    NodeCapacity {
+        memory_bytes: c.memory_bytes,
+        max_po2: c.max_po2,
+        cycles_per_sec: c.cycles_per_sec as f64,
+        slots: c.slots,
+        recursion: c.recursion,
+    }
+}
+
+/// The key under which a job is stored: same program, input and po2 means the same job.
+pub fn job_key(image_id: &Digest32, input: &[u8], po2: u8) -> String {
+    format!("{image_id}:{}:{po2}", Digest32::sha256(input))
+}
+
+struct Coordinator {
+    backend: Arc<dyn ProvingBackend>,
+    client: Client,
+    db: JobDb,
+    sched: Scheduler,
+    job: JobId,
+    program: BlobRef,
+    reports: mpsc::Sender<Report>,
+    peers: HashMap<PeerId, NodeId>,
+    nodes: HashMap<NodeId, PeerId>,
+    next_node: u64,
+    segments: BTreeMap<u32, (SegmentClaim, BlobRef)>,
+    verified: BTreeMap<u32, Vec<u8>>,
+    proved_by: BTreeMap<String, u32>,
+    summary: Option<ExecutionSummary>,
+    metrics: Metrics,
+    status: Arc<Mutex<serde_json::Value>>,
+    start: Instant,
+}
+
+impl Coordinator {
+    fn now(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    fn node_of(&mut self, peer: PeerId) -> NodeId {
+        if let Some(n) = self.peers.get(&peer) {
+            return *n;
+        }
+        let n = NodeId(self.next_node);
+        self.next_node += 1;
+        self.peers.insert(peer, n);
+        self.nodes.insert(n, peer);
+        n
+    }
+
+    fn feed(&mut self, input: Input, progress: &mut dyn FnMut(Progress)) -> Option<JobOutcome> {
+        let now = self.now();
+        let actions = self.sched.handle(now, input);
+        let mut finished = None;
+        for action in actions {
+            if let Some(outcome) = self.act(action, progress) {
+                finished = Some(outcome);
+            }
+        }
+        if let Some(s) = self.sched.job_status(self.job) {
+            *self.status.lock().expect("poisoned") = serde_json::to_value(s).unwrap_or_default();
+        }
+        finished
+    }
+
+    fn act(&mut self, action: Action, progress: &mut dyn FnMut(Progress)) -> Option<JobOutcome> {
+        match action {
+            Action::Assign {
+                task,
+                kind,
+                node,
+                attempt,
+                deadline,
+            } => {
+                let Some(peer) = self.nodes.get(&node).copied() else {
+                    return None;
+                };
+                let TaskKind::Prove { segment, po2 } = kind else {
+                    // Join trees are not delegated over the network yet; jobs are submitted as composite.
+                    warn!(?task, "join task assigned to a network node: unsupported");
+                    return None;
+                };
+                let Some((_, data)) = self.segments.get(&segment).copied() else {
+                    return None;
+                };
+                self.metrics.assigned.inc();
+                progress(Progress::Assigned {
+                    segment,
+                    prover: peer,
+                });
+                let offer = Request::Offer(Offer {
+                    job: self.job.0,
+                    task: task.index,
+                    kind: NetTaskKind::Prove { segment, po2, data },
+                    program: self.program,
+                    deadline_ms: deadline.saturating_sub(self.now()),
+                });
+                debug!(segment, %peer, attempt, "offering");
+                let (client, reports) = (self.client.clone(), self.reports.clone());
+                tokio::spawn(async move {
+                    let declined = match client.request(peer, &offer).await {
+                        Ok(Response::Accept) => None,
+                        Ok(Response::Decline { reason }) => Some(reason),
+                        Ok(other) => Some(format!("unexpected answer {other:?}")),
+                        Err(e) => Some(e.to_string()),
+                    };
+                    let _ = reports
+                        .send(Report::OfferAnswer {
+                            task,
+                            node,
+                            declined,
+                        })
+                        .await;
+                });
+            }
+            Action::Cancel { task, node } => {
+                if let Some(peer) = self.nodes.get(&node).copied() {
+                    let client = self.client.clone();
+                    let req = Request::Cancel {
+                        job: task.job.0,
+                        task: task.index,
+                    };
+                    tokio::spawn(async move {
+                        let _ = client.request(peer, &req).await;
+                    });
+                }
+            }
+            Action::Reward { node, task, amount } => {
+                let prover = self
+                    .nodes
+                    .get(&node)
+                    .map(|p| p.to_string())
+                    .unwrap_or_default();
+                let now = self.now();
+                if let Err(e) = self.db.ledger_event(
+                    Some(task.job.0),
+                    Some(task.index),
+                    &prover,
+                    "reward",
+                    None,
+                    amount,
+                    now,
+                ) {
+                    warn!(error = %e, "could not record a reward");
+                }
+            }
+            Action::Penalize {
+                node,
+                task,
+                cause,
+                amount,
+            } => {
+                let prover = self
+                    .nodes
+                    .get(&node)
+                    .map(|p| p.to_string())
+                    .unwrap_or_default();
+                let cause = format!("{cause:?}");
+                self.metrics.penalties.inc();
+                warn!(%prover, task = task.index, %cause, "penalized");
+                let now = self.now();
+                if let Err(e) = self.db.ledger_event(
+                    Some(task.job.0),
+                    Some(task.index),
+                    &prover,
+                    "penalty",
+                    Some(&cause),
+                    amount,
+                    now,
+                ) {
+                    warn!(error = %e, "could not record a penalty");
+                }
+            }
+            Action::JobFinished { outcome, .. } => return Some(outcome),
+        }
+        None
+    }
+
+    /// A prover says it finished: fetch its receipt and check it, off the loop.
+    fn on_result(&mut self, peer: PeerId, task_index: u32, receipt: BlobRef) -> Response {
+        let Some(node) = self.peers.get(&peer).copied() else {
+            return Response::Error(ErrorReply::new(ErrorCode::UnknownTask, "unknown prover"));
+        };
+        let Some((claim, _)) = self.segments.get(&task_index).copied() else {
+            return Response::Error(ErrorReply::new(
+                ErrorCode::UnknownTask,
+                "no such task in this job",
+            ));
+        };
+        let task = TaskId {
+            job: self.job,
+            index: task_index,
+        };
+        if receipt.size > MAX_RECEIPT_BYTES {
+            let reports = self.reports.clone();
+            tokio::spawn(async move {
+                let _ = reports
+                    .send(Report::Checked {
+                        task,
+                        node,
+                        outcome: Err(RejectReason::Malformed),
+                        receipt: None,
+                        reason: "receipt too large".into(),
+                    })
+                    .await;
+            });
+            return Response::Ack;
+        }
+        let (client, backend, reports) = (
+            self.client.clone(),
+            self.backend.clone(),
+            self.reports.clone(),
+        );
+        let span = info_span!("verify", job = task.job.0, segment = task_index, %peer);
+        tokio::spawn(
+            async move {
+                let fetched = match client
+                    .fetch_blob(&[peer], receipt.id, Retention::Evictable)
+                    .await
+                {
+                    Ok(f) => f,
+                    Err(e) => {
+                        let _ = reports
+                            .send(Report::FetchFailed {
+                                task,
+                                node,
+                                reason: e.to_string(),
+                            })
+                            .await;
+                        return;
+                    }
+                };
+                let checked = tokio::task::spawn_blocking(move || {
+                    let bytes = std::fs::read(&fetched.path)
+                        .map_err(|e| (RejectReason::Malformed, e.to_string()))?;
+                    match backend.verify_segment(&bytes, &claim) {
+                        Ok(()) => Ok(bytes),
+                        Err(BackendError::WrongClaim { .. }) => Err((
+                            RejectReason::WrongClaim,
+                            "proves another segment, job or program".to_string(),
+                        )),
+                        Err(BackendError::BadReceipt(e)) => Err((RejectReason::Malformed, e)),
+                        Err(e) => Err((RejectReason::InvalidProof, e.to_string())),
+                    }
+                })
+                .await;
+                let report = match checked {
+                    Ok(Ok(bytes)) => Report::Checked {
+                        task,
+                        node,
+                        outcome: Ok(()),
+                        receipt: Some(bytes),
+                        reason: String::new(),
+                    },
+                    Ok(Err((reason, detail))) => Report::Checked {
+                        task,
+                        node,
+                        outcome: Err(reason),
+                        receipt: None,
+                        reason: detail,
+                    },
+                    Err(e) => Report::Checked {
+                        task,
+                        node,
+                        outcome: Err(RejectReason::InvalidProof),
+                        receipt: None,
+                        reason: e.to_string(),
+                    },
+                };
+                let _ = reports.send(report).await;
+            }
+            .instrument(span),
+        );
+        Response::Ack
+    }
+
+    fn on_checked(
+        &mut self,
+        task: TaskId,
+        node: NodeId,
+        outcome: Result<(), RejectReason>,
+        receipt: Option<Vec<u8>>,
+        reason: String,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Option<JobOutcome> {
+        let peer = self.nodes.get(&node).copied();
+        let prover = peer.map(|p| p.to_string()).unwrap_or_default();
+        let outcome = match (outcome, receipt) {
+            (Ok(()), Some(bytes)) => {
+                // Proofs are randomized: the same bytes from a second prover are a copy.
+                match self.db.note_receipt(
+                    &Digest32::sha256(&bytes),
+                    task.job.0,
+                    task.index,
+                    &prover,
+                ) {
+                    Ok(Some(original)) => {
+                        warn!(%prover, %original, segment = task.index, "receipt copied from another prover");
+                        Err((
+                            RejectReason::NotProversOwn,
+                            format!("identical to the receipt {original} delivered"),
+                        ))
+                    }
+                    Ok(None) => Ok(bytes),
+                    Err(e) => {
+                        warn!(error = %e, "job database");
+                        Ok(bytes)
+                    }
+                }
+            }
+            (Ok(()), None) => Err((RejectReason::Malformed, "no receipt".to_string())),
+            (Err(r), _) => Err((r, reason)),
+        };
+        match outcome {
+            Ok(bytes) => {
+                if !self.verified.contains_key(&task.index) {
+                    // Durable before anyone else hears of it.
+                    let now = self.now();
+                    if let Err(e) = self
+                        .db
+                        .store_verified(task.job.0, task.index, &bytes, &prover, now)
+                    {
+                        warn!(error = %e, "could not persist a verified receipt; it stays in memory");
+                    }
+                    self.verified.insert(task.index, bytes);
+                    *self.proved_by.entry(prover.clone()).or_default() += 1;
+                    self.metrics.verified.inc();
+                    if let Some(p) = peer {
+                        progress(Progress::Verified {
+                            segment: task.index,
+                            prover: p,
+                        });
+                    }
+                }
+                self.feed(Input::ResultVerified { node, task }, progress)
+            }
+            Err((reason, detail)) => {
+                self.metrics.rejected.inc();
+                if let Some(p) = peer {
+                    progress(Progress::Rejected {
+                        segment: task.index,
+                        prover: p,
+                        reason: format!("{reason:?}: {detail}"),
+                    });
+                }
+                let now = self.now();
+                let _ = self.db.ledger_event(
+                    Some(task.job.0),
+                    Some(task.index),
+                    &prover,
+                    "rejected",
+                    Some(&format!("{reason:?}")),
+                    0,
+                    now,
+                );
+                self.feed(Input::ResultRejected { node, task, reason }, progress)
+            }
+        }
+    }
+}
+
+/// Proves `program` on `input` with the provers of the network. See the module docs.
+pub async fn prove_network(
+    cfg: CoordinatorConfig,
+    backend: Arc<dyn ProvingBackend>,
+    program: Vec<u8>,
+    input: Vec<u8>,
+    mut progress: impl FnMut(Progress),
+) -> Result<NetworkProof, NodeError> {
+    let start = Instant::now();
+    let image_id = {
+        let (b, p) = (backend.clone(), program.clone());
+        tokio::task::spawn_blocking(move || b.image_id(&p))
+            .await
+            .map_err(NodeError::join)??
+    };
+    let db = JobDb::open(&cfg.db_path)?;
+    let key = job_key(&image_id, &input, cfg.po2);
+    let (record, resumed) = db.job(&key, image_id, cfg.po2, 0)?;
+    let verified: BTreeMap<u32, Vec<u8>> = db.verified(record.id)?.into_iter().collect();
+    if resumed {
+        info!(job = record.id, verified = verified.len(), "resuming job");
+        progress(Progress::Resumed {
+            verified: verified.len() as u32,
+        });
+    }
+    let resumed_segments = verified.len() as u32;
+    let job = JobId(record.id);
+
+    let (client, mut events, event_loop) = Network::new(cfg.net.clone()).await?;
+    tokio::spawn(event_loop.run());
+    let addrs = client.listen_addrs().await?;
+    progress(Progress::Listening(
+        addrs.iter().map(|a| a.to_string()).collect(),
+    ));
+    let program_ref = BlobRef::of(&program);
+    client
+        .publish_blob(program.clone(), Retention::Pinned)
+        .await?;
+
+    let metrics = Metrics::default();
+    let status = Arc::new(Mutex::new(serde_json::Value::Null));
+    if let Some(addr) = cfg.status_addr {
+        let bound = StatusServer::start(addr, status.clone(), metrics.clone()).await?;
+        progress(Progress::StatusServer(bound));
+    }
+
+    let policy =
+        policy_by_name(&cfg.policy, record.id).map_err(|e| NodeError::Config(e.to_string()))?;
+    let (reports_tx, mut reports) = mpsc::channel::<Report>(256);
+    let mut c = Coordinator {
+        backend: backend.clone(),
+        client: client.clone(),
+        db,
+        sched: Scheduler::new(cfg.scheduler.clone(), policy),
+        job,
+        program: program_ref,
+        reports: reports_tx.clone(),
+        peers: HashMap::new(),
+        nodes: HashMap::new(),
+        next_node: 0,
+        segments: BTreeMap::new(),
+        verified,
+        proved_by: BTreeMap::new(),
+        summary: None,
+        metrics,
+        status,
+        start,
+    };
+    let mut spec = JobSpec::new(cfg.po2);
+    spec.redundancy = cfg.redundancy.max(1);
+    spec.max_attempts = cfg.max_attempts.max(1);
+    spec.task_timeout_ms = cfg.task_slack.as_millis() as u64;
+    spec.aggregation = Aggregation::Composite;
+    c.feed(Input::SubmitJob { job, spec }, &mut progress);
+
+    // Execute on a blocking thread, streaming segments to the loop.
+    {
+        let (backend, reports, po2) = (backend.clone(), reports_tx.clone(), cfg.po2);
+        let (program, input) = (program.clone(), input.clone());
+        tokio::task::spawn_blocking(move || {
+            let r = backend.execute(&program, &input, po2, &mut |blob| {
+                reports
+                    .blocking_send(Report::Segment(blob))
+                    .map_err(|_| BackendError::Execution("coordinator stopped".into()))
+            });
+            let _ = reports.blocking_send(Report::Executed(r));
+        });
+    }
+    // Provers already connected (bootstrap) are asked for their capacity as they connect.
+    let deadline = tokio::time::Instant::now() + cfg.job_timeout;
+    let mut execute_secs = 0.0;
+    let mut assembling = false;
+
+    loop {
+        let tick_at = c.sched.next_deadline().map(|t| {
+            let now = c.now();
+            tokio::time::Instant::now() + Duration::from_millis(t.saturating_sub(now))
+        });
+        tokio::select! {
+            Some(report) = reports.recv() => {
+                let finished = match report {
+                    Report::Segment(blob) => {
+                        let index = blob.claim.index;
+                        c.db.record_segment(job.0, &blob.claim)?;
+                        let data = BlobRef::of(&blob.bytes);
+                        c.client.publish_blob(blob.bytes, Retention::Pinned).await?;
+                        c.segments.insert(index, (blob.claim, data));
+                        progress(Progress::SegmentExecuted(index));
+                        let cycles = blob.claim.user_cycles;
+                        if c.verified.contains_key(&index) {
+                            c.feed(Input::SegmentRestored { job, segment: index, cycles }, &mut progress)
+                        } else {
+                            c.feed(Input::SegmentReady { job, segment: index, cycles }, &mut progress)
+                        }
+                    }
+                    Report::Executed(Ok(summary)) => {
+                        execute_secs = c.start.elapsed().as_secs_f64();
+                        let segments = summary.segments;
+                        progress(Progress::ExecutionFinished { segments });
+                        c.summary = Some(summary);
+                        c.feed(Input::ExecutionFinished { job, segments }, &mut progress)
+                    }
+                    Report::Executed(Err(e)) => {
+                        c.db.set_state(job.0, "failed")?;
+                        return Err(e.into());
+                    }
+                    Report::Status(peer, Some(capacity)) => {
+                        if c.peers.contains_key(&peer) {
+                            None
+                        } else {
+                            let node = c.node_of(peer);
+                            progress(Progress::ProverJoined(peer));
+                            info!(%peer, max_po2 = capacity.max_po2, slots = capacity.slots, "prover joined");
+                            c.feed(Input::NodeJoined { node, capacity: to_sched_capacity(&capacity) }, &mut progress)
+                        }
+                    }
+                    Report::Status(_, None) => None,
+                    Report::OfferAnswer { task, node, declined: Some(reason) } => {
+                        debug!(task = task.index, %reason, "offer declined");
+                        c.feed(Input::TaskFailed { node, task, reason }, &mut progress)
+                    }
+                    Report::OfferAnswer { declined: None, .. } => None,
+                    Report::Checked { task, node, outcome, receipt, reason } => {
+                        c.on_checked(task, node, outcome, receipt, reason, &mut progress)
+                    }
+                    Report::FetchFailed { task, node, reason } => {
+                        c.feed(Input::TaskFailed { node, task, reason: format!("receipt transfer failed: {reason}") }, &mut progress)
+                    }
+                    Report::Assembled(result) => {
+                        let receipt = result?;
+                        c.db.set_state(job.0, "done")?;
+                        let summary = c.summary.take().expect("assembled after execution");
+                        c.client.shutdown().await;
+                        return Ok(NetworkProof {
+                            summary,
+                            receipt,
+                            resumed_segments,
+                            proved_by: c.proved_by,
+                            execute_secs,
+                            total_secs: c.start.elapsed().as_secs_f64(),
+                        });
+                    }
+                };
+                if let Some(outcome) = finished {
+                    finish(&mut c, outcome, &mut assembling, &mut progress)?;
+                }
+            }
+            Some(event) = events.recv() => {
+                let finished = match event {
+                    Event::PeerConnected { peer } => {
+                        let (client, reports) = (c.client.clone(), c.reports.clone());
+                        tokio::spawn(async move {
+                            let capacity = match client.request(peer, &Request::Status).await {
+                                Ok(Response::Status(s)) => Some(s.capacity),
+                                _ => None,
+                            };
+                            let _ = reports.send(Report::Status(peer, capacity)).await;
+                        });
+                        None
+                    }
+                    Event::Capacity { from, announcement } => {
+                        let _ = c.reports.send(Report::Status(from, Some(announcement.capacity))).await;
+                        None
+                    }
+                    Event::PeerDisconnected { peer } => match c.peers.remove(&peer) {
+                        Some(node) => {
+                            c.nodes.remove(&node);
+                            info!(%peer, "prover left");
+                            c.feed(Input::NodeLeft { node }, &mut progress)
+                        }
+                        None => None,
+                    },
+                    Event::InboundRequest { peer, request, responder } => {
+                        let (response, input) = match request {
+                            Request::Result(r) if r.job == job.0 => (c.on_result(peer, r.task, r.receipt), None),
+                            Request::Result(_) => (Response::Error(ErrorReply::new(ErrorCode::UnknownJob, "no such job here")), None),
+                            Request::Heartbeat(_) => match c.peers.get(&peer) {
+                                Some(node) => (Response::Ack, Some(Input::Heartbeat { node: *node })),
+                                None => (Response::Ack, None),
+                            },
+                            _ => (Response::Error(ErrorReply::new(ErrorCode::Refused, "this node is a client; it takes results and heartbeats")), None),
+                        };
+                        responder.respond(response);
+                        input.and_then(|i| c.feed(i, &mut progress))
+                    }
+                    Event::ProtocolViolation { peer, reason } => {
+                        warn!(%peer, %reason, "protocol violation");
+                        let now = c.now();
+                        // Not tied to a task, so not a scheduler penalty: recorded in the job database's ledger.
+                        let _ = c.db.ledger_event(None, None, &peer.to_string(), "penalty", Some("ProtocolViolation"), 0, now);
+                        None
+                    }
+                    _ => None,
+                };
+                if let Some(outcome) = finished {
+                    finish(&mut c, outcome, &mut assembling, &mut progress)?;
+                }
+            }
+            () = async { match tick_at { Some(t) => tokio::time::sleep_until(t).await, None => std::future::pending().await } } => {
+                if let Some(outcome) = c.feed(Input::Tick, &mut progress) {
+                    finish(&mut c, outcome, &mut assembling, &mut progress)?;
+                }
+            }
+            () = tokio::time::sleep_until(deadline) => {
+                c.client.shutdown().await;
+                return Err(NodeError::Timeout(format!(
+                    "job not done after {:?}: {} of {} segments verified; rerun the same command to resume",
+                    cfg.job_timeout,
+                    c.verified.len(),
+                    c.segments.len()
+                )));
+            }
+        }
+    }
+}
+
+fn finish(
+    c: &mut Coordinator,
+    outcome: JobOutcome,
+    assembling: &mut bool,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(), NodeError> {
+    match outcome {
+        JobOutcome::Completed { .. } => {
+            if *assembling {
+                return Ok(());
+            }
+            *assembling = true;
+            progress(Progress::Aggregating);
+            let summary = c
+                .summary
+                .clone()
+                .ok_or_else(|| NodeError::Internal("completed before execution finished".into()))?;
+            let receipts: Vec<Vec<u8>> = (0..summary.segments)
+                .map(|i| {
+                    c.verified.get(&i).cloned().ok_or_else(|| {
+                        NodeError::Internal(format!("segment {i} has no verified receipt"))
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+            let (backend, reports) = (c.backend.clone(), c.reports.clone());
+            tokio::task::spawn_blocking(move || {
+                let r = backend.assemble(&summary, &receipts);
+                let _ = reports.blocking_send(Report::Assembled(r));
+            });
+            Ok(())
+        }
+        JobOutcome::Failed { reason } => {
+            c.db.set_state(c.job.0, "failed")?;
+            Err(NodeError::JobFailed(reason))
+        }
+        JobOutcome::Cancelled => Err(NodeError::JobFailed("cancelled".into())),
+    }
+}

@@ -1,0 +1,329 @@
+//! The client's durable job state in SQLite: jobs, the expected claim of every segment, every verified
+//! receipt, every receipt digest seen (to catch copies), and ledger events.
+//!
+//! A verified receipt is committed here before the scheduler hears of it, so a client killed at any moment
+//! restarts with every verified segment intact and never asks for it again.
+
+use std::path::Path;
+
+use cairn_backend::{Digest32, SegmentClaim};
+use rusqlite::{params, Connection, OptionalExtension};
+
+/// Errors of the job database.
+#[derive(Debug, thiserror::Error)]
+pub enum JobDbError {
+    #[error("job database {path}: {source}. Delete the file to start over (verified segments in it are lost)")]
+    Open {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("job database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("job database holds a corrupt record: {0}")]
+    Corrupt(String),
+}
+
+/// A job as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRecord {
+    pub id: u64,
+    /// Identifies the work: image id, input digest and po2. Resuming matches on it.
+    pub key: String,
+    pub image_id: Digest32,
+    pub po2: u8,
+    pub state: String,
+}
+
+/// The SQLite job database.
+#[derive(Debug)]
+pub struct JobDb {
+    conn: Connection,
+}
+
+impl JobDb {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, JobDbError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).ok();
+        }
+        let open = |path: &Path| -> rusqlite::Result<Connection> {
+            let conn = Connection::open(path)?;
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            conn.pragma_update(None, "synchronous", "FULL")?;
+            conn.execute_batch(
+                "CREATE TABLE IF NOT EXISTS jobs (
+                    id INTEGER PRIMARY KEY,
+                    key TEXT NOT NULL UNIQUE,
+                    image_id TEXT NOT NULL,
+                    po2 INTEGER NOT NULL,
+                    state TEXT NOT NULL,
+                    created_ms INTEGER NOT NULL
+                 );
+                 CREATE TABLE IF NOT EXISTS segments (
+                    job INTEGER NOT NULL,
+                    idx INTEGER NOT NULL,
+                    claim BLOB NOT NULL,
+                    receipt BLOB,
+                    prover TEXT,
+                    verified_ms INTEGER,
+                    PRIMARY KEY (job, idx)
+                 );
+                 CREATE TABLE IF NOT EXISTS seen_receipts (
+                    digest TEXT PRIMARY KEY,
+                    job INTEGER NOT NULL,
+                    idx INTEGER NOT NULL,
+                    prover TEXT NOT NULL
+                 );
+                 CREATE TABLE IF NOT EXISTS ledger_events (
+                    id INTEGER PRIMARY KEY,
+                    job INTEGER,
+                    task INTEGER,
+                    prover TEXT NOT NULL,
+                    kind TEXT NOT NULL,
+                    cause TEXT,
+                    amount INTEGER NOT NULL,
+                    at_ms INTEGER NOT NULL
+                 );",
+            )?;
+            Ok(conn)
+        };
+        let conn = open(path).map_err(|source| JobDbError::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Ok(Self { conn })
+    }
+
+    /// The job with this key, or a new one.
+    pub fn job(
+        &self,
+        key: &str,
+        image_id: Digest32,
+        po2: u8,
+        now_ms: u64,
+    ) -> Result<(JobRecord, bool), JobDbError> {
+        if let Some(job) = self.find_job(key)? {
+            return Ok((job, true));
+        }
+        self.conn.execute(
+            "INSERT INTO jobs (key, image_id, po2, state, created_ms) VALUES (?1, ?2, ?3, 'running', ?4)",
+            params![key, image_id.to_string(), po2, now_ms as i64],
+        )?;
+        Ok((
+            self.find_job(key)?
+                .ok_or_else(|| JobDbError::Corrupt("job vanished after insert".into()))?,
+            false,
+        ))
+    }
+
+    fn find_job(&self, key: &str) -> Result<Option<JobRecord>, JobDbError> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT id, key, image_id, po2, state FROM jobs WHERE key = ?1",
+                params![key],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, u8>(3)?,
+                        r.get::<_, String>(4)?,
+                    ))
+                },
+            )
+            .optional()?;
+        row.map(|(id, key, image, po2, state)| {
+            Ok(JobRecord {
+                id: id as u64,
+                key,
+                image_id: Digest32::from_hex(&image)
+                    .map_err(|e| JobDbError::Corrupt(e.to_string()))?,
+                po2,
+                state,
+            })
+        })
+        .transpose()
+    }
+
+    pub fn set_state(&self, job: u64, state: &str) -> Result<(), JobDbError> {
+        self.conn.execute(
+            "UPDATE jobs SET state = ?2 WHERE id = ?1",
+            params![job as i64, state],
+        )?;
+        Ok(())
+    }
+
+    /// Records a segment's expected claim (idempotent; a different claim for a known segment is an error:
+    /// execution is deterministic, so it means the program or input changed under the same key).
+    pub fn record_segment(&self, job: u64, claim: &SegmentClaim) -> Result<(), JobDbError> {
+        let bytes = bincode::serialize(claim).expect("in-memory serialization");
+        let existing: Option<Vec<u8>> = self
+            .conn
+            .query_row(
+                "SELECT claim FROM segments WHERE job = ?1 AND idx = ?2",
+                params![job as i64, claim.index],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match existing {
+            Some(old) if old != bytes => Err(JobDbError::Corrupt(format!(
+                "segment {} of job {job} has a different claim than recorded before",
+                claim.index
+            ))),
+            Some(_) => Ok(()),
+            None => {
+                self.conn.execute(
+                    "INSERT INTO segments (job, idx, claim) VALUES (?1, ?2, ?3)",
+                    params![job as i64, claim.index, bytes],
+                )?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Stores a verified receipt durably (fsync'd before returning).
+    pub fn store_verified(
+        &self,
+        job: u64,
+        index: u32,
+        receipt: &[u8],
+        prover: &str,
+        now_ms: u64,
+    ) -> Result<(), JobDbError> {
+        let tx = self.conn.unchecked_transaction()?;
+        tx.execute(
+            "UPDATE segments SET receipt = ?3, prover = ?4, verified_ms = ?5 WHERE job = ?1 AND idx = ?2 AND receipt IS NULL",
+            params![job as i64, index, receipt, prover, now_ms as i64],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Verified receipts of a job by segment index.
+    pub fn verified(&self, job: u64) -> Result<Vec<(u32, Vec<u8>)>, JobDbError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT idx, receipt FROM segments WHERE job = ?1 AND receipt IS NOT NULL ORDER BY idx",
+        )?;
+        let rows = stmt.query_map(params![job as i64], |r| {
+            Ok((r.get::<_, u32>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Records that `prover` submitted a receipt with this digest for (job, idx). Returns the earlier
+    /// submitter if another prover already submitted the same bytes (a copy).
+    pub fn note_receipt(
+        &self,
+        digest: &Digest32,
+        job: u64,
+        index: u32,
+        prover: &str,
+    ) -> Result<Option<String>, JobDbError> {
+        let earlier: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT prover FROM seen_receipts WHERE digest = ?1",
+                params![digest.to_string()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match earlier {
+            Some(p) if p != prover => Ok(Some(p)),
+            Some(_) => Ok(None),
+            None => {
+                self.conn.execute(
+                    "INSERT INTO seen_receipts (digest, job, idx, prover) VALUES (?1, ?2, ?3, ?4)",
+                    params![digest.to_string(), job as i64, index, prover],
+                )?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Appends a ledger event (reward or penalty) for the record.
+    #[allow(clippy::too_many_arguments)]
+    pub fn ledger_event(
+        &self,
+        job: Option<u64>,
+        task: Option<u32>,
+        prover: &str,
+        kind: &str,
+        cause: Option<&str>,
+        amount: u64,
+        now_ms: u64,
+    ) -> Result<(), JobDbError> {
+        self.conn.execute(
+            "INSERT INTO ledger_events (job, task, prover, kind, cause, amount, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![job.map(|j| j as i64), task, prover, kind, cause, amount as i64, now_ms as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Ledger events of a prover: (kind, cause) pairs, oldest first.
+    pub fn ledger_of(&self, prover: &str) -> Result<Vec<(String, Option<String>)>, JobDbError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT kind, cause FROM ledger_events WHERE prover = ?1 ORDER BY id")?;
+        let rows = stmt.query_map(params![prover], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every ledger event: (prover, kind, cause).
+    pub fn ledger(&self) -> Result<Vec<(String, String, Option<String>)>, JobDbError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT prover, kind, cause FROM ledger_events ORDER BY id")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claim(i: u32) -> SegmentClaim {
+        SegmentClaim {
+            index: i,
+            po2: 14,
+            user_cycles: 10,
+            claim_digest: Digest32::sha256(&i.to_le_bytes()),
+        }
+    }
+
+    #[test]
+    fn verified_receipts_survive_reopen_and_copies_are_caught() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jobs.sqlite");
+        let id = {
+            let db = JobDb::open(&path).unwrap();
+            let (job, resumed) = db.job("k", Digest32::default(), 14, 1).unwrap();
+            assert!(!resumed);
+            for i in 0..3 {
+                db.record_segment(job.id, &claim(i)).unwrap();
+            }
+            db.store_verified(job.id, 1, b"receipt-1", "peerA", 5)
+                .unwrap();
+            let d = Digest32::sha256(b"receipt-1");
+            assert_eq!(db.note_receipt(&d, job.id, 1, "peerA").unwrap(), None);
+            assert_eq!(
+                db.note_receipt(&d, job.id, 1, "peerB").unwrap(),
+                Some("peerA".into())
+            );
+            job.id
+        };
+        let db = JobDb::open(&path).unwrap();
+        let (job, resumed) = db.job("k", Digest32::default(), 14, 2).unwrap();
+        assert!(resumed);
+        assert_eq!(job.id, id);
+        assert_eq!(db.verified(id).unwrap(), vec![(1, b"receipt-1".to_vec())]);
+        // A second verified copy never overwrites the first.
+        db.store_verified(id, 1, b"other", "peerC", 6).unwrap();
+        assert_eq!(db.verified(id).unwrap()[0].1, b"receipt-1");
+        // Execution is deterministic: a changed claim under the same key is refused.
+        let mut changed = claim(2);
+        changed.claim_digest = Digest32::default();
+        assert!(db.record_segment(id, &changed).is_err());
+    }
+}

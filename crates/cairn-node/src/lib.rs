@@ -1,0 +1,40 @@
+//! Cairn's prover node and client coordinator: where the scheduler ([`cairn_scheduler`]), the network
+//! ([`cairn_net`]) and the proving backend ([`cairn_backend`]) meet.
+//!
+//! - [`prover::run_prover`]: `cairn node`. Advertises capacity, accepts work that fits, proves on worker
+//!   threads, heartbeats, returns results, drains on shutdown.
+//! - [`coordinator::prove_network`]: `cairn prove --network`. Executes once, streams segments to provers,
+//!   drives the scheduler, verifies every result against its expected claim, persists verified receipts in
+//!   SQLite ([`jobdb`]) before acting on them, assembles the final receipt, serves status ([`status`]).
+//! - [`capacity`]: what this machine can prove (memory, max po2, a short proof-of-workload benchmark).
+
+pub mod capacity;
+pub mod coordinator;
+pub mod jobdb;
+pub mod prover;
+pub mod status;
+
+/// Errors of nodes and coordinators.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Net(#[from] cairn_net::NetError),
+    #[error(transparent)]
+    Backend(#[from] cairn_backend::BackendError),
+    #[error(transparent)]
+    JobDb(#[from] jobdb::JobDbError),
+    #[error("job failed: {0}")]
+    JobFailed(String),
+    #[error("{0}")]
+    Timeout(String),
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl NodeError {
+    fn join(e: tokio::task::JoinError) -> Self {
+        Self::Internal(e.to_string())
+    }
+}

@@ -1,0 +1,408 @@
+//! The prover node (`cairn node`): offers its capacity, accepts only work that fits, proves on blocking
+//! worker threads, heartbeats its progress, returns results, and drains gracefully.
+//!
+//! One task runs the loop below and owns the node's state; proving runs on a [`WorkerPool`] (one thread per
+//! core by default), never on the async runtime. Bad requests from peers get an error reply; nothing a peer
+//! sends can crash the node.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_backend::{ProvingBackend, WorkerPool};
+use cairn_net::protocol::{
+    CapacityAnnouncement, ErrorCode, ErrorReply, Heartbeat, NodeCapacity, NodeStatus, Offer,
+    Request, Response, TaskKind, TaskRef, TaskResult,
+};
+use cairn_net::{BlobRef, Client, Event, Network, PeerId, Retention, Topic};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{info, info_span, warn, Instrument};
+
+use crate::NodeError;
+
+/// How a node misbehaves, for fault tests and the simulator's real-world counterpart. Honest by default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Misbehave {
+    Honest,
+    /// Accepts work and never answers.
+    Silent,
+    /// Returns bytes that are not a receipt.
+    Garbage,
+    /// Returns the receipt of the previous task it proved (a valid proof of another segment).
+    Replay,
+    /// Proves the same segment index of another run of the job's program (a valid proof from another job).
+    OtherJob,
+    /// Waits for a colluding node's receipt for the same task in this directory and submits it as its own.
+    Copy(PathBuf),
+}
+
+impl std::str::FromStr for Misbehave {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "honest" => Self::Honest,
+            "silent" => Self::Silent,
+            "garbage" => Self::Garbage,
+            "replay" => Self::Replay,
+            "other-job" => Self::OtherJob,
+            _ => match s.strip_prefix("copy:") {
+                Some(dir) => Self::Copy(dir.into()),
+                None => return Err(format!("unknown misbehaviour {s:?}: honest, silent, garbage, replay, other-job, copy:DIR")),
+            },
+        })
+    }
+}
+
+/// Everything a prover node needs.
+#[derive(Debug, Clone)]
+pub struct ProverConfig {
+    pub net: cairn_net::Config,
+    pub capacity: NodeCapacity,
+    /// Proving worker threads.
+    pub workers: usize,
+    pub heartbeat_every: Duration,
+    pub misbehave: Misbehave,
+    /// Also write every receipt to `DIR/<job>-<task>.receipt` (the colluding half of the copy test).
+    pub share_results: Option<PathBuf>,
+    /// Print `listening <addr>` lines on stdout once listening (for scripts and the devnet).
+    pub print_addr: bool,
+}
+
+struct Running {
+    client_peer: PeerId,
+    cancelled: Arc<AtomicBool>,
+}
+
+type Done = (Offer, PeerId, Result<Vec<u8>, String>);
+
+/// Runs a prover node until `shutdown` resolves, then drains: declines new offers, finishes the tasks in
+/// hand, and returns.
+pub async fn run_prover(
+    cfg: ProverConfig,
+    backend: Arc<dyn ProvingBackend>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), NodeError> {
+    let (client, mut events, event_loop) = Network::new(cfg.net.clone()).await?;
+    tokio::spawn(event_loop.run());
+    if cfg.print_addr {
+        print_listen_addrs(&client).await?;
+    }
+    let pool = Arc::new(WorkerPool::new("cairn-prove", cfg.workers));
+    let slots = cfg.capacity.slots.max(1);
+    info!(peer = %client.local_peer_id(), workers = cfg.workers, max_po2 = cfg.capacity.max_po2, "prover node up");
+
+    let mut running: HashMap<(u64, u32), Running> = HashMap::new();
+    let (done_tx, mut done_rx) = mpsc::channel::<Done>(64);
+    let mut heartbeat = tokio::time::interval(cfg.heartbeat_every);
+    let last_receipt: Arc<std::sync::Mutex<Option<Vec<u8>>>> = Arc::default();
+    let mut draining = false;
+    tokio::pin!(shutdown);
+
+    loop {
+        tokio::select! {
+            event = events.recv() => {
+                let Some(event) = event else { break };
+                match event {
+                    Event::InboundRequest { peer, request, responder } => {
+                        let response = match request {
+                            Request::Offer(offer) => {
+                                let key = (offer.job, offer.task);
+                                match check_offer(&offer, &cfg.capacity, running.len() as u32, slots, draining, running.contains_key(&key)) {
+                                    Err(reason) => Response::Decline { reason },
+                                    Ok(()) => {
+                                        let cancelled = Arc::new(AtomicBool::new(false));
+                                        running.insert(key, Running { client_peer: peer, cancelled: cancelled.clone() });
+                                        let work = Work {
+                                            client: client.clone(),
+                                            backend: backend.clone(),
+                                            pool: pool.clone(),
+                                            misbehave: cfg.misbehave.clone(),
+                                            last_receipt: last_receipt.clone(),
+                                        };
+                                        let done_tx = done_tx.clone();
+                                        let span = info_span!("task", job = offer.job, task = offer.task);
+                                        tokio::spawn(async move {
+                                            let result = work.run(&offer, peer, &cancelled).await;
+                                            let _ = done_tx.send((offer, peer, result)).await;
+                                        }.instrument(span));
+                                        Response::Accept
+                                    }
+                                }
+                            }
+                            Request::Cancel { job, task } => {
+                                if let Some(r) = running.get(&(job, task)) {
+                                    if r.client_peer == peer {
+                                        r.cancelled.store(true, Ordering::SeqCst);
+                                        info!(job, task, "cancelled by the client");
+                                    }
+                                }
+                                Response::Ack
+                            }
+                            Request::Status => Response::Status(NodeStatus {
+                                capacity: cfg.capacity,
+                                free_slots: if draining { 0 } else { slots.saturating_sub(running.len() as u32) },
+                                benchmark: None,
+                            }),
+                            Request::Result(_) | Request::Heartbeat(_) => Response::Error(ErrorReply::new(
+                                ErrorCode::Refused,
+                                "this node is a prover; results and heartbeats go to clients",
+                            )),
+                        };
+                        responder.respond(response);
+                    }
+                    Event::PeerSubscribed { topic: Topic::Capacity, .. } | Event::PeerConnected { .. } => {
+                        let announcement = CapacityAnnouncement {
+                            capacity: cfg.capacity,
+                            free_slots: slots.saturating_sub(running.len() as u32),
+                            benchmark: None,
+                        };
+                        let c = client.clone();
+                        tokio::spawn(async move { let _ = c.publish_capacity(&announcement).await; });
+                    }
+                    Event::ProtocolViolation { peer, reason } => warn!(%peer, %reason, "refused a bad message"),
+                    _ => {}
+                }
+            }
+            Some((offer, peer, result)) = done_rx.recv() => {
+                let Some(r) = running.remove(&(offer.job, offer.task)) else { continue };
+                // A copier is dishonest: it submits even when told to stop.
+                if r.cancelled.load(Ordering::SeqCst) && !matches!(cfg.misbehave, Misbehave::Copy(_)) {
+                    continue;
+                }
+                match result {
+                    Ok(receipt) => {
+                        let c = client.clone();
+                        let share = cfg.share_results.clone();
+                        tokio::spawn(async move {
+                            match send_result(&c, peer, &offer, receipt.clone()).await {
+                                Ok(()) => {
+                                    if let Some(dir) = share {
+                                        // Leaked only after delivery, so the original always arrives first.
+                                        let _ = std::fs::create_dir_all(&dir);
+                                        let _ = std::fs::write(dir.join(format!("{}-{}.receipt", offer.job, offer.task)), &receipt);
+                                    }
+                                }
+                                Err(e) => warn!(job = offer.job, task = offer.task, error = %e, "could not deliver the result"),
+                            }
+                        });
+                    }
+                    Err(e) => warn!(job = offer.job, task = offer.task, error = %e, "task failed; the client will reassign it"),
+                }
+                if draining && running.is_empty() {
+                    break;
+                }
+            }
+            _ = heartbeat.tick() => {
+                let mut by_client: HashMap<PeerId, Vec<TaskRef>> = HashMap::new();
+                for ((job, task), r) in &running {
+                    by_client.entry(r.client_peer).or_default().push(TaskRef { job: *job, task: *task });
+                }
+                if cfg.misbehave == Misbehave::Silent {
+                    by_client.clear();
+                }
+                for (peer, busy) in by_client {
+                    let c = client.clone();
+                    let hb = Request::Heartbeat(Heartbeat { busy, capacity: cfg.capacity });
+                    tokio::spawn(async move { let _ = c.request(peer, &hb).await; });
+                }
+            }
+            () = &mut shutdown, if !draining => {
+                draining = true;
+                info!(in_flight = running.len(), "draining: declining new work, finishing what is in hand");
+                if running.is_empty() {
+                    break;
+                }
+            }
+        }
+    }
+    client.shutdown().await;
+    Ok(())
+}
+
+async fn print_listen_addrs(client: &Client) -> Result<(), NodeError> {
+    for _ in 0..100 {
+        let addrs = client.listen_addrs().await?;
+        if !addrs.is_empty() {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            for a in addrs {
+                let _ = writeln!(out, "listening {a}");
+            }
+            let _ = out.flush();
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(NodeError::Config("no listen address became active".into()))
+}
+
+fn check_offer(
+    offer: &Offer,
+    capacity: &NodeCapacity,
+    busy: u32,
+    slots: u32,
+    draining: bool,
+    duplicate: bool,
+) -> Result<(), String> {
+    if draining {
+        return Err("draining: this node is shutting down".into());
+    }
+    if duplicate {
+        return Err("already working on this task".into());
+    }
+    if busy >= slots {
+        return Err(format!("busy: all {slots} slots in use"));
+    }
+    match &offer.kind {
+        TaskKind::Prove { po2, .. } if *po2 > capacity.max_po2 => Err(format!(
+            "po2 {po2} needs more memory than this node has (max po2 {})",
+            capacity.max_po2
+        )),
+        TaskKind::Join { .. } if !capacity.recursion => {
+            Err("this node cannot run recursion (join)".into())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// What one task needs.
+struct Work {
+    client: Client,
+    backend: Arc<dyn ProvingBackend>,
+    pool: Arc<WorkerPool>,
+    misbehave: Misbehave,
+    last_receipt: Arc<std::sync::Mutex<Option<Vec<u8>>>>,
+}
+
+impl Work {
+    async fn run(
+        &self,
+        offer: &Offer,
+        client_peer: PeerId,
+        cancelled: &AtomicBool,
+    ) -> Result<Vec<u8>, String> {
+        if self.misbehave == Misbehave::Silent {
+            std::future::pending::<()>().await;
+        }
+        let (segment_ref, po2) = match &offer.kind {
+            TaskKind::Prove { data, po2, .. } => (*data, *po2),
+            TaskKind::Join { .. } => return Err("join tasks are not delegated yet".into()),
+        };
+        if let Misbehave::Copy(dir) = &self.misbehave {
+            return wait_for_shared(dir, offer).await;
+        }
+        let segment = self.fetch(client_peer, segment_ref).await?;
+        if cancelled.load(Ordering::SeqCst) {
+            return Err("cancelled".into());
+        }
+        let receipt = match &self.misbehave {
+            Misbehave::Garbage => b"definitely not a receipt".to_vec(),
+            Misbehave::OtherJob => {
+                let program = self.fetch(client_peer, offer.program).await?;
+                self.prove_other_job(program, po2, offer).await?
+            }
+            _ => {
+                let backend = self.backend.clone();
+                self.blocking(move || backend.prove_segment(&segment).map_err(|e| e.to_string()))
+                    .await?
+            }
+        };
+        let receipt = match &self.misbehave {
+            Misbehave::Replay => {
+                let previous = self
+                    .last_receipt
+                    .lock()
+                    .expect("poisoned")
+                    .replace(receipt.clone());
+                previous.unwrap_or(receipt)
+            }
+            _ => receipt,
+        };
+        Ok(receipt)
+    }
+
+    async fn fetch(&self, peer: PeerId, blob: BlobRef) -> Result<Vec<u8>, String> {
+        let fetched = self
+            .client
+            .fetch_blob(&[peer], blob.id, Retention::Evictable)
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::fs::read(&fetched.path)
+            .await
+            .map_err(|e| format!("reading fetched blob: {e}"))
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> Result<T, String> + Send + 'static,
+    ) -> Result<T, String> {
+        let (tx, rx) = oneshot::channel();
+        self.pool
+            .spawn(move || {
+                let _ = tx.send(f());
+            })
+            .map_err(|e| e.to_string())?;
+        rx.await.map_err(|_| "proving worker stopped".to_string())?
+    }
+
+    /// The "other job" attack: run the same program on different input and prove the segment at the same
+    /// index. A valid proof, of the wrong thing.
+    async fn prove_other_job(
+        &self,
+        program: Vec<u8>,
+        po2: u8,
+        offer: &Offer,
+    ) -> Result<Vec<u8>, String> {
+        let index = match offer.kind {
+            TaskKind::Prove { segment, .. } => segment,
+            TaskKind::Join { .. } => 0,
+        };
+        let backend = self.backend.clone();
+        self.blocking(move || {
+            // sha-chain's input layout; any other program just gets different bytes.
+            let input = [&4u64.to_le_bytes()[..], b"another job"].concat();
+            let mut wanted = None;
+            let _ = backend.execute(&program, &input, po2, &mut |blob| {
+                if blob.claim.index == index || wanted.is_none() {
+                    wanted = Some(blob.bytes);
+                }
+                Ok(())
+            });
+            let segment = wanted.ok_or("the other run produced no segment")?;
+            backend.prove_segment(&segment).map_err(|e| e.to_string())
+        })
+        .await
+    }
+}
+
+async fn wait_for_shared(dir: &std::path::Path, offer: &Offer) -> Result<Vec<u8>, String> {
+    let path = dir.join(format!("{}-{}.receipt", offer.job, offer.task));
+    for _ in 0..600 {
+        if let Ok(bytes) = tokio::fs::read(&path).await {
+            return Ok(bytes);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err("nothing to copy".into())
+}
+
+async fn send_result(
+    client: &Client,
+    peer: PeerId,
+    offer: &Offer,
+    receipt: Vec<u8>,
+) -> Result<(), NodeError> {
+    let blob = BlobRef::of(&receipt);
+    client.publish_blob(receipt, Retention::Evictable).await?;
+    let result = Request::Result(TaskResult {
+        job: offer.job,
+        task: offer.task,
+        receipt: blob,
+        prover_signature: Vec::new(),
+    });
+    client.request(peer, &result).await?;
+    info!(job = offer.job, task = offer.task, "result delivered");
+    Ok(())
+}
