@@ -97,6 +97,10 @@ pub struct NetworkProof {
     /// Verified segments proved during this run, by prover.
     pub proved_by: BTreeMap<String, u32>,
     pub execute_secs: f64,
+    /// Per segment proved in this run: seconds from its first offer to its verified result (proving,
+    /// transfers, verification, queueing at the prover).
+    pub segment_latency_secs: Vec<f64>,
+    pub assemble_secs: f64,
     pub total_secs: f64,
 }
 
@@ -155,6 +159,8 @@ struct Coordinator {
     verified: BTreeMap<u32, Vec<u8>>,
     proved_by: BTreeMap<String, u32>,
     summary: Option<ExecutionSummary>,
+    segment_latency_secs: Vec<f64>,
+    assemble_started: Option<Instant>,
     metrics: Metrics,
     status: Arc<Mutex<serde_json::Value>>,
     start: Instant,
@@ -551,6 +557,8 @@ pub async fn prove_network(
         verified,
         proved_by: BTreeMap::new(),
         summary: None,
+        segment_latency_secs: Vec::new(),
+        assemble_started: None,
         metrics,
         status,
         start,
@@ -646,6 +654,8 @@ pub async fn prove_network(
                             resumed_segments,
                             proved_by: c.proved_by,
                             execute_secs,
+                            segment_latency_secs: c.segment_latency_secs,
+                            assemble_secs: c.assemble_started.map_or(0.0, |t| t.elapsed().as_secs_f64()),
                             total_secs: c.start.elapsed().as_secs_f64(),
                         });
                     }
@@ -683,8 +693,12 @@ pub async fn prove_network(
                         let (response, input) = match request {
                             Request::Result(r) if r.job == job.0 => (c.on_result(peer, r.task, r.receipt), None),
                             Request::Result(_) => (Response::Error(ErrorReply::new(ErrorCode::UnknownJob, "no such job here")), None),
-                            Request::Heartbeat(_) => match c.peers.get(&peer) {
-                                Some(node) => (Response::Ack, Some(Input::Heartbeat { node: *node })),
+                            Request::Heartbeat(hb) => match c.peers.get(&peer).copied() {
+                                // Alive after all (dropped for a missed heartbeat): back in the pool, unless quarantined.
+                                Some(node) if c.sched.node_capacity(node).is_none() => {
+                                    (Response::Ack, Some(Input::NodeJoined { node, capacity: to_sched_capacity(&hb.capacity) }))
+                                }
+                                Some(node) => (Response::Ack, Some(Input::Heartbeat { node })),
                                 None => (Response::Ack, None),
                             },
                             _ => (Response::Error(ErrorReply::new(ErrorCode::Refused, "this node is a client; it takes results and heartbeats")), None),
@@ -736,6 +750,16 @@ fn finish(
             }
             *assembling = true;
             progress(Progress::Aggregating);
+            c.assemble_started = Some(Instant::now());
+            if let Some(status) = c.sched.job_status(c.job) {
+                c.segment_latency_secs = status
+                    .tasks
+                    .iter()
+                    .filter_map(|t| {
+                        Some(t.verified_at?.saturating_sub(t.first_assigned_at?) as f64 / 1000.0)
+                    })
+                    .collect();
+            }
             let summary = c
                 .summary
                 .clone()

@@ -94,6 +94,8 @@ pub async fn run_prover(
     info!(peer = %client.local_peer_id(), workers = cfg.workers, max_po2 = cfg.capacity.max_po2, "prover node up");
 
     let mut running: HashMap<(u64, u32), Running> = HashMap::new();
+    // Clients that talked to us (offers, status): they get heartbeats, busy or idle.
+    let mut clients: std::collections::HashSet<PeerId> = std::collections::HashSet::new();
     let (done_tx, mut done_rx) = mpsc::channel::<Done>(64);
     let mut heartbeat = tokio::time::interval(cfg.heartbeat_every);
     let last_receipt: Arc<std::sync::Mutex<Option<Vec<u8>>>> = Arc::default();
@@ -106,6 +108,9 @@ pub async fn run_prover(
                 let Some(event) = event else { break };
                 match event {
                     Event::InboundRequest { peer, request, responder } => {
+                        if matches!(request, Request::Offer(_) | Request::Status) {
+                            clients.insert(peer);
+                        }
                         let response = match request {
                             Request::Offer(offer) => {
                                 let key = (offer.job, offer.task);
@@ -162,6 +167,9 @@ pub async fn run_prover(
                         tokio::spawn(async move { let _ = c.publish_capacity(&announcement).await; });
                     }
                     Event::ProtocolViolation { peer, reason } => warn!(%peer, %reason, "refused a bad message"),
+                    Event::PeerDisconnected { peer } => {
+                        clients.remove(&peer);
+                    }
                     _ => {}
                 }
             }
@@ -195,7 +203,7 @@ pub async fn run_prover(
                 }
             }
             _ = heartbeat.tick() => {
-                let mut by_client: HashMap<PeerId, Vec<TaskRef>> = HashMap::new();
+                let mut by_client: HashMap<PeerId, Vec<TaskRef>> = clients.iter().map(|c| (*c, Vec::new())).collect();
                 for ((job, task), r) in &running {
                     by_client.entry(r.client_peer).or_default().push(TaskRef { job: *job, task: *task });
                 }
