@@ -28,6 +28,42 @@ pub struct SchedulerConfig {
     pub ledger: LedgerConfig,
     /// Quarantine of nodes whose results are rejected (`None`: only the failed task excludes them).
     pub quarantine: Option<QuarantineConfig>,
+    /// Which tasks go to the fastest free nodes rather than to whoever the policy would pick among all of them.
+    pub prefer_fast: PreferFastConfig,
+}
+
+/// Fast-node preference. A join (and the lift of a join-tree leaf) is a fixed-size recursion proof that sits on
+/// the job's critical path: on a network with a strong minority it should run there, not on whichever weak node
+/// has waited longest. For a preferred task the policy chooses only among the free fitting nodes at least
+/// `1 / within` as fast (claimed `cycles_per_sec`) as the fastest of them, at most `max_candidates` of them
+/// (found through the pool's speed index: no scan of the nodes). The policy still decides among those (FIFO
+/// takes the longest-waiting one, VRF elects, the auction prices), so the choice stays theirs.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PreferFastConfig {
+    /// Join tasks.
+    pub joins: bool,
+    /// Prove tasks of join-tree jobs (prove + lift). Off by default: on a large network it would hand every
+    /// segment to the same fastest nodes (concentrating rewards), and segments are many and mostly in parallel.
+    pub join_tree_proves: bool,
+    /// Speculative backup copies (they exist to finish before a straggler: the faster the better).
+    pub backups: bool,
+    /// Tolerance: candidates down to the fastest free node's speed divided by this (>= 1; 1: ties only).
+    pub within: f64,
+    /// At most this many candidates (the policy's choice set).
+    pub max_candidates: u32,
+}
+
+impl Default for PreferFastConfig {
+    fn default() -> Self {
+        Self {
+            joins: true,
+            join_tree_proves: false,
+            backups: true,
+            within: 1.5,
+            max_candidates: 32,
+        }
+    }
 }
 
 /// When a node that returned bad results stops getting work.
@@ -61,6 +97,7 @@ impl Default for SchedulerConfig {
             speculative: SpeculativeConfig::default(),
             ledger: LedgerConfig::default(),
             quarantine: Some(QuarantineConfig::default()),
+            prefer_fast: PreferFastConfig::default(),
         }
     }
 }
@@ -74,9 +111,18 @@ pub struct SpeculativeConfig {
     /// Tail trigger: once the job's execution has finished and nothing of it waits for a node, every running task
     /// gets a backup when at most this many of the job's tasks remain unfinished.
     pub tail_tasks: u32,
-    /// Straggler trigger: a copy running longer than `slow_factor` x its expected time gets a backup.
-    /// `None` disables this trigger.
+    /// Straggler trigger: a copy running longer than `slow_factor` x the expected time of its task gets a backup.
+    /// The expected time is the shorter of the time at its own node's claimed speed (a node slower than it
+    /// claims) and the time at the reference speed below (a slow but honest node that sets the pace).
+    /// Such a backup is launched only on a node expected to finish before the straggler would (see
+    /// [`PreferFastConfig::backups`] for where it goes). `None` disables this trigger.
     pub slow_factor: Option<f64>,
+    /// Reference speed for the straggler trigger: the claimed speed at this quantile of the live nodes that fit
+    /// the task (0.5: the median; refreshed at most every `reference_refresh_ms` while nodes come and go).
+    /// `None`: compare each copy with its own node's expected time only.
+    pub reference_quantile: Option<f64>,
+    /// How stale the cached reference speed may get (ms of scheduler time) while the node set changes.
+    pub reference_refresh_ms: u64,
     /// Backups per task at most (over the task's life).
     pub max_backups_per_task: u32,
 }
@@ -86,7 +132,9 @@ impl Default for SpeculativeConfig {
         Self {
             enabled: true,
             tail_tasks: 2,
-            slow_factor: Some(2.0),
+            slow_factor: Some(1.5),
+            reference_quantile: Some(0.5),
+            reference_refresh_ms: 10_000,
             max_backups_per_task: 1,
         }
     }

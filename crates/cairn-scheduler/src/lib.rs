@@ -27,13 +27,16 @@
 //! verified copy wins; the others are cancelled and their compute counted as redundancy cost). A copy that fails,
 //! misses its deadline (Silence penalty, cancel), is rejected (penalty by cause) or whose node leaves or goes silent
 //! costs one attempt, excludes that node from the task, and the task is queued again; at `max_attempts` the job
-//! fails with a reason. Near the end of a job, or when a copy runs past `slow_factor` x its expected time, one
-//! speculative backup copy is launched on another free node ([`SpeculativeConfig`]).
+//! fails with a reason. Near the end of a job, or when a copy runs past `slow_factor` x its task's expected time
+//! (at the median live node's speed, or at its own node's if that is shorter), one speculative backup copy is
+//! launched on another free node ([`SpeculativeConfig`]).
 //!
 //! **Who gets work.** Only nodes with a free slot (min of their slots and the per-node cap), whose `max_po2` covers
 //! the task's po2, and with recursion for joins and join-tree Prove tasks; among those, a pluggable
-//! [`SelectionPolicy`] chooses (FIFO, VRF, reputation, stake lottery, reverse Dutch auction). Free nodes are
-//! indexed by (max_po2, recursion) bucket, so a placement never scans all nodes.
+//! [`SelectionPolicy`] chooses (FIFO, VRF, reputation, stake lottery, reverse Dutch auction). Joins (optionally
+//! also join-tree Prove tasks) prefer fast nodes: the policy chooses among the fastest free fitting nodes only
+//! ([`PreferFastConfig`]). Free nodes are indexed by (max_po2, recursion) bucket and by speed, so a placement
+//! never scans all nodes.
 //!
 //! **Invariants** (tested, including by property tests over random input orders, failures and churn):
 //! a job completes only when every one of its tasks has a verified winner; a task's result is accepted at most once
@@ -52,7 +55,9 @@ mod scheduler;
 pub mod status;
 pub mod types;
 
-pub use config::{LedgerConfig, QuarantineConfig, SchedulerConfig, SpeculativeConfig};
+pub use config::{
+    LedgerConfig, PreferFastConfig, QuarantineConfig, SchedulerConfig, SpeculativeConfig,
+};
 pub use ledger::{Account, CountAmount, Ledger, LedgerError, PenaltyTally, Totals};
 pub use policy::{
     policy_by_name, AuctionPolicy, FifoPolicy, Pick, ReputationPolicy, Selection, SelectionPolicy,

@@ -4,8 +4,10 @@
 //! bucket with max_po2 >= po2 and recursion; there are at most 64 buckets, so finding a candidate costs
 //! O(buckets + log n), never a scan of all nodes. Each bucket keeps its free nodes twice: in pull order
 //! (a `BTreeSet` keyed by the moment the node last asked for work, for FIFO) and in a vector (for O(1) uniform
-//! sampling by the ranking policies).
+//! sampling by the ranking policies), and a third time by claimed speed (for the fast-node preference of joins:
+//! the fastest free fitting nodes cost O(buckets + k log n), again never a scan).
 
+use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
 
 use rand::Rng;
@@ -23,6 +25,18 @@ pub(crate) fn bucket_of(cap: &NodeCapacity) -> usize {
 fn bucket_fits(b: usize, po2: u8, recursion: bool) -> bool {
     (b / 2) as u8 >= po2 && (!recursion || b % 2 == 1)
 }
+
+/// A claimed speed as an order-preserving integer (non-finite or non-positive claims count as 0).
+pub(crate) fn speed_key(cycles_per_sec: f64) -> u64 {
+    if cycles_per_sec.is_finite() && cycles_per_sec > 0.0 {
+        cycles_per_sec.to_bits()
+    } else {
+        0
+    }
+}
+
+/// Free nodes by speed: iterated from the back, fastest first and, among equal speeds, longest waiting first.
+type SpeedKey = (u64, Reverse<u64>, NodeId);
 
 #[derive(Debug, Clone)]
 pub(crate) struct NodeEntry {
@@ -43,6 +57,7 @@ pub(crate) struct NodeEntry {
 struct Bucket {
     order: BTreeSet<(u64, NodeId)>,
     free: Vec<NodeId>,
+    by_speed: BTreeSet<SpeedKey>,
     live: u32,
 }
 
@@ -52,6 +67,8 @@ pub(crate) struct NodeIndex {
     buckets: Vec<Bucket>,
     seq: u64,
     free_total: usize,
+    /// Bumped whenever the set of live nodes or a claimed capacity changes.
+    version: u64,
 }
 
 impl NodeIndex {
@@ -61,7 +78,13 @@ impl NodeIndex {
             buckets: vec![Bucket::default(); BUCKETS],
             seq: 0,
             free_total: 0,
+            version: 0,
         }
+    }
+
+    /// Changes whenever a node joins, leaves or changes its claimed capacity.
+    pub fn version(&self) -> u64 {
+        self.version
     }
 
     pub fn free_total(&self) -> usize {
@@ -79,6 +102,9 @@ impl NodeIndex {
     /// Adds a node, or updates the capacity of a known one (keeping its work in flight).
     pub fn upsert(&mut self, node: NodeId, cap: NodeCapacity, cap_limit: u32, now: Time) {
         let limit = cap.slots.min(cap_limit);
+        if self.nodes.get(&node).is_none_or(|e| e.cap != cap) {
+            self.version += 1;
+        }
         if let Some(mut e) = self.take(node) {
             e.cap = cap;
             e.bucket = bucket_of(&cap);
@@ -102,7 +128,9 @@ impl NodeIndex {
 
     /// Removes a node and returns its entry (with its tasks in flight).
     pub fn remove(&mut self, node: NodeId) -> Option<NodeEntry> {
-        self.take(node)
+        let e = self.take(node)?;
+        self.version += 1;
+        Some(e)
     }
 
     fn take(&mut self, node: NodeId) -> Option<NodeEntry> {
@@ -125,6 +153,8 @@ impl NodeIndex {
         self.seq += 1;
         let b = &mut self.buckets[e.bucket];
         b.order.insert((self.seq, node));
+        b.by_speed
+            .insert((speed_key(e.cap.cycles_per_sec), Reverse(self.seq), node));
         e.free_key = Some(self.seq);
         e.vec_pos = b.free.len();
         b.free.push(node);
@@ -135,6 +165,8 @@ impl NodeIndex {
         let Some(key) = e.free_key.take() else { return };
         let b = &mut self.buckets[e.bucket];
         b.order.remove(&(key, node));
+        b.by_speed
+            .remove(&(speed_key(e.cap.cycles_per_sec), Reverse(key), node));
         let pos = e.vec_pos;
         b.free.swap_remove(pos);
         if let Some(&moved) = b.free.get(pos) {
@@ -196,16 +228,92 @@ impl NodeIndex {
     pub fn fits(cap: &NodeCapacity, po2: u8, recursion: bool) -> bool {
         cap.max_po2 >= po2 && (!recursion || cap.recursion)
     }
+
+    /// The claimed speed at quantile `q` (0 = slowest, 1 = fastest) of the live nodes that fit the class, busy or
+    /// not; `None` if none fits. A scan of the live nodes: callers cache it.
+    pub fn live_speed_quantile(&self, po2: u8, recursion: bool, q: f64) -> Option<f64> {
+        let mut speeds: Vec<u64> = self
+            .nodes
+            .values()
+            .filter(|e| Self::fits(&e.cap, po2, recursion))
+            .map(|e| speed_key(e.cap.cycles_per_sec))
+            .collect();
+        if speeds.is_empty() {
+            return None;
+        }
+        let q = if q.is_finite() {
+            q.clamp(0.0, 1.0)
+        } else {
+            0.5
+        };
+        let i = ((speeds.len() - 1) as f64 * q).round() as usize;
+        let (_, k, _) = speeds.select_nth_unstable(i);
+        Some(f64::from_bits(*k))
+    }
+
+    /// The fastest free nodes that fit the class and are not `excluded`, fastest first (equal speeds: longest
+    /// waiting first): at most `max`, and only those at least `1 / within` as fast as the fastest of them.
+    /// Costs O(buckets + (max + excluded) x buckets), whatever the number of nodes.
+    pub fn fastest_free(
+        &self,
+        po2: u8,
+        recursion: bool,
+        excluded: &[NodeId],
+        within: f64,
+        max: usize,
+    ) -> Vec<NodeId> {
+        let mut heads: Vec<_> = self
+            .buckets
+            .iter()
+            .enumerate()
+            .filter(|(i, b)| !b.by_speed.is_empty() && bucket_fits(*i, po2, recursion))
+            .map(|(_, b)| b.by_speed.iter().rev().peekable())
+            .collect();
+        let within = if within.is_finite() && within >= 1.0 {
+            within
+        } else {
+            1.0
+        };
+        let mut out = Vec::new();
+        let mut floor: Option<f64> = None;
+        while out.len() < max {
+            let mut best: Option<(usize, SpeedKey)> = None;
+            for (i, h) in heads.iter_mut().enumerate() {
+                if let Some(&&k) = h.peek() {
+                    if best.is_none_or(|(_, b)| k > b) {
+                        best = Some((i, k));
+                    }
+                }
+            }
+            let Some((i, (speed, _, node))) = best else {
+                break;
+            };
+            heads[i].next();
+            if excluded.contains(&node) {
+                continue;
+            }
+            let speed = f64::from_bits(speed);
+            match floor {
+                None => floor = Some(speed / within),
+                Some(f) if speed < f => break,
+                Some(_) => {}
+            }
+            out.push(node);
+        }
+        out
+    }
 }
 
 /// The nodes a policy may choose from for one task: live, with a free slot, fitting the task (po2, recursion)
-/// and not excluded from it (already on it, or failed it before).
+/// and not excluded from it (already on it, or failed it before). When the scheduler prefers fast nodes for the
+/// task, the candidates are further restricted to a short list of the fastest ones.
 #[derive(Debug, Clone, Copy)]
 pub struct Candidates<'a> {
     index: &'a NodeIndex,
     po2: u8,
     recursion: bool,
     excluded: &'a [NodeId],
+    only: Option<&'a [NodeId]>,
 }
 
 impl<'a> Candidates<'a> {
@@ -220,7 +328,22 @@ impl<'a> Candidates<'a> {
             po2,
             recursion,
             excluded,
+            only: None,
         }
+    }
+
+    /// The same candidates, restricted to `only` (free, fitting, not excluded nodes: see
+    /// [`NodeIndex::fastest_free`]).
+    pub(crate) fn restricted_to(self, only: &'a [NodeId]) -> Self {
+        Self {
+            only: Some(only),
+            ..self
+        }
+    }
+
+    /// Whether the candidates are a short list of the fastest free nodes (the fast-node preference).
+    pub fn is_fast_tier(&self) -> bool {
+        self.only.is_some()
     }
 
     fn buckets(&self) -> impl Iterator<Item = &'a Bucket> + '_ {
@@ -235,11 +358,14 @@ impl<'a> Candidates<'a> {
 
     /// Free fitting nodes, counting excluded ones (an upper bound on the candidates).
     pub fn len_upper_bound(&self) -> usize {
-        self.buckets().map(|b| b.free.len()).sum()
+        match self.only {
+            Some(only) => only.len(),
+            None => self.buckets().map(|b| b.free.len()).sum(),
+        }
     }
 
     pub fn is_excluded(&self, node: NodeId) -> bool {
-        self.excluded.contains(&node)
+        self.excluded.contains(&node) || self.only.is_some_and(|only| !only.contains(&node))
     }
 
     /// Whether `node` is a candidate.
@@ -257,9 +383,21 @@ impl<'a> Candidates<'a> {
     }
 
     /// Candidates in pull order: the node that has waited longest for work first.
-    pub fn fifo(&self) -> impl Iterator<Item = NodeId> + '_ {
+    pub fn fifo(&self) -> Box<dyn Iterator<Item = NodeId> + '_> {
+        if let Some(only) = self.only {
+            let mut v: Vec<(u64, NodeId)> = only
+                .iter()
+                .filter(|n| !self.excluded.contains(n))
+                .filter_map(|n| {
+                    let e = self.index.nodes.get(n)?;
+                    Some((e.free_key?, *n))
+                })
+                .collect();
+            v.sort();
+            return Box::new(v.into_iter().map(|(_, n)| n));
+        }
         let mut heads: Vec<_> = self.buckets().map(|b| b.order.iter().peekable()).collect();
-        std::iter::from_fn(move || loop {
+        Box::new(std::iter::from_fn(move || loop {
             let mut best: Option<(usize, (u64, NodeId))> = None;
             for (i, h) in heads.iter_mut().enumerate() {
                 if let Some(&&k) = h.peek() {
@@ -273,11 +411,14 @@ impl<'a> Candidates<'a> {
             if !self.is_excluded(node) {
                 return Some(node);
             }
-        })
+        }))
     }
 
     /// The `i`-th free fitting node in a fixed (but arbitrary) order, excluded ones included; `i` < `len_upper_bound`.
     pub fn nth(&self, mut i: usize) -> Option<NodeId> {
+        if let Some(only) = self.only {
+            return only.get(i).copied();
+        }
         for b in self.buckets() {
             if i < b.free.len() {
                 return Some(b.free[i]);
@@ -295,11 +436,14 @@ impl<'a> Candidates<'a> {
         }
         if total <= k * 2 {
             // Small pool: take everything (in a random order) rather than rejection-sample.
-            let mut all: Vec<NodeId> = self
-                .buckets()
-                .flat_map(|b| b.free.iter().copied())
-                .filter(|n| !self.is_excluded(*n))
-                .collect();
+            let mut all: Vec<NodeId> = match self.only {
+                Some(only) => only.to_vec(),
+                None => self
+                    .buckets()
+                    .flat_map(|b| b.free.iter().copied())
+                    .collect(),
+            };
+            all.retain(|n| !self.is_excluded(*n));
             all.sort();
             for i in (1..all.len()).rev() {
                 let j = rng.random_range(0..=i);

@@ -86,6 +86,8 @@ struct Task {
     assigned: u32,
     backups: u32,
     backup_queued: bool,
+    /// The queued backup is for a straggler: launch it only on a node expected to finish first.
+    backup_if_faster: bool,
     queued: bool,
     /// Queued, but out of its class queue until this time (a policy asked to be asked again then).
     parked_until: Option<Time>,
@@ -117,6 +119,7 @@ impl Task {
             assigned: 0,
             backups: 0,
             backup_queued: false,
+            backup_if_faster: false,
             queued: false,
             parked_until: None,
             waiting_since: now,
@@ -180,6 +183,8 @@ pub struct Scheduler {
     /// Rejected results per node, and nodes in quarantine (until the given time; `Time::MAX` = for good).
     rejected_results: BTreeMap<NodeId, u32>,
     quarantined: BTreeMap<NodeId, Time>,
+    /// Reference speed per class for the straggler trigger: (computed at, index version, speed).
+    reference_speed: BTreeMap<Class, (Time, u64, Option<f64>)>,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -229,6 +234,7 @@ impl Scheduler {
             stats: SchedulerStats::default(),
             rejected_results: BTreeMap::new(),
             quarantined: BTreeMap::new(),
+            reference_speed: BTreeMap::new(),
         }
     }
 
@@ -1195,7 +1201,7 @@ impl Scheduler {
                 });
                 self.after_failure(now, task, node, format!("{node} missed its deadline"), out);
             }
-            Timer::Straggler { task, .. } => self.want_backup(task),
+            Timer::Straggler { task, .. } => self.want_backup(task, true),
             Timer::Liveness { node } => self.on_node_gone(now, node, true, out),
             Timer::Wake { task } => {
                 // Back into its class queue; dispatch runs after the timers.
@@ -1264,7 +1270,10 @@ impl Scheduler {
 
     // ---- speculative backups ----
 
-    fn want_backup(&mut self, task: TaskId) {
+    /// Queue one backup copy of `task`. A straggler's backup (`if_faster`) is launched only on a node expected to
+    /// finish before the running copies would (a copy already past its own expected time counts as never);
+    /// a tail backup (against silent failures) goes to any free node.
+    fn want_backup(&mut self, task: TaskId, if_faster: bool) {
         let sc = &self.cfg.speculative;
         if !sc.enabled {
             return;
@@ -1277,15 +1286,21 @@ impl Scheduler {
         else {
             return;
         };
-        let Some(t) = job.tasks.get(&task.index) else {
+        let Some(t) = job.tasks.get_mut(&task.index) else {
             return;
         };
-        if t.phase != Phase::Released || t.copies.is_empty() || t.backups >= max || t.backup_queued
-        {
+        if t.phase != Phase::Released || t.copies.is_empty() || t.backups >= max {
             return;
         }
-        let key = qkey(job, task.index, t.height);
-        job.tasks.get_mut(&task.index).expect("task").backup_queued = true;
+        if t.backup_queued {
+            // A tail request makes a queued straggler request unconditional.
+            t.backup_if_faster &= if_faster;
+            return;
+        }
+        let height = t.height;
+        t.backup_queued = true;
+        t.backup_if_faster = if_faster;
+        let key = qkey(job, task.index, height);
         self.backup_queue.insert(key);
     }
 
@@ -1316,7 +1331,7 @@ impl Scheduler {
                 .filter(|i| !job.tasks[i].copies.is_empty())
                 .collect();
             for i in running {
-                self.want_backup(TaskId::new(id, i));
+                self.want_backup(TaskId::new(id, i), false);
             }
         }
     }
@@ -1324,6 +1339,10 @@ impl Scheduler {
     // ---- assignment ----
 
     fn expected_ms(&self, t: &Task, aggregation: Aggregation, cap: &NodeCapacity) -> u64 {
+        self.expected_ms_at(t, aggregation, cap.cycles_per_sec)
+    }
+
+    fn expected_ms_at(&self, t: &Task, aggregation: Aggregation, cycles_per_sec: f64) -> u64 {
         let cycles = match t.kind {
             TaskKind::Prove { .. } => {
                 t.cycles
@@ -1335,8 +1354,8 @@ impl Scheduler {
             }
             TaskKind::Join { .. } => self.cfg.join_cycles,
         };
-        let cps = if cap.cycles_per_sec.is_finite() && cap.cycles_per_sec > 0.0 {
-            cap.cycles_per_sec
+        let cps = if cycles_per_sec.is_finite() && cycles_per_sec > 0.0 {
+            cycles_per_sec
         } else {
             1.0
         };
@@ -1345,6 +1364,32 @@ impl Scheduler {
             u64::MAX / 4
         } else {
             ms as u64
+        }
+    }
+
+    /// The straggler trigger's reference speed for a class: the configured quantile of the claimed speeds of the
+    /// live nodes that fit it. Cached; recomputed (a scan of the live nodes) only when the node set changed and
+    /// the cached value is older than `reference_refresh_ms`, so its cost does not grow with placements.
+    fn reference_speed(&mut self, now: Time, class: Class) -> Option<f64> {
+        let q = self.cfg.speculative.reference_quantile?;
+        let version = self.index.version();
+        let refresh = self.cfg.speculative.reference_refresh_ms;
+        if let Some(&(at, v, speed)) = self.reference_speed.get(&class) {
+            if v == version || now < at.saturating_add(refresh) {
+                return speed;
+            }
+        }
+        let speed = self.index.live_speed_quantile(class.0, class.1, q);
+        self.reference_speed.insert(class, (now, version, speed));
+        speed
+    }
+
+    /// Whether `kind` (of a job with `aggregation`) goes to the fastest free nodes.
+    fn prefers_fast(&self, kind: &TaskKind, aggregation: Aggregation) -> bool {
+        let pf = &self.cfg.prefer_fast;
+        match kind {
+            TaskKind::Join { .. } => pf.joins,
+            TaskKind::Prove { .. } => pf.join_tree_proves && aggregation == Aggregation::JoinTree,
         }
     }
 
@@ -1468,7 +1513,19 @@ impl Scheduler {
             reward: job.spec.reward_per_task,
             backup,
         };
-        let pool = Candidates::new(&self.index, po2, rec, &excluded);
+        let fast: Vec<NodeId> = if self.prefers_fast(&t.kind, aggregation)
+            || (backup && self.cfg.prefer_fast.backups)
+        {
+            let pf = &self.cfg.prefer_fast;
+            let max = (pf.max_candidates.max(1)).max(wanted + max_extra) as usize;
+            self.index.fastest_free(po2, rec, &excluded, pf.within, max)
+        } else {
+            Vec::new()
+        };
+        let mut pool = Candidates::new(&self.index, po2, rec, &excluded);
+        if !fast.is_empty() {
+            pool = pool.restricted_to(&fast);
+        }
         let selection = self.policy.select(&req, &pool, &self.ledger);
         // Re-check every pick: the policy cannot place work on a node that does not fit.
         let mut picks = Vec::new();
@@ -1480,6 +1537,34 @@ impl Scheduler {
                 && !picks.iter().any(|q: &crate::policy::Pick| q.node == p.node)
             {
                 picks.push(p);
+            }
+        }
+        if backup && t.backup_if_faster && !picks.is_empty() {
+            // A straggler's backup must be expected to finish first; a copy past its own expected time might
+            // never finish, so it does not count.
+            let beat = t
+                .copies
+                .iter()
+                .map(|c| {
+                    let end = c.started.saturating_add(c.expected_ms);
+                    if end > now {
+                        end
+                    } else {
+                        Time::MAX
+                    }
+                })
+                .min()
+                .unwrap_or(Time::MAX);
+            picks.retain(|p| {
+                self.index.get(p.node).is_some_and(|e| {
+                    now.saturating_add(self.expected_ms(t, aggregation, &e.cap)) < beat
+                })
+            });
+            if picks.is_empty() {
+                // Nobody free now would win the race: drop the request (the tail trigger still guards the end).
+                self.stats.backups_skipped += 1;
+                self.dequeue_backup(task);
+                return false;
             }
         }
         if picks.is_empty() {
@@ -1498,6 +1583,19 @@ impl Scheduler {
             return false;
         }
         let spec_timeout = job.spec.task_timeout_ms;
+        let slow = self
+            .cfg
+            .speculative
+            .slow_factor
+            .filter(|_| self.cfg.speculative.enabled);
+        // A copy is a straggler once it runs `slow_factor` x past the task's reference time (the median live
+        // fitting node's), or past its own node's expected time if that is shorter.
+        let reference_ms = match slow {
+            Some(_) => self.reference_speed(now, (po2, rec)).map(|speed| {
+                self.expected_ms_at(&self.jobs[&task.job].tasks[&task.index], aggregation, speed)
+            }),
+            None => None,
+        };
         let mut assigned = Vec::new();
         for p in picks {
             let cap = self.index.get(p.node).expect("candidate is live").cap;
@@ -1506,11 +1604,6 @@ impl Scheduler {
             self.copy_seq += 1;
             assigned.push((p, expected, self.copy_seq));
         }
-        let slow = self
-            .cfg
-            .speculative
-            .slow_factor
-            .filter(|_| self.cfg.speculative.enabled);
         for (p, expected, id) in assigned {
             let job = self.jobs.get_mut(&task.job).expect("job");
             let t = job.tasks.get_mut(&task.index).expect("task");
@@ -1548,7 +1641,8 @@ impl Scheduler {
             self.index.on_assign(p.node, task);
             self.push_timer(deadline, Timer::Deadline { task, copy: id });
             if let Some(k) = slow {
-                let at = now.saturating_add((expected as f64 * k).ceil() as u64);
+                let base = reference_ms.map_or(expected, |r| r.min(expected));
+                let at = now.saturating_add((base as f64 * k).ceil() as u64);
                 if at < deadline {
                     self.push_timer(at, Timer::Straggler { task, copy: id });
                 }
@@ -1573,6 +1667,7 @@ impl Scheduler {
         let t = job.tasks.get_mut(&task.index).expect("task");
         if t.backup_queued {
             t.backup_queued = false;
+            t.backup_if_faster = false;
             self.backup_queue.remove(&key);
         }
     }

@@ -106,4 +106,6 @@ pub struct SchedulerStats {
     pub late_duplicates: u64,
     /// Nodes put in quarantine for rejected results.
     pub quarantines: u64,
+    /// Straggler backups not launched because no free node was expected to finish before the straggler.
+    pub backups_skipped: u64,
 }

@@ -611,6 +611,7 @@ fn straggler_gets_one_backup_and_first_verified_wins() {
             tail_tasks: 0,
             slow_factor: Some(2.0),
             max_backups_per_task: 1,
+            ..SpeculativeConfig::default()
         },
         ..quiet_config()
     };
@@ -644,6 +645,7 @@ fn tail_of_a_job_gets_backups_on_idle_nodes() {
             tail_tasks: 2,
             slow_factor: None,
             max_backups_per_task: 1,
+            ..SpeculativeConfig::default()
         },
         ..quiet_config()
     };
@@ -817,4 +819,212 @@ fn a_node_with_a_rejected_result_is_quarantined_and_its_other_work_reassigned() 
     rig.node(1, cap(20, false, 2));
     let a2 = rig.segment(3, 2);
     assert!(assigns(&a2).iter().all(|(_, n)| *n != NodeId(1)), "{a2:?}");
+}
+
+fn speed(max_po2: u8, cycles_per_sec: f64) -> NodeCapacity {
+    NodeCapacity {
+        cycles_per_sec,
+        ..cap(max_po2, true, 1)
+    }
+}
+
+/// Weak nodes 1, 2 and 4, a fast node 3 that joined last: after segments 0 and 1 are proved by 1 and 2, pull
+/// order is 4, 3, 1, 2. Returns who gets the join.
+fn join_goes_to(cfg: SchedulerConfig, fast: f64, node4: f64) -> (Rig, NodeId) {
+    let mut r = Rig::new(cfg, "fifo");
+    r.node(1, speed(20, 10_000.0));
+    r.node(2, speed(20, 10_000.0));
+    r.submit(1, JobSpec::new(18));
+    assert_eq!(assigns(&r.segment(1, 0)), vec![(task(1, 0), NodeId(1))]);
+    assert_eq!(assigns(&r.segment(1, 1)), vec![(task(1, 1), NodeId(2))]);
+    r.node(4, speed(20, node4));
+    r.node(3, speed(20, fast));
+    r.verify(1, task(1, 0));
+    let a = r.verify(2, task(1, 1));
+    let j = assigns(&a);
+    assert_eq!(j.len(), 1, "{a:?}");
+    assert_eq!(j[0].0, join(1, 0));
+    (r, j[0].1)
+}
+
+#[test]
+fn joins_go_to_the_fastest_free_node_not_the_longest_waiting() {
+    // Default: joins prefer fast nodes.
+    let (_, n) = join_goes_to(quiet_config(), 80_000.0, 10_000.0);
+    assert_eq!(n, NodeId(3));
+    // Without the preference, FIFO hands it to the weak node that waited longest.
+    let cfg = SchedulerConfig {
+        prefer_fast: PreferFastConfig {
+            joins: false,
+            ..PreferFastConfig::default()
+        },
+        ..quiet_config()
+    };
+    let (_, n) = join_goes_to(cfg, 80_000.0, 10_000.0);
+    assert_eq!(n, NodeId(4));
+}
+
+#[test]
+fn within_the_fast_tier_the_policy_still_decides() {
+    // Node 4 is within 1.5x of the fastest (80k / 60k < 1.5): both are candidates and FIFO takes the one that
+    // waited longest.
+    let (_, n) = join_goes_to(quiet_config(), 80_000.0, 60_000.0);
+    assert_eq!(n, NodeId(4));
+    // With no tolerance only the fastest is a candidate.
+    let cfg = SchedulerConfig {
+        prefer_fast: PreferFastConfig {
+            within: 1.0,
+            ..PreferFastConfig::default()
+        },
+        ..quiet_config()
+    };
+    let (_, n) = join_goes_to(cfg, 80_000.0, 60_000.0);
+    assert_eq!(n, NodeId(3));
+}
+
+#[test]
+fn the_fast_tier_skips_nodes_excluded_from_the_task_and_nodes_that_do_not_fit() {
+    let mut r = Rig::fifo();
+    r.node(1, speed(20, 10_000.0));
+    r.node(2, speed(20, 10_000.0));
+    r.submit(1, JobSpec::new(18));
+    r.segment(1, 0);
+    r.segment(1, 1);
+    // The fastest nodes cannot take a join (no recursion) ...
+    r.node(
+        5,
+        NodeCapacity {
+            recursion: false,
+            ..speed(20, 500_000.0)
+        },
+    );
+    r.node(3, speed(20, 80_000.0));
+    r.node(4, speed(20, 40_000.0));
+    r.verify(1, task(1, 0));
+    let a = r.verify(2, task(1, 1));
+    assert_eq!(assigns(&a), vec![(join(1, 0), NodeId(3))]);
+    // ... and a node that failed the join is excluded: the retry goes to the next fastest.
+    let a = r.fail(3, join(1, 0));
+    assert_eq!(assigns(&a), vec![(join(1, 0), NodeId(4))]);
+}
+
+#[test]
+fn prove_tasks_follow_the_policy_unless_join_tree_proves_prefer_fast_too() {
+    let run = |cfg: SchedulerConfig| {
+        let mut r = Rig::new(cfg, "fifo");
+        r.node(1, speed(20, 10_000.0));
+        r.node(2, speed(20, 80_000.0));
+        r.submit(1, JobSpec::new(18));
+        assigns(&r.segment(1, 0))
+    };
+    assert_eq!(run(quiet_config()), vec![(task(1, 0), NodeId(1))]);
+    let cfg = SchedulerConfig {
+        prefer_fast: PreferFastConfig {
+            join_tree_proves: true,
+            ..PreferFastConfig::default()
+        },
+        ..quiet_config()
+    };
+    assert_eq!(run(cfg), vec![(task(1, 0), NodeId(2))]);
+}
+
+#[test]
+fn every_policy_places_joins_on_the_fast_tier() {
+    for policy in POLICY_NAMES {
+        let mut r = Rig::new(quiet_config(), policy);
+        for n in 1..=9 {
+            // Asks at the auction's opening price: it places at once.
+            r.s.ledger_mut().set_ask(NodeId(n), 50);
+        }
+        for n in 1..=8 {
+            r.node(n, speed(20, 10_000.0));
+        }
+        r.submit(1, JobSpec::new(18));
+        r.segment(1, 0);
+        r.segment(1, 1);
+        r.node(9, speed(20, 80_000.0));
+        let provers: Vec<_> = assigns(&r.log.clone());
+        for (t, n) in provers {
+            r.verify(n.0, t);
+        }
+        let first_join = assigns(&r.log).into_iter().find(|(t, _)| t.is_join());
+        assert_eq!(first_join, Some((join(1, 0), NodeId(9))), "{policy}");
+    }
+}
+
+fn straggler_config(reference_quantile: Option<f64>) -> SchedulerConfig {
+    SchedulerConfig {
+        speculative: SpeculativeConfig {
+            enabled: true,
+            tail_tasks: 0,
+            slow_factor: Some(1.5),
+            reference_quantile,
+            ..SpeculativeConfig::default()
+        },
+        ..quiet_config()
+    }
+}
+
+/// A slow but honest node 1 (expected 4,000 ms) and two median nodes (1,000 ms) on a three-segment job; the
+/// median nodes finish at 1,000 ms.
+fn slow_honest_node(cfg: SchedulerConfig, slow: f64) -> Rig {
+    let mut r = Rig::new(cfg, "fifo");
+    let mut c = cap(20, false, 1);
+    c.cycles_per_sec = slow;
+    r.node(1, c);
+    r.node(2, cap(20, false, 1));
+    r.node(3, cap(20, false, 1));
+    r.submit(1, composite(18));
+    assert_eq!(assigns(&r.segment(1, 0)), vec![(task(1, 0), NodeId(1))]);
+    r.segment(1, 1);
+    r.segment(1, 2);
+    r.finish_exec(1, 3);
+    r.now = 1_000;
+    r.verify(2, task(1, 1));
+    r.verify(3, task(1, 2));
+    r
+}
+
+#[test]
+fn a_slow_but_honest_node_is_backed_up_against_the_median_node() {
+    let mut r = slow_honest_node(straggler_config(Some(0.5)), 2_500.0);
+    // 1.5 x the median node's 1,000 ms, not 1.5 x its own 4,000 ms.
+    assert_eq!(r.s.next_deadline(), Some(1_500));
+    let a = r.tick_at(1_500);
+    assert_eq!(assigns(&a), vec![(task(1, 0), NodeId(2))]);
+    let st = r.s.job_status(JobId(1)).unwrap();
+    assert_eq!(st.backups, 1);
+    // The backup (done at ~2,500 ms) wins; the slow copy is cancelled.
+    r.now = 2_500;
+    let a = r.verify(2, task(1, 0));
+    assert_eq!(cancels(&a), vec![(task(1, 0), NodeId(1))]);
+    assert_eq!(finished(&a).len(), 1);
+}
+
+#[test]
+fn against_its_own_expected_time_only_the_slow_node_is_never_backed_up() {
+    // The scheduler before the median reference: the trigger is at 1.5 x its own 4,000 ms, and the copy
+    // finishes at 4,000 ms, so no backup ever starts.
+    let mut r = slow_honest_node(straggler_config(None), 2_500.0);
+    assert_eq!(r.s.next_deadline(), Some(6_000));
+    assert!(assigns(&r.tick_at(1_500)).is_empty());
+    r.now = 4_000;
+    let a = r.verify(1, task(1, 0));
+    assert_eq!(finished(&a).len(), 1);
+    assert_eq!(r.s.stats().backups_launched, 0);
+}
+
+#[test]
+fn a_straggler_backup_that_would_not_finish_first_is_not_launched() {
+    // Node 1 is only a bit slow: expected 1,667 ms. At 1,500 ms a median node would need until 2,500 ms.
+    let mut r = slow_honest_node(straggler_config(Some(0.5)), 6_000.0);
+    assert_eq!(r.s.next_deadline(), Some(1_500));
+    assert!(assigns(&r.tick_at(1_500)).is_empty());
+    let st = r.s.stats();
+    assert_eq!((st.backups_launched, st.backups_skipped), (0, 1));
+    // But a copy past its own expected time might never finish: then any free node is worth a backup.
+    let mut r = slow_honest_node(straggler_config(None), 6_000.0);
+    // 1.5 x 1,667 ms.
+    assert_eq!(r.s.next_deadline(), Some(2_501));
+    assert_eq!(assigns(&r.tick_at(2_501)), vec![(task(1, 0), NodeId(2))]);
 }
