@@ -114,8 +114,8 @@ pub struct SpeculativeConfig {
     /// Straggler trigger: a copy running longer than `slow_factor` x the expected time of its task gets a backup.
     /// The expected time is the shorter of the time at its own node's claimed speed (a node slower than it
     /// claims) and the time at the reference speed below (a slow but honest node that sets the pace).
-    /// Such a backup is launched only on a node expected to finish before the straggler would (see
-    /// [`PreferFastConfig::backups`] for where it goes). `None` disables this trigger.
+    /// See `only_if_faster` for when such a backup starts, and [`PreferFastConfig::backups`] for where.
+    /// `None` disables this trigger.
     pub slow_factor: Option<f64>,
     /// Reference speed for the straggler trigger: the claimed speed at this quantile of the live nodes that fit
     /// the task (0.5: the median; refreshed at most every `reference_refresh_ms` while nodes come and go).
@@ -123,6 +123,10 @@ pub struct SpeculativeConfig {
     pub reference_quantile: Option<f64>,
     /// How stale the cached reference speed may get (ms of scheduler time) while the node set changes.
     pub reference_refresh_ms: u64,
+    /// A straggler's backup starts only on a node expected to finish before the straggler (a copy already past
+    /// its own expected time counts as never finishing); otherwise the request is dropped. Tail backups are
+    /// not affected.
+    pub only_if_faster: bool,
     /// Backups per task at most (over the task's life).
     pub max_backups_per_task: u32,
 }
@@ -135,6 +139,7 @@ impl Default for SpeculativeConfig {
             slow_factor: Some(1.5),
             reference_quantile: Some(0.5),
             reference_refresh_ms: 10_000,
+            only_if_faster: true,
             max_backups_per_task: 1,
         }
     }

@@ -1279,6 +1279,7 @@ impl Scheduler {
             return;
         }
         let max = sc.max_backups_per_task;
+        let if_faster = if_faster && sc.only_if_faster;
         let Some(job) = self
             .jobs
             .get_mut(&task.job)

@@ -1,7 +1,10 @@
 //! Binds the engine to the real scheduler (`cairn_scheduler::Scheduler`).
 
 use cairn_scheduler::types::{Action, Input, Time};
-use cairn_scheduler::{policy_by_name, Scheduler, SchedulerConfig};
+use cairn_scheduler::{
+    policy_by_name, PreferFastConfig, QuarantineConfig, Scheduler, SchedulerConfig,
+    SpeculativeConfig,
+};
 
 use crate::engine::Brain;
 use crate::model;
@@ -25,15 +28,38 @@ impl Brain for Scheduler {
 }
 
 /// The scheduler configuration for a run: liveness tracking matches the simulated heartbeats, and lift / join
-/// work is the calibrated ~50 s of a 2-core machine expressed in cycles at its measured speed.
+/// work is the calibrated ~50 s of a 2-core machine expressed in cycles at its measured speed; the scenario's
+/// scheduler knobs (fast-node preference, straggler reference, quarantine) are applied.
 pub fn config_for(p: &RunParams) -> SchedulerConfig {
     let recursion_cycles = (model::RECURSION_SECS * model::reference_hz(18)).round() as u64;
+    let defaults = SchedulerConfig::default();
     SchedulerConfig {
         heartbeat_timeout_ms: (p.heartbeat_s > 0.0)
             .then(|| (p.heartbeat_s * 3.0 * 1000.0).round() as u64),
         lift_cycles: recursion_cycles,
         join_cycles: recursion_cycles,
-        ..SchedulerConfig::default()
+        prefer_fast: PreferFastConfig {
+            joins: p.prefer_fast_joins,
+            join_tree_proves: p.prefer_fast_proves,
+            backups: defaults.prefer_fast.backups && p.straggler_median,
+            ..defaults.prefer_fast
+        },
+        speculative: SpeculativeConfig {
+            slow_factor: (p.slow_factor > 0.0).then_some(p.slow_factor),
+            reference_quantile: if p.straggler_median {
+                defaults.speculative.reference_quantile.or(Some(0.5))
+            } else {
+                None
+            },
+            only_if_faster: defaults.speculative.only_if_faster && p.straggler_median,
+            ..defaults.speculative.clone()
+        },
+        quarantine: if p.quarantine {
+            defaults.quarantine.or(Some(QuarantineConfig::default()))
+        } else {
+            None
+        },
+        ..defaults
     }
 }
 

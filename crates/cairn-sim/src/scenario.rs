@@ -115,6 +115,19 @@ pub struct RunParams {
     pub heartbeat_s: f64,
     /// The run stops at this simulated time even if jobs are unfinished.
     pub max_sim_hours: f64,
+    /// Scheduler knobs (defaults = the scheduler's defaults). Joins go to the fastest free nodes.
+    pub prefer_fast_joins: bool,
+    /// Prove+lift tasks of join-tree jobs go to the fastest free nodes too.
+    pub prefer_fast_proves: bool,
+    /// Straggler trigger: a copy running past `slow_factor` x its expected time gets a backup (0: off).
+    pub slow_factor: f64,
+    /// Straggler backups as the scheduler does them now: the trigger's expected time is the median live node's
+    /// (or the copy's own node's if shorter), the backup starts only on a node expected to finish first, and it
+    /// goes to the fastest free nodes. False: the scheduler before that change (own node's expected time only,
+    /// any free node, chosen by the policy).
+    pub straggler_median: bool,
+    /// A node whose result is rejected is quarantined for an hour (false: only excluded from that task).
+    pub quarantine: bool,
 }
 
 impl Default for RunParams {
@@ -162,6 +175,11 @@ impl Default for RunParams {
             client_uplink_mbps: 100.0,
             heartbeat_s: 30.0,
             max_sim_hours: 48.0,
+            prefer_fast_joins: true,
+            prefer_fast_proves: false,
+            slow_factor: 1.5,
+            straggler_median: true,
+            quarantine: true,
         }
     }
 }
@@ -244,6 +262,12 @@ impl RunParams {
         pos("aggregator_speed", self.aggregator_speed)?;
         pos("max_sim_hours", self.max_sim_hours)?;
         pos("deadline_s", self.deadline_s)?;
+        if !(self.slow_factor == 0.0 || self.slow_factor >= 1.0 && self.slow_factor.is_finite()) {
+            return Err((
+                "slow_factor",
+                format!("must be 0 (off) or >= 1, got {}", self.slow_factor),
+            ));
+        }
         if self.churn > 0.0 {
             pos("churn_up_s", self.churn_up_s)?;
             pos("churn_down_s", self.churn_down_s)?;
