@@ -8,11 +8,18 @@ use cairn_backend::ProvingBackend;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let out = PathBuf::from(args.next().ok_or("usage: package_guests OUT_DIR NAME.elf...")?);
+    let out = PathBuf::from(
+        args.next()
+            .ok_or("usage: package_guests OUT_DIR NAME.elf...")?,
+    );
     let backend = cairn_risc0::RiscZeroBackend::new();
     for elf_path in args {
         let elf_path = PathBuf::from(elf_path);
-        let name = elf_path.file_stem().ok_or("ELF path has no name")?.to_string_lossy().into_owned();
+        let name = elf_path
+            .file_stem()
+            .ok_or("ELF path has no name")?
+            .to_string_lossy()
+            .into_owned();
         let binary = cairn_risc0::program_binary(&std::fs::read(&elf_path)?)?;
         let id = backend.image_id(&binary)?;
         std::fs::write(out.join(format!("{name}.bin")), &binary)?;

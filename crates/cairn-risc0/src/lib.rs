@@ -22,9 +22,9 @@ use cairn_backend::{
 };
 use risc0_binfmt::{tagged_struct, Digestible, ProgramBinary};
 use risc0_zkvm::{
-    get_prover_server, sha, CompositeReceipt, ExecutorEnv, ExecutorImpl, ExitCode, InnerAssumptionReceipt,
-    InnerReceipt, NullSegmentRef, ProverOpts, Receipt, ReceiptClaim, SegmentReceipt, SuccinctReceipt,
-    VerifierContext,
+    get_prover_server, sha, CompositeReceipt, ExecutorEnv, ExecutorImpl, ExitCode,
+    InnerAssumptionReceipt, InnerReceipt, NullSegmentRef, ProverOpts, Receipt, ReceiptClaim,
+    SegmentReceipt, SuccinctReceipt, VerifierContext,
 };
 use serde::{Deserialize, Serialize};
 
@@ -111,7 +111,11 @@ pub fn expected_claim(segment_bytes: &[u8]) -> Result<SegmentClaim, BackendError
             match halt_type {
                 0 => ExitCode::Halted(u32::from(user_exit)),
                 1 => ExitCode::Paused(u32::from(user_exit)),
-                other => return Err(BackendError::BadSegment(format!("illegal halt type {other}"))),
+                other => {
+                    return Err(BackendError::BadSegment(format!(
+                        "illegal halt type {other}"
+                    )))
+                }
             }
         }
     };
@@ -119,7 +123,10 @@ pub fn expected_claim(segment_bytes: &[u8]) -> Result<SegmentClaim, BackendError
         ExitCode::Halted(_) => risc0_zkvm::sha::Digest::ZERO,
         _ => c.post_state,
     };
-    let state = |root: risc0_zkvm::sha::Digest| risc0_zkvm::SystemState { pc: 0, merkle_root: root };
+    let state = |root: risc0_zkvm::sha::Digest| risc0_zkvm::SystemState {
+        pc: 0,
+        merkle_root: root,
+    };
     let (sys_exit, user_exit) = exit_code.into_pair();
     // Same fields and order as `impl Digestible for ReceiptClaim`.
     let digest = tagged_struct::<sha::Impl>(
@@ -154,10 +161,16 @@ pub fn composite_receipt(segments: &[SegmentReceipt]) -> Result<CompositeReceipt
         .composite_verifier_parameters()
         .ok_or_else(|| BackendError::Assembly("composite verifier parameters missing".into()))?
         .digest::<sha::Impl>();
-    let layout = CompositeLayout { segments, assumption_receipts: Vec::new(), verifier_parameters: params };
+    let layout = CompositeLayout {
+        segments,
+        assumption_receipts: Vec::new(),
+        verifier_parameters: params,
+    };
     let bytes = bincode::serialize(&layout).map_err(|e| BackendError::Assembly(e.to_string()))?;
     bincode::deserialize(&bytes).map_err(|e| {
-        BackendError::Assembly(format!("CompositeReceipt layout changed in this risc0-zkvm version: {e}"))
+        BackendError::Assembly(format!(
+            "CompositeReceipt layout changed in this risc0-zkvm version: {e}"
+        ))
     })
 }
 
@@ -199,7 +212,8 @@ impl ProvingBackend for RiscZeroBackend {
 
     fn image_id(&self, program: &[u8]) -> Result<Digest32, BackendError> {
         let binary = program_binary(program)?;
-        let id = risc0_zkvm::compute_image_id(&binary).map_err(|e| BackendError::BadProgram(e.to_string()))?;
+        let id = risc0_zkvm::compute_image_id(&binary)
+            .map_err(|e| BackendError::BadProgram(e.to_string()))?;
         Ok(to_d32(id))
     }
 
@@ -218,7 +232,8 @@ impl ProvingBackend for RiscZeroBackend {
             .segment_limit_po2(u32::from(po2))
             .build()
             .map_err(|e| BackendError::Execution(e.to_string()))?;
-        let mut exec = ExecutorImpl::from_elf(env, &binary).map_err(|e| BackendError::BadProgram(e.to_string()))?;
+        let mut exec = ExecutorImpl::from_elf(env, &binary)
+            .map_err(|e| BackendError::BadProgram(e.to_string()))?;
         // The callback's own error, kept typed (the executor only passes anyhow errors through).
         let failure: Arc<Mutex<Option<BackendError>>> = Arc::default();
         let mut claims = Vec::new();
@@ -250,19 +265,27 @@ impl ProvingBackend for RiscZeroBackend {
                     return Err(err);
                 }
                 let msg = format!("{e:#}");
-                return Err(if msg.contains("panicked") || msg.contains("Guest") || msg.contains("guest") {
-                    BackendError::GuestFailed(msg)
-                } else {
-                    BackendError::Execution(msg)
-                });
+                return Err(
+                    if msg.contains("panicked") || msg.contains("Guest") || msg.contains("guest") {
+                        BackendError::GuestFailed(msg)
+                    } else {
+                        BackendError::Execution(msg)
+                    },
+                );
             }
         };
         if !session.assumptions.is_empty() {
-            return Err(BackendError::Unsupported("programs that use composition (assumptions) yet"));
+            return Err(BackendError::Unsupported(
+                "programs that use composition (assumptions) yet",
+            ));
         }
         match session.exit_code {
             ExitCode::Halted(0) => {}
-            other => return Err(BackendError::GuestFailed(format!("guest exited with {other:?}"))),
+            other => {
+                return Err(BackendError::GuestFailed(format!(
+                    "guest exited with {other:?}"
+                )))
+            }
         }
         Ok(ExecutionSummary {
             image_id,
@@ -293,12 +316,20 @@ impl ProvingBackend for RiscZeroBackend {
             .map_err(|e| BackendError::InvalidProof(e.to_string()))?;
         let actual = to_d32(receipt.claim.digest::<sha::Impl>());
         if actual != expected.claim_digest || receipt.index != expected.index {
-            return Err(BackendError::WrongClaim { index: expected.index, expected: expected.claim_digest, actual });
+            return Err(BackendError::WrongClaim {
+                index: expected.index,
+                expected: expected.claim_digest,
+                actual,
+            });
         }
         Ok(())
     }
 
-    fn assemble(&self, summary: &ExecutionSummary, receipts: &[Vec<u8>]) -> Result<Vec<u8>, BackendError> {
+    fn assemble(
+        &self,
+        summary: &ExecutionSummary,
+        receipts: &[Vec<u8>],
+    ) -> Result<Vec<u8>, BackendError> {
         if receipts.len() != summary.claims.len() {
             return Err(BackendError::Assembly(format!(
                 "{} segment receipts for {} segments",
@@ -315,22 +346,28 @@ impl ProvingBackend for RiscZeroBackend {
         let receipt = Receipt::new(InnerReceipt::Composite(composite), summary.journal.clone());
         receipt
             .verify(risc0_zkvm::sha::Digest::from(summary.image_id.0))
-            .map_err(|e| BackendError::Assembly(format!("assembled receipt does not verify: {e}")))?;
+            .map_err(|e| {
+                BackendError::Assembly(format!("assembled receipt does not verify: {e}"))
+            })?;
         Ok(encode(&receipt))
     }
 
     fn verify_receipt(&self, receipt: &[u8], image_id: &Digest32) -> Result<Vec<u8>, BackendError> {
         let receipt = decode_receipt(receipt)?;
-        let claimed = receipt
-            .claim()
-            .ok()
-            .and_then(|c| c.as_value().ok().and_then(|c| c.pre.as_value().ok().map(|s| s.digest::<sha::Impl>())));
-        receipt.verify(risc0_zkvm::sha::Digest::from(image_id.0)).map_err(|e| match claimed {
-            Some(pre) if to_d32(pre) != *image_id => {
-                BackendError::WrongImage { expected: *image_id, actual: to_d32(pre) }
-            }
-            _ => BackendError::InvalidProof(e.to_string()),
-        })?;
+        let claimed = receipt.claim().ok().and_then(|c| {
+            c.as_value()
+                .ok()
+                .and_then(|c| c.pre.as_value().ok().map(|s| s.digest::<sha::Impl>()))
+        });
+        receipt
+            .verify(risc0_zkvm::sha::Digest::from(image_id.0))
+            .map_err(|e| match claimed {
+                Some(pre) if to_d32(pre) != *image_id => BackendError::WrongImage {
+                    expected: *image_id,
+                    actual: to_d32(pre),
+                },
+                _ => BackendError::InvalidProof(e.to_string()),
+            })?;
         Ok(receipt.journal.bytes)
     }
 
@@ -354,12 +391,18 @@ impl ProvingBackend for RiscZeroBackend {
         Ok(encode(&joined))
     }
 
-    fn finish_succinct(&self, summary: &ExecutionSummary, root: &[u8]) -> Result<Vec<u8>, BackendError> {
+    fn finish_succinct(
+        &self,
+        summary: &ExecutionSummary,
+        root: &[u8],
+    ) -> Result<Vec<u8>, BackendError> {
         let root = decode_succinct(root)?;
         let receipt = Receipt::new(InnerReceipt::Succinct(root), summary.journal.clone());
         receipt
             .verify(risc0_zkvm::sha::Digest::from(summary.image_id.0))
-            .map_err(|e| BackendError::Assembly(format!("succinct receipt does not verify: {e}")))?;
+            .map_err(|e| {
+                BackendError::Assembly(format!("succinct receipt does not verify: {e}"))
+            })?;
         Ok(encode(&receipt))
     }
 }

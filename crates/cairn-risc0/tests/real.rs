@@ -32,10 +32,18 @@ fn run() -> &'static Run {
     static RUN: OnceLock<Run> = OnceLock::new();
     RUN.get_or_init(|| {
         let backend = RiscZeroBackend::new();
-        let input = cairn_guests::sha_chain_input(10, b"fixture");
+        let input = cairn_guests::sha_chain_input(1, b"fixture");
         let (summary, segments) = execute(&backend, &input);
-        let receipts = segments.iter().map(|s| backend.prove_segment(&s.bytes).expect("prove")).collect();
-        Run { summary, segments, receipts, input }
+        let receipts = segments
+            .iter()
+            .map(|s| backend.prove_segment(&s.bytes).expect("prove"))
+            .collect();
+        Run {
+            summary,
+            segments,
+            receipts,
+            input,
+        }
     })
 }
 
@@ -44,7 +52,7 @@ fn other_job_receipt() -> &'static (SegmentBlob, Vec<u8>) {
     static OTHER: OnceLock<(SegmentBlob, Vec<u8>)> = OnceLock::new();
     OTHER.get_or_init(|| {
         let backend = RiscZeroBackend::new();
-        let (_, segments) = execute(&backend, &cairn_guests::sha_chain_input(10, b"another job"));
+        let (_, segments) = execute(&backend, &cairn_guests::sha_chain_input(1, b"another job"));
         let seg = segments.into_iter().nth(1).expect("at least two segments");
         let receipt = backend.prove_segment(&seg.bytes).expect("prove");
         (seg, receipt)
@@ -53,7 +61,11 @@ fn other_job_receipt() -> &'static (SegmentBlob, Vec<u8>) {
 
 fn final_receipt() -> &'static Vec<u8> {
     static FINAL: OnceLock<Vec<u8>> = OnceLock::new();
-    FINAL.get_or_init(|| RiscZeroBackend::new().assemble(&run().summary, &run().receipts).expect("assemble"))
+    FINAL.get_or_init(|| {
+        RiscZeroBackend::new()
+            .assemble(&run().summary, &run().receipts)
+            .expect("assemble")
+    })
 }
 
 #[test]
@@ -73,13 +85,24 @@ fn committed_image_ids_match_binaries() {
 #[test]
 fn proves_several_segments_and_journal_matches_host_reference() {
     let run = run();
-    assert!(run.summary.segments >= 3, "want several segments, got {}", run.summary.segments);
-    assert_eq!(run.summary.journal, cairn_guests::sha_chain_journal(&run.input).unwrap());
+    assert!(
+        run.summary.segments >= 3,
+        "want several segments, got {}",
+        run.summary.segments
+    );
+    assert_eq!(
+        run.summary.journal,
+        cairn_guests::sha_chain_journal(&run.input).unwrap()
+    );
     let backend = RiscZeroBackend::new();
     for (seg, receipt) in run.segments.iter().zip(&run.receipts) {
-        backend.verify_segment(receipt, &seg.claim).expect("each segment receipt answers its own claim");
+        backend
+            .verify_segment(receipt, &seg.claim)
+            .expect("each segment receipt answers its own claim");
     }
-    let journal = backend.verify_receipt(final_receipt(), &run.summary.image_id).unwrap();
+    let journal = backend
+        .verify_receipt(final_receipt(), &run.summary.image_id)
+        .unwrap();
     assert_eq!(journal, run.summary.journal);
 }
 
@@ -90,7 +113,10 @@ fn stock_risc0_verifier_accepts_the_final_receipt() {
     let image_id = risc0_zkvm::compute_image_id(SHA_CHAIN.binary).unwrap();
     receipt.verify(image_id).expect("stock verify");
     assert_eq!(receipt.journal.bytes, run().summary.journal);
-    assert!(matches!(receipt.inner, risc0_zkvm::InnerReceipt::Composite(_)));
+    assert!(matches!(
+        receipt.inner,
+        risc0_zkvm::InnerReceipt::Composite(_)
+    ));
 }
 
 #[test]
@@ -105,8 +131,13 @@ fn wrong_image_id_is_rejected() {
 fn segment_receipt_for_another_segment_is_rejected() {
     let run = run();
     let backend = RiscZeroBackend::new();
-    let err = backend.verify_segment(&run.receipts[0], &run.segments[1].claim).unwrap_err();
-    assert!(matches!(err, BackendError::WrongClaim { index: 1, .. }), "{err}");
+    let err = backend
+        .verify_segment(&run.receipts[0], &run.segments[1].claim)
+        .unwrap_err();
+    assert!(
+        matches!(err, BackendError::WrongClaim { index: 1, .. }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -114,7 +145,9 @@ fn segments_out_of_order_are_rejected() {
     let run = run();
     let mut swapped = run.receipts.clone();
     swapped.swap(0, 1);
-    let err = RiscZeroBackend::new().assemble(&run.summary, &swapped).unwrap_err();
+    let err = RiscZeroBackend::new()
+        .assemble(&run.summary, &swapped)
+        .unwrap_err();
     assert!(matches!(err, BackendError::WrongClaim { .. }), "{err}");
 }
 
@@ -124,9 +157,13 @@ fn segment_receipt_from_another_run_is_rejected() {
     let (other_seg, other_receipt) = other_job_receipt();
     let backend = RiscZeroBackend::new();
     // It is a valid proof ...
-    backend.verify_segment(other_receipt, &other_seg.claim).unwrap();
+    backend
+        .verify_segment(other_receipt, &other_seg.claim)
+        .unwrap();
     // ... of the wrong thing, for this job.
-    let err = backend.verify_segment(other_receipt, &run.segments[1].claim).unwrap_err();
+    let err = backend
+        .verify_segment(other_receipt, &run.segments[1].claim)
+        .unwrap_err();
     assert!(matches!(err, BackendError::WrongClaim { .. }), "{err}");
     let mut mixed = run.receipts.clone();
     mixed[1] = other_receipt.clone();
@@ -138,7 +175,9 @@ fn modified_journal_is_rejected() {
     let mut receipt: risc0_zkvm::Receipt = bincode::deserialize(final_receipt()).unwrap();
     receipt.journal.bytes[0] ^= 1;
     let bytes = bincode::serialize(&receipt).unwrap();
-    let err = RiscZeroBackend::new().verify_receipt(&bytes, &run().summary.image_id).unwrap_err();
+    let err = RiscZeroBackend::new()
+        .verify_receipt(&bytes, &run().summary.image_id)
+        .unwrap_err();
     assert!(matches!(err, BackendError::InvalidProof(_)), "{err}");
 }
 
@@ -151,16 +190,24 @@ fn corrupted_and_truncated_files_are_rejected() {
     for pos in [good.len() / 3, good.len() / 2, good.len() - 40] {
         let mut bad = good.clone();
         bad[pos] ^= 0x5a;
-        assert!(backend.verify_receipt(&bad, &image_id).is_err(), "corruption at byte {pos} accepted");
+        assert!(
+            backend.verify_receipt(&bad, &image_id).is_err(),
+            "corruption at byte {pos} accepted"
+        );
     }
     for len in [0, 10, good.len() / 2, good.len() - 1] {
         let err = backend.verify_receipt(&good[..len], &image_id).unwrap_err();
-        assert!(matches!(err, BackendError::BadReceipt(_)), "truncated to {len}: {err}");
+        assert!(
+            matches!(err, BackendError::BadReceipt(_)),
+            "truncated to {len}: {err}"
+        );
     }
     let mut bad_segment = run().receipts[0].clone();
     let mid = bad_segment.len() / 2;
     bad_segment[mid] ^= 1;
-    assert!(backend.verify_segment(&bad_segment, &run().segments[0].claim).is_err());
+    assert!(backend
+        .verify_segment(&bad_segment, &run().segments[0].claim)
+        .is_err());
 }
 
 #[test]
@@ -171,7 +218,10 @@ fn recursion_absent_is_reported_plainly_or_works() {
             assert!(matches!(err, BackendError::RecursionUnavailable(_)));
             assert!(err.to_string().contains("composite receipt"), "{err}");
             let lift = backend.lift(&run().receipts[0]).unwrap_err();
-            assert!(matches!(lift, BackendError::RecursionUnavailable(_)), "{lift}");
+            assert!(
+                matches!(lift, BackendError::RecursionUnavailable(_)),
+                "{lift}"
+            );
         }
         Ok(()) => {
             // Networked build: the recursion programs are in; one lift must verify (~50 s here).
@@ -184,17 +234,26 @@ fn recursion_absent_is_reported_plainly_or_works() {
 fn bad_programs_and_inputs_get_clear_errors() {
     let backend = RiscZeroBackend::new();
     let mut sink = |_: SegmentBlob| Ok(());
-    let not_elf = backend.execute(b"hello world", &[], PO2, &mut sink).unwrap_err();
+    let not_elf = backend
+        .execute(b"hello world", &[], PO2, &mut sink)
+        .unwrap_err();
     assert!(matches!(not_elf, BackendError::BadProgram(_)), "{not_elf}");
     // An x86-64 ELF: this test binary's own executable.
     let exe = std::fs::read(std::env::current_exe().unwrap()).unwrap();
     let x86 = backend.execute(&exe, &[], PO2, &mut sink).unwrap_err();
     assert!(x86.to_string().contains("not 32-bit RISC-V"), "{x86}");
-    let po2 = backend.execute(SHA_CHAIN.binary, &[0; 8], 12, &mut sink).unwrap_err();
+    let po2 = backend
+        .execute(SHA_CHAIN.binary, &[0; 8], 12, &mut sink)
+        .unwrap_err();
     assert!(matches!(po2, BackendError::BadPo2(12)), "{po2}");
     // sha-chain rejects an input shorter than 8 bytes.
-    let guest = backend.execute(SHA_CHAIN.binary, &[1, 2], PO2, &mut sink).unwrap_err();
+    let guest = backend
+        .execute(SHA_CHAIN.binary, &[1, 2], PO2, &mut sink)
+        .unwrap_err();
     assert!(matches!(guest, BackendError::GuestFailed(_)), "{guest}");
-    assert!(matches!(backend.prove_segment(b"junk"), Err(BackendError::BadSegment(_))));
+    assert!(matches!(
+        backend.prove_segment(b"junk"),
+        Err(BackendError::BadSegment(_))
+    ));
     let _ = Digest32::default();
 }

@@ -1,0 +1,366 @@
+//! Command-line types (clap). Parsing only: the commands live in `commands/`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Cairn proves RISC Zero programs in parallel, segment by segment, and checks every proof it is given.
+///
+/// Start with `cairn prove --local` (proves the bundled `sha-chain` program on this machine), then
+/// `cairn verify cairn-out/receipt.bin --program sha-chain`. `cairn programs` lists the bundled programs.
+#[derive(Debug, Parser)]
+#[command(name = "cairn", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// Log filter (tracing env-filter syntax, e.g. `info`, `cairn=debug`).
+    #[arg(long, global = true, env = "CAIRN_LOG", default_value = "warn")]
+    pub log: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Execute a program once (no proving): cycles, segments, and how segment size inflates the work.
+    Execute(ExecuteArgs),
+    /// Prove a program: execute once, prove every segment, verify each, and assemble the final receipt.
+    Prove(ProveArgs),
+    /// Run a prover node: offer this machine's spare capacity to Cairn clients.
+    Node(NodeArgs),
+    /// Start N prover nodes and a client as separate processes on this machine, prove a bundled program
+    /// across them, verify the receipt, and stop everything.
+    Devnet(DevnetArgs),
+    /// Verify a receipt file against a program or an image id.
+    Verify(VerifyArgs),
+    /// List the bundled programs.
+    Programs,
+    /// Simulate a network of thousands of provers (scenario files in scenarios/) with the real scheduler.
+    Sim(cairn_sim::cli::SimArgs),
+    /// Benchmarks that print measured figures.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+/// Which program to run and on what input.
+#[derive(Debug, Clone, Args)]
+pub struct ProgramArgs {
+    /// A bundled program name (`sha-chain`, `seed-bench`) or a path to a RISC-V ELF built for
+    /// riscv32im-risc0-zkvm-elf or a RISC Zero program binary.
+    #[arg(long, short, env = "CAIRN_PROGRAM", default_value = "sha-chain")]
+    pub program: String,
+
+    /// File whose bytes are the guest's stdin. Default for bundled programs: a small built-in input.
+    #[arg(long, short, env = "CAIRN_INPUT", conflicts_with = "input_hex")]
+    pub input: Option<PathBuf>,
+
+    /// The guest's stdin as hex (e.g. `e803000000000000` = 1000 as u64 LE for sha-chain).
+    #[arg(long, env = "CAIRN_INPUT_HEX")]
+    pub input_hex: Option<String>,
+
+    /// For `sha-chain`: iterations of SHA-256 (sets the cycle count; ~4.7 K cycles each).
+    #[arg(long, env = "CAIRN_ITERATIONS", conflicts_with_all = ["input", "input_hex"])]
+    pub iterations: Option<u64>,
+}
+
+/// Which backend proves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendKind {
+    /// RISC Zero's CPU prover (real proofs).
+    Risc0,
+    /// A fast fake for trying the pipeline: its receipts are NOT RISC Zero receipts.
+    Fake,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecuteArgs {
+    #[command(flatten)]
+    pub program: ProgramArgs,
+
+    /// Segment size as log2 of cycles (RISC Zero accepts 14..=22).
+    #[arg(long, env = "CAIRN_PO2", default_value_t = 18)]
+    pub po2: u8,
+
+    /// Also execute at every po2 from 14 to 22 and print segments, total cycles and inflation per po2.
+    #[arg(long, env = "CAIRN_SWEEP")]
+    pub sweep: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ProveArgs {
+    #[command(flatten)]
+    pub program: ProgramArgs,
+
+    /// Prove on this machine with a pool of worker threads.
+    #[arg(
+        long,
+        env = "CAIRN_LOCAL",
+        required_unless_present = "network",
+        conflicts_with = "network"
+    )]
+    pub local: bool,
+
+    /// Prove with the provers of a Cairn network (see `cairn node`); needs --bootstrap or mDNS on the LAN.
+    #[arg(long, env = "CAIRN_NETWORK")]
+    pub network: bool,
+
+    #[command(flatten)]
+    pub net: NetworkClientArgs,
+
+    /// Segment size as log2 of cycles (14..=22). Memory per proof doubles with each step: po2 18 needs
+    /// ~2.4 GB per worker, po2 20 ~9.6 GB.
+    #[arg(long, env = "CAIRN_PO2", default_value_t = 18)]
+    pub po2: u8,
+
+    /// Proving worker threads (default: one per core).
+    #[arg(long, env = "CAIRN_WORKERS")]
+    pub workers: Option<usize>,
+
+    /// Ask for a succinct receipt (lift + join). Needs RISC Zero's recursion programs in this build.
+    #[arg(long, env = "CAIRN_SUCCINCT")]
+    pub succinct: bool,
+
+    /// Where to write the receipt (bincode `risc0_zkvm::Receipt`); a JSON summary is written beside it.
+    #[arg(
+        long,
+        short,
+        env = "CAIRN_OUT",
+        default_value = "cairn-out/receipt.bin"
+    )]
+    pub out: PathBuf,
+
+    /// Proving backend.
+    #[arg(long, env = "CAIRN_BACKEND", value_enum, default_value_t = BackendKind::Risc0)]
+    pub backend: BackendKind,
+
+    /// Do not draw progress bars.
+    #[arg(long, env = "CAIRN_NO_PROGRESS")]
+    pub no_progress: bool,
+}
+
+/// Options of `cairn prove --network`.
+#[derive(Debug, Args)]
+pub struct NetworkClientArgs {
+    /// Addresses of peers to connect to, each ending in /p2p/<peer id> (comma-separated or repeated).
+    #[arg(long, env = "CAIRN_BOOTSTRAP", value_delimiter = ',')]
+    pub bootstrap: Vec<String>,
+    /// Addresses to listen on (multiaddrs).
+    #[arg(
+        long,
+        env = "CAIRN_LISTEN",
+        value_delimiter = ',',
+        default_value = "/ip4/0.0.0.0/tcp/0"
+    )]
+    pub listen: Vec<String>,
+    /// Discover provers on the LAN with mDNS.
+    #[arg(long, env = "CAIRN_MDNS")]
+    pub mdns: bool,
+    /// Job database (SQLite). Rerunning the same job with the same database resumes it.
+    #[arg(long, env = "CAIRN_DB", default_value = "cairn-out/jobs.sqlite")]
+    pub db: PathBuf,
+    /// Directory for the client's blob store and identity.
+    #[arg(long, env = "CAIRN_CLIENT_DIR", default_value = "cairn-out/client")]
+    pub data_dir: PathBuf,
+    /// Provers per task; the first verified result wins.
+    #[arg(long, env = "CAIRN_REDUNDANCY", default_value_t = 1)]
+    pub redundancy: u32,
+    /// Attempts per task before the job fails.
+    #[arg(long, env = "CAIRN_MAX_ATTEMPTS", default_value_t = 5)]
+    pub max_attempts: u32,
+    /// Seconds of slack on top of a task's expected proving time before it is reassigned.
+    #[arg(long, env = "CAIRN_TASK_SLACK_SECS", default_value_t = 30)]
+    pub task_slack_secs: u64,
+    /// Seconds without a heartbeat after which a prover counts as gone.
+    #[arg(long, env = "CAIRN_HEARTBEAT_TIMEOUT_SECS", default_value_t = 20)]
+    pub heartbeat_timeout_secs: u64,
+    /// Prover selection policy: fifo, vrf, reputation, stake, auction.
+    #[arg(long, env = "CAIRN_POLICY", default_value = "fifo")]
+    pub policy: String,
+    /// Serve job status (GET /status, JSON) and Prometheus metrics (GET /metrics) on this address.
+    #[arg(long, env = "CAIRN_STATUS_ADDR")]
+    pub status_addr: Option<std::net::SocketAddr>,
+    /// Give up after this many seconds (rerun the same command to resume).
+    #[arg(long, env = "CAIRN_JOB_TIMEOUT_SECS", default_value_t = 3600)]
+    pub job_timeout_secs: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// Addresses to listen on (multiaddrs), e.g. /ip4/0.0.0.0/tcp/4011,/ip4/0.0.0.0/udp/4011/quic-v1.
+    #[arg(
+        long,
+        env = "CAIRN_LISTEN",
+        value_delimiter = ',',
+        default_value = "/ip4/0.0.0.0/tcp/4011,/ip4/0.0.0.0/udp/4011/quic-v1"
+    )]
+    pub listen: Vec<String>,
+    /// Peers to connect to at start, each ending in /p2p/<peer id>.
+    #[arg(long, env = "CAIRN_BOOTSTRAP", value_delimiter = ',')]
+    pub bootstrap: Vec<String>,
+    /// Disable mDNS discovery on the LAN.
+    #[arg(long, env = "CAIRN_NO_MDNS")]
+    pub no_mdns: bool,
+    /// Directory for the node's identity key and blob store (kept across restarts).
+    #[arg(long, env = "CAIRN_DATA_DIR", default_value = "cairn-node")]
+    pub data_dir: PathBuf,
+    /// Proving worker threads (default: one per core).
+    #[arg(long, env = "CAIRN_WORKERS")]
+    pub workers: Option<usize>,
+    /// Threads each proof may use (RISC Zero's internal parallelism); default: all cores.
+    #[arg(long, env = "CAIRN_THREADS")]
+    pub threads: Option<usize>,
+    /// Pin this node to these CPU cores (comma-separated list, e.g. 0 or 0,1), via taskset.
+    #[arg(long, env = "CAIRN_CORES")]
+    pub cores: Option<String>,
+    /// Memory to offer, in MB (default: what the OS reports available).
+    #[arg(long, env = "CAIRN_MEMORY_MB")]
+    pub memory_mb: Option<u64>,
+    /// Cap the largest segment size accepted (po2).
+    #[arg(long, env = "CAIRN_MAX_PO2")]
+    pub max_po2: Option<u8>,
+    /// Seconds between heartbeats to clients.
+    #[arg(long, env = "CAIRN_HEARTBEAT_SECS", default_value_t = 5)]
+    pub heartbeat_secs: u64,
+    /// Proving backend.
+    #[arg(long, env = "CAIRN_BACKEND", value_enum, default_value_t = BackendKind::Risc0)]
+    pub backend: BackendKind,
+    /// Print each listen address as `listening <addr>` on stdout (for scripts and `cairn devnet`).
+    #[arg(long, env = "CAIRN_PRINT_ADDR")]
+    pub print_addr: bool,
+    /// (testing) Misbehave: silent, garbage, replay, other-job, copy:DIR.
+    #[arg(long, env = "CAIRN_MISBEHAVE", hide = true, default_value = "honest")]
+    pub misbehave: String,
+    /// (testing) Write every receipt into DIR too (the colluding half of the copy test).
+    #[arg(long, env = "CAIRN_SHARE_RESULTS", hide = true)]
+    pub share_results: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DevnetArgs {
+    /// Prover nodes to start.
+    #[arg(long, env = "CAIRN_DEVNET_NODES", default_value_t = 2)]
+    pub nodes: usize,
+    #[command(flatten)]
+    pub program: ProgramArgs,
+    /// Segment size (po2).
+    #[arg(long, env = "CAIRN_PO2", default_value_t = 14)]
+    pub po2: u8,
+    /// Proving threads per node (RISC Zero's internal parallelism): 1 makes scaling measurable on few cores.
+    #[arg(long, env = "CAIRN_DEVNET_THREADS", default_value_t = 1)]
+    pub threads_per_node: usize,
+    /// Pin node i to core i mod cores (taskset).
+    #[arg(long, env = "CAIRN_DEVNET_PIN")]
+    pub pin_cores: bool,
+    /// Provers per task.
+    #[arg(long, env = "CAIRN_REDUNDANCY", default_value_t = 1)]
+    pub redundancy: u32,
+    /// Where the receipt goes (a JSON summary and the job database are written beside it).
+    #[arg(
+        long,
+        short,
+        env = "CAIRN_OUT",
+        default_value = "cairn-out/devnet/receipt.bin"
+    )]
+    pub out: PathBuf,
+    /// Proving backend.
+    #[arg(long, env = "CAIRN_BACKEND", value_enum, default_value_t = BackendKind::Risc0)]
+    pub backend: BackendKind,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The receipt file (bincode `risc0_zkvm::Receipt`).
+    pub receipt: PathBuf,
+
+    /// The program the receipt must prove: bundled name or path (its image id is computed).
+    #[arg(
+        long,
+        short,
+        env = "CAIRN_VERIFY_PROGRAM",
+        required_unless_present = "image_id"
+    )]
+    pub program: Option<String>,
+
+    /// The image id the receipt must prove (64 hex characters).
+    #[arg(long, env = "CAIRN_IMAGE_ID", conflicts_with = "program")]
+    pub image_id: Option<String>,
+
+    /// For bundled programs: also check the journal against the host-side reference for this input.
+    #[command(flatten)]
+    pub expect: ExpectArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ExpectArgs {
+    /// Input file the receipt was proved with, to check the journal against the host reference.
+    #[arg(long = "expect-input", env = "CAIRN_EXPECT_INPUT")]
+    pub input: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Reproduce the seed's Tables 1 and 2 on this machine: per po2, segments, cycles, inflation, proving time,
+    /// peak memory and receipt size of one segment, next to the seed's numbers; plus the local pipeline
+    /// against RISC Zero's own single-process prover on the same program.
+    Segments(BenchSegmentsArgs),
+    /// The devnet (N single-threaded provers on this machine) against RISC Zero's own prover restricted to one
+    /// thread, on the same program: speedup, overhead per segment, and the critical-path bound.
+    Devnet(BenchDevnetArgs),
+    /// (internal) Prove one serialized segment in this process and print JSON with time and peak memory.
+    #[command(hide = true)]
+    ProveOne { segment: PathBuf },
+    /// (internal) Time risc0's own `prove()` on sha-chain in this process and print JSON.
+    #[command(hide = true)]
+    Risc0Baseline {
+        #[arg(long)]
+        iterations: u64,
+        #[arg(long)]
+        po2: u8,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct BenchDevnetArgs {
+    /// Prover nodes (each single-threaded).
+    #[arg(long, env = "CAIRN_BENCH_NODES", default_value_t = 2)]
+    pub nodes: usize,
+    /// sha-chain iterations (sets the number of segments).
+    #[arg(long, env = "CAIRN_BENCH_ITERATIONS", default_value_t = 20)]
+    pub iterations: u64,
+    /// Segment size.
+    #[arg(long, env = "CAIRN_PO2", default_value_t = 14)]
+    pub po2: u8,
+    /// Pin node i to core i (taskset).
+    #[arg(long, env = "CAIRN_BENCH_PIN")]
+    pub pin_cores: bool,
+    /// Write the table as Markdown to this file too.
+    #[arg(long, env = "CAIRN_BENCH_MARKDOWN")]
+    pub markdown: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchSegmentsArgs {
+    /// Smallest po2 to measure.
+    #[arg(long, env = "CAIRN_BENCH_PO2_MIN", default_value_t = 14)]
+    pub po2_min: u8,
+    /// Largest po2 to measure (po2 20 takes ~10 minutes and ~10 GB for one segment here).
+    #[arg(long, env = "CAIRN_BENCH_PO2_MAX", default_value_t = 20)]
+    pub po2_max: u8,
+    /// Segments proved per po2 (sampled evenly across the run).
+    #[arg(long, env = "CAIRN_BENCH_SAMPLES", default_value_t = 1)]
+    pub samples: usize,
+    /// Words generated by `seed-bench` for the per-po2 table (default: the ~65 M-cycle default input).
+    #[arg(long, env = "CAIRN_BENCH_WORDS")]
+    pub words: Option<u32>,
+    /// po2 of the baseline comparison (Cairn local pipeline vs risc0's prover on the same program).
+    #[arg(long, env = "CAIRN_BENCH_BASELINE_PO2", default_value_t = 14)]
+    pub baseline_po2: u8,
+    /// sha-chain iterations for the baseline comparison.
+    #[arg(long, env = "CAIRN_BENCH_BASELINE_ITERATIONS", default_value_t = 40)]
+    pub baseline_iterations: u64,
+    /// Skip the baseline comparison.
+    #[arg(long, env = "CAIRN_BENCH_NO_BASELINE")]
+    pub no_baseline: bool,
+    /// Write the tables as Markdown to this file too.
+    #[arg(long, env = "CAIRN_BENCH_MARKDOWN")]
+    pub markdown: Option<PathBuf>,
+}

@@ -1,0 +1,189 @@
+//! `cairn prove --network`: prove with the provers of a Cairn network.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_backend::fake::FakeBackend;
+use cairn_backend::ProvingBackend;
+use cairn_node::coordinator::{prove_network, CoordinatorConfig, Progress};
+use cairn_risc0::RiscZeroBackend;
+use cairn_scheduler::SchedulerConfig;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+
+use super::node::parse_addrs;
+use super::program;
+use super::prove::{check_reference, write_atomic};
+use crate::cli::{BackendKind, ProveArgs};
+
+#[derive(Debug, Serialize)]
+struct NetworkSummary {
+    program: String,
+    image_id: String,
+    backend: &'static str,
+    receipt: String,
+    receipt_bytes: usize,
+    po2: u8,
+    segments: u32,
+    user_cycles: u64,
+    total_cycles: u64,
+    journal_hex: String,
+    resumed_segments: u32,
+    proved_by: std::collections::BTreeMap<String, u32>,
+    execute_secs: f64,
+    segment_latency_secs: Vec<f64>,
+    assemble_secs: f64,
+    total_secs: f64,
+}
+
+pub fn run(args: &ProveArgs) -> anyhow::Result<ExitCode> {
+    let prog = program::resolve(&args.program)?;
+    let (backend, binary): (Arc<dyn ProvingBackend>, Vec<u8>) = match args.backend {
+        BackendKind::Risc0 => (Arc::new(RiscZeroBackend::new()), prog.binary.clone()),
+        BackendKind::Fake => (
+            Arc::new(FakeBackend::new(0.001)),
+            FakeBackend::program(&prog.name),
+        ),
+    };
+    let n = &args.net;
+    let mut net = cairn_net::Config::new(&n.data_dir, 0);
+    net.listen = parse_addrs(&n.listen)?;
+    net.bootstrap = parse_addrs(&n.bootstrap)?;
+    net.mdns = n.mdns;
+    anyhow::ensure!(
+        !net.bootstrap.is_empty() || net.mdns,
+        "no way to find provers: pass --bootstrap <addr/p2p/peer-id> (see `cairn node --print-addr`) or --mdns"
+    );
+    let mut scheduler = SchedulerConfig::default();
+    scheduler.heartbeat_timeout_ms = Some(n.heartbeat_timeout_secs * 1000);
+    let cfg = CoordinatorConfig {
+        net,
+        db_path: n.db.clone(),
+        po2: args.po2,
+        redundancy: n.redundancy,
+        max_attempts: n.max_attempts,
+        task_slack: Duration::from_secs(n.task_slack_secs),
+        policy: n.policy.clone(),
+        scheduler,
+        status_addr: n.status_addr,
+        job_timeout: Duration::from_secs(n.job_timeout_secs),
+    };
+
+    let multi = MultiProgress::with_draw_target(if args.no_progress {
+        ProgressDrawTarget::hidden()
+    } else {
+        ProgressDrawTarget::stderr()
+    });
+    let exec = multi.add(ProgressBar::new_spinner());
+    exec.set_style(ProgressStyle::with_template("{spinner} execute  {msg}").expect("template"));
+    let prove = multi.add(ProgressBar::new(0));
+    prove.set_style(
+        ProgressStyle::with_template("  verified [{bar:30}] {pos}/{len} segments, {elapsed} {msg}")
+            .expect("template")
+            .progress_chars("=> "),
+    );
+    let mut executed = 0u64;
+    let mut provers = 0usize;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let proof = rt.block_on(prove_network(
+        cfg,
+        backend.clone(),
+        binary,
+        prog.input.clone(),
+        |p| match p {
+            Progress::Listening(addrs) => {
+                multi.suspend(|| eprintln!("client listening on {}", addrs.join(", ")))
+            }
+            Progress::StatusServer(addr) => multi.suspend(|| {
+                eprintln!("status: http://{addr}/status  metrics: http://{addr}/metrics")
+            }),
+            Progress::Resumed { verified } => {
+                multi.suspend(|| {
+                    eprintln!(
+                        "resuming: {verified} segments already verified will not be proved again"
+                    )
+                });
+                prove.inc(u64::from(verified));
+            }
+            Progress::SegmentExecuted(_) => {
+                executed += 1;
+                exec.set_message(format!("{executed} segments"));
+                prove.set_length(executed);
+            }
+            Progress::ExecutionFinished { segments } => {
+                exec.finish_with_message(format!("{segments} segments"));
+                prove.set_length(u64::from(segments));
+            }
+            Progress::ProverJoined(_) => {
+                provers += 1;
+                prove.set_message(format!("({provers} provers)"));
+            }
+            Progress::Verified { .. } => prove.inc(1),
+            Progress::Rejected {
+                segment,
+                prover,
+                reason,
+            } => {
+                multi.suspend(|| eprintln!("rejected segment {segment} from {prover}: {reason}"));
+            }
+            Progress::Assigned { .. } => {}
+            Progress::Aggregating => prove.finish_with_message("all verified; assembling"),
+        },
+    ))?;
+    exec.finish_and_clear();
+
+    let journal = backend.verify_receipt(&proof.receipt, &proof.summary.image_id)?;
+    check_reference(&prog, &journal)?;
+    write_atomic(&args.out, &proof.receipt)?;
+    let summary = NetworkSummary {
+        program: prog.name.clone(),
+        image_id: proof.summary.image_id.to_string(),
+        backend: backend.name(),
+        receipt: args.out.display().to_string(),
+        receipt_bytes: proof.receipt.len(),
+        po2: proof.summary.po2,
+        segments: proof.summary.segments,
+        user_cycles: proof.summary.user_cycles,
+        total_cycles: proof.summary.total_cycles,
+        journal_hex: hex::encode(&journal),
+        resumed_segments: proof.resumed_segments,
+        proved_by: proof.proved_by.clone(),
+        execute_secs: proof.execute_secs,
+        segment_latency_secs: proof.segment_latency_secs.clone(),
+        assemble_secs: proof.assemble_secs,
+        total_secs: proof.total_secs,
+    };
+    let summary_path = args.out.with_extension("json");
+    write_atomic(
+        &summary_path,
+        serde_json::to_string_pretty(&summary)?.as_bytes(),
+    )?;
+    println!(
+        "verified composite receipt for {} proved across the network",
+        prog.name
+    );
+    println!("  image id  {}", proof.summary.image_id);
+    println!(
+        "  segments  {} at po2 {} ({} resumed from an earlier run)",
+        proof.summary.segments, args.po2, proof.resumed_segments
+    );
+    for (prover, count) in &proof.proved_by {
+        println!("  prover    {prover}: {count} segments");
+    }
+    println!("  journal   {}", hex::encode(&journal));
+    println!(
+        "  time      {:.1} s total (execute {:.1} s)",
+        proof.total_secs, proof.execute_secs
+    );
+    println!(
+        "  receipt   {} ({} bytes)",
+        args.out.display(),
+        proof.receipt.len()
+    );
+    println!("  summary   {}", summary_path.display());
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,417 @@
+//! Multi-process network tests with real RISC Zero proofs at po2 14: prover nodes and clients are separate
+//! `cairn` processes on loopback. Each fault test checks that the job completes with a receipt that verifies,
+//! that no invalid result was accepted, and that the bad actor is penalized in the client's ledger.
+//!
+//! The tests run one at a time (a lock): each one already keeps both cores busy proving.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
+/// sha-chain iterations giving a handful of po2 14 segments.
+const ITERATIONS: &str = "1";
+
+/// A running `cairn node`; killed when dropped.
+struct Node {
+    child: Child,
+    addr: String,
+    peer: String,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn start_node(dir: &Path, name: &str, extra: &[&str]) -> Node {
+    let mut child = Command::new(CAIRN)
+        .args([
+            "node",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--no-mdns",
+            "--print-addr",
+            "--workers",
+            "1",
+            "--threads",
+            "1",
+        ])
+        .args(["--heartbeat-secs", "2"])
+        .arg("--data-dir")
+        .arg(dir.join(name))
+        .args(extra)
+        .env("CAIRN_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start cairn node");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(a) = line.strip_prefix("listening ") {
+                let _ = tx.send(a.to_string());
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("node reports its address");
+    let peer = addr.rsplit("/p2p/").next().unwrap().to_string();
+    Node { child, addr, peer }
+}
+
+fn client_cmd(dir: &Path, bootstrap: &[&Node], extra: &[&str]) -> Command {
+    let mut cmd = Command::new(CAIRN);
+    cmd.args([
+        "prove",
+        "--network",
+        "--no-progress",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+    ])
+    .args([
+        "--program",
+        "sha-chain",
+        "--iterations",
+        ITERATIONS,
+        "--po2",
+        "14",
+    ])
+    .args([
+        "--task-slack-secs",
+        "20",
+        "--heartbeat-timeout-secs",
+        "10",
+        "--job-timeout-secs",
+        "400",
+    ])
+    .arg("--bootstrap")
+    .arg(
+        bootstrap
+            .iter()
+            .map(|n| n.addr.as_str())
+            .collect::<Vec<_>>()
+            .join(","),
+    )
+    .arg("--db")
+    .arg(dir.join("jobs.sqlite"))
+    .arg("--data-dir")
+    .arg(dir.join("client"))
+    .arg("--out")
+    .arg(dir.join("receipt.bin"))
+    .args(extra)
+    .env("CAIRN_LOG", "warn");
+    cmd
+}
+
+fn run_client(dir: &Path, bootstrap: &[&Node], extra: &[&str]) -> Output {
+    let out = client_cmd(dir, bootstrap, extra)
+        .output()
+        .expect("run client");
+    eprintln!("client stdout:\n{}", String::from_utf8_lossy(&out.stdout));
+    eprintln!("client stderr:\n{}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+/// The receipt verifies with `cairn verify` (stock `Receipt::verify` underneath) and the journal matches.
+fn assert_receipt_verifies(dir: &Path) {
+    let out = Command::new(CAIRN)
+        .arg("verify")
+        .arg(dir.join("receipt.bin"))
+        .args(["--program", "sha-chain"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "receipt does not verify: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary = summary(dir);
+    let input = [&1u64.to_le_bytes()[..], b"cairn"].concat();
+    assert_eq!(
+        summary["journal_hex"],
+        hex::encode(cairn_guests::sha_chain_journal(&input).unwrap())
+    );
+}
+
+fn summary(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("receipt.json")).expect("summary")).unwrap()
+}
+
+/// Ledger events of `peer` in the client's job database: (kind, cause).
+fn ledger_of(dir: &Path, peer: &str) -> Vec<(String, Option<String>)> {
+    let conn = rusqlite::Connection::open(dir.join("jobs.sqlite")).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT kind, cause FROM ledger_events WHERE prover = ?1 ORDER BY id")
+        .unwrap();
+    stmt.query_map([peer], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+fn penalized(dir: &Path, peer: &str, cause: &str) -> bool {
+    ledger_of(dir, peer)
+        .iter()
+        .any(|(k, c)| k == "penalty" && c.as_deref().is_some_and(|c| c.contains(cause)))
+}
+
+fn verified_count(dir: &Path) -> i64 {
+    let conn = rusqlite::Connection::open(dir.join("jobs.sqlite")).unwrap();
+    conn.query_row(
+        "SELECT COUNT(*) FROM segments WHERE receipt IS NOT NULL",
+        [],
+        |r| r.get(0),
+    )
+    .unwrap_or(0)
+}
+
+fn tmp() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+#[test]
+fn honest_network_proves_across_two_nodes() {
+    let _g = serial();
+    let dir = tmp();
+    let a = start_node(dir.path(), "a", &[]);
+    let b = start_node(dir.path(), "b", &[]);
+    let out = run_client(dir.path(), &[&a, &b], &[]);
+    assert!(out.status.success());
+    assert_receipt_verifies(dir.path());
+    let s = summary(dir.path());
+    assert!(s["segments"].as_u64().unwrap() >= 3);
+    assert_eq!(
+        s["proved_by"].as_object().unwrap().len(),
+        2,
+        "both provers worked: {s}"
+    );
+    assert!(ledger_of(dir.path(), &a.peer)
+        .iter()
+        .all(|(k, _)| k != "penalty"));
+}
+
+#[test]
+fn garbage_results_are_rejected_and_penalized() {
+    let _g = serial();
+    let dir = tmp();
+    let bad = start_node(dir.path(), "bad", &["--misbehave", "garbage"]);
+    let good = start_node(dir.path(), "good", &[]);
+    let out = run_client(dir.path(), &[&bad, &good], &[]);
+    assert!(out.status.success());
+    assert_receipt_verifies(dir.path());
+    assert!(
+        penalized(dir.path(), &bad.peer, "Malformed"),
+        "{:?}",
+        ledger_of(dir.path(), &bad.peer)
+    );
+    assert!(summary(dir.path())["proved_by"].get(&bad.peer).is_none());
+}
+
+#[test]
+fn a_valid_receipt_for_a_different_segment_is_rejected() {
+    let _g = serial();
+    let dir = tmp();
+    // Starts alone so it proves two segments: its second answer replays its first (a valid proof of segment 0).
+    let bad = start_node(dir.path(), "bad", &["--misbehave", "replay"]);
+    let good = start_node(dir.path(), "good", &[]);
+    let out = run_client(dir.path(), &[&bad, &good], &[]);
+    assert!(out.status.success());
+    assert_receipt_verifies(dir.path());
+    // Its first (honest) proof may have been accepted; a replayed one never.
+    assert!(
+        penalized(dir.path(), &bad.peer, "WrongClaim"),
+        "{:?}",
+        ledger_of(dir.path(), &bad.peer)
+    );
+}
+
+#[test]
+fn a_valid_receipt_from_another_job_is_rejected() {
+    let _g = serial();
+    let dir = tmp();
+    let bad = start_node(dir.path(), "bad", &["--misbehave", "other-job"]);
+    let good = start_node(dir.path(), "good", &[]);
+    let out = run_client(dir.path(), &[&bad, &good], &[]);
+    assert!(out.status.success());
+    assert_receipt_verifies(dir.path());
+    assert!(
+        penalized(dir.path(), &bad.peer, "WrongClaim"),
+        "{:?}",
+        ledger_of(dir.path(), &bad.peer)
+    );
+    assert!(summary(dir.path())["proved_by"].get(&bad.peer).is_none());
+}
+
+#[test]
+fn a_receipt_copied_from_another_prover_is_rejected() {
+    let _g = serial();
+    let dir = tmp();
+    let shared = dir.path().join("shared");
+    // An honest node that leaks its receipts to a colluding sybil, which submits them as its own.
+    let honest = start_node(
+        dir.path(),
+        "honest",
+        &["--share-results", shared.to_str().unwrap()],
+    );
+    let copier = start_node(
+        dir.path(),
+        "copier",
+        &["--misbehave", &format!("copy:{}", shared.display())],
+    );
+    let out = run_client(dir.path(), &[&honest, &copier], &["--redundancy", "2"]);
+    assert!(out.status.success());
+    assert_receipt_verifies(dir.path());
+    assert!(
+        penalized(dir.path(), &copier.peer, "NotProversOwn"),
+        "{:?}",
+        ledger_of(dir.path(), &copier.peer)
+    );
+}
+
+#[test]
+fn a_silent_prover_is_penalized_and_its_work_reassigned() {
+    let _g = serial();
+    let dir = tmp();
+    let silent = start_node(dir.path(), "silent", &["--misbehave", "silent"]);
+    let good = start_node(dir.path(), "good", &[]);
+    let out = run_client(dir.path(), &[&silent, &good], &[]);
+    assert!(out.status.success());
+    assert_receipt_verifies(dir.path());
+    assert!(
+        penalized(dir.path(), &silent.peer, "Silence"),
+        "{:?}",
+        ledger_of(dir.path(), &silent.peer)
+    );
+}
+
+#[test]
+fn a_prover_killed_mid_proof_does_not_stop_the_job() {
+    let _g = serial();
+    let dir = tmp();
+    let mut doomed = start_node(dir.path(), "doomed", &[]);
+    let good = start_node(dir.path(), "good", &[]);
+    let mut client = client_cmd(dir.path(), &[&doomed, &good], &[])
+        .spawn()
+        .unwrap();
+    // Both nodes are proving their first segment after a few seconds: kill one of them outright.
+    std::thread::sleep(Duration::from_secs(6));
+    doomed.child.kill().unwrap();
+    let status = client.wait().unwrap();
+    assert!(status.success());
+    assert_receipt_verifies(dir.path());
+    let s = summary(dir.path());
+    assert!(s["proved_by"].get(&good.peer).is_some());
+    let _ = doomed.child.wait();
+}
+
+#[test]
+fn a_prover_that_joins_late_gets_work() {
+    let _g = serial();
+    let dir = tmp();
+    let first = start_node(dir.path(), "first", &[]);
+    let mut client = client_cmd(dir.path(), &[&first], &[])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Find the client's address, then start a second prover that dials it.
+    let stderr = client.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("client: {line}");
+            if let Some(rest) = line.strip_prefix("client listening on ") {
+                let _ = tx.send(rest.split(", ").next().unwrap().to_string());
+            }
+        }
+    });
+    let client_addr = rx.recv_timeout(Duration::from_secs(60)).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let late = start_node(dir.path(), "late", &["--bootstrap", &client_addr]);
+    assert!(client.wait().unwrap().success());
+    assert_receipt_verifies(dir.path());
+    let s = summary(dir.path());
+    assert!(
+        s["proved_by"].get(&late.peer).is_some(),
+        "the late prover proved nothing: {s}"
+    );
+}
+
+#[test]
+fn a_client_killed_mid_job_resumes_without_reproving() {
+    let _g = serial();
+    let dir = tmp();
+    let a = start_node(dir.path(), "a", &[]);
+    let b = start_node(dir.path(), "b", &[]);
+    let mut client = client_cmd(dir.path(), &[&a, &b], &[]).spawn().unwrap();
+    let until = Instant::now() + Duration::from_secs(300);
+    while verified_count(dir.path()) < 2 {
+        assert!(Instant::now() < until, "no segment verified in time");
+        assert!(
+            client.try_wait().unwrap().is_none(),
+            "client ended before it could be killed"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    client.kill().unwrap();
+    let _ = client.wait();
+    let before = verified_count(dir.path());
+    let out = run_client(dir.path(), &[&a, &b], &[]);
+    assert!(out.status.success());
+    assert_receipt_verifies(dir.path());
+    let s = summary(dir.path());
+    let resumed = s["resumed_segments"].as_u64().unwrap();
+    assert!(
+        resumed >= before as u64,
+        "resumed {resumed}, but {before} were verified before the kill"
+    );
+    let proved: u64 = s["proved_by"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        proved + resumed,
+        s["segments"].as_u64().unwrap(),
+        "a verified segment was proved again: {s}"
+    );
+}
+
+#[test]
+fn devnet_command_ends_with_a_verified_receipt() {
+    let _g = serial();
+    let dir = tmp();
+    let out: PathBuf = dir.path().join("devnet/receipt.bin");
+    let status = Command::new(CAIRN)
+        .args([
+            "devnet",
+            "--nodes",
+            "2",
+            "--program",
+            "sha-chain",
+            "--iterations",
+            "6",
+            "--po2",
+            "14",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(out.exists());
+}
