@@ -66,6 +66,9 @@ pub struct LocalProof {
 
 type ProveResult = (u32, Result<Vec<u8>, BackendError>, Duration);
 
+/// One lift or join, run on a worker.
+type AggJob = Box<dyn FnOnce() -> Result<Vec<u8>, BackendError> + Send>;
+
 /// Proves `program` on `input` on this machine. See the module docs.
 pub fn prove_local(
     backend: Arc<dyn ProvingBackend>,
@@ -177,7 +180,7 @@ fn aggregate_succinct(
     summary: &ExecutionSummary,
     receipts: Vec<Vec<u8>>,
 ) -> Result<Vec<u8>, BackendError> {
-    let run_level = |jobs: Vec<Box<dyn FnOnce() -> Result<Vec<u8>, BackendError> + Send>>| {
+    let run_level = |jobs: Vec<AggJob>| {
         let (tx, rx) = crossbeam_channel::unbounded();
         let n = jobs.len();
         for (i, job) in jobs.into_iter().enumerate() {
@@ -205,12 +208,12 @@ fn aggregate_succinct(
             .into_iter()
             .map(|r| {
                 let b = backend.clone();
-                Box::new(move || b.lift(&r)) as Box<dyn FnOnce() -> _ + Send>
+                Box::new(move || b.lift(&r)) as AggJob
             })
             .collect(),
     )?;
     while level.len() > 1 {
-        let mut jobs: Vec<Box<dyn FnOnce() -> Result<Vec<u8>, BackendError> + Send>> = Vec::new();
+        let mut jobs: Vec<AggJob> = Vec::new();
         let mut it = level.into_iter();
         while let Some(left) = it.next() {
             match it.next() {

@@ -65,6 +65,10 @@ pub enum Progress {
     Resumed {
         verified: u32,
     },
+    /// The previous run stopped during execution: its `dropped` verified segments cannot be reused.
+    Restarted {
+        dropped: u32,
+    },
     SegmentExecuted(u32),
     ExecutionFinished {
         segments: u32,
@@ -206,17 +210,13 @@ impl Coordinator {
                 attempt,
                 deadline,
             } => {
-                let Some(peer) = self.nodes.get(&node).copied() else {
-                    return None;
-                };
+                let peer = self.nodes.get(&node).copied()?;
                 let TaskKind::Prove { segment, po2 } = kind else {
                     // Join trees are not delegated over the network yet; jobs are submitted as composite.
                     warn!(?task, "join task assigned to a network node: unsupported");
                     return None;
                 };
-                let Some((_, data)) = self.segments.get(&segment).copied() else {
-                    return None;
-                };
+                let (_, data) = self.segments.get(&segment).copied()?;
                 self.metrics.assigned.inc();
                 progress(Progress::Assigned {
                     segment,
@@ -511,8 +511,29 @@ pub async fn prove_network(
     let db = JobDb::open(&cfg.db_path)?;
     let key = job_key(&image_id, &input, cfg.po2);
     let (record, resumed) = db.job(&key, image_id, cfg.po2, 0)?;
-    let verified: BTreeMap<u32, Vec<u8>> = db.verified(record.id)?.into_iter().collect();
-    if resumed {
+    // Resume from the recorded execution: re-executing could give a different (equally valid) trace, whose
+    // segments would not chain with receipts already verified.
+    let recorded = if resumed {
+        db.execution(record.id)?
+    } else {
+        None
+    };
+    let verified: BTreeMap<u32, Vec<u8>> = if recorded.is_some() {
+        db.verified(record.id)?.into_iter().collect()
+    } else {
+        let dropped = db.reset_segments(record.id)?;
+        if dropped > 0 {
+            warn!(
+                job = record.id,
+                dropped, "the previous run stopped during execution; starting the job over"
+            );
+            progress(Progress::Restarted {
+                dropped: dropped as u32,
+            });
+        }
+        BTreeMap::new()
+    };
+    if recorded.is_some() {
         info!(job = record.id, verified = verified.len(), "resuming job");
         progress(Progress::Resumed {
             verified: verified.len() as u32,
@@ -570,8 +591,19 @@ pub async fn prove_network(
     spec.aggregation = Aggregation::Composite;
     c.feed(Input::SubmitJob { job, spec }, &mut progress);
 
-    // Execute on a blocking thread, streaming segments to the loop.
-    {
+    if let Some((summary, segments)) = recorded {
+        // Replay the recorded execution.
+        let reports = reports_tx.clone();
+        tokio::spawn(async move {
+            for (claim, bytes) in segments {
+                let _ = reports
+                    .send(Report::Segment(SegmentBlob { claim, bytes }))
+                    .await;
+            }
+            let _ = reports.send(Report::Executed(Ok(summary))).await;
+        });
+    } else {
+        // Execute on a blocking thread, streaming segments to the loop.
         let (backend, reports, po2) = (backend.clone(), reports_tx.clone(), cfg.po2);
         let (program, input) = (program.clone(), input.clone());
         tokio::task::spawn_blocking(move || {
@@ -598,12 +630,13 @@ pub async fn prove_network(
                 let finished = match report {
                     Report::Segment(blob) => {
                         let index = blob.claim.index;
-                        c.db.record_segment(job.0, &blob.claim)?;
+                        c.db.record_segment(job.0, &blob.claim, &blob.bytes)?;
                         let data = BlobRef::of(&blob.bytes);
                         c.client.publish_blob(blob.bytes, Retention::Pinned).await?;
                         c.segments.insert(index, (blob.claim, data));
                         progress(Progress::SegmentExecuted(index));
-                        let cycles = blob.claim.user_cycles;
+                        // Proving cost follows the padded trace (2^po2 rows), not the guest's own cycles.
+                        let cycles = 1u64 << blob.claim.po2;
                         if c.verified.contains_key(&index) {
                             c.feed(Input::SegmentRestored { job, segment: index, cycles }, &mut progress)
                         } else {
@@ -611,6 +644,7 @@ pub async fn prove_network(
                         }
                     }
                     Report::Executed(Ok(summary)) => {
+                        c.db.record_execution(job.0, &summary)?;
                         execute_secs = c.start.elapsed().as_secs_f64();
                         let segments = summary.segments;
                         progress(Progress::ExecutionFinished { segments });

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use cairn_backend::{Digest32, SegmentClaim};
+use cairn_backend::{Digest32, ExecutionSummary, SegmentClaim};
 use rusqlite::{params, Connection, OptionalExtension};
 
 /// Errors of the job database.
@@ -57,12 +57,14 @@ impl JobDb {
                     image_id TEXT NOT NULL,
                     po2 INTEGER NOT NULL,
                     state TEXT NOT NULL,
-                    created_ms INTEGER NOT NULL
+                    created_ms INTEGER NOT NULL,
+                    summary BLOB
                  );
                  CREATE TABLE IF NOT EXISTS segments (
                     job INTEGER NOT NULL,
                     idx INTEGER NOT NULL,
                     claim BLOB NOT NULL,
+                    segment BLOB NOT NULL,
                     receipt BLOB,
                     prover TEXT,
                     verified_ms INTEGER,
@@ -154,9 +156,15 @@ impl JobDb {
         Ok(())
     }
 
-    /// Records a segment's expected claim (idempotent; a different claim for a known segment is an error:
-    /// execution is deterministic, so it means the program or input changed under the same key).
-    pub fn record_segment(&self, job: u64, claim: &SegmentClaim) -> Result<(), JobDbError> {
+    /// Records a segment: its expected claim and its bytes, so a restarted client can offer it again without
+    /// re-executing (execution is not reproducible: the guest may draw host randomness). Idempotent; a
+    /// different claim for a recorded segment is refused.
+    pub fn record_segment(
+        &self,
+        job: u64,
+        claim: &SegmentClaim,
+        segment: &[u8],
+    ) -> Result<(), JobDbError> {
         let bytes = bincode::serialize(claim).expect("in-memory serialization");
         let existing: Option<Vec<u8>> = self
             .conn
@@ -174,12 +182,78 @@ impl JobDb {
             Some(_) => Ok(()),
             None => {
                 self.conn.execute(
-                    "INSERT INTO segments (job, idx, claim) VALUES (?1, ?2, ?3)",
-                    params![job as i64, claim.index, bytes],
+                    "INSERT INTO segments (job, idx, claim, segment) VALUES (?1, ?2, ?3, ?4)",
+                    params![job as i64, claim.index, bytes, segment],
                 )?;
                 Ok(())
             }
         }
+    }
+
+    /// Records that execution finished; from now on the job resumes from its recorded segments.
+    pub fn record_execution(&self, job: u64, summary: &ExecutionSummary) -> Result<(), JobDbError> {
+        let bytes = bincode::serialize(summary).expect("in-memory serialization");
+        self.conn.execute(
+            "UPDATE jobs SET summary = ?2 WHERE id = ?1",
+            params![job as i64, bytes],
+        )?;
+        Ok(())
+    }
+
+    /// The execution of a job, if it finished: its summary and every segment (claim and bytes), in order.
+    #[allow(clippy::type_complexity)]
+    pub fn execution(
+        &self,
+        job: u64,
+    ) -> Result<Option<(ExecutionSummary, Vec<(SegmentClaim, Vec<u8>)>)>, JobDbError> {
+        let summary: Option<Vec<u8>> = self
+            .conn
+            .query_row(
+                "SELECT summary FROM jobs WHERE id = ?1",
+                params![job as i64],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten();
+        let Some(summary) = summary else {
+            return Ok(None);
+        };
+        let summary: ExecutionSummary = bincode::deserialize(&summary)
+            .map_err(|e| JobDbError::Corrupt(format!("execution summary: {e}")))?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT claim, segment FROM segments WHERE job = ?1 ORDER BY idx")?;
+        let rows = stmt.query_map(params![job as i64], |r| {
+            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })?;
+        let mut segments = Vec::new();
+        for row in rows {
+            let (claim, bytes) = row?;
+            let claim: SegmentClaim = bincode::deserialize(&claim)
+                .map_err(|e| JobDbError::Corrupt(format!("segment claim: {e}")))?;
+            segments.push((claim, bytes));
+        }
+        if segments.len() != summary.segments as usize {
+            return Err(JobDbError::Corrupt(format!(
+                "job {job} recorded {} of its {} segments",
+                segments.len(),
+                summary.segments
+            )));
+        }
+        Ok(Some((summary, segments)))
+    }
+
+    /// Forgets a job's segments and receipts (an execution that stopped midway cannot be continued: a new
+    /// execution may differ). Returns how many verified receipts were dropped.
+    pub fn reset_segments(&self, job: u64) -> Result<usize, JobDbError> {
+        let dropped: i64 = self.conn.query_row(
+            "SELECT COUNT(*) FROM segments WHERE job = ?1 AND receipt IS NOT NULL",
+            params![job as i64],
+            |r| r.get(0),
+        )?;
+        self.conn
+            .execute("DELETE FROM segments WHERE job = ?1", params![job as i64])?;
+        Ok(dropped as usize)
     }
 
     /// Stores a verified receipt durably (fsync'd before returning).
@@ -301,7 +375,7 @@ mod tests {
             let (job, resumed) = db.job("k", Digest32::default(), 14, 1).unwrap();
             assert!(!resumed);
             for i in 0..3 {
-                db.record_segment(job.id, &claim(i)).unwrap();
+                db.record_segment(job.id, &claim(i), b"segment").unwrap();
             }
             db.store_verified(job.id, 1, b"receipt-1", "peerA", 5)
                 .unwrap();
@@ -324,6 +398,10 @@ mod tests {
         // Execution is deterministic: a changed claim under the same key is refused.
         let mut changed = claim(2);
         changed.claim_digest = Digest32::default();
-        assert!(db.record_segment(id, &changed).is_err());
+        assert!(db.record_segment(id, &changed, b"segment").is_err());
+        // No finished execution recorded: nothing to resume from; resetting drops the stale receipt.
+        assert!(db.execution(id).unwrap().is_none());
+        assert_eq!(db.reset_segments(id).unwrap(), 1);
+        assert!(db.verified(id).unwrap().is_empty());
     }
 }

@@ -18,7 +18,7 @@ pub mod status;
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
     #[error(transparent)]
-    Net(#[from] cairn_net::NetError),
+    Net(Box<cairn_net::NetError>),
     #[error(transparent)]
     Backend(#[from] cairn_backend::BackendError),
     #[error(transparent)]
@@ -31,6 +31,12 @@ pub enum NodeError {
     Config(String),
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl From<cairn_net::NetError> for NodeError {
+    fn from(e: cairn_net::NetError) -> Self {
+        Self::Net(Box::new(e))
+    }
 }
 
 impl NodeError {

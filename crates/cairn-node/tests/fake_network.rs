@@ -15,13 +15,15 @@ use cairn_scheduler::SchedulerConfig;
 use tokio::sync::{mpsc, oneshot};
 
 fn backend() -> Arc<dyn ProvingBackend> {
-    // po2 14 "proves" in 8 ms.
-    Arc::new(FakeBackend::new(0.001))
+    // po2 14 "proves" in 82 ms: long enough for every prover to join before the work is gone.
+    Arc::new(FakeBackend::new(0.01))
 }
 
 fn coordinator_config(dir: &Path) -> CoordinatorConfig {
-    let mut scheduler = SchedulerConfig::default();
-    scheduler.heartbeat_timeout_ms = Some(3_000);
+    let scheduler = SchedulerConfig {
+        heartbeat_timeout_ms: Some(3_000),
+        ..SchedulerConfig::default()
+    };
     CoordinatorConfig {
         net: cairn_net::Config::loopback(dir.join("client")),
         db_path: dir.join("jobs.sqlite"),
@@ -90,6 +92,10 @@ async fn run_job_with(
     cycles: u64,
     tweak: impl FnOnce(&mut CoordinatorConfig),
 ) -> Result<Run, cairn_node::NodeError> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("CAIRN_TEST_LOG"))
+        .with_test_writer()
+        .try_init();
     let (addr_tx, mut addr_rx) = mpsc::unbounded_channel::<String>();
     let (rej_tx, mut rej_rx) = mpsc::unbounded_channel::<String>();
     let mut cfg = coordinator_config(dir);

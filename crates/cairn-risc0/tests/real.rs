@@ -257,3 +257,15 @@ fn bad_programs_and_inputs_get_clear_errors() {
     ));
     let _ = Digest32::default();
 }
+
+#[test]
+fn execution_is_deterministic_so_a_resumed_job_recognizes_its_segments() {
+    let backend = RiscZeroBackend::new();
+    let input = cairn_guests::sha_chain_input(1, b"determinism");
+    let (a, sa) = execute(&backend, &input);
+    let (b, sb) = execute(&backend, &input);
+    let ca: Vec<_> = sa.iter().map(|s| s.claim).collect();
+    let cb: Vec<_> = sb.iter().map(|s| s.claim).collect();
+    assert_eq!(ca, cb);
+    assert_eq!(a.claims, b.claims);
+}

@@ -940,6 +940,24 @@ impl Scheduler {
             t.excluded.push(node);
         }
         t.last_failure = Some(why.clone());
+        // Once every live node that could take the task has failed it, those still in the pool get another
+        // chance (a decline or a lost offer is often transient; quarantined nodes are out of the pool) rather
+        // than the task stalling until the stall timeout. Attempts stay bounded by `max_attempts`.
+        let (po2, rec) = class_of(&t.kind, job.spec.aggregation);
+        let fitting = self.index.live_fitting(po2, rec);
+        let index = &self.index;
+        let excluded_live = t
+            .excluded
+            .iter()
+            .filter(|n| {
+                index
+                    .get(**n)
+                    .is_some_and(|e| NodeIndex::fits(&e.cap, po2, rec))
+            })
+            .count() as u64;
+        if fitting > 0 && excluded_live >= fitting {
+            t.excluded.retain(|n| index.get(*n).is_none());
+        }
         if t.failures >= max {
             let reason = format!(
                 "{task} failed {} attempts (max {max}); last: {why}",

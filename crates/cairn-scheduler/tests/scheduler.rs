@@ -1028,3 +1028,15 @@ fn a_straggler_backup_that_would_not_finish_first_is_not_launched() {
     assert_eq!(r.s.next_deadline(), Some(2_501));
     assert_eq!(assigns(&r.tick_at(2_501)), vec![(task(1, 0), NodeId(2))]);
 }
+
+#[test]
+fn when_every_live_node_failed_a_task_they_get_another_chance() {
+    let mut rig = Rig::fifo();
+    rig.node(1, cap(20, false, 1));
+    rig.submit(4, composite(14));
+    let a = rig.segment(4, 0);
+    assert_eq!(assigns(&a), vec![(task(4, 0), NodeId(1))]);
+    // The only node declines once (busy for a moment): the task goes back to it, not into a stall.
+    let again = rig.fail(1, task(4, 0));
+    assert_eq!(assigns(&again), vec![(task(4, 0), NodeId(1))], "{again:?}");
+}

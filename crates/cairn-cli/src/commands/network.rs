@@ -55,8 +55,10 @@ pub fn run(args: &ProveArgs) -> anyhow::Result<ExitCode> {
         !net.bootstrap.is_empty() || net.mdns,
         "no way to find provers: pass --bootstrap <addr/p2p/peer-id> (see `cairn node --print-addr`) or --mdns"
     );
-    let mut scheduler = SchedulerConfig::default();
-    scheduler.heartbeat_timeout_ms = Some(n.heartbeat_timeout_secs * 1000);
+    let scheduler = SchedulerConfig {
+        heartbeat_timeout_ms: Some(n.heartbeat_timeout_secs * 1000),
+        ..SchedulerConfig::default()
+    };
     let cfg = CoordinatorConfig {
         net,
         db_path: n.db.clone(),
@@ -109,7 +111,10 @@ pub fn run(args: &ProveArgs) -> anyhow::Result<ExitCode> {
                 });
                 prove.inc(u64::from(verified));
             }
-            Progress::SegmentExecuted(_) => {
+            Progress::Restarted { dropped } => multi.suspend(|| {
+            eprintln!("the previous run stopped during execution: starting over ({dropped} verified segments of it cannot be reused)")
+        }),
+        Progress::SegmentExecuted(_) => {
                 executed += 1;
                 exec.set_message(format!("{executed} segments"));
                 prove.set_length(executed);
