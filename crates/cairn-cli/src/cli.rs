@@ -324,7 +324,7 @@ pub struct BenchDevnetArgs {
     #[arg(long, env = "CAIRN_BENCH_NODES", default_value_t = 2)]
     pub nodes: usize,
     /// sha-chain iterations (sets the number of segments).
-    #[arg(long, env = "CAIRN_BENCH_ITERATIONS", default_value_t = 20)]
+    #[arg(long, env = "CAIRN_BENCH_ITERATIONS", default_value_t = 1)]
     pub iterations: u64,
     /// Segment size.
     #[arg(long, env = "CAIRN_PO2", default_value_t = 14)]
@@ -355,7 +355,7 @@ pub struct BenchSegmentsArgs {
     #[arg(long, env = "CAIRN_BENCH_BASELINE_PO2", default_value_t = 14)]
     pub baseline_po2: u8,
     /// sha-chain iterations for the baseline comparison.
-    #[arg(long, env = "CAIRN_BENCH_BASELINE_ITERATIONS", default_value_t = 40)]
+    #[arg(long, env = "CAIRN_BENCH_BASELINE_ITERATIONS", default_value_t = 1)]
     pub baseline_iterations: u64,
     /// Skip the baseline comparison.
     #[arg(long, env = "CAIRN_BENCH_NO_BASELINE")]

@@ -668,7 +668,13 @@ pub async fn prove_network(
                     Report::Status(_, None) => None,
                     Report::OfferAnswer { task, node, declined: Some(reason) } => {
                         debug!(task = task.index, %reason, "offer declined");
-                        c.feed(Input::TaskFailed { node, task, reason }, &mut progress)
+                        // Busy or draining passes; anything else (does not fit, unreachable) is a failed attempt.
+                        let passing = ["busy", "draining", "already working"].iter().any(|p| reason.starts_with(p));
+                        if passing {
+                            c.feed(Input::TaskDeclined { node, task, reason }, &mut progress)
+                        } else {
+                            c.feed(Input::TaskFailed { node, task, reason }, &mut progress)
+                        }
                     }
                     Report::OfferAnswer { declined: None, .. } => None,
                     Report::Checked { task, node, outcome, receipt, reason } => {

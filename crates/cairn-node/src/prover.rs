@@ -86,9 +86,7 @@ pub async fn run_prover(
 ) -> Result<(), NodeError> {
     let (client, mut events, event_loop) = Network::new(cfg.net.clone()).await?;
     tokio::spawn(event_loop.run());
-    if cfg.print_addr {
-        print_listen_addrs(&client).await?;
-    }
+    print_listen_addrs(&client, cfg.print_addr).await?;
     let pool = Arc::new(WorkerPool::new("cairn-prove", cfg.workers));
     let slots = cfg.capacity.slots.max(1);
     info!(peer = %client.local_peer_id(), workers = cfg.workers, max_po2 = cfg.capacity.max_po2, "prover node up");
@@ -169,6 +167,15 @@ pub async fn run_prover(
                     Event::ProtocolViolation { peer, reason } => warn!(%peer, %reason, "refused a bad message"),
                     Event::PeerDisconnected { peer } => {
                         clients.remove(&peer);
+                        // Its results cannot be delivered: free the slots (a proof already on a worker runs out).
+                        running.retain(|(job, task), r| {
+                            let orphan = r.client_peer == peer;
+                            if orphan {
+                                r.cancelled.store(true, Ordering::SeqCst);
+                                info!(job, task, "client gone: dropping its task");
+                            }
+                            !orphan
+                        });
                     }
                     _ => {}
                 }
@@ -229,16 +236,24 @@ pub async fn run_prover(
     Ok(())
 }
 
-async fn print_listen_addrs(client: &Client) -> Result<(), NodeError> {
+/// Reports the addresses clients can dial: `listening <addr>` lines on stdout for scripts, or a line on
+/// stderr for people.
+async fn print_listen_addrs(client: &Client, for_scripts: bool) -> Result<(), NodeError> {
     for _ in 0..100 {
         let addrs = client.listen_addrs().await?;
         if !addrs.is_empty() {
             use std::io::Write;
-            let mut out = std::io::stdout().lock();
-            for a in addrs {
-                let _ = writeln!(out, "listening {a}");
+            if for_scripts {
+                let mut out = std::io::stdout().lock();
+                for a in addrs {
+                    let _ = writeln!(out, "listening {a}");
+                }
+                let _ = out.flush();
+            } else {
+                for a in addrs {
+                    eprintln!("cairn node: clients can dial {a}");
+                }
             }
-            let _ = out.flush();
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

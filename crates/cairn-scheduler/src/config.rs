@@ -28,6 +28,9 @@ pub struct SchedulerConfig {
     pub ledger: LedgerConfig,
     /// Quarantine of nodes whose results are rejected (`None`: only the failed task excludes them).
     pub quarantine: Option<QuarantineConfig>,
+    /// After a node declines an offer (`Input::TaskDeclined`), the slot it declined stays taken this long, so
+    /// it is not offered the next task in a tight loop.
+    pub decline_backoff_ms: u64,
     /// Which tasks go to the fastest free nodes rather than to whoever the policy would pick among all of them.
     pub prefer_fast: PreferFastConfig,
 }
@@ -97,6 +100,7 @@ impl Default for SchedulerConfig {
             speculative: SpeculativeConfig::default(),
             ledger: LedgerConfig::default(),
             quarantine: Some(QuarantineConfig::default()),
+            decline_backoff_ms: 5_000,
             prefer_fast: PreferFastConfig::default(),
         }
     }

@@ -41,6 +41,11 @@ enum Timer {
         since: Time,
         round: u32,
     },
+    /// The slot a node declined is free again.
+    ReleaseDeclined {
+        node: NodeId,
+        task: TaskId,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -434,6 +439,10 @@ impl Scheduler {
                         &mut out,
                     );
                 }
+            }
+            Input::TaskDeclined { node, task, reason } => {
+                self.touch(node, now);
+                self.on_declined(now, node, task, reason);
             }
             Input::ResultVerified { node, task } => {
                 self.touch(node, now);
@@ -911,6 +920,29 @@ impl Scheduler {
         Some(c)
     }
 
+    /// A node refused an offer for a passing reason: no attempt is spent, the task goes back to its queue, and
+    /// the node's slot stays taken for a moment.
+    fn on_declined(&mut self, now: Time, node: NodeId, task: TaskId, reason: String) {
+        let Some(t) = self
+            .jobs
+            .get_mut(&task.job)
+            .filter(|j| j.state == JobState::Running)
+            .and_then(|j| j.tasks.get_mut(&task.index))
+        else {
+            return;
+        };
+        let Some(i) = t.copies.iter().position(|c| c.node == node) else {
+            return;
+        };
+        t.copies.swap_remove(i);
+        t.last_failure = Some(format!("{node} declined: {reason}"));
+        self.stats.declines += 1;
+        self.dirty.insert(task.job);
+        let at = now.saturating_add(self.cfg.decline_backoff_ms);
+        self.push_timer(at, Timer::ReleaseDeclined { node, task });
+        self.enqueue(now, task.job, task.index);
+    }
+
     /// A copy failed (any way): count the attempt, exclude the node, fail the job or look for another node.
     fn after_failure(
         &mut self,
@@ -1129,6 +1161,7 @@ impl Scheduler {
     /// corrected time.
     fn timer_state(&self, at: Time, timer: &Timer) -> TimerState {
         match *timer {
+            Timer::ReleaseDeclined { .. } => TimerState::Due,
             Timer::Deadline { task, copy } => {
                 if self.copy_live(task, copy).is_some() {
                     TimerState::Due
@@ -1221,6 +1254,7 @@ impl Scheduler {
             }
             Timer::Straggler { task, .. } => self.want_backup(task, true),
             Timer::Liveness { node } => self.on_node_gone(now, node, true, out),
+            Timer::ReleaseDeclined { node, task } => self.index.on_release(node, task),
             Timer::Wake { task } => {
                 // Back into its class queue; dispatch runs after the timers.
                 let job = self.jobs.get_mut(&task.job).expect("due");

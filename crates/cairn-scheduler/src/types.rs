@@ -137,6 +137,13 @@ pub enum Input {
     Heartbeat {
         node: NodeId,
     },
+    /// The node refused an offer for a passing reason (busy, draining): the task is offered elsewhere without
+    /// costing an attempt, and the node's slot stays taken for `SchedulerConfig::decline_backoff_ms`.
+    TaskDeclined {
+        node: NodeId,
+        task: TaskId,
+        reason: String,
+    },
     /// The node declined or reported an error for an assignment.
     TaskFailed {
         node: NodeId,

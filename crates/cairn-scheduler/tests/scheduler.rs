@@ -1040,3 +1040,28 @@ fn when_every_live_node_failed_a_task_they_get_another_chance() {
     let again = rig.fail(1, task(4, 0));
     assert_eq!(assigns(&again), vec![(task(4, 0), NodeId(1))], "{again:?}");
 }
+
+#[test]
+fn a_busy_decline_costs_no_attempt_and_holds_the_slot_briefly() {
+    let mut rig = Rig::fifo();
+    rig.node(1, cap(20, false, 1));
+    let mut spec = composite(14);
+    spec.max_attempts = 1;
+    rig.submit(5, spec);
+    let a = rig.segment(5, 0);
+    assert_eq!(assigns(&a), vec![(task(5, 0), NodeId(1))]);
+    // Declined as busy: no new offer right away (the slot is held), and the job does not fail.
+    let d = rig.input(Input::TaskDeclined {
+        node: NodeId(1),
+        task: task(5, 0),
+        reason: "busy".into(),
+    });
+    assert!(assigns(&d).is_empty(), "{d:?}");
+    assert!(
+        !d.iter().any(|a| matches!(a, Action::JobFinished { .. })),
+        "{d:?}"
+    );
+    // After the backoff the same node gets it again, even with max_attempts = 1.
+    let later = rig.tick_at(10_000);
+    assert_eq!(assigns(&later), vec![(task(5, 0), NodeId(1))], "{later:?}");
+}
