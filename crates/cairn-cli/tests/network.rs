@@ -36,23 +36,46 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn start_node(dir: &Path, name: &str, extra: &[&str]) -> Node {
-    let mut child = Command::new(CAIRN)
-        .args([
-            "node",
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0",
-            "--no-mdns",
-            "--print-addr",
-            "--workers",
-            "1",
-            "--threads",
-            "1",
-        ])
-        .args(["--heartbeat-secs", "2"])
-        .arg("--data-dir")
-        .arg(dir.join(name))
-        .args(extra)
-        .env("CAIRN_LOG", "warn")
+    spawn_node(node_command(None, "/ip4/127.0.0.1/tcp/0", dir, name, extra))
+}
+
+/// `cairn node` (inside network namespace `netns` if given) listening on `listen`.
+fn node_command(
+    netns: Option<&str>,
+    listen: &str,
+    dir: &Path,
+    name: &str,
+    extra: &[&str],
+) -> Command {
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, CAIRN]);
+            c
+        }
+        None => Command::new(CAIRN),
+    };
+    cmd.args([
+        "node",
+        "--listen",
+        listen,
+        "--no-mdns",
+        "--print-addr",
+        "--workers",
+        "1",
+        "--threads",
+        "1",
+    ])
+    .args(["--heartbeat-secs", "2"])
+    .arg("--data-dir")
+    .arg(dir.join(name))
+    .args(extra)
+    .env("CAIRN_LOG", "warn");
+    cmd
+}
+
+fn spawn_node(mut cmd: Command) -> Node {
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -414,4 +437,109 @@ fn devnet_command_ends_with_a_verified_receipt() {
         .unwrap();
     assert!(status.success());
     assert!(out.exists());
+}
+
+/// Two network namespaces joined by a veth pair: two hosts with their own addresses.
+struct TwoHosts {
+    a: String,
+    b: String,
+}
+
+impl TwoHosts {
+    /// `None` (with the reason) where namespaces cannot be made (not root, no `ip`).
+    fn create() -> Result<Self, String> {
+        let id = std::process::id() % 100_000;
+        let (a, b) = (format!("cairn-a{id}"), format!("cairn-b{id}"));
+        let (va, vb) = (format!("cva{id}"), format!("cvb{id}"));
+        let hosts = TwoHosts {
+            a: a.clone(),
+            b: b.clone(),
+        };
+        let steps: Vec<Vec<&str>> = vec![
+            vec!["netns", "add", &a],
+            vec!["netns", "add", &b],
+            vec!["link", "add", &va, "type", "veth", "peer", "name", &vb],
+            vec!["link", "set", &va, "netns", &a],
+            vec!["link", "set", &vb, "netns", &b],
+            vec!["-n", &a, "addr", "add", "10.77.0.1/24", "dev", &va],
+            vec!["-n", &b, "addr", "add", "10.77.0.2/24", "dev", &vb],
+            vec!["-n", &a, "link", "set", &va, "up"],
+            vec!["-n", &b, "link", "set", &vb, "up"],
+            vec!["-n", &a, "link", "set", "lo", "up"],
+            vec!["-n", &b, "link", "set", "lo", "up"],
+        ];
+        for step in steps {
+            let out = Command::new("ip")
+                .args(&step)
+                .output()
+                .map_err(|e| format!("ip: {e}"))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "ip {}: {}",
+                    step.join(" "),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+        }
+        Ok(hosts)
+    }
+}
+
+impl Drop for TwoHosts {
+    fn drop(&mut self) {
+        for ns in [&self.a, &self.b] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+#[test]
+fn two_network_namespaces_as_separate_hosts_prove_a_job() {
+    let _g = serial();
+    let hosts = match TwoHosts::create() {
+        Ok(h) => h,
+        Err(why) => {
+            // Creating namespaces needs root and iproute2 (CI installs it and runs as root).
+            eprintln!("SKIPPED: cannot create network namespaces here: {why}");
+            return;
+        }
+    };
+    let dir = tmp();
+    let on_a = spawn_node(node_command(
+        Some(&hosts.a),
+        "/ip4/10.77.0.1/tcp/0",
+        dir.path(),
+        "host-a",
+        &[],
+    ));
+    let on_b = spawn_node(node_command(
+        Some(&hosts.b),
+        "/ip4/10.77.0.2/tcp/0",
+        dir.path(),
+        "host-b",
+        &[],
+    ));
+    assert!(on_a.addr.starts_with("/ip4/10.77.0.1/"), "{}", on_a.addr);
+    let client = client_cmd(dir.path(), &[&on_a, &on_b], &[]);
+    // The client lives on host B and reaches host A over the veth link.
+    let args: Vec<_> = client.get_args().map(|a| a.to_os_string()).collect();
+    let mut in_b = Command::new("ip");
+    in_b.args(["netns", "exec", &hosts.b, CAIRN])
+        .args(args.iter().map(|a| {
+            if a == "/ip4/127.0.0.1/tcp/0" {
+                "/ip4/10.77.0.2/tcp/0".into()
+            } else {
+                a.clone()
+            }
+        }));
+    in_b.env("CAIRN_LOG", "warn");
+    let out = in_b.output().unwrap();
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success());
+    assert_receipt_verifies(dir.path());
+    let s = summary(dir.path());
+    assert!(
+        s["proved_by"].get(&on_a.peer).is_some(),
+        "nothing proved on host A: {s}"
+    );
 }
