@@ -101,6 +101,8 @@ struct Row {
     po2: u8,
     segments: u32,
     total_cycles: u64,
+    /// Execution stopped at the segment cap: segments and cycles are lower bounds.
+    capped: bool,
     blob_bytes: u64,
     proofs: Vec<ProveOne>,
 }
@@ -126,13 +128,25 @@ fn segments(args: &BenchSegmentsArgs) -> anyhow::Result<ExitCode> {
         eprintln!("po2 {po2}: executing...");
         let mut sampled = Vec::new();
         let mut blob_bytes = 0u64;
-        let summary = backend.execute(guest.binary, &input, po2, &mut |blob| {
+        let mut count = 0u32;
+        let executed = backend.execute(guest.binary, &input, po2, &mut |blob| {
+            count += 1;
             blob_bytes += blob.bytes.len() as u64;
             if sampled.len() < args.samples && blob.claim.po2 == po2 {
                 sampled.push(blob);
             }
+            if count >= args.max_segments {
+                return Err(cairn_backend::BackendError::Execution(
+                    "segment cap reached".into(),
+                ));
+            }
             Ok(())
-        })?;
+        });
+        let (segments, total_cycles, capped) = match executed {
+            Ok(s) => (s.segments, s.total_cycles, false),
+            Err(_) if count >= args.max_segments => (count, u64::from(count) << po2, true),
+            Err(e) => return Err(e.into()),
+        };
         let mut proofs = Vec::new();
         for blob in sampled {
             eprintln!(
@@ -159,9 +173,10 @@ fn segments(args: &BenchSegmentsArgs) -> anyhow::Result<ExitCode> {
         }
         rows.push(Row {
             po2,
-            segments: summary.segments,
-            total_cycles: summary.total_cycles,
-            blob_bytes: blob_bytes / u64::from(summary.segments.max(1)),
+            segments,
+            total_cycles,
+            capped,
+            blob_bytes: blob_bytes / u64::from(segments.max(1)),
             proofs,
         });
     }
@@ -191,9 +206,10 @@ fn segments(args: &BenchSegmentsArgs) -> anyhow::Result<ExitCode> {
         } else {
             (format!("{secs:.1}"), mb(rss), kb(receipt))
         };
+        let over = if r.capped { "> " } else { "" };
         writeln!(
             md,
-            "| {} | {} | {} | {:.2}x | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {over}{} | {over}{} | {over}{:.2}x | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.po2,
             r.segments,
             r.total_cycles,
