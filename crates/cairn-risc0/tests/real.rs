@@ -259,13 +259,20 @@ fn bad_programs_and_inputs_get_clear_errors() {
 }
 
 #[test]
-fn execution_is_deterministic_so_a_resumed_job_recognizes_its_segments() {
+fn re_execution_keeps_the_segment_structure_but_not_the_claims() {
+    // The guest runtime draws host randomness, so two executions are different valid traces: same segments
+    // and cycle counts, different state digests. This is why a resumed client replays its recorded segments
+    // (cairn-node's job database) instead of executing again.
     let backend = RiscZeroBackend::new();
     let input = cairn_guests::sha_chain_input(1, b"determinism");
     let (a, sa) = execute(&backend, &input);
     let (b, sb) = execute(&backend, &input);
-    let ca: Vec<_> = sa.iter().map(|s| s.claim).collect();
-    let cb: Vec<_> = sb.iter().map(|s| s.claim).collect();
-    assert_eq!(ca, cb);
-    assert_eq!(a.claims, b.claims);
+    assert_eq!(a.segments, b.segments);
+    assert_eq!(a.journal, b.journal);
+    let cycles = |s: &[SegmentBlob]| {
+        s.iter()
+            .map(|s| (s.claim.index, s.claim.po2, s.claim.user_cycles))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(cycles(&sa), cycles(&sb));
 }
