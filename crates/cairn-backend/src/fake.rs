@@ -16,8 +16,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    check_po2, cost, BackendError, Digest32, ExecutionSummary, ProvingBackend, SegmentBlob,
-    SegmentClaim,
+    check_po2, check_segment_receipts, cost, BackendError, Digest32, ExecutionSummary,
+    ProvingBackend, SegmentBlob, SegmentClaim,
 };
 
 /// Every fake program starts with these bytes.
@@ -252,16 +252,7 @@ impl ProvingBackend for FakeBackend {
         summary: &ExecutionSummary,
         receipts: &[Vec<u8>],
     ) -> Result<Vec<u8>, BackendError> {
-        if receipts.len() != summary.claims.len() {
-            return Err(BackendError::Assembly(format!(
-                "{} segment receipts for {} segments",
-                receipts.len(),
-                summary.claims.len()
-            )));
-        }
-        for (r, c) in receipts.iter().zip(&summary.claims) {
-            self.verify_segment(r, c)?;
-        }
+        check_segment_receipts(self, summary, receipts)?;
         let claims: Vec<Digest32> = summary.claims.iter().map(|c| c.claim_digest).collect();
         Ok(encode(&FakeReceipt {
             image_id: summary.image_id,

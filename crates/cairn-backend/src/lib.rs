@@ -223,6 +223,26 @@ pub trait ProvingBackend: Send + Sync + 'static {
     ) -> Result<Vec<u8>, BackendError>;
 }
 
+/// Checks that `receipts` hold exactly one receipt per segment of `summary`, in segment order, each one
+/// verifying and proving its segment's expected claim. Every backend's `assemble` starts with this.
+pub fn check_segment_receipts(
+    backend: &(impl ProvingBackend + ?Sized),
+    summary: &ExecutionSummary,
+    receipts: &[Vec<u8>],
+) -> Result<(), BackendError> {
+    if receipts.len() != summary.claims.len() {
+        return Err(BackendError::Assembly(format!(
+            "{} segment receipts for {} segments",
+            receipts.len(),
+            summary.claims.len()
+        )));
+    }
+    for (receipt, claim) in receipts.iter().zip(&summary.claims) {
+        backend.verify_segment(receipt, claim)?;
+    }
+    Ok(())
+}
+
 /// Checks a po2 against what RISC Zero accepts.
 pub fn check_po2(po2: u8) -> Result<(), BackendError> {
     if (MIN_PO2..=MAX_PO2).contains(&po2) {

@@ -18,7 +18,8 @@
 use std::sync::{Arc, Mutex};
 
 use cairn_backend::{
-    check_po2, BackendError, Digest32, ExecutionSummary, ProvingBackend, SegmentBlob, SegmentClaim,
+    check_po2, check_segment_receipts, BackendError, Digest32, ExecutionSummary, ProvingBackend,
+    SegmentBlob, SegmentClaim,
 };
 use risc0_binfmt::{tagged_struct, Digestible, ProgramBinary};
 use risc0_zkvm::{
@@ -330,18 +331,11 @@ impl ProvingBackend for RiscZeroBackend {
         summary: &ExecutionSummary,
         receipts: &[Vec<u8>],
     ) -> Result<Vec<u8>, BackendError> {
-        if receipts.len() != summary.claims.len() {
-            return Err(BackendError::Assembly(format!(
-                "{} segment receipts for {} segments",
-                receipts.len(),
-                summary.claims.len()
-            )));
-        }
-        let mut segments = Vec::with_capacity(receipts.len());
-        for (bytes, claim) in receipts.iter().zip(&summary.claims) {
-            self.verify_segment(bytes, claim)?;
-            segments.push(decode_segment_receipt(bytes)?);
-        }
+        check_segment_receipts(self, summary, receipts)?;
+        let segments = receipts
+            .iter()
+            .map(|bytes| decode_segment_receipt(bytes))
+            .collect::<Result<Vec<_>, _>>()?;
         let composite = composite_receipt(&segments)?;
         let receipt = Receipt::new(InnerReceipt::Composite(composite), summary.journal.clone());
         receipt
