@@ -33,6 +33,12 @@ pub struct SchedulerConfig {
     pub decline_backoff_ms: u64,
     /// Which tasks go to the fastest free nodes rather than to whoever the policy would pick among all of them.
     pub prefer_fast: PreferFastConfig,
+    /// Learn each node's speed from what it does instead of trusting its claim: a verified result sets the
+    /// speed to what the copy took (assignment to verification, transfers included; averaged with earlier
+    /// results), and a missed deadline caps it at half of what the node has shown it cannot beat. Later
+    /// deadlines, straggler checks and the fast-node preference use the learned speed, so a slow honest node
+    /// gets a deadline it can meet on the retry rather than missing it again and again.
+    pub learn_speed: bool,
 }
 
 /// Fast-node preference. A join (and the lift of a join-tree leaf) is a fixed-size recursion proof that sits on
@@ -102,6 +108,7 @@ impl Default for SchedulerConfig {
             quarantine: Some(QuarantineConfig::default()),
             decline_backoff_ms: 5_000,
             prefer_fast: PreferFastConfig::default(),
+            learn_speed: true,
         }
     }
 }

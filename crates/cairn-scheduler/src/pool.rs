@@ -126,6 +126,31 @@ impl NodeIndex {
         }
     }
 
+    /// Sets a live node's speed (a learned one), keeping its work in flight and its place in the pull order.
+    pub fn set_speed(&mut self, node: NodeId, cycles_per_sec: f64) {
+        let Some(e) = self.nodes.get(&node) else {
+            return;
+        };
+        if e.cap.cycles_per_sec == cycles_per_sec {
+            return;
+        }
+        let mut e = self.nodes.remove(&node).expect("present");
+        let key = e.free_key;
+        if let Some(k) = key {
+            self.buckets[e.bucket]
+                .by_speed
+                .remove(&(speed_key(e.cap.cycles_per_sec), Reverse(k), node));
+        }
+        e.cap.cycles_per_sec = cycles_per_sec;
+        if let Some(k) = key {
+            self.buckets[e.bucket]
+                .by_speed
+                .insert((speed_key(cycles_per_sec), Reverse(k), node));
+        }
+        self.nodes.insert(node, e);
+        self.version += 1;
+    }
+
     /// Removes a node and returns its entry (with its tasks in flight).
     pub fn remove(&mut self, node: NodeId) -> Option<NodeEntry> {
         let e = self.take(node)?;

@@ -190,6 +190,19 @@ pub struct Scheduler {
     quarantined: BTreeMap<NodeId, Time>,
     /// Reference speed per class for the straggler trigger: (computed at, index version, speed).
     reference_speed: BTreeMap<Class, (Time, u64, Option<f64>)>,
+    /// Speeds learned from what nodes did (`SchedulerConfig::learn_speed`); they replace the claims.
+    learned: BTreeMap<NodeId, LearnedSpeed>,
+    /// Tasks that have excluded some node after a failure (a superset: entries of finished tasks are dropped
+    /// lazily). Swept when a node leaves the pool, so a task is never left waiting only for nodes it excluded.
+    with_exclusions: BTreeSet<TaskId>,
+}
+
+/// A node's speed as measured by the scheduler: cycles per second, and how many verified results it rests on
+/// (0: only capped by missed deadlines).
+#[derive(Debug, Clone, Copy)]
+struct LearnedSpeed {
+    cycles_per_sec: f64,
+    samples: u32,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -240,6 +253,8 @@ impl Scheduler {
             rejected_results: BTreeMap::new(),
             quarantined: BTreeMap::new(),
             reference_speed: BTreeMap::new(),
+            learned: BTreeMap::new(),
+            with_exclusions: BTreeSet::new(),
         }
     }
 
@@ -824,7 +839,7 @@ impl Scheduler {
 
     // ---- nodes ----
 
-    fn on_node_joined(&mut self, now: Time, node: NodeId, capacity: NodeCapacity) {
+    fn on_node_joined(&mut self, now: Time, node: NodeId, mut capacity: NodeCapacity) {
         if let Some(&until) = self.quarantined.get(&node) {
             if now < until {
                 return;
@@ -833,6 +848,10 @@ impl Scheduler {
             self.rejected_results.remove(&node);
         }
         let known = self.index.get(node).is_some();
+        if let Some(l) = self.learned.get(&node) {
+            // What it did outweighs what it says.
+            capacity.cycles_per_sec = l.cycles_per_sec;
+        }
         self.index
             .upsert(node, capacity, self.cfg.per_node_in_flight_cap, now);
         self.ledger.open_account(node);
@@ -894,6 +913,49 @@ impl Scheduler {
                 format!("{node} left")
             };
             self.after_failure(now, task, node, why, out);
+        }
+        self.second_chance_sweep();
+    }
+
+    /// The pool shrank: a queued task whose remaining live fitting nodes have all failed it gets the second
+    /// chance `after_failure` gives (its exclusions of live nodes are lifted) instead of waiting for a node that
+    /// is gone. Without this, a task that failed on node A while node B was its only other candidate stalls
+    /// when B is then quarantined.
+    fn second_chance_sweep(&mut self) {
+        let tasks: Vec<TaskId> = self.with_exclusions.iter().copied().collect();
+        for task in tasks {
+            let Some(job) = self
+                .jobs
+                .get_mut(&task.job)
+                .filter(|j| j.state == JobState::Running)
+            else {
+                self.with_exclusions.remove(&task);
+                continue;
+            };
+            let aggregation = job.spec.aggregation;
+            let Some(t) = job
+                .tasks
+                .get_mut(&task.index)
+                .filter(|t| t.phase != Phase::Done && !t.excluded.is_empty())
+            else {
+                self.with_exclusions.remove(&task);
+                continue;
+            };
+            let (po2, rec) = class_of(&t.kind, aggregation);
+            let fitting = self.index.live_fitting(po2, rec);
+            let index = &self.index;
+            let excluded_live = t
+                .excluded
+                .iter()
+                .filter(|n| {
+                    index
+                        .get(**n)
+                        .is_some_and(|e| NodeIndex::fits(&e.cap, po2, rec))
+                })
+                .count() as u64;
+            if fitting > 0 && excluded_live >= fitting {
+                t.excluded.retain(|n| index.get(*n).is_none());
+            }
         }
     }
 
@@ -971,6 +1033,7 @@ impl Scheduler {
         if !t.excluded.contains(&node) {
             t.excluded.push(node);
         }
+        self.with_exclusions.insert(task);
         t.last_failure = Some(why.clone());
         // Once every live node that could take the task has failed it, those still in the pool get another
         // chance (a decline or a lost offer is often transient; quarantined nodes are out of the pool) rather
@@ -1035,6 +1098,7 @@ impl Scheduler {
         let was_queued = t.queued || t.backup_queued;
         let price = mine.as_ref().map_or(past.price, |c| c.price);
         self.index.on_release(node, task);
+        let took = now - past.started;
         // A late result from a copy that had timed out still counts: its compute since it started was useful.
         self.ledger
             .record_compute(node, now - past.started, ComputeKind::Useful);
@@ -1049,6 +1113,7 @@ impl Scheduler {
         }
         let amount = self.ledger.reward(node, task, price.unwrap_or(reward_base));
         out.push(Action::Reward { node, task, amount });
+        self.learn_from_result(task, node, took);
         let job = self.jobs.get_mut(&task.job).expect("job");
         job.done += 1;
         job.released -= 1;
@@ -1113,6 +1178,7 @@ impl Scheduler {
             .filter(|t| !t.excluded.contains(&node))
         {
             t.excluded.push(node);
+            self.with_exclusions.insert(task);
         }
         // A prover that returns bad results is not given more work for a while: otherwise a fast liar picks up
         // every retry and burns each task's attempts (found by the simulator).
@@ -1239,7 +1305,9 @@ impl Scheduler {
     fn fire(&mut self, now: Time, timer: Timer, out: &mut Vec<Action>) {
         match timer {
             Timer::Deadline { task, copy } => {
+                let started = self.copy_live(task, copy).expect("due").started;
                 let node = self.copy_live(task, copy).expect("due").node;
+                self.learn_from_deadline(task, node, now - started);
                 self.remove_copy_of(now, task, node, ComputeKind::Failed);
                 self.stats.timeouts += 1;
                 out.push(Action::Cancel { task, node });
@@ -1395,8 +1463,9 @@ impl Scheduler {
         self.expected_ms_at(t, aggregation, cap.cycles_per_sec)
     }
 
-    fn expected_ms_at(&self, t: &Task, aggregation: Aggregation, cycles_per_sec: f64) -> u64 {
-        let cycles = match t.kind {
+    /// Work of a task in cycles (what `expected_ms` divides by a speed).
+    fn task_cycles(&self, t: &Task, aggregation: Aggregation) -> u64 {
+        match t.kind {
             TaskKind::Prove { .. } => {
                 t.cycles
                     + if aggregation == Aggregation::JoinTree {
@@ -1406,7 +1475,11 @@ impl Scheduler {
                     }
             }
             TaskKind::Join { .. } => self.cfg.join_cycles,
-        };
+        }
+    }
+
+    fn expected_ms_at(&self, t: &Task, aggregation: Aggregation, cycles_per_sec: f64) -> u64 {
+        let cycles = self.task_cycles(t, aggregation);
         let cps = if cycles_per_sec.is_finite() && cycles_per_sec > 0.0 {
             cycles_per_sec
         } else {
@@ -1418,6 +1491,57 @@ impl Scheduler {
         } else {
             ms as u64
         }
+    }
+
+    fn cycles_of(&self, task: TaskId) -> Option<u64> {
+        let job = self.jobs.get(&task.job)?;
+        Some(self.task_cycles(job.tasks.get(&task.index)?, job.spec.aggregation))
+    }
+
+    /// `node` verified a result of `task` `took_ms` after it was given the task: that is its speed now
+    /// (averaged with earlier results).
+    fn learn_from_result(&mut self, task: TaskId, node: NodeId, took_ms: Time) {
+        if !self.cfg.learn_speed {
+            return;
+        }
+        let Some(cycles) = self.cycles_of(task) else {
+            return;
+        };
+        let observed = cycles as f64 * 1000.0 / took_ms.max(1) as f64;
+        let l = self.learned.entry(node).or_insert(LearnedSpeed {
+            cycles_per_sec: observed,
+            samples: 0,
+        });
+        l.cycles_per_sec = if l.samples == 0 {
+            observed
+        } else {
+            (l.cycles_per_sec + observed) / 2.0
+        };
+        l.samples = l.samples.saturating_add(1);
+        let speed = l.cycles_per_sec;
+        self.index.set_speed(node, speed);
+    }
+
+    /// `node` held `task` for `held_ms` without a result: it is slower than `cycles / held_ms`. Assume it needs
+    /// up to twice that long, so that its next deadline is one it can meet.
+    fn learn_from_deadline(&mut self, task: TaskId, node: NodeId, held_ms: Time) {
+        if !self.cfg.learn_speed {
+            return;
+        }
+        let (Some(cycles), Some(entry)) = (self.cycles_of(task), self.index.get(node)) else {
+            return;
+        };
+        let bound = cycles as f64 * 1000.0 / (2 * held_ms.max(1)) as f64;
+        if bound >= entry.cap.cycles_per_sec {
+            return;
+        }
+        let l = self.learned.entry(node).or_insert(LearnedSpeed {
+            cycles_per_sec: bound,
+            samples: 0,
+        });
+        l.cycles_per_sec = l.cycles_per_sec.min(bound);
+        let speed = l.cycles_per_sec;
+        self.index.set_speed(node, speed);
     }
 
     /// The straggler trigger's reference speed for a class: the configured quantile of the claimed speeds of the

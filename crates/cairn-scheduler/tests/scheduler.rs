@@ -337,6 +337,105 @@ fn deadline_miss_penalizes_cancels_and_reassigns_elsewhere() {
 }
 
 #[test]
+fn a_task_whose_last_other_candidate_is_quarantined_goes_back_to_the_node_that_failed_it() {
+    let mut r = Rig::fifo();
+    r.node(1, cap(20, false, 1)); // will lie
+    r.node(2, cap(20, false, 1)); // honest, but its first fetch fails
+    r.submit(1, composite(14));
+    assert_eq!(assigns(&r.segment(1, 0)), vec![(task(1, 0), NodeId(1))]);
+    assert_eq!(assigns(&r.segment(1, 1)), vec![(task(1, 1), NodeId(2))]);
+    r.finish_exec(1, 2);
+    // Node 2 gives up task 1 while node 1, its only other candidate, is still live: no second chance yet.
+    let a = r.fail(2, task(1, 1));
+    assert!(assigns(&a).is_empty(), "{a:?}");
+    // Node 1 is caught lying and quarantined: node 2 is now the only node, so both tasks go to it.
+    let a = r.reject(1, task(1, 0), RejectReason::InvalidProof);
+    let first = assigns(&a);
+    assert_eq!(first.len(), 1, "{a:?}");
+    assert_eq!(first[0].1, NodeId(2));
+    let a = r.verify(2, first[0].0);
+    let second = assigns(&a);
+    assert_eq!(second.len(), 1, "{a:?}");
+    assert_eq!(second[0].1, NodeId(2));
+    let a = r.verify(2, second[0].0);
+    assert_eq!(
+        finished(&a),
+        vec![(JobId(1), JobOutcome::Completed { root: None })]
+    );
+}
+
+fn assigned_deadline(actions: &[Action], to: u64) -> Option<Time> {
+    actions.iter().find_map(|a| match a {
+        Action::Assign { node, deadline, .. } if *node == NodeId(to) => Some(*deadline),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_slow_node_that_missed_its_deadline_gets_one_it_can_meet_on_the_retry() {
+    let learning = SchedulerConfig {
+        learn_speed: true,
+        ..quiet_config()
+    };
+    let mut r = Rig::new(learning, "fifo");
+    // Claims 10 kHz; really much slower. The only node: the retry goes back to it.
+    r.node(1, cap(20, false, 1));
+    r.submit(1, composite(18));
+    let a = r.segment(1, 0);
+    assert_eq!(assigned_deadline(&a, 1), Some(61_000));
+    let a = r.tick_at(61_000);
+    assert_eq!(
+        penalties(&a),
+        vec![(task(1, 0), NodeId(1), PenaltyCause::Silence)]
+    );
+    // It held the task 61 s without a result: the retry allows twice that on top of the slack, not the same
+    // 61 s it has just shown it cannot meet.
+    let retry = assigned_deadline(&a, 1).expect("retried on the only node");
+    assert!(retry >= 61_000 + 60_000 + 2 * 61_000, "{retry}");
+    // It delivers within the longer deadline: accepted, and the job completes.
+    r.now = 61_000 + 100_000;
+    let a = r.verify(1, task(1, 0));
+    assert_eq!(rewards(&a), vec![(task(1, 0), NodeId(1), 100)]);
+    // Without learning, the retry gets the same hopeless deadline.
+    let mut r = Rig::fifo();
+    r.node(1, cap(20, false, 1));
+    r.submit(1, composite(18));
+    r.segment(1, 0);
+    let a = r.tick_at(61_000);
+    assert_eq!(assigned_deadline(&a, 1), Some(61_000 + 61_000));
+}
+
+/// Node 1 claims 80 kHz but takes 100 s per segment; node 2 claims 10 kHz and delivers in 1 s; node 3 is idle
+/// at 10 kHz. Returns who gets the first join.
+fn join_after_measuring(learn_speed: bool) -> NodeId {
+    let cfg = SchedulerConfig {
+        learn_speed,
+        ..quiet_config()
+    };
+    let mut r = Rig::new(cfg, "fifo");
+    r.node(1, speed(20, 80_000.0));
+    r.node(2, speed(20, 10_000.0));
+    r.submit(1, JobSpec::new(18));
+    assert_eq!(assigns(&r.segment(1, 0)), vec![(task(1, 0), NodeId(1))]);
+    assert_eq!(assigns(&r.segment(1, 1)), vec![(task(1, 1), NodeId(2))]);
+    r.node(3, speed(20, 10_000.0));
+    r.now = 1_000;
+    r.verify(2, task(1, 1));
+    r.now = 100_000;
+    let a = r.verify(1, task(1, 0));
+    let j = assigns(&a);
+    assert_eq!(j.len(), 1, "{a:?}");
+    assert_eq!(j[0].0, join(1, 0));
+    j[0].1
+}
+
+#[test]
+fn joins_go_to_the_node_that_proved_fast_not_the_one_that_claimed_it() {
+    assert_eq!(join_after_measuring(true), NodeId(2));
+    assert_eq!(join_after_measuring(false), NodeId(1));
+}
+
+#[test]
 fn late_result_of_a_timed_out_copy_is_still_accepted_if_nobody_won() {
     let mut r = Rig::fifo();
     r.node(1, cap(20, false, 1));

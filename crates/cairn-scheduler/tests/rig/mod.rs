@@ -21,9 +21,12 @@ pub fn cap(max_po2: u8, recursion: bool, slots: u32) -> NodeCapacity {
     }
 }
 
+/// No liveness timers, no backups, and claimed speeds taken as they are: the rig answers at arbitrary instants
+/// (often at once), which would teach the scheduler absurd speeds. Speed learning has its own tests.
 pub fn quiet_config() -> SchedulerConfig {
     SchedulerConfig {
         heartbeat_timeout_ms: None,
+        learn_speed: false,
         speculative: SpeculativeConfig {
             enabled: false,
             ..SpeculativeConfig::default()
