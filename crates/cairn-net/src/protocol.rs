@@ -192,6 +192,16 @@ pub enum Request {
     },
     /// Prover -> client: still alive. Answered by `Ack`.
     Heartbeat(Heartbeat),
+    /// Prover -> client: it gave up on a task it had accepted (the segment could not be fetched, the proof
+    /// failed), so the client reassigns it now rather than at its deadline. Answered by `Ack`.
+    Failed {
+        /// Job.
+        job: JobId,
+        /// Task.
+        task: TaskIndex,
+        /// Why, at most [`limits::MAX_TEXT`] bytes.
+        reason: String,
+    },
     /// Anyone -> prover: what can you do? Answered by `Status`.
     Status,
 }
@@ -384,6 +394,7 @@ impl WireMessage for Request {
             Self::Offer(_) => limits::OFFER,
             Self::Result(_) => limits::RESULT,
             Self::Cancel { .. } => limits::CANCEL,
+            Self::Failed { .. } => limits::CANCEL + limits::MAX_TEXT,
             Self::Heartbeat(_) => limits::HEARTBEAT,
             Self::Status => limits::STATUS,
         }
@@ -396,6 +407,7 @@ impl WireMessage for Request {
                 limits::MAX_SIGNATURE,
             ),
             Self::Heartbeat(h) => check_len("busy", h.busy.len(), limits::MAX_BUSY_TASKS),
+            Self::Failed { reason, .. } => check_len("reason", reason.len(), limits::MAX_TEXT),
             Self::Offer(_) | Self::Cancel { .. } | Self::Status => Ok(()),
         }
     }
@@ -498,7 +510,8 @@ pub fn decode<T: WireMessage>(bytes: &[u8]) -> Result<T, ProtocolError> {
     Ok(env.body)
 }
 
-pub(crate) fn truncate(mut s: String, max: usize) -> String {
+/// `s` cut to at most `max` bytes, on a character boundary.
+pub fn truncate(mut s: String, max: usize) -> String {
     if s.len() > max {
         let mut cut = max;
         while !s.is_char_boundary(cut) {
@@ -555,6 +568,11 @@ mod tests {
                 prover_signature: vec![1; 64],
             }),
             Request::Cancel { job: 1, task: 2 },
+            Request::Failed {
+                job: 1,
+                task: 2,
+                reason: "x".repeat(limits::MAX_TEXT),
+            },
             Request::Heartbeat(Heartbeat {
                 busy: vec![TaskRef { job: 1, task: 2 }; limits::MAX_BUSY_TASKS],
                 capacity: cap(),

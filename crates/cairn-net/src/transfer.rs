@@ -54,6 +54,12 @@ pub struct TransferConfig {
     pub max_concurrent_fetches: usize,
     /// How long a served stream may sit idle between requests.
     pub serve_idle_timeout: Duration,
+    /// Rounds over the providers before a fetch gives up. A provider whose stream broke, timed out or was
+    /// busy is tried again next round (resuming from the chunks already verified); one that lacks the blob or
+    /// sent bad data is not.
+    pub fetch_rounds: u32,
+    /// Pause before the second round; doubled before each later one.
+    pub retry_backoff: Duration,
 }
 
 impl Default for TransferConfig {
@@ -66,6 +72,8 @@ impl Default for TransferConfig {
             max_concurrent_serves: 16,
             max_concurrent_fetches: 4,
             serve_idle_timeout: Duration::from_secs(30),
+            fetch_rounds: 3,
+            retry_backoff: Duration::from_millis(500),
         }
     }
 }
@@ -438,31 +446,51 @@ impl Fetcher {
         }
         let mut stats = Stats::default();
         let mut failures = Vec::new();
-        for &peer in providers {
-            let span = tracing::info_span!(target: "cairn_net::transfer", "fetch", blob = %id.short(), %peer);
-            match self
-                .attempt(peer, id, retention, &mut stats)
-                .instrument(span)
-                .await
-            {
-                Ok((path, size)) => {
-                    return Ok(FetchedBlob {
-                        id,
-                        path,
-                        size,
-                        provider: Some(peer),
-                        chunks_downloaded: stats.downloaded,
-                        chunks_resumed: stats.resumed.unwrap_or(0),
-                        failures,
-                    });
+        let mut candidates: Vec<PeerId> = providers.to_vec();
+        let mut backoff = self.config.retry_backoff;
+        for round in 0..self.config.fetch_rounds.max(1) {
+            if round > 0 {
+                if candidates.is_empty() {
+                    break;
                 }
-                // Local problems are not the provider's fault: stop here.
-                Err(e @ NetError::Store(_)) => return Err(e),
-                Err(e) => {
-                    tracing::warn!(target: "cairn_net::transfer", blob = %id.short(), %peer, error = %e, "provider failed; trying the next");
-                    failures.push((peer, e.to_string()));
+                tokio::time::sleep(backoff).await;
+                backoff = backoff.saturating_mul(2);
+            }
+            let mut again = Vec::new();
+            for peer in candidates {
+                let span = tracing::info_span!(target: "cairn_net::transfer", "fetch", blob = %id.short(), %peer, round);
+                match self
+                    .attempt(peer, id, retention, &mut stats)
+                    .instrument(span)
+                    .await
+                {
+                    Ok((path, size)) => {
+                        return Ok(FetchedBlob {
+                            id,
+                            path,
+                            size,
+                            provider: Some(peer),
+                            chunks_downloaded: stats.downloaded,
+                            chunks_resumed: stats.resumed.unwrap_or(0),
+                            failures,
+                        });
+                    }
+                    // Local problems are not the provider's fault: stop here.
+                    Err(e @ NetError::Store(_)) => return Err(e),
+                    Err(e) => {
+                        let transient = matches!(
+                            e,
+                            NetError::Stream { .. } | NetError::Timeout { .. } | NetError::ProviderBusy { .. }
+                        );
+                        tracing::warn!(target: "cairn_net::transfer", blob = %id.short(), %peer, error = %e, transient, "provider failed; trying the next");
+                        failures.push((peer, e.to_string()));
+                        if transient {
+                            again.push(peer);
+                        }
+                    }
                 }
             }
+            candidates = again;
         }
         Err(NetError::AllProvidersFailed { id, failures })
     }

@@ -108,6 +108,8 @@ async fn cut_transfer_resumes_after_restart_without_refetching_chunks() {
         let client_key = client_dir.path().join("identity.key");
         let client = spawn_node_in(client_dir, vec![server.tcp_addr().await], |c| {
             c.identity = Identity::File(client_key.clone());
+            // One try, so that the cut shows (retry rounds have their own test).
+            c.transfer.fetch_rounds = 1;
         })
         .await;
         wait_connected(&client.client, server.id()).await;
@@ -143,6 +145,64 @@ async fn cut_transfer_resumes_after_restart_without_refetching_chunks() {
             .unwrap()
             .collect();
         assert!(partial.is_empty(), "{partial:?}");
+    })
+    .await;
+}
+
+/// A provider whose streams break every 5 chunks (a flaky link): one fetch call still completes, each round
+/// resuming where the last one broke off, and no chunk crosses the network twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flaky_provider_is_retried_and_the_fetch_resumes_each_round() {
+    init_tracing();
+    bounded(async {
+        let hooks = cairn_net::TestHooks::default();
+        hooks.set(HookState {
+            cut_after_chunks: Some(5),
+            ..HookState::default()
+        });
+        let server = spawn_node(vec![], |c| c.test_hooks = hooks.clone()).await;
+        let data = test_bytes(SIZE, 9);
+        let id = server
+            .client
+            .publish_blob(data.clone(), Retention::Pinned)
+            .await
+            .unwrap();
+        let client = spawn_node(vec![server.tcp_addr().await], |c| {
+            c.transfer.fetch_rounds = 4;
+            c.transfer.retry_backoff = std::time::Duration::from_millis(50);
+        })
+        .await;
+        wait_connected(&client.client, server.id()).await;
+        let got = client
+            .client
+            .fetch_blob(&[server.id()], id, Retention::Evictable)
+            .await
+            .unwrap();
+        // Cut after 5, 10 and 15 chunks; the fourth round brings the last 2.
+        assert_eq!(got.failures.len(), 3, "{:?}", got.failures);
+        assert_eq!(got.chunks_downloaded, CHUNKS);
+        assert_eq!(client.client.store().get(&id).unwrap(), data);
+
+        // With fewer rounds than the blob needs, the fetch fails and says why.
+        let id2 = server
+            .client
+            .publish_blob(test_bytes(SIZE, 10), Retention::Pinned)
+            .await
+            .unwrap();
+        let short = spawn_node(vec![server.tcp_addr().await], |c| {
+            c.transfer.fetch_rounds = 2;
+            c.transfer.retry_backoff = std::time::Duration::from_millis(50);
+        })
+        .await;
+        wait_connected(&short.client, server.id()).await;
+        match short
+            .client
+            .fetch_blob(&[server.id()], id2, Retention::Evictable)
+            .await
+        {
+            Err(NetError::AllProvidersFailed { failures, .. }) => assert_eq!(failures.len(), 2),
+            other => panic!("expected a failure, got {other:?}"),
+        }
     })
     .await;
 }
