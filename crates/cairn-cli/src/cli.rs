@@ -223,6 +223,13 @@ pub struct NodeArgs {
     /// Proving backend.
     #[arg(long, env = "CAIRN_BACKEND", value_enum, default_value_t = BackendKind::Risc0)]
     pub backend: BackendKind,
+    /// Skip the start-up proving benchmark and advertise the speed of RISC Zero's calibrated cost model
+    /// instead (clients still learn the real speed from the results).
+    #[arg(long, env = "CAIRN_NO_BENCHMARK")]
+    pub no_benchmark: bool,
+    /// Run the start-up benchmark even if an earlier result for the same settings is saved in --data-dir.
+    #[arg(long, env = "CAIRN_REBENCHMARK", conflicts_with = "no_benchmark")]
+    pub rebenchmark: bool,
     /// Print each listen address as `listening <addr>` on stdout (for scripts and `cairn devnet`).
     #[arg(long, env = "CAIRN_PRINT_ADDR")]
     pub print_addr: bool,

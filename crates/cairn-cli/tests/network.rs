@@ -66,7 +66,7 @@ fn node_command(
         "--threads",
         "1",
     ])
-    .args(["--heartbeat-secs", "2"])
+    .args(["--heartbeat-secs", "2", "--no-benchmark"])
     .arg("--data-dir")
     .arg(dir.join(name))
     .args(extra)
@@ -437,6 +437,98 @@ fn devnet_command_ends_with_a_verified_receipt() {
         .unwrap();
     assert!(status.success());
     assert!(out.exists());
+    // The devnet's nodes ran the start-up benchmark (the default) and saved what they measured.
+    for i in 0..2 {
+        let saved = dir.path().join(format!("devnet/node-{i}/benchmark.json"));
+        let b: serde_json::Value = serde_json::from_slice(&std::fs::read(&saved).unwrap()).unwrap();
+        assert_eq!(b["po2"], 14);
+        assert!(b["cycles_per_sec"].as_u64().unwrap() > 0, "{b}");
+    }
+}
+
+/// A hostile peer throws oversized, malformed, wrong-version, misdirected and unfulfillable messages at a
+/// running `cairn node` process: each gets an error reply (or, for an offer of a segment that does not
+/// exist, a `Failed` report back), the process survives, and it then proves a job for an honest client.
+#[test]
+fn a_hostile_peer_cannot_crash_a_node_process_which_then_proves_a_job() {
+    use cairn_net::protocol::{self, limits, ErrorCode, Offer, Request, Response, TaskKind};
+    use cairn_net::{BlobRef, Event, NetError, Network, Topic};
+
+    let _g = serial();
+    let dir = tmp();
+    let mut node = start_node(dir.path(), "target", &[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut cfg = cairn_net::Config::loopback(dir.path().join("hostile"));
+        cfg.request_timeout = Duration::from_secs(10);
+        let (h, mut events, event_loop) = Network::new(cfg).await.unwrap();
+        tokio::spawn(event_loop.run());
+        let target = h.dial(node.addr.parse().unwrap()).await.unwrap();
+        let error_code = |raw: Vec<u8>| match protocol::decode::<Response>(&raw) {
+            Ok(Response::Error(e)) => e.code,
+            other => panic!("expected an error reply, got {other:?}"),
+        };
+
+        // Over the frame limit: refused before the body is read (or the write fails mid-body).
+        for size in [limits::MAX_REQUEST_FRAME + 1, 4 << 20] {
+            match h.request_raw(target, vec![0u8; size]).await {
+                Ok(raw) => assert_eq!(error_code(raw), ErrorCode::TooLarge),
+                Err(NetError::RequestFailed { .. }) => {}
+                Err(e) => panic!("unexpected error {e}"),
+            }
+        }
+        // Not CBOR at all.
+        let raw = h.request_raw(target, b"\x9f\xff\x00garbage".to_vec()).await.unwrap();
+        assert_eq!(error_code(raw), ErrorCode::Malformed);
+        // A version from the future.
+        let frame = protocol::encode_with_version(99, &Request::Status).unwrap();
+        let raw = h.request_raw(target, frame).await.unwrap();
+        assert_eq!(error_code(raw), ErrorCode::UnsupportedVersion);
+        // A result and a heartbeat sent to a prover, a cancel of a task it never had.
+        let result = Request::Failed { job: 9, task: 9, reason: "not yours".into() };
+        let answer = h.request(target, &result).await;
+        assert!(
+            matches!(&answer, Err(NetError::Remote { reply, .. }) if reply.code == ErrorCode::Refused),
+            "{answer:?}"
+        );
+        assert!(matches!(h.request(target, &Request::Cancel { job: 9, task: 9 }).await, Ok(Response::Ack)));
+        // Garbage on the capacity gossip topic.
+        let _ = h.publish_raw(Topic::Capacity, b"\xff not cbor".to_vec()).await;
+        // An offer of a segment nobody has: accepted, then reported back as failed.
+        let missing = BlobRef::of(b"a segment that does not exist");
+        let offer = Request::Offer(Offer {
+            job: 77,
+            task: 3,
+            kind: TaskKind::Prove { segment: 3, po2: 14, data: missing },
+            program: missing,
+            deadline_ms: 60_000,
+        });
+        assert!(matches!(h.request(target, &offer).await, Ok(Response::Accept)));
+        let failed = tokio::time::timeout(Duration::from_secs(60), async {
+            loop {
+                match events.recv().await {
+                    Some(Event::InboundRequest { request: Request::Failed { job, task, reason }, responder, .. }) => {
+                        responder.respond(Response::Ack);
+                        return (job, task, reason);
+                    }
+                    Some(Event::InboundRequest { responder, .. }) => responder.respond(Response::Ack),
+                    Some(_) => {}
+                    None => panic!("network stopped"),
+                }
+            }
+        })
+        .await
+        .expect("the node reports the task it could not do");
+        assert_eq!((failed.0, failed.1), (77, 3));
+        assert!(failed.2.contains("could not fetch"), "{}", failed.2);
+        // Still answering.
+        assert!(matches!(h.request(target, &Request::Status).await, Ok(Response::Status(_))));
+        h.shutdown().await;
+    });
+    assert!(node.child.try_wait().unwrap().is_none(), "the node process died");
+    let out = run_client(dir.path(), &[&node], &[]);
+    assert!(out.status.success());
+    assert_receipt_verifies(dir.path());
 }
 
 /// Two network namespaces joined by a veth pair: two hosts with their own addresses.

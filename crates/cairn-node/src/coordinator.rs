@@ -741,6 +741,15 @@ pub async fn prove_network(
                                 Some(node) => (Response::Ack, Some(Input::Heartbeat { node })),
                                 None => (Response::Ack, None),
                             },
+                            Request::Failed { job: j, task, reason } if j == job.0 => match c.peers.get(&peer).copied() {
+                                Some(node) => {
+                                    info!(%peer, task, %reason, "prover gave up a task");
+                                    let task = TaskId::new(job, task);
+                                    (Response::Ack, Some(Input::TaskFailed { node, task, reason: format!("the prover gave up: {reason}") }))
+                                }
+                                None => (Response::Ack, None),
+                            },
+                            Request::Failed { .. } => (Response::Error(ErrorReply::new(ErrorCode::UnknownJob, "no such job here")), None),
                             _ => (Response::Error(ErrorReply::new(ErrorCode::Refused, "this node is a client; it takes results and heartbeats")), None),
                         };
                         responder.respond(response);

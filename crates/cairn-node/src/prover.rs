@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use cairn_backend::{ProvingBackend, WorkerPool};
 use cairn_net::protocol::{
-    CapacityAnnouncement, ErrorCode, ErrorReply, Heartbeat, NodeCapacity, NodeStatus, Offer,
-    Request, Response, TaskKind, TaskRef, TaskResult,
+    limits, truncate, CapacityAnnouncement, ErrorCode, ErrorReply, Heartbeat, NodeCapacity,
+    NodeStatus, Offer, Request, Response, TaskKind, TaskRef, TaskResult,
 };
 use cairn_net::{BlobRef, Client, Event, Network, PeerId, Retention, Topic};
 use tokio::sync::{mpsc, oneshot};
@@ -112,7 +112,14 @@ pub async fn run_prover(
                         let response = match request {
                             Request::Offer(offer) => {
                                 let key = (offer.job, offer.task);
-                                match check_offer(&offer, &cfg.capacity, running.len() as u32, slots, draining, running.contains_key(&key)) {
+                                let resumable = running.get(&key).filter(|r| r.client_peer == peer && !draining);
+                                if let Some(r) = resumable {
+                                    // Offered again what it is still proving (the client gave up on an earlier
+                                    // attempt, say at a deadline): the proof in progress answers this attempt.
+                                    r.cancelled.store(false, Ordering::SeqCst);
+                                    info!(job = offer.job, task = offer.task, "offered a task already in progress: carrying on");
+                                    Response::Accept
+                                } else { match check_offer(&offer, &cfg.capacity, running.len() as u32, slots, draining, running.contains_key(&key)) {
                                     Err(reason) => Response::Decline { reason },
                                     Ok(()) => {
                                         let cancelled = Arc::new(AtomicBool::new(false));
@@ -132,7 +139,7 @@ pub async fn run_prover(
                                         }.instrument(span));
                                         Response::Accept
                                     }
-                                }
+                                } }
                             }
                             Request::Cancel { job, task } => {
                                 if let Some(r) = running.get(&(job, task)) {
@@ -148,7 +155,7 @@ pub async fn run_prover(
                                 free_slots: if draining { 0 } else { slots.saturating_sub(running.len() as u32) },
                                 benchmark: None,
                             }),
-                            Request::Result(_) | Request::Heartbeat(_) => Response::Error(ErrorReply::new(
+                            Request::Result(_) | Request::Heartbeat(_) | Request::Failed { .. } => Response::Error(ErrorReply::new(
                                 ErrorCode::Refused,
                                 "this node is a prover; results and heartbeats go to clients",
                             )),
@@ -203,7 +210,12 @@ pub async fn run_prover(
                             }
                         });
                     }
-                    Err(e) => warn!(job = offer.job, task = offer.task, error = %e, "task failed; the client will reassign it"),
+                    Err(e) => {
+                        warn!(job = offer.job, task = offer.task, error = %e, "task failed; telling the client to reassign it");
+                        let c = client.clone();
+                        let failed = Request::Failed { job: offer.job, task: offer.task, reason: truncate(e, limits::MAX_TEXT) };
+                        tokio::spawn(async move { let _ = c.request(peer, &failed).await; });
+                    }
                 }
                 if draining && running.is_empty() {
                     break;

@@ -102,14 +102,17 @@ pub fn run(args: &DevnetArgs) -> anyhow::Result<ExitCode> {
         nodes.0.push(child);
     }
     let mut addrs = vec![None; args.nodes];
-    let until = Instant::now() + Duration::from_secs(60);
+    // Each node proves one small benchmark segment before it listens (saved for the next run).
+    let until = Instant::now() + Duration::from_secs(300);
     while addrs.iter().any(Option::is_none) {
         let left = until.saturating_duration_since(Instant::now());
         match addr_rx.recv_timeout(left) {
             Ok((i, a)) => {
                 addrs[i].get_or_insert(a);
             }
-            Err(_) => bail!("prover nodes did not report a listen address within 60 s"),
+            Err(_) => bail!(
+                "prover nodes did not report a listen address within 300 s (see their messages above)"
+            ),
         }
     }
     let bootstrap: Vec<String> = addrs.into_iter().flatten().collect();

@@ -43,9 +43,13 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<ExitCode> {
         None => cairn_node::capacity::available_memory()
             .context("cannot read available memory; pass --memory-mb")?,
     };
-    let per_proof_threads = args.threads.unwrap_or(workers) as f64;
-    // Speed from the calibrated cost model (po2 14 in 8.2 s on 2 threads), scaled by threads per proof.
-    let cycles_per_sec = ((1u64 << 14) as f64 / 8.2 * (per_proof_threads / 2.0).max(0.5)) as u64;
+    let per_proof_threads = args.threads.unwrap_or(workers);
+    let cycles_per_sec = if args.no_benchmark {
+        // Speed from the calibrated cost model (po2 14 in 8.2 s on 2 threads), scaled by threads per proof.
+        ((1u64 << 14) as f64 / 8.2 * (per_proof_threads as f64 / 2.0).max(0.5)) as u64
+    } else {
+        measured_speed(args, &*backend, per_proof_threads)?
+    };
     let mut capacity = cairn_node::capacity::capacity(
         memory,
         workers as u32,
@@ -87,6 +91,66 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<ExitCode> {
     rt.block_on(run_prover(cfg, backend, shutdown_signal()))?;
     eprintln!("cairn node: drained and stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Segment size of the start-up benchmark: the smallest RISC Zero proves, so it costs seconds, not minutes.
+const BENCHMARK_PO2: u8 = 14;
+
+/// A saved start-up benchmark, reused while the settings it was measured with stay the same.
+#[derive(serde::Serialize, serde::Deserialize, PartialEq)]
+struct SavedBenchmark {
+    backend: String,
+    threads_per_proof: usize,
+    po2: u8,
+    secs: f64,
+    cycles_per_sec: u64,
+}
+
+/// Proves one po2 14 segment of the bundled sha-chain program, as a proof would run here (same backend, same
+/// threads per proof), and returns the cycles per second it achieved. Saved in the data directory, so a
+/// restart does not pay for it again.
+fn measured_speed(
+    args: &NodeArgs,
+    backend: &dyn ProvingBackend,
+    threads_per_proof: usize,
+) -> anyhow::Result<u64> {
+    let path = args.data_dir.join("benchmark.json");
+    let saved: Option<SavedBenchmark> = std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    if let Some(b) = saved.filter(|b| {
+        !args.rebenchmark
+            && b.backend == backend.name()
+            && b.threads_per_proof == threads_per_proof
+            && b.po2 == BENCHMARK_PO2
+    }) {
+        eprintln!(
+            "cairn node: benchmark from {}: po2 {} in {:.1} s ({} cycles/s; --rebenchmark to measure again)",
+            path.display(),
+            b.po2,
+            b.secs,
+            b.cycles_per_sec
+        );
+        return Ok(b.cycles_per_sec);
+    }
+    eprintln!("cairn node: benchmarking: proving one po2 {BENCHMARK_PO2} segment (--no-benchmark skips this)");
+    let program = cairn_guests::SHA_CHAIN;
+    let input = cairn_guests::sha_chain_input(1, b"cairn node benchmark");
+    let (cycles_per_sec, secs) =
+        cairn_node::capacity::benchmark(backend, program.binary, &input, BENCHMARK_PO2)
+            .context("start-up benchmark failed (pass --no-benchmark to skip it)")?;
+    eprintln!("cairn node: benchmark: po2 {BENCHMARK_PO2} in {secs:.1} s ({cycles_per_sec} cycles/s)");
+    let saved = SavedBenchmark {
+        backend: backend.name().to_string(),
+        threads_per_proof,
+        po2: BENCHMARK_PO2,
+        secs,
+        cycles_per_sec,
+    };
+    std::fs::create_dir_all(&args.data_dir)
+        .and_then(|()| std::fs::write(&path, serde_json::to_vec_pretty(&saved).unwrap_or_default()))
+        .with_context(|| format!("saving the benchmark to {}", path.display()))?;
+    Ok(cycles_per_sec)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
