@@ -90,6 +90,8 @@ struct FakeSuccinct {
     first: u32,
     claims: Vec<Digest32>,
     seal: Digest32,
+    /// Randomized like the segment receipts: two honest lifts or joins of the same inputs differ in bytes.
+    nonce: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -301,6 +303,7 @@ impl ProvingBackend for FakeBackend {
             first: r.index,
             claims: vec![r.claim],
             seal: seal_of(b"succinct", &[r.claim]),
+            nonce: nonce(),
         }))
     }
 
@@ -322,7 +325,33 @@ impl ProvingBackend for FakeBackend {
             first: l.first,
             seal: seal_of(b"succinct", &claims),
             claims,
+            nonce: nonce(),
         }))
+    }
+
+    fn verify_lifted(&self, receipt: &[u8], expected: &SegmentClaim) -> Result<(), BackendError> {
+        let r = decode_succinct(receipt)?;
+        if r.first != expected.index || r.claims != [expected.claim_digest] {
+            return Err(BackendError::WrongClaim {
+                index: expected.index,
+                expected: expected.claim_digest,
+                actual: claims_digest(&r.claims),
+            });
+        }
+        Ok(())
+    }
+
+    fn verify_join(&self, receipt: &[u8], left: &[u8], right: &[u8]) -> Result<(), BackendError> {
+        let r = decode_succinct(receipt)?;
+        let (l, rt) = (decode_succinct(left)?, decode_succinct(right)?);
+        let claims = [l.claims, rt.claims].concat();
+        if r.first != l.first || r.claims != claims {
+            return Err(BackendError::WrongJoin {
+                expected: claims_digest(&claims),
+                actual: claims_digest(&r.claims),
+            });
+        }
+        Ok(())
     }
 
     fn finish_succinct(
@@ -354,6 +383,12 @@ fn decode_succinct(bytes: &[u8]) -> Result<FakeSuccinct, BackendError> {
         ));
     }
     Ok(s)
+}
+
+/// One digest for a list of claims (for messages).
+fn claims_digest(claims: &[Digest32]) -> Digest32 {
+    let flat: Vec<u8> = claims.iter().flat_map(|c| c.0).collect();
+    Digest32::sha256(&flat)
 }
 
 fn final_seal(image_id: &Digest32, journal: &[u8], claims: &[Digest32]) -> Digest32 {
@@ -459,6 +494,40 @@ mod tests {
                 "non-consecutive join must fail"
             );
         }
+    }
+
+    #[test]
+    fn lifted_and_joined_receipts_are_checked_against_what_was_asked() {
+        let b = FakeBackend::new(0.0);
+        let (summary, blobs) = run(&b, &FakeBackend::input(60_000, b""));
+        assert!(blobs.len() >= 3);
+        let lifted: Vec<_> = blobs
+            .iter()
+            .map(|s| b.lift(&b.prove_segment(&s.bytes).unwrap()).unwrap())
+            .collect();
+        b.verify_lifted(&lifted[1], &summary.claims[1]).unwrap();
+        // A valid lift of another segment.
+        assert!(matches!(
+            b.verify_lifted(&lifted[2], &summary.claims[1]),
+            Err(BackendError::WrongClaim { index: 1, .. })
+        ));
+        // A segment receipt where a lifted one is due.
+        assert!(b
+            .verify_lifted(
+                &b.prove_segment(&blobs[1].bytes).unwrap(),
+                &summary.claims[1]
+            )
+            .is_err());
+        let j01 = b.join(&lifted[0], &lifted[1]).unwrap();
+        b.verify_join(&j01, &lifted[0], &lifted[1]).unwrap();
+        // A valid join, of other ranges.
+        let j12 = b.join(&lifted[1], &lifted[2]).unwrap();
+        assert!(matches!(
+            b.verify_join(&j12, &lifted[0], &lifted[1]),
+            Err(BackendError::WrongJoin { .. })
+        ));
+        // A lifted leaf handed in as the join.
+        assert!(b.verify_join(&lifted[0], &lifted[0], &lifted[1]).is_err());
     }
 
     #[test]

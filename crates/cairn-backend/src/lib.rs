@@ -155,6 +155,11 @@ pub enum BackendError {
         expected: Digest32,
         actual: Digest32,
     },
+    #[error("join receipt proves claim {actual}, not the join {expected} of the two receipts it was asked to join: it is a proof of something else")]
+    WrongJoin {
+        expected: Digest32,
+        actual: Digest32,
+    },
     #[error("receipt is for image id {actual}, but image id {expected} was expected: it proves another program")]
     WrongImage {
         expected: Digest32,
@@ -214,6 +219,13 @@ pub trait ProvingBackend: Send + Sync + 'static {
 
     /// Joins two succinct receipts of consecutive ranges of segments.
     fn join(&self, left: &[u8], right: &[u8]) -> Result<Vec<u8>, BackendError>;
+
+    /// Verifies a lifted (succinct) segment receipt and checks that it proves exactly `expected`.
+    fn verify_lifted(&self, receipt: &[u8], expected: &SegmentClaim) -> Result<(), BackendError>;
+
+    /// Verifies a join receipt and checks that it proves exactly the join of `left` and `right` (succinct
+    /// receipts the caller has already verified), so a valid join of anything else is refused.
+    fn verify_join(&self, receipt: &[u8], left: &[u8], right: &[u8]) -> Result<(), BackendError>;
 
     /// Turns the root succinct receipt of the join tree into the final receipt.
     fn finish_succinct(

@@ -181,6 +181,19 @@ pub struct NetworkClientArgs {
     /// Give up after this many seconds (rerun the same command to resume).
     #[arg(long, env = "CAIRN_JOB_TIMEOUT_SECS", default_value_t = 3600)]
     pub job_timeout_secs: u64,
+    /// How segment receipts become one receipt: `join-tree` (provers lift and join; a small succinct
+    /// receipt; needs RISC Zero's recursion programs here and on provers), `composite` (assembled here; grows
+    /// with the segment count), or `auto` (join-tree where recursion is installed here, else composite).
+    #[arg(long, env = "CAIRN_AGGREGATION", value_enum, default_value_t = AggregationArg::Auto)]
+    pub aggregation: AggregationArg,
+}
+
+/// See `--aggregation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AggregationArg {
+    Auto,
+    Composite,
+    JoinTree,
 }
 
 #[derive(Debug, Args)]

@@ -499,7 +499,7 @@ fn a_hostile_peer_cannot_crash_a_node_process_which_then_proves_a_job() {
         let offer = Request::Offer(Offer {
             job: 77,
             task: 3,
-            kind: TaskKind::Prove { segment: 3, po2: 14, data: missing },
+            kind: TaskKind::Prove { segment: 3, po2: 14, data: missing, lift: false },
             program: missing,
             deadline_ms: 60_000,
         });
@@ -525,7 +525,10 @@ fn a_hostile_peer_cannot_crash_a_node_process_which_then_proves_a_job() {
         assert!(matches!(h.request(target, &Request::Status).await, Ok(Response::Status(_))));
         h.shutdown().await;
     });
-    assert!(node.child.try_wait().unwrap().is_none(), "the node process died");
+    assert!(
+        node.child.try_wait().unwrap().is_none(),
+        "the node process died"
+    );
     let out = run_client(dir.path(), &[&node], &[]);
     assert!(out.status.success());
     assert_receipt_verifies(dir.path());
@@ -634,4 +637,39 @@ fn two_network_namespaces_as_separate_hosts_prove_a_job() {
         s["proved_by"].get(&on_a.peer).is_some(),
         "nothing proved on host A: {s}"
     );
+}
+
+/// Where RISC Zero's recursion programs are missing (this offline build), asking for a join tree fails at
+/// once with a message that says why and what to use instead; `auto` falls back to a composite receipt.
+#[test]
+fn a_join_tree_is_refused_plainly_where_recursion_is_missing() {
+    use cairn_backend::ProvingBackend;
+    if cairn_risc0::RiscZeroBackend::new()
+        .recursion_available()
+        .is_ok()
+    {
+        eprintln!("recursion is installed here: nothing to refuse");
+        return;
+    }
+    let dir = tmp();
+    let out = Command::new(CAIRN)
+        .args([
+            "prove",
+            "--network",
+            "--no-progress",
+            "--program",
+            "sha-chain",
+        ])
+        .args(["--po2", "14", "--aggregation", "join-tree"])
+        .args(["--bootstrap", "/ip4/127.0.0.1/tcp/9"])
+        .arg("--db")
+        .arg(dir.path().join("jobs.sqlite"))
+        .arg("--data-dir")
+        .arg(dir.path().join("client"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("join-tree needs recursion"), "{err}");
+    assert!(err.contains("composite"), "{err}");
 }

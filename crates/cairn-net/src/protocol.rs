@@ -109,8 +109,11 @@ pub enum TaskKind {
         po2: u8,
         /// The serialized segment.
         data: BlobRef,
+        /// Also lift the segment receipt into a succinct receipt (the leaf of a join tree): needs recursion.
+        #[serde(default)]
+        lift: bool,
     },
-    /// Join two receipts.
+    /// Join two succinct receipts of consecutive ranges of segments (left first): needs recursion.
     Join {
         /// Left receipt.
         left: BlobRef,
@@ -547,6 +550,7 @@ mod tests {
                     segment: 3,
                     po2: 20,
                     data: blob,
+                    lift: false,
                 },
                 program: blob,
                 deadline_ms: 60_000,

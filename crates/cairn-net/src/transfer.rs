@@ -480,7 +480,9 @@ impl Fetcher {
                     Err(e) => {
                         let transient = matches!(
                             e,
-                            NetError::Stream { .. } | NetError::Timeout { .. } | NetError::ProviderBusy { .. }
+                            NetError::Stream { .. }
+                                | NetError::Timeout { .. }
+                                | NetError::ProviderBusy { .. }
                         );
                         tracing::warn!(target: "cairn_net::transfer", blob = %id.short(), %peer, error = %e, transient, "provider failed; trying the next");
                         failures.push((peer, e.to_string()));

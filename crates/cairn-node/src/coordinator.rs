@@ -55,6 +55,10 @@ pub struct CoordinatorConfig {
     pub status_addr: Option<SocketAddr>,
     /// Give up if the job is not done by then.
     pub job_timeout: Duration,
+    /// How the verified segments become one receipt: `Composite` (assembled here, no recursion needed) or
+    /// `JoinTree` (provers lift each segment and join the receipts pairwise; the client verifies every lift
+    /// and join and finishes with a succinct receipt). A join tree needs provers with recursion.
+    pub aggregation: Aggregation,
 }
 
 /// Progress, for progress bars and logs.
@@ -106,6 +110,10 @@ pub struct NetworkProof {
     pub segment_latency_secs: Vec<f64>,
     pub assemble_secs: f64,
     pub total_secs: f64,
+    /// How the final receipt was made.
+    pub aggregation: Aggregation,
+    /// Join-tree jobs: joins proved by the network and verified here.
+    pub joins_verified: u32,
 }
 
 /// What finished elsewhere and reports back to the loop.
@@ -143,9 +151,25 @@ fn to_sched_capacity(c: &NetCapacity) -> NodeCapacity {
     }
 }
 
-/// The key under which a job is stored: same program, input and po2 means the same job.
-pub fn job_key(image_id: &Digest32, input: &[u8], po2: u8) -> String {
-    format!("{image_id}:{}:{po2}", Digest32::sha256(input))
+/// The key under which a job is stored: same program, input, po2 and aggregation means the same job (a
+/// composite job's segment receipts cannot serve a join tree, which needs lifted ones).
+pub fn job_key(image_id: &Digest32, input: &[u8], po2: u8, aggregation: Aggregation) -> String {
+    let base = format!("{image_id}:{}:{po2}", Digest32::sha256(input));
+    match aggregation {
+        Aggregation::Composite => base,
+        Aggregation::JoinTree => format!("{base}:join-tree"),
+    }
+}
+
+/// What a result must be checked against.
+#[derive(Clone, Copy)]
+enum Expect {
+    /// A segment receipt proving this claim.
+    Segment(SegmentClaim),
+    /// A lifted segment receipt proving this claim.
+    Lifted(SegmentClaim),
+    /// The join of these two verified task results (task indices).
+    Join(u32, u32),
 }
 
 struct Coordinator {
@@ -160,7 +184,14 @@ struct Coordinator {
     nodes: HashMap<NodeId, PeerId>,
     next_node: u64,
     segments: BTreeMap<u32, (SegmentClaim, BlobRef)>,
+    aggregation: Aggregation,
+    /// Verified results by task index: segment receipts (composite), or lifted segments and joins.
     verified: BTreeMap<u32, Vec<u8>>,
+    /// Join-tree jobs: verified results published as blobs, for the joins that take them as input.
+    result_refs: BTreeMap<u32, BlobRef>,
+    /// Join-tree jobs: each join task's two inputs (task indices), as assigned.
+    joins: BTreeMap<u32, (u32, u32)>,
+    joins_verified: u32,
     proved_by: BTreeMap<String, u32>,
     summary: Option<ExecutionSummary>,
     segment_latency_secs: Vec<f64>,
@@ -211,25 +242,41 @@ impl Coordinator {
                 deadline,
             } => {
                 let peer = self.nodes.get(&node).copied()?;
-                let TaskKind::Prove { segment, po2 } = kind else {
-                    // Join trees are not delegated over the network yet; jobs are submitted as composite.
-                    warn!(?task, "join task assigned to a network node: unsupported");
-                    return None;
+                let kind = match kind {
+                    TaskKind::Prove { segment, po2 } => {
+                        let (_, data) = self.segments.get(&segment).copied()?;
+                        progress(Progress::Assigned {
+                            segment,
+                            prover: peer,
+                        });
+                        NetTaskKind::Prove {
+                            segment,
+                            po2,
+                            data,
+                            lift: self.aggregation == Aggregation::JoinTree,
+                        }
+                    }
+                    TaskKind::Join { left, right } => {
+                        let (Some(l), Some(r)) = (
+                            self.result_refs.get(&left.index).copied(),
+                            self.result_refs.get(&right.index).copied(),
+                        ) else {
+                            warn!(%task, "join assigned before both of its inputs were verified");
+                            return None;
+                        };
+                        self.joins.insert(task.index, (left.index, right.index));
+                        NetTaskKind::Join { left: l, right: r }
+                    }
                 };
-                let (_, data) = self.segments.get(&segment).copied()?;
                 self.metrics.assigned.inc();
-                progress(Progress::Assigned {
-                    segment,
-                    prover: peer,
-                });
                 let offer = Request::Offer(Offer {
                     job: self.job.0,
                     task: task.index,
-                    kind: NetTaskKind::Prove { segment, po2, data },
+                    kind,
                     program: self.program,
                     deadline_ms: deadline.saturating_sub(self.now()),
                 });
-                debug!(segment, %peer, attempt, "offering");
+                debug!(%task, %peer, attempt, "offering");
                 let (client, reports) = (self.client.clone(), self.reports.clone());
                 tokio::spawn(async move {
                     let declined = match client.request(peer, &offer).await {
@@ -310,16 +357,47 @@ impl Coordinator {
         None
     }
 
+    /// Publishes a verified result of a join-tree job as a blob, for the join that takes it as input.
+    fn publish_result(&mut self, index: u32, bytes: &[u8]) -> Result<(), NodeError> {
+        let r = BlobRef::of(bytes);
+        self.client
+            .store()
+            .put(bytes, Retention::Pinned)
+            .map_err(|e| NodeError::Internal(format!("blob store: {e}")))?;
+        self.result_refs.insert(index, r);
+        Ok(())
+    }
+
     /// A prover says it finished: fetch its receipt and check it, off the loop.
     fn on_result(&mut self, peer: PeerId, task_index: u32, receipt: BlobRef) -> Response {
         let Some(node) = self.peers.get(&peer).copied() else {
             return Response::Error(ErrorReply::new(ErrorCode::UnknownTask, "unknown prover"));
         };
-        let Some((claim, _)) = self.segments.get(&task_index).copied() else {
-            return Response::Error(ErrorReply::new(
-                ErrorCode::UnknownTask,
-                "no such task in this job",
-            ));
+        let expect = match (self.segments.get(&task_index), self.joins.get(&task_index)) {
+            (Some((claim, _)), _) if self.aggregation == Aggregation::JoinTree => {
+                Expect::Lifted(*claim)
+            }
+            (Some((claim, _)), _) => Expect::Segment(*claim),
+            (None, Some(&(l, r))) => Expect::Join(l, r),
+            (None, None) => {
+                return Response::Error(ErrorReply::new(
+                    ErrorCode::UnknownTask,
+                    "no such task in this job",
+                ))
+            }
+        };
+        // The inputs of a join, verified earlier.
+        let inputs = match expect {
+            Expect::Join(l, r) => match (self.verified.get(&l), self.verified.get(&r)) {
+                (Some(l), Some(r)) => Some((l.clone(), r.clone())),
+                _ => {
+                    return Response::Error(ErrorReply::new(
+                        ErrorCode::UnknownTask,
+                        "this join's inputs are not verified here",
+                    ))
+                }
+            },
+            _ => None,
         };
         let task = TaskId {
             job: self.job,
@@ -367,12 +445,20 @@ impl Coordinator {
                 let checked = tokio::task::spawn_blocking(move || {
                     let bytes = std::fs::read(&fetched.path)
                         .map_err(|e| (RejectReason::Malformed, e.to_string()))?;
-                    match backend.verify_segment(&bytes, &claim) {
+                    let checked = match (expect, &inputs) {
+                        (Expect::Segment(claim), _) => backend.verify_segment(&bytes, &claim),
+                        (Expect::Lifted(claim), _) => backend.verify_lifted(&bytes, &claim),
+                        (Expect::Join(..), Some((l, r))) => backend.verify_join(&bytes, l, r),
+                        (Expect::Join(..), None) => unreachable!("inputs are looked up above"),
+                    };
+                    match checked {
                         Ok(()) => Ok(bytes),
-                        Err(BackendError::WrongClaim { .. }) => Err((
-                            RejectReason::WrongClaim,
-                            "proves another segment, job or program".to_string(),
-                        )),
+                        Err(BackendError::WrongClaim { .. } | BackendError::WrongJoin { .. }) => {
+                            Err((
+                                RejectReason::WrongClaim,
+                                "proves another segment, job or program".to_string(),
+                            ))
+                        }
                         Err(BackendError::BadReceipt(e)) => Err((RejectReason::Malformed, e)),
                         Err(e) => Err((RejectReason::InvalidProof, e.to_string())),
                     }
@@ -448,22 +534,36 @@ impl Coordinator {
         match outcome {
             Ok(bytes) => {
                 if !self.verified.contains_key(&task.index) {
-                    // Durable before anyone else hears of it.
+                    // Durable before anyone else hears of it (joins are not stored: a resumed job re-plans
+                    // them from its verified segments).
                     let now = self.now();
-                    if let Err(e) = self
-                        .db
-                        .store_verified(task.job.0, task.index, &bytes, &prover, now)
-                    {
-                        warn!(error = %e, "could not persist a verified receipt; it stays in memory");
+                    if !task.is_join() {
+                        if let Err(e) = self
+                            .db
+                            .store_verified(task.job.0, task.index, &bytes, &prover, now)
+                        {
+                            warn!(error = %e, "could not persist a verified receipt; it stays in memory");
+                        }
+                    }
+                    if self.aggregation == Aggregation::JoinTree {
+                        // The input of a join to come: served to whoever is given it.
+                        if let Err(e) = self.publish_result(task.index, &bytes) {
+                            warn!(error = %e, "could not publish a verified result for its join");
+                        }
                     }
                     self.verified.insert(task.index, bytes);
-                    *self.proved_by.entry(prover.clone()).or_default() += 1;
                     self.metrics.verified.inc();
-                    if let Some(p) = peer {
-                        progress(Progress::Verified {
-                            segment: task.index,
-                            prover: p,
-                        });
+                    if task.is_join() {
+                        self.joins_verified += 1;
+                        info!(%prover, %task, "join verified");
+                    } else {
+                        *self.proved_by.entry(prover.clone()).or_default() += 1;
+                        if let Some(p) = peer {
+                            progress(Progress::Verified {
+                                segment: task.index,
+                                prover: p,
+                            });
+                        }
                     }
                 }
                 self.feed(Input::ResultVerified { node, task }, progress)
@@ -509,7 +609,7 @@ pub async fn prove_network(
             .map_err(NodeError::join)??
     };
     let db = JobDb::open(&cfg.db_path)?;
-    let key = job_key(&image_id, &input, cfg.po2);
+    let key = job_key(&image_id, &input, cfg.po2, cfg.aggregation);
     let (record, resumed) = db.job(&key, image_id, cfg.po2, 0)?;
     // Resume from the recorded execution: re-executing could give a different (equally valid) trace, whose
     // segments would not chain with receipts already verified.
@@ -575,7 +675,11 @@ pub async fn prove_network(
         nodes: HashMap::new(),
         next_node: 0,
         segments: BTreeMap::new(),
+        aggregation: cfg.aggregation,
         verified,
+        result_refs: BTreeMap::new(),
+        joins: BTreeMap::new(),
+        joins_verified: 0,
         proved_by: BTreeMap::new(),
         summary: None,
         segment_latency_secs: Vec::new(),
@@ -588,7 +692,7 @@ pub async fn prove_network(
     spec.redundancy = cfg.redundancy.max(1);
     spec.max_attempts = cfg.max_attempts.max(1);
     spec.task_timeout_ms = cfg.task_slack.as_millis() as u64;
-    spec.aggregation = Aggregation::Composite;
+    spec.aggregation = cfg.aggregation;
     c.feed(Input::SubmitJob { job, spec }, &mut progress);
 
     if let Some((summary, segments)) = recorded {
@@ -637,7 +741,10 @@ pub async fn prove_network(
                         progress(Progress::SegmentExecuted(index));
                         // Proving cost follows the padded trace (2^po2 rows), not the guest's own cycles.
                         let cycles = 1u64 << blob.claim.po2;
-                        if c.verified.contains_key(&index) {
+                        if let Some(bytes) = c.verified.get(&index).cloned() {
+                            if c.aggregation == Aggregation::JoinTree {
+                                c.publish_result(index, &bytes)?;
+                            }
                             c.feed(Input::SegmentRestored { job, segment: index, cycles }, &mut progress)
                         } else {
                             c.feed(Input::SegmentReady { job, segment: index, cycles }, &mut progress)
@@ -697,6 +804,8 @@ pub async fn prove_network(
                             segment_latency_secs: c.segment_latency_secs,
                             assemble_secs: c.assemble_started.map_or(0.0, |t| t.elapsed().as_secs_f64()),
                             total_secs: c.start.elapsed().as_secs_f64(),
+                            aggregation: c.aggregation,
+                            joins_verified: c.joins_verified,
                         });
                     }
                 };
@@ -793,7 +902,7 @@ fn finish(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<(), NodeError> {
     match outcome {
-        JobOutcome::Completed { .. } => {
+        JobOutcome::Completed { root } => {
             if *assembling {
                 return Ok(());
             }
@@ -804,6 +913,7 @@ fn finish(
                 c.segment_latency_secs = status
                     .tasks
                     .iter()
+                    .filter(|t| !t.task.is_join())
                     .filter_map(|t| {
                         Some(t.verified_at?.saturating_sub(t.first_assigned_at?) as f64 / 1000.0)
                     })
@@ -813,6 +923,18 @@ fn finish(
                 .summary
                 .clone()
                 .ok_or_else(|| NodeError::Internal("completed before execution finished".into()))?;
+            let (backend, reports) = (c.backend.clone(), c.reports.clone());
+            if let Some(root) = root {
+                // Join tree: the verified root covers every segment; it becomes the succinct final receipt.
+                let root = c.verified.get(&root.index).cloned().ok_or_else(|| {
+                    NodeError::Internal(format!("the root {root} has no verified receipt"))
+                })?;
+                tokio::task::spawn_blocking(move || {
+                    let r = backend.finish_succinct(&summary, &root);
+                    let _ = reports.blocking_send(Report::Assembled(r));
+                });
+                return Ok(());
+            }
             let receipts: Vec<Vec<u8>> = (0..summary.segments)
                 .map(|i| {
                     c.verified.get(&i).cloned().ok_or_else(|| {
@@ -820,7 +942,6 @@ fn finish(
                     })
                 })
                 .collect::<Result<_, _>>()?;
-            let (backend, reports) = (c.backend.clone(), c.reports.clone());
             tokio::task::spawn_blocking(move || {
                 let r = backend.assemble(&summary, &receipts);
                 let _ = reports.blocking_send(Report::Assembled(r));

@@ -295,9 +295,10 @@ fn check_offer(
             "po2 {po2} needs more memory than this node has (max po2 {})",
             capacity.max_po2
         )),
-        TaskKind::Join { .. } if !capacity.recursion => {
-            Err("this node cannot run recursion (join)".into())
-        }
+        TaskKind::Prove { lift: true, .. } | TaskKind::Join { .. } if !capacity.recursion => Err(
+            "this node cannot run recursion (lift/join): RISC Zero's recursion programs are not installed here"
+                .into(),
+        ),
         _ => Ok(()),
     }
 }
@@ -321,26 +322,50 @@ impl Work {
         if self.misbehave == Misbehave::Silent {
             std::future::pending::<()>().await;
         }
-        let (segment_ref, po2) = match &offer.kind {
-            TaskKind::Prove { data, po2, .. } => (*data, *po2),
-            TaskKind::Join { .. } => return Err("join tasks are not delegated yet".into()),
-        };
         if let Misbehave::Copy(dir) = &self.misbehave {
             return wait_for_shared(dir, offer).await;
         }
-        let segment = self.fetch(client_peer, segment_ref).await?;
-        if cancelled.load(Ordering::SeqCst) {
-            return Err("cancelled".into());
-        }
-        let receipt = match &self.misbehave {
-            Misbehave::Garbage => b"definitely not a receipt".to_vec(),
-            Misbehave::OtherJob => {
-                let program = self.fetch(client_peer, offer.program).await?;
-                self.prove_other_job(program, po2, offer).await?
+        let receipt = match offer.kind {
+            TaskKind::Prove {
+                data, po2, lift, ..
+            } => {
+                let segment = self.fetch(client_peer, data).await?;
+                if cancelled.load(Ordering::SeqCst) {
+                    return Err("cancelled".into());
+                }
+                let receipt = match &self.misbehave {
+                    Misbehave::Garbage => return Ok(b"definitely not a receipt".to_vec()),
+                    Misbehave::OtherJob => {
+                        let program = self.fetch(client_peer, offer.program).await?;
+                        self.prove_other_job(program, po2, offer).await?
+                    }
+                    _ => {
+                        let backend = self.backend.clone();
+                        self.blocking(move || {
+                            backend.prove_segment(&segment).map_err(|e| e.to_string())
+                        })
+                        .await?
+                    }
+                };
+                if lift {
+                    let backend = self.backend.clone();
+                    self.blocking(move || backend.lift(&receipt).map_err(|e| e.to_string()))
+                        .await?
+                } else {
+                    receipt
+                }
             }
-            _ => {
+            TaskKind::Join { left, right } => {
+                let left = self.fetch(client_peer, left).await?;
+                let right = self.fetch(client_peer, right).await?;
+                if cancelled.load(Ordering::SeqCst) {
+                    return Err("cancelled".into());
+                }
+                if self.misbehave == Misbehave::Garbage {
+                    return Ok(b"definitely not a join".to_vec());
+                }
                 let backend = self.backend.clone();
-                self.blocking(move || backend.prove_segment(&segment).map_err(|e| e.to_string()))
+                self.blocking(move || backend.join(&left, &right).map_err(|e| e.to_string()))
                     .await?
             }
         };

@@ -35,6 +35,7 @@ fn coordinator_config(dir: &Path) -> CoordinatorConfig {
         scheduler,
         status_addr: Some("127.0.0.1:0".parse().unwrap()),
         job_timeout: Duration::from_secs(60),
+        aggregation: cairn_scheduler::Aggregation::Composite,
     }
 }
 
@@ -44,6 +45,7 @@ fn start_prover(
     name: &str,
     bootstrap: &str,
     misbehave: Misbehave,
+    recursion: bool,
 ) -> oneshot::Sender<()> {
     let mut net = cairn_net::Config::loopback(dir.join(name));
     net.bootstrap = vec![bootstrap.parse().unwrap()];
@@ -54,7 +56,7 @@ fn start_prover(
             max_po2: 18,
             cycles_per_sec: 2_000_000,
             slots: 1,
-            recursion: false,
+            recursion,
         },
         workers: 1,
         heartbeat_every: Duration::from_millis(500),
@@ -92,6 +94,17 @@ async fn run_job_with(
     cycles: u64,
     tweak: impl FnOnce(&mut CoordinatorConfig),
 ) -> Result<Run, cairn_node::NodeError> {
+    run_job_on(dir, provers, false, cycles, tweak).await
+}
+
+/// As `run_job_with`, with provers that can (`recursion`) or cannot run lift and join.
+async fn run_job_on(
+    dir: &Path,
+    provers: &[Misbehave],
+    recursion: bool,
+    cycles: u64,
+    tweak: impl FnOnce(&mut CoordinatorConfig),
+) -> Result<Run, cairn_node::NodeError> {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("CAIRN_TEST_LOG"))
         .with_test_writer()
@@ -124,7 +137,15 @@ async fn run_job_with(
     let stops: Vec<_> = provers
         .iter()
         .enumerate()
-        .map(|(i, m)| start_prover(dir, &format!("prover-{i}"), &client_addr, m.clone()))
+        .map(|(i, m)| {
+            start_prover(
+                dir,
+                &format!("prover-{i}"),
+                &client_addr,
+                m.clone(),
+                recursion,
+            )
+        })
         .collect();
     let proof = tokio::time::timeout(Duration::from_secs(90), job)
         .await
@@ -229,4 +250,102 @@ async fn a_restarted_client_does_not_prove_verified_segments_again() {
     backend()
         .verify_receipt(&second.proof.receipt, &second.proof.summary.image_id)
         .unwrap();
+}
+
+fn join_tree(c: &mut CoordinatorConfig) {
+    c.aggregation = cairn_scheduler::Aggregation::JoinTree;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provers_lift_and_join_into_one_succinct_receipt() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = run_job_on(
+        dir.path(),
+        &[Misbehave::Honest, Misbehave::Honest],
+        true,
+        150_000,
+        join_tree,
+    )
+    .await
+    .unwrap();
+    let p = &run.proof;
+    assert_eq!(p.aggregation, cairn_scheduler::Aggregation::JoinTree);
+    assert!(p.summary.segments >= 8);
+    // A binary tree over n leaves has n - 1 joins, each proved by a prover and verified by the client.
+    assert_eq!(p.joins_verified, p.summary.segments - 1);
+    assert_eq!(p.proved_by.values().sum::<u32>(), p.summary.segments);
+    let journal = backend()
+        .verify_receipt(&p.receipt, &p.summary.image_id)
+        .unwrap();
+    assert_eq!(journal, p.summary.journal);
+    assert!(run.rejected.is_empty(), "{:?}", run.rejected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_lifts_and_joins_are_rejected_and_the_tree_completes() {
+    // Garbage: every lift and join it returns is malformed. Other job: valid lifts of the wrong segments.
+    for liar in [Misbehave::Garbage, Misbehave::OtherJob] {
+        let dir = tempfile::tempdir().unwrap();
+        let run = run_job_on(
+            dir.path(),
+            &[liar.clone(), Misbehave::Honest],
+            true,
+            150_000,
+            join_tree,
+        )
+        .await
+        .unwrap();
+        let p = &run.proof;
+        backend()
+            .verify_receipt(&p.receipt, &p.summary.image_id)
+            .unwrap();
+        assert_eq!(p.joins_verified, p.summary.segments - 1);
+        assert!(!run.rejected.is_empty(), "{liar:?}: nothing rejected");
+        assert!(
+            ledger(dir.path()).iter().any(|(_, k, _)| k == "penalty"),
+            "{liar:?} was not penalized"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_tree_without_recursion_provers_fails_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = run_job_on(dir.path(), &[Misbehave::Honest], false, 60_000, |c| {
+        join_tree(c);
+        c.scheduler.stall_timeout_ms = Some(2_000);
+    })
+    .await
+    .err()
+    .expect("no prover can lift");
+    let msg = err.to_string();
+    assert!(msg.contains("recursion"), "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_join_tree_job_keeps_its_lifted_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = run_job_on(dir.path(), &[Misbehave::Honest], true, 60_000, join_tree)
+        .await
+        .unwrap();
+    let segments = first.proof.summary.segments;
+    let second = run_job_on(dir.path(), &[Misbehave::Honest], true, 60_000, join_tree)
+        .await
+        .unwrap();
+    // Every lifted segment comes back from the database; only the joins above them are proved again.
+    assert_eq!(second.proof.resumed_segments, segments);
+    assert!(
+        second.proof.proved_by.is_empty(),
+        "{:?}",
+        second.proof.proved_by
+    );
+    assert_eq!(second.proof.joins_verified, segments - 1);
+    backend()
+        .verify_receipt(&second.proof.receipt, &second.proof.summary.image_id)
+        .unwrap();
+    // A composite run of the same program and input is another job: lifted receipts cannot assemble it.
+    let composite = run_job_on(dir.path(), &[Misbehave::Honest], true, 60_000, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(composite.proof.resumed_segments, 0);
 }

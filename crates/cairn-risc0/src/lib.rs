@@ -385,6 +385,44 @@ impl ProvingBackend for RiscZeroBackend {
         Ok(encode(&joined))
     }
 
+    fn verify_lifted(&self, receipt: &[u8], expected: &SegmentClaim) -> Result<(), BackendError> {
+        let receipt = decode_succinct(receipt)?;
+        receipt
+            .verify_integrity_with_context(&VerifierContext::default())
+            .map_err(|e| BackendError::InvalidProof(e.to_string()))?;
+        // A lift keeps the segment's claim: its digest is the one computed at execution time.
+        let actual = to_d32(receipt.claim.digest::<sha::Impl>());
+        if actual != expected.claim_digest {
+            return Err(BackendError::WrongClaim {
+                index: expected.index,
+                expected: expected.claim_digest,
+                actual,
+            });
+        }
+        Ok(())
+    }
+
+    fn verify_join(&self, receipt: &[u8], left: &[u8], right: &[u8]) -> Result<(), BackendError> {
+        let receipt = decode_succinct(receipt)?;
+        let (l, r) = (decode_succinct(left)?, decode_succinct(right)?);
+        receipt
+            .verify_integrity_with_context(&VerifierContext::default())
+            .map_err(|e| BackendError::InvalidProof(e.to_string()))?;
+        // What RISC Zero's join program claims: left's pre-state and input, right's post-state, exit code and
+        // output.
+        let expected = l.claim.join(&r.claim).map_err(|e| {
+            BackendError::BadReceipt(format!("a receipt to join has a pruned claim: {e}"))
+        })?;
+        let (expected, actual) = (
+            to_d32(expected.digest::<sha::Impl>()),
+            to_d32(receipt.claim.digest::<sha::Impl>()),
+        );
+        if actual != expected {
+            return Err(BackendError::WrongJoin { expected, actual });
+        }
+        Ok(())
+    }
+
     fn finish_succinct(
         &self,
         summary: &ExecutionSummary,

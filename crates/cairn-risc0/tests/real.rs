@@ -224,9 +224,32 @@ fn recursion_absent_is_reported_plainly_or_works() {
             );
         }
         Ok(()) => {
-            // Networked build: the recursion programs are in; one lift must verify (~50 s here).
-            backend.lift(&run().receipts[0]).expect("lift");
+            // Networked build: the recursion programs are in. Lifts and a join verify against what they
+            // were asked to prove, and a lift of one segment does not pass for another (~3 x 50 s here).
+            let claims = &run().summary.claims;
+            let l0 = backend.lift(&run().receipts[0]).expect("lift");
+            let l1 = backend.lift(&run().receipts[1]).expect("lift");
+            backend
+                .verify_lifted(&l0, &claims[0])
+                .expect("lift 0 verifies");
+            assert!(matches!(
+                backend.verify_lifted(&l1, &claims[0]),
+                Err(BackendError::WrongClaim { .. })
+            ));
+            let j = backend.join(&l0, &l1).expect("join");
+            backend.verify_join(&j, &l0, &l1).expect("join verifies");
+            assert!(matches!(
+                backend.verify_join(&l0, &l0, &l1),
+                Err(BackendError::WrongJoin { .. })
+            ));
         }
+    }
+    // Wherever recursion stands, what is not a succinct receipt is refused with a plain error.
+    for bad in [&b"garbage"[..], &run().receipts[0][..]] {
+        assert!(backend
+            .verify_lifted(bad, &run().summary.claims[0])
+            .is_err());
+        assert!(backend.verify_join(bad, bad, bad).is_err());
     }
 }
 

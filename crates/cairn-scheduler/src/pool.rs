@@ -137,9 +137,11 @@ impl NodeIndex {
         let mut e = self.nodes.remove(&node).expect("present");
         let key = e.free_key;
         if let Some(k) = key {
-            self.buckets[e.bucket]
-                .by_speed
-                .remove(&(speed_key(e.cap.cycles_per_sec), Reverse(k), node));
+            self.buckets[e.bucket].by_speed.remove(&(
+                speed_key(e.cap.cycles_per_sec),
+                Reverse(k),
+                node,
+            ));
         }
         e.cap.cycles_per_sec = cycles_per_sec;
         if let Some(k) = key {

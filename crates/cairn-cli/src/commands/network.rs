@@ -15,7 +15,8 @@ use serde::Serialize;
 use super::node::parse_addrs;
 use super::program;
 use super::prove::{check_reference, write_outputs};
-use crate::cli::{BackendKind, ProveArgs};
+use crate::cli::{AggregationArg, BackendKind, ProveArgs};
+use cairn_scheduler::Aggregation;
 
 #[derive(Debug, Serialize)]
 struct NetworkSummary {
@@ -35,6 +36,8 @@ struct NetworkSummary {
     segment_latency_secs: Vec<f64>,
     assemble_secs: f64,
     total_secs: f64,
+    aggregation: &'static str,
+    joins_verified: u32,
 }
 
 pub fn run(args: &ProveArgs) -> anyhow::Result<ExitCode> {
@@ -59,6 +62,22 @@ pub fn run(args: &ProveArgs) -> anyhow::Result<ExitCode> {
         heartbeat_timeout_ms: Some(n.heartbeat_timeout_secs * 1000),
         ..SchedulerConfig::default()
     };
+    let aggregation = match n.aggregation {
+        AggregationArg::Composite => Aggregation::Composite,
+        AggregationArg::JoinTree => {
+            backend.recursion_available().map_err(|e| {
+                anyhow::anyhow!("--aggregation join-tree needs recursion on this machine to finish the receipt: {e}")
+            })?;
+            Aggregation::JoinTree
+        }
+        AggregationArg::Auto => match backend.recursion_available() {
+            Ok(()) => Aggregation::JoinTree,
+            Err(e) => {
+                tracing::info!(reason = %e, "recursion unavailable here: composite receipt");
+                Aggregation::Composite
+            }
+        },
+    };
     let cfg = CoordinatorConfig {
         net,
         db_path: n.db.clone(),
@@ -70,6 +89,7 @@ pub fn run(args: &ProveArgs) -> anyhow::Result<ExitCode> {
         scheduler,
         status_addr: n.status_addr,
         job_timeout: Duration::from_secs(n.job_timeout_secs),
+        aggregation,
     };
 
     let multi = MultiProgress::with_draw_target(if args.no_progress {
@@ -163,10 +183,13 @@ pub fn run(args: &ProveArgs) -> anyhow::Result<ExitCode> {
         segment_latency_secs: proof.segment_latency_secs.clone(),
         assemble_secs: proof.assemble_secs,
         total_secs: proof.total_secs,
+        aggregation: aggregation_name(proof.aggregation),
+        joins_verified: proof.joins_verified,
     };
     let summary_path = write_outputs(&args.out, &proof.receipt, &summary)?;
     println!(
-        "verified composite receipt for {} proved across the network",
+        "verified {} receipt for {} proved across the network",
+        aggregation_name(proof.aggregation),
         prog.name
     );
     println!("  image id  {}", proof.summary.image_id);
@@ -176,6 +199,12 @@ pub fn run(args: &ProveArgs) -> anyhow::Result<ExitCode> {
     );
     for (prover, count) in &proof.proved_by {
         println!("  prover    {prover}: {count} segments");
+    }
+    if proof.aggregation == Aggregation::JoinTree {
+        println!(
+            "  joins     {} proved by the network, each verified here",
+            proof.joins_verified
+        );
     }
     println!("  journal   {}", hex::encode(&journal));
     println!(
@@ -189,4 +218,11 @@ pub fn run(args: &ProveArgs) -> anyhow::Result<ExitCode> {
     );
     println!("  summary   {}", summary_path.display());
     Ok(ExitCode::SUCCESS)
+}
+
+fn aggregation_name(a: Aggregation) -> &'static str {
+    match a {
+        Aggregation::Composite => "composite",
+        Aggregation::JoinTree => "succinct (join tree)",
+    }
 }

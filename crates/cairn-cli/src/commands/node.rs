@@ -139,7 +139,9 @@ fn measured_speed(
     let (cycles_per_sec, secs) =
         cairn_node::capacity::benchmark(backend, program.binary, &input, BENCHMARK_PO2)
             .context("start-up benchmark failed (pass --no-benchmark to skip it)")?;
-    eprintln!("cairn node: benchmark: po2 {BENCHMARK_PO2} in {secs:.1} s ({cycles_per_sec} cycles/s)");
+    eprintln!(
+        "cairn node: benchmark: po2 {BENCHMARK_PO2} in {secs:.1} s ({cycles_per_sec} cycles/s)"
+    );
     let saved = SavedBenchmark {
         backend: backend.name().to_string(),
         threads_per_proof,

@@ -14,6 +14,7 @@ fn offer(deadline_ms: u64) -> Request {
             segment: 0,
             po2: 14,
             data: blob,
+            lift: false,
         },
         program: BlobRef::of(b"program"),
         deadline_ms,
