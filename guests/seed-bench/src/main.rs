@@ -14,8 +14,8 @@ risc0_zkvm::guest::entry!(main);
 #[path = "../../sha-chain/src/sha256.rs"]
 mod sha256;
 
-/// The default run is ~206 M user cycles (measured); 130_000 words give ~65 M, the seed's program size.
-const DEFAULT_WORDS: u32 = 400_000;
+/// The default run is 65.59 M user cycles (measured), the size of the seed's benchmark program (65.6 M).
+const DEFAULT_WORDS: u32 = 131_300;
 
 fn main() {
     let mut input = Vec::new();
