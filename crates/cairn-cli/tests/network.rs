@@ -113,13 +113,16 @@ fn client_cmd(dir: &Path, bootstrap: &[&Node], extra: &[&str]) -> Command {
         "--po2",
         "14",
     ])
+    // Nodes here skip the start-up benchmark, so the client's first deadlines come from the cost model; the
+    // slack keeps an honest prover on a slower (CI) machine from missing them. Silence is caught by the
+    // heartbeat timeout, not by deadlines.
     .args([
         "--task-slack-secs",
-        "20",
+        "60",
         "--heartbeat-timeout-secs",
         "10",
         "--job-timeout-secs",
-        "400",
+        "900",
     ])
     .arg("--bootstrap")
     .arg(

@@ -321,6 +321,7 @@ impl Network {
     ) -> Result<(Client, mpsc::Receiver<Event>, EventLoop), NetError> {
         let keypair = identity::load(&config.identity)?;
         let local_peer_id = keypair.public().to_peer_id();
+        let signing_key = Arc::new(keypair.clone());
         let store = Arc::new(BlobStore::open(&config.store_dir, config.store)?);
 
         let cfg = config.clone();
@@ -447,6 +448,7 @@ impl Network {
         let client = Client {
             sender: cmd_tx,
             local_peer_id,
+            signing_key,
             store: store.clone(),
             fetcher,
         };
@@ -553,11 +555,21 @@ fn with_peer(addr: Multiaddr, peer: PeerId) -> Multiaddr {
 pub struct Client {
     sender: mpsc::Sender<Command>,
     local_peer_id: PeerId,
+    /// The node's identity key, for signing what it vouches for (results).
+    signing_key: Arc<libp2p::identity::Keypair>,
     store: Arc<BlobStore>,
     fetcher: Arc<Fetcher>,
 }
 
 impl Client {
+    /// Signs `msg` with this node's identity key (ed25519); anyone can check it against the node's peer id
+    /// with [`crate::protocol::verify_signature`].
+    pub fn sign(&self, msg: &[u8]) -> Vec<u8> {
+        self.signing_key
+            .sign(msg)
+            .expect("ed25519 signing does not fail")
+    }
+
     async fn call<T>(
         &self,
         make: impl FnOnce(oneshot::Sender<T>) -> Command,

@@ -150,6 +150,41 @@ pub struct TaskResult {
     pub prover_signature: Vec<u8>,
 }
 
+impl TaskResult {
+    /// The bytes a prover signs for a result: domain tag, job, task and the receipt blob's id and size. A
+    /// signed result is the prover's lasting statement that this receipt is its answer to this task, which
+    /// anyone can check against its peer id (evidence for a penalty outlives the connection it came on).
+    pub fn signing_bytes(job: JobId, task: TaskIndex, receipt: &BlobRef) -> Vec<u8> {
+        let mut m = b"cairn/result/v1".to_vec();
+        m.extend_from_slice(&job.to_le_bytes());
+        m.extend_from_slice(&task.to_le_bytes());
+        m.extend_from_slice(&receipt.id.0);
+        m.extend_from_slice(&receipt.size.to_le_bytes());
+        m
+    }
+
+    /// Whether `prover` signed this result.
+    pub fn signed_by(&self, prover: &libp2p::PeerId) -> bool {
+        verify_signature(
+            prover,
+            &Self::signing_bytes(self.job, self.task, &self.receipt),
+            &self.prover_signature,
+        )
+    }
+}
+
+/// Whether `signature` is `peer`'s signature of `msg`. Peer ids of ed25519 keys carry the public key itself,
+/// so no key exchange is needed; other peer ids (hashed keys) cannot be checked and fail.
+pub fn verify_signature(peer: &libp2p::PeerId, msg: &[u8], signature: &[u8]) -> bool {
+    let mh: &libp2p::multihash::Multihash<64> = peer.as_ref();
+    // Multihash code 0 = identity: the digest is the protobuf-encoded public key.
+    if mh.code() != 0 {
+        return false;
+    }
+    libp2p::identity::PublicKey::try_decode_protobuf(mh.digest())
+        .is_ok_and(|key| key.verify(msg, signature))
+}
+
 /// A task a node is working on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskRef {
@@ -587,6 +622,40 @@ mod tests {
             let bytes = encode(&r).unwrap();
             assert_eq!(decode::<Request>(&bytes).unwrap(), r);
         }
+    }
+
+    #[test]
+    fn results_are_signed_by_the_prover_and_checkable_from_its_peer_id() {
+        let prover = libp2p::identity::Keypair::generate_ed25519();
+        let other = libp2p::identity::Keypair::generate_ed25519();
+        let receipt = BlobRef::of(b"receipt");
+        let sign = |k: &libp2p::identity::Keypair, task| {
+            k.sign(&TaskResult::signing_bytes(4, task, &receipt))
+                .unwrap()
+        };
+        let result = TaskResult {
+            job: 4,
+            task: 2,
+            receipt,
+            prover_signature: sign(&prover, 2),
+        };
+        let id = prover.public().to_peer_id();
+        assert!(result.signed_by(&id));
+        // Not by another peer; not for another task; not with a flipped bit; not unsigned.
+        assert!(!result.signed_by(&other.public().to_peer_id()));
+        assert!(!TaskResult {
+            prover_signature: sign(&prover, 3),
+            ..result.clone()
+        }
+        .signed_by(&id));
+        let mut flipped = result.clone();
+        flipped.prover_signature[0] ^= 1;
+        assert!(!flipped.signed_by(&id));
+        assert!(!TaskResult {
+            prover_signature: Vec::new(),
+            ..result
+        }
+        .signed_by(&id));
     }
 
     #[test]

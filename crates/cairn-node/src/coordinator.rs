@@ -840,6 +840,13 @@ pub async fn prove_network(
                     },
                     Event::InboundRequest { peer, request, responder } => {
                         let (response, input) = match request {
+                            Request::Result(r) if r.job == job.0 && !r.signed_by(&peer) => (
+                                Response::Error(ErrorReply::new(
+                                    ErrorCode::Refused,
+                                    "results must be signed by the prover's identity key (TaskResult::signing_bytes)",
+                                )),
+                                None,
+                            ),
                             Request::Result(r) if r.job == job.0 => (c.on_result(peer, r.task, r.receipt), None),
                             Request::Result(_) => (Response::Error(ErrorReply::new(ErrorCode::UnknownJob, "no such job here")), None),
                             Request::Heartbeat(hb) => match c.peers.get(&peer).copied() {

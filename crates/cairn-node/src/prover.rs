@@ -68,6 +68,9 @@ pub struct ProverConfig {
     pub share_results: Option<PathBuf>,
     /// Print `listening <addr>` lines on stdout once listening (for scripts and the devnet).
     pub print_addr: bool,
+    /// When draining, how long to stay up after the last result was delivered, serving its receipt blob to
+    /// the client that fetches it (and declining offers), unless every client has gone before.
+    pub drain_linger: Duration,
 }
 
 struct Running {
@@ -78,7 +81,7 @@ struct Running {
 type Done = (Offer, PeerId, Result<Vec<u8>, String>);
 
 /// Runs a prover node until `shutdown` resolves, then drains: declines new offers, finishes the tasks in
-/// hand, and returns.
+/// hand, delivers their results, stays up while clients fetch the receipts (`drain_linger`), and returns.
 pub async fn run_prover(
     cfg: ProverConfig,
     backend: Arc<dyn ProvingBackend>,
@@ -95,6 +98,10 @@ pub async fn run_prover(
     // Clients that talked to us (offers, status): they get heartbeats, busy or idle.
     let mut clients: std::collections::HashSet<PeerId> = std::collections::HashSet::new();
     let (done_tx, mut done_rx) = mpsc::channel::<Done>(64);
+    // Results being delivered (a request to the client, which then fetches the receipt from us).
+    let (delivered_tx, mut delivered_rx) = mpsc::channel::<()>(64);
+    let mut delivering = 0usize;
+    let mut linger_until: Option<tokio::time::Instant> = None;
     let mut heartbeat = tokio::time::interval(cfg.heartbeat_every);
     let last_receipt: Arc<std::sync::Mutex<Option<Vec<u8>>>> = Arc::default();
     let mut draining = false;
@@ -197,6 +204,8 @@ pub async fn run_prover(
                     Ok(receipt) => {
                         let c = client.clone();
                         let share = cfg.share_results.clone();
+                        let delivered = delivered_tx.clone();
+                        delivering += 1;
                         tokio::spawn(async move {
                             match send_result(&c, peer, &offer, receipt.clone()).await {
                                 Ok(()) => {
@@ -208,6 +217,7 @@ pub async fn run_prover(
                                 }
                                 Err(e) => warn!(job = offer.job, task = offer.task, error = %e, "could not deliver the result"),
                             }
+                            let _ = delivered.send(()).await;
                         });
                     }
                     Err(e) => {
@@ -217,9 +227,12 @@ pub async fn run_prover(
                         tokio::spawn(async move { let _ = c.request(peer, &failed).await; });
                     }
                 }
-                if draining && running.is_empty() {
-                    break;
-                }
+            }
+            Some(()) = delivered_rx.recv() => {
+                delivering = delivering.saturating_sub(1);
+            }
+            () = async { match linger_until { Some(t) => tokio::time::sleep_until(t).await, None => std::future::pending().await } } => {
+                break;
             }
             _ = heartbeat.tick() => {
                 let mut by_client: HashMap<PeerId, Vec<TaskRef>> = clients.iter().map(|c| (*c, Vec::new())).collect();
@@ -238,10 +251,17 @@ pub async fn run_prover(
             () = &mut shutdown, if !draining => {
                 draining = true;
                 info!(in_flight = running.len(), "draining: declining new work, finishing what is in hand");
-                if running.is_empty() {
-                    break;
-                }
             }
+        }
+        if draining && running.is_empty() && delivering == 0 && linger_until.is_none() {
+            if clients.is_empty() {
+                break;
+            }
+            // Everything in hand is delivered; stay up while the clients fetch the receipts.
+            linger_until = Some(tokio::time::Instant::now() + cfg.drain_linger);
+        }
+        if linger_until.is_some() && clients.is_empty() {
+            break;
         }
     }
     client.shutdown().await;
@@ -460,7 +480,7 @@ async fn send_result(
         job: offer.job,
         task: offer.task,
         receipt: blob,
-        prover_signature: Vec::new(),
+        prover_signature: client.sign(&TaskResult::signing_bytes(offer.job, offer.task, &blob)),
     });
     client.request(peer, &result).await?;
     info!(job = offer.job, task = offer.task, "result delivered");

@@ -63,6 +63,7 @@ fn start_prover(
         misbehave,
         share_results: None,
         print_addr: false,
+        drain_linger: Duration::from_secs(5),
     };
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     tokio::spawn(async move {
@@ -348,4 +349,62 @@ async fn a_restarted_join_tree_job_keeps_its_lifted_segments() {
         .await
         .unwrap();
     assert_eq!(composite.proof.resumed_segments, 0);
+}
+
+/// A prover told to stop (SIGTERM for `cairn node`) drains: the task in hand is finished and its result
+/// delivered and fetched (nothing proved is lost), new offers are declined, and the job completes on
+/// another prover with no penalty for the one that left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_prover_delivers_what_it_holds_and_takes_nothing_new() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("CAIRN_TEST_LOG"))
+        .with_test_writer()
+        .try_init();
+    let dir = tempfile::tempdir().unwrap();
+    let (addr_tx, mut addr_rx) = mpsc::unbounded_channel::<String>();
+    let (ver_tx, mut ver_rx) = mpsc::unbounded_channel::<String>();
+    let job = tokio::spawn(prove_network(
+        coordinator_config(dir.path()),
+        backend(),
+        FakeBackend::program("fake-net"),
+        FakeBackend::input(150_000, b"job"),
+        move |p| match p {
+            Progress::Listening(a) => {
+                let _ = addr_tx.send(a[0].clone());
+            }
+            Progress::Verified { prover, .. } => {
+                let _ = ver_tx.send(prover.to_string());
+            }
+            _ => {}
+        },
+    ));
+    let client_addr = tokio::time::timeout(Duration::from_secs(20), addr_rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let a = start_prover(dir.path(), "a", &client_addr, Misbehave::Honest, false);
+    // A proves alone until its first result is verified; then it is told to stop, mid-job.
+    let first = tokio::time::timeout(Duration::from_secs(30), ver_rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let _ = a.send(());
+    let _b = start_prover(dir.path(), "b", &client_addr, Misbehave::Honest, false);
+    let proof = tokio::time::timeout(Duration::from_secs(90), job)
+        .await
+        .expect("job finished in time")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        proof.proved_by.values().sum::<u32>(),
+        proof.summary.segments
+    );
+    assert!(proof.proved_by[&first] >= 1, "{:?}", proof.proved_by);
+    assert_eq!(proof.proved_by.len(), 2, "{:?}", proof.proved_by);
+    let ledger = ledger(dir.path());
+    assert!(
+        ledger.iter().all(|(_, kind, _)| kind == "reward"),
+        "a drained prover is not a silent one: {ledger:?}"
+    );
+    assert_eq!(ledger.len() as u32, proof.summary.segments, "{ledger:?}");
 }

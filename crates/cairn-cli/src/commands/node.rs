@@ -77,6 +77,7 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<ExitCode> {
         misbehave: args.misbehave.parse().map_err(anyhow::Error::msg)?,
         share_results: args.share_results.clone(),
         print_addr: args.print_addr,
+        drain_linger: Duration::from_secs(10),
     };
     eprintln!(
         "cairn node: {workers} workers, max po2 {}, {} MB, recursion {}",
