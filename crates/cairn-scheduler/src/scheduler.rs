@@ -197,11 +197,14 @@ pub struct Scheduler {
     with_exclusions: BTreeSet<TaskId>,
 }
 
-/// A node's speed as measured by the scheduler: cycles per second, and how many verified results it rests on
-/// (0: only capped by missed deadlines).
+/// A node's speed as measured by the scheduler, from its verified results (and capped after a missed
+/// deadline).
 #[derive(Debug, Clone, Copy)]
 struct LearnedSpeed {
+    /// The speed used for its deadlines.
     cycles_per_sec: f64,
+    /// The speed its verified results showed (averaged).
+    delivered: f64,
     samples: u32,
 }
 
@@ -1510,38 +1513,42 @@ impl Scheduler {
         let observed = cycles as f64 * 1000.0 / took_ms.max(1) as f64;
         let l = self.learned.entry(node).or_insert(LearnedSpeed {
             cycles_per_sec: observed,
+            delivered: observed,
             samples: 0,
         });
-        l.cycles_per_sec = if l.samples == 0 {
+        l.delivered = if l.samples == 0 {
             observed
         } else {
-            (l.cycles_per_sec + observed) / 2.0
+            (l.delivered + observed) / 2.0
         };
+        l.cycles_per_sec = l.delivered;
         l.samples = l.samples.saturating_add(1);
         let speed = l.cycles_per_sec;
         self.index.set_speed(node, speed);
     }
 
-    /// `node` held `task` for `held_ms` without a result: it is slower than `cycles / held_ms`. Assume it needs
-    /// up to twice that long, so that its next deadline is one it can meet.
+    /// `node` held `task` for `held_ms` without a result: it is slower than `cycles / held_ms`. A node that has
+    /// delivered before is assumed to need up to twice that long next time (never less than a quarter of the
+    /// speed its results showed), so that its next deadline is one it can meet. A node that never delivered
+    /// gains nothing: a silent node must not earn ever longer deadlines by missing them (the simulator showed
+    /// silent-but-heartbeating nodes doubling every retry's wait).
     fn learn_from_deadline(&mut self, task: TaskId, node: NodeId, held_ms: Time) {
         if !self.cfg.learn_speed {
             return;
         }
-        let (Some(cycles), Some(entry)) = (self.cycles_of(task), self.index.get(node)) else {
+        let Some(cycles) = self.cycles_of(task) else {
+            return;
+        };
+        let Some(l) = self.learned.get_mut(&node).filter(|l| l.samples > 0) else {
             return;
         };
         let bound = cycles as f64 * 1000.0 / (2 * held_ms.max(1)) as f64;
-        if bound >= entry.cap.cycles_per_sec {
-            return;
+        let floor = l.delivered / 4.0;
+        let speed = l.cycles_per_sec.min(bound).max(floor);
+        if speed < l.cycles_per_sec {
+            l.cycles_per_sec = speed;
+            self.index.set_speed(node, speed);
         }
-        let l = self.learned.entry(node).or_insert(LearnedSpeed {
-            cycles_per_sec: bound,
-            samples: 0,
-        });
-        l.cycles_per_sec = l.cycles_per_sec.min(bound);
-        let speed = l.cycles_per_sec;
-        self.index.set_speed(node, speed);
     }
 
     /// The straggler trigger's reference speed for a class: the configured quantile of the claimed speeds of the

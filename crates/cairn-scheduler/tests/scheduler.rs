@@ -378,31 +378,44 @@ fn a_slow_node_that_missed_its_deadline_gets_one_it_can_meet_on_the_retry() {
         ..quiet_config()
     };
     let mut r = Rig::new(learning, "fifo");
-    // Claims 10 kHz; really much slower. The only node: the retry goes back to it.
+    // Claims 10 kHz; really 2 kHz. The only node: retries go back to it.
     r.node(1, cap(20, false, 1));
     r.submit(1, composite(18));
     let a = r.segment(1, 0);
     assert_eq!(assigned_deadline(&a, 1), Some(61_000));
-    let a = r.tick_at(61_000);
+    // Its first result takes 5 s: its deadlines now follow 2 kHz (60 s slack + 5 s).
+    r.now = 5_000;
+    let a = r.segment(1, 1);
+    assert!(assigns(&a).is_empty());
+    let a = r.verify(1, task(1, 0));
+    assert_eq!(assigned_deadline(&a, 1), Some(5_000 + 60_000 + 5_000));
+    // This one it cannot finish in time (the machine got busy): the retry allows what it has shown it needs,
+    // not the same 65 s again (the cap: a quarter of its delivered speed, so 20 s on top of the slack).
+    let a = r.tick_at(70_000);
     assert_eq!(
         penalties(&a),
-        vec![(task(1, 0), NodeId(1), PenaltyCause::Silence)]
+        vec![(task(1, 1), NodeId(1), PenaltyCause::Silence)]
     );
-    // It held the task 61 s without a result: the retry allows twice that on top of the slack, not the same
-    // 61 s it has just shown it cannot meet.
-    let retry = assigned_deadline(&a, 1).expect("retried on the only node");
-    assert!(retry >= 61_000 + 60_000 + 2 * 61_000, "{retry}");
-    // It delivers within the longer deadline: accepted, and the job completes.
-    r.now = 61_000 + 100_000;
-    let a = r.verify(1, task(1, 0));
-    assert_eq!(rewards(&a), vec![(task(1, 0), NodeId(1), 100)]);
-    // Without learning, the retry gets the same hopeless deadline.
-    let mut r = Rig::fifo();
+    assert_eq!(assigned_deadline(&a, 1), Some(70_000 + 60_000 + 20_000));
+    r.now = 140_000;
+    let a = r.verify(1, task(1, 1));
+    let paid: Vec<_> = rewards(&a).into_iter().map(|(t, n, _)| (t, n)).collect();
+    assert_eq!(paid, vec![(task(1, 1), NodeId(1))]);
+
+    // A node that never delivered earns nothing by missing deadlines: a silent node that keeps
+    // heartbeating would otherwise hold every retry twice as long as the last.
+    let learning = SchedulerConfig {
+        learn_speed: true,
+        ..quiet_config()
+    };
+    let mut r = Rig::new(learning, "fifo");
     r.node(1, cap(20, false, 1));
     r.submit(1, composite(18));
     r.segment(1, 0);
     let a = r.tick_at(61_000);
     assert_eq!(assigned_deadline(&a, 1), Some(61_000 + 61_000));
+    let a = r.tick_at(122_000);
+    assert_eq!(assigned_deadline(&a, 1), Some(122_000 + 61_000));
 }
 
 /// Node 1 claims 80 kHz but takes 100 s per segment; node 2 claims 10 kHz and delivers in 1 s; node 3 is idle
