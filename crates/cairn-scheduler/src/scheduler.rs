@@ -235,6 +235,25 @@ fn class_of(kind: &TaskKind, aggregation: Aggregation) -> Class {
     (kind.po2(), needs_recursion(kind, aggregation))
 }
 
+/// If every live node that could take `t` has failed it, lifts its exclusions of live nodes (the second
+/// chance): a decline or a lost offer is often transient, and a task must not wait for nodes that are gone.
+fn second_chance(index: &NodeIndex, t: &mut Task, aggregation: Aggregation) {
+    let (po2, rec) = class_of(&t.kind, aggregation);
+    let fitting = index.live_fitting(po2, rec);
+    let excluded_live = t
+        .excluded
+        .iter()
+        .filter(|n| {
+            index
+                .get(**n)
+                .is_some_and(|e| NodeIndex::fits(&e.cap, po2, rec))
+        })
+        .count() as u64;
+    if fitting > 0 && excluded_live >= fitting {
+        t.excluded.retain(|n| index.get(*n).is_none());
+    }
+}
+
 impl Scheduler {
     pub fn new(config: SchedulerConfig, policy: Box<dyn SelectionPolicy>) -> Self {
         let ledger = Ledger::new(config.ledger.clone());
@@ -944,21 +963,7 @@ impl Scheduler {
                 self.with_exclusions.remove(&task);
                 continue;
             };
-            let (po2, rec) = class_of(&t.kind, aggregation);
-            let fitting = self.index.live_fitting(po2, rec);
-            let index = &self.index;
-            let excluded_live = t
-                .excluded
-                .iter()
-                .filter(|n| {
-                    index
-                        .get(**n)
-                        .is_some_and(|e| NodeIndex::fits(&e.cap, po2, rec))
-                })
-                .count() as u64;
-            if fitting > 0 && excluded_live >= fitting {
-                t.excluded.retain(|n| index.get(*n).is_none());
-            }
+            second_chance(&self.index, t, aggregation);
         }
     }
 
@@ -1041,21 +1046,7 @@ impl Scheduler {
         // Once every live node that could take the task has failed it, those still in the pool get another
         // chance (a decline or a lost offer is often transient; quarantined nodes are out of the pool) rather
         // than the task stalling until the stall timeout. Attempts stay bounded by `max_attempts`.
-        let (po2, rec) = class_of(&t.kind, job.spec.aggregation);
-        let fitting = self.index.live_fitting(po2, rec);
-        let index = &self.index;
-        let excluded_live = t
-            .excluded
-            .iter()
-            .filter(|n| {
-                index
-                    .get(**n)
-                    .is_some_and(|e| NodeIndex::fits(&e.cap, po2, rec))
-            })
-            .count() as u64;
-        if fitting > 0 && excluded_live >= fitting {
-            t.excluded.retain(|n| index.get(*n).is_none());
-        }
+        second_chance(&self.index, t, job.spec.aggregation);
         if t.failures >= max {
             let reason = format!(
                 "{task} failed {} attempts (max {max}); last: {why}",
