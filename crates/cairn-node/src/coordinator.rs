@@ -162,14 +162,13 @@ pub fn job_key(image_id: &Digest32, input: &[u8], po2: u8, aggregation: Aggregat
 }
 
 /// What a result must be checked against.
-#[derive(Clone, Copy)]
 enum Expect {
     /// A segment receipt proving this claim.
     Segment(SegmentClaim),
     /// A lifted segment receipt proving this claim.
     Lifted(SegmentClaim),
-    /// The join of these two verified task results (task indices).
-    Join(u32, u32),
+    /// The join of these two verified results (left, right).
+    Join(Vec<u8>, Vec<u8>),
 }
 
 struct Coordinator {
@@ -378,18 +377,9 @@ impl Coordinator {
                 Expect::Lifted(*claim)
             }
             (Some((claim, _)), _) => Expect::Segment(*claim),
-            (None, Some(&(l, r))) => Expect::Join(l, r),
-            (None, None) => {
-                return Response::Error(ErrorReply::new(
-                    ErrorCode::UnknownTask,
-                    "no such task in this job",
-                ))
-            }
-        };
-        // The inputs of a join, verified earlier.
-        let inputs = match expect {
-            Expect::Join(l, r) => match (self.verified.get(&l), self.verified.get(&r)) {
-                (Some(l), Some(r)) => Some((l.clone(), r.clone())),
+            // The inputs of a join were verified before it was offered.
+            (None, Some((l, r))) => match (self.verified.get(l), self.verified.get(r)) {
+                (Some(l), Some(r)) => Expect::Join(l.clone(), r.clone()),
                 _ => {
                     return Response::Error(ErrorReply::new(
                         ErrorCode::UnknownTask,
@@ -397,7 +387,12 @@ impl Coordinator {
                     ))
                 }
             },
-            _ => None,
+            (None, None) => {
+                return Response::Error(ErrorReply::new(
+                    ErrorCode::UnknownTask,
+                    "no such task in this job",
+                ))
+            }
         };
         let task = TaskId {
             job: self.job,
@@ -445,11 +440,10 @@ impl Coordinator {
                 let checked = tokio::task::spawn_blocking(move || {
                     let bytes = std::fs::read(&fetched.path)
                         .map_err(|e| (RejectReason::Malformed, e.to_string()))?;
-                    let checked = match (expect, &inputs) {
-                        (Expect::Segment(claim), _) => backend.verify_segment(&bytes, &claim),
-                        (Expect::Lifted(claim), _) => backend.verify_lifted(&bytes, &claim),
-                        (Expect::Join(..), Some((l, r))) => backend.verify_join(&bytes, l, r),
-                        (Expect::Join(..), None) => unreachable!("inputs are looked up above"),
+                    let checked = match &expect {
+                        Expect::Segment(claim) => backend.verify_segment(&bytes, claim),
+                        Expect::Lifted(claim) => backend.verify_lifted(&bytes, claim),
+                        Expect::Join(l, r) => backend.verify_join(&bytes, l, r),
                     };
                     match checked {
                         Ok(()) => Ok(bytes),
