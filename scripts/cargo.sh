@@ -5,6 +5,9 @@
 # - where RISC Zero's recursion artifacts (recursion_zkr.zip, fetched by risc0-circuit-recursion's build
 #   script) cannot be downloaded, sets DOCS_RS=1 so that build script embeds an empty archive instead of
 #   failing. Cairn then detects at run time that lift/join/resolve are absent and uses composite receipts.
+#   Without those programs nothing can prove with the recursion circuit, so its C++ kernels (minutes of -O3
+#   compilation on 2 cores) are built unoptimized too, like the keccak circuit's (see Cargo.toml). A networked
+#   build keeps them at -O3 for lift and join.
 set -euo pipefail
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cairn/target}"
 zkr="https://risc0-artifacts.s3.us-west-2.amazonaws.com/zkr/744b999f0a35b3c86753311c7efb2a0054be21727095cf105af6ee7d3f4d8849.zip"
@@ -14,4 +17,8 @@ if [ -z "${DOCS_RS:-}" ] && [ -z "${RECURSION_SRC_PATH:-}" ]; then
     export DOCS_RS=1
   fi
 fi
-exec cargo "$@"
+config=()
+if [ -n "${DOCS_RS:-}" ] && [ -z "${RECURSION_SRC_PATH:-}" ]; then
+  config=(--config 'profile.dev.package.risc0-circuit-recursion-sys.opt-level=0')
+fi
+exec cargo "${config[@]}" "$@"

@@ -20,6 +20,26 @@ pub const RECURSION_PEAK_BYTES: u64 = 1_500_000_000;
 /// Size of a succinct receipt.
 pub const SUCCINCT_RECEIPT_BYTES: u64 = 230_000;
 
+/// Cycles RISC Zero 3.x's executor keeps free at the end of every segment for the longest instruction it may
+/// have to fit (`risc0_circuit_rv32im::MAX_INSN_CYCLES` from po2 15 up, `MAX_INSN_CYCLES_LOWER_PO2` below).
+pub fn reserved_insn_cycles(po2: u8) -> u64 {
+    if po2 >= 15 {
+        25_000
+    } else {
+        2_000
+    }
+}
+
+/// Fixed cycles of every segment besides the reserve: lookup tables and control (`RESERVED_CYCLES`, 4,113).
+pub const FIXED_SEGMENT_CYCLES: u64 = 4_113;
+
+/// At most how many cycles of a segment of 2^po2 are left for the guest and its paging. At po2 15 this is
+/// 3,655 of 32,768 (11 %), fewer than at po2 14 (10,271 of 16,384): that is why po2 15 gives several times
+/// more segments than po2 14 or 16 for the same program.
+pub fn usable_cycles(po2: u8) -> u64 {
+    (1u64 << po2).saturating_sub(reserved_insn_cycles(po2) + FIXED_SEGMENT_CYCLES)
+}
+
 /// Cost of proving one segment of a given po2 on a reference 2-core machine.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SegmentCost {
@@ -69,6 +89,13 @@ mod tests {
         assert_eq!(segment_cost(18).peak_bytes, 2_410_000_000);
         assert_eq!(segment_cost(15).prove_secs, 16.4);
         assert!(segment_cost(22).prove_secs > 2000.0);
+    }
+
+    #[test]
+    fn po2_15_leaves_less_room_than_po2_14() {
+        assert_eq!(usable_cycles(14), 10_271);
+        assert_eq!(usable_cycles(15), 3_655);
+        assert!(usable_cycles(16) > 4 * usable_cycles(15));
     }
 
     #[test]

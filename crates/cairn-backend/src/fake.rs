@@ -5,7 +5,8 @@
 //! - a program is `FAKE_PROGRAM_MAGIC` followed by a name; its image id is the SHA-256 of the bytes;
 //! - the input's first 8 bytes (u64 LE) are the guest's cycle count; shorter input is "rejected by the guest";
 //! - execution yields `ceil(cycles / usable)` segments whose pre/post states chain, bound to this program and
-//!   input, each with a claim digest computed before proving;
+//!   input, each with a claim digest computed before proving; like RISC Zero's, the last segment is only as
+//!   large as the cycles it holds (down to po2 13), so short final segments reach every path;
 //! - a "receipt" carries the claim digest and a seal derived from it, so garbage, a receipt for another
 //!   segment, job or program, or a tampered one fails [`ProvingBackend::verify_segment`] exactly as a real
 //!   one would (the seal is not a proof: anyone can compute it, which is fine for a test double);
@@ -16,8 +17,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    check_po2, check_segment_receipts, cost, BackendError, Digest32, ExecutionSummary,
-    ProvingBackend, SegmentBlob, SegmentClaim,
+    check_po2, check_segment_po2, check_segment_receipts, cost, BackendError, Digest32,
+    ExecutionSummary, ProvingBackend, SegmentBlob, SegmentClaim, MIN_SEGMENT_PO2,
 };
 
 /// Every fake program starts with these bytes.
@@ -185,19 +186,29 @@ impl ProvingBackend for FakeBackend {
         let run = h(&[b"run", &image_id.0, input]);
         let journal = h(&[b"output", input]).0.to_vec();
         let mut claims = Vec::with_capacity(segments as usize);
+        let mut total_cycles = 0;
         for index in 0..segments {
             let user_cycles = cycles.saturating_sub(u64::from(index) * usable).min(usable);
+            let last = index + 1 == segments;
+            // RISC Zero sizes the last segment to its cycles plus its fixed overhead (~4 K cycles).
+            let seg_po2 = if last {
+                let needed = (user_cycles + 4_200).next_power_of_two().trailing_zeros() as u8;
+                needed.clamp(MIN_SEGMENT_PO2, po2)
+            } else {
+                po2
+            };
+            total_cycles += 1u64 << seg_po2;
             let seg = FakeSegment {
                 run,
                 index,
-                po2,
+                po2: seg_po2,
                 user_cycles,
-                last: index + 1 == segments,
+                last,
                 journal: journal.clone(),
             };
             let claim = SegmentClaim {
                 index,
-                po2,
+                po2: seg_po2,
                 user_cycles,
                 claim_digest: seg.claim(),
             };
@@ -212,16 +223,27 @@ impl ProvingBackend for FakeBackend {
             po2,
             segments,
             user_cycles: cycles,
-            total_cycles: u64::from(segments) * size,
+            total_cycles,
             journal,
             exit_code: "Halted(0)".into(),
             claims,
         })
     }
 
+    fn segment_claim(&self, segment: &[u8]) -> Result<SegmentClaim, BackendError> {
+        let seg: FakeSegment = decode(segment, BackendError::BadSegment)?;
+        check_segment_po2(u32::from(seg.po2), crate::MAX_PO2)?;
+        Ok(SegmentClaim {
+            index: seg.index,
+            po2: seg.po2,
+            user_cycles: seg.user_cycles,
+            claim_digest: seg.claim(),
+        })
+    }
+
     fn prove_segment(&self, segment: &[u8]) -> Result<Vec<u8>, BackendError> {
         let seg: FakeSegment = decode(segment, BackendError::BadSegment)?;
-        check_po2(seg.po2)?;
+        check_segment_po2(u32::from(seg.po2), crate::MAX_PO2)?;
         self.sleep(cost::segment_cost(seg.po2).prove_secs);
         let claim = seg.claim();
         Ok(encode(&FakeSegmentReceipt {
@@ -545,6 +567,26 @@ mod tests {
         assert!(matches!(
             b.execute(&FakeBackend::program("p"), &[0; 8], 13, &mut sink),
             Err(BackendError::BadPo2(13))
+        ));
+    }
+
+    #[test]
+    fn a_short_final_segment_is_produced_proved_and_checked() {
+        let b = FakeBackend::new(0.0);
+        // 2.5 segments' worth of cycles: the last segment is only as large as it needs to be.
+        let (summary, blobs) = run(&b, &FakeBackend::input(30_000, b"short"));
+        let sizes: Vec<u8> = blobs.iter().map(|s| s.claim.po2).collect();
+        assert_eq!(sizes, vec![14, 14, 13]);
+        assert_eq!(summary.total_cycles, (1 << 14) * 2 + (1 << 13));
+        for blob in &blobs {
+            assert_eq!(b.segment_claim(&blob.bytes).unwrap(), blob.claim);
+            let receipt = b.prove_segment(&blob.bytes).unwrap();
+            b.verify_segment(&receipt, &blob.claim).unwrap();
+        }
+        // Bytes that are not a segment are refused before any proving.
+        assert!(matches!(
+            b.segment_claim(b"junk"),
+            Err(BackendError::BadSegment(_))
         ));
     }
 }

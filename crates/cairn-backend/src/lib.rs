@@ -28,10 +28,14 @@ use serde::{Deserialize, Serialize};
 
 pub use pool::{WorkerPool, WorkerPoolClosed};
 
-/// The smallest and largest segment size (log2 of cycles) RISC Zero 3.x accepts.
+/// The smallest and largest segment size (log2 of cycles) a user may ask RISC Zero 3.x for.
 pub const MIN_PO2: u8 = 14;
 /// See [`MIN_PO2`].
 pub const MAX_PO2: u8 = 22;
+/// The smallest segment RISC Zero's executor itself produces: a run's last segment is sized to the cycles it
+/// holds, rounded up to a power of two, and its fixed overhead (lookup tables, paging) alone needs 2^13
+/// cycles. So a job asked for at po2 14 or more can end with a po2 13 segment, which proves like any other.
+pub const MIN_SEGMENT_PO2: u8 = 13;
 
 /// A 32-byte digest (image ids, claim digests, blob ids). Shown and parsed as hex.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -137,6 +141,8 @@ pub enum BackendError {
     BadProgram(String),
     #[error("segment size po2={0} is outside what RISC Zero accepts: choose a po2 from {MIN_PO2} to {MAX_PO2}")]
     BadPo2(u8),
+    #[error("the segment is {actual} (log2 of cycles) but it must be between {MIN_SEGMENT_PO2} and {max}: it was not produced by RISC Zero's executor for this job, or it is corrupted")]
+    BadSegmentPo2 { actual: String, max: u8 },
     #[error("the guest program failed on this input: {0}")]
     GuestFailed(String),
     #[error("execution failed: {0}")]
@@ -194,6 +200,11 @@ pub trait ProvingBackend: Send + Sync + 'static {
         po2: u8,
         on_segment: &mut (dyn FnMut(SegmentBlob) -> Result<(), BackendError> + Send),
     ) -> Result<ExecutionSummary, BackendError>;
+
+    /// Decodes a serialized segment and returns the claim a proof of it must carry, checking what can be
+    /// checked without proving (its size in particular). Cheap next to proving: a prover calls it before it
+    /// commits a worker to the segment.
+    fn segment_claim(&self, segment: &[u8]) -> Result<SegmentClaim, BackendError>;
 
     /// Proves one serialized segment; returns the serialized segment receipt.
     fn prove_segment(&self, segment: &[u8]) -> Result<Vec<u8>, BackendError>;
@@ -255,7 +266,19 @@ pub fn check_segment_receipts(
     Ok(())
 }
 
-/// Checks a po2 against what RISC Zero accepts.
+/// Checks the po2 of a segment the executor produced (or a peer sent): from [`MIN_SEGMENT_PO2`] up to `max`
+/// (the job's po2, or [`MAX_PO2`]). Takes the raw value so an out-of-range one is never truncated first.
+pub fn check_segment_po2(po2: u32, max: u8) -> Result<u8, BackendError> {
+    match u8::try_from(po2) {
+        Ok(p) if (MIN_SEGMENT_PO2..=max.min(MAX_PO2)).contains(&p) => Ok(p),
+        _ => Err(BackendError::BadSegmentPo2 {
+            actual: format!("po2 {po2}"),
+            max: max.min(MAX_PO2),
+        }),
+    }
+}
+
+/// Checks a po2 a user asked for against what RISC Zero accepts.
 pub fn check_po2(po2: u8) -> Result<(), BackendError> {
     if (MIN_PO2..=MAX_PO2).contains(&po2) {
         Ok(())

@@ -6,8 +6,8 @@ use crossbeam_channel::{Receiver, Sender};
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
-/// A fixed set of OS threads running submitted closures in FIFO order. Dropping the pool lets queued work
-/// finish and joins the threads.
+/// A fixed set of OS threads running submitted closures in FIFO order. A closure that panics does not take
+/// its thread with it. Dropping the pool lets queued work finish and joins the threads.
 #[derive(Debug)]
 pub struct WorkerPool {
     tx: Option<Sender<Job>>,
@@ -30,7 +30,10 @@ impl WorkerPool {
                     .name(format!("{name}-{i}"))
                     .spawn(move || {
                         while let Ok(job) = rx.recv() {
-                            job();
+                            // A job that panics loses only itself: the thread takes the next one, so a pool
+                            // never shrinks while its owner still counts on its workers. Callers that need to
+                            // know catch the panic inside the job.
+                            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
                         }
                     })
                     .expect("spawning a worker thread")
@@ -63,5 +66,23 @@ impl Drop for WorkerPool {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_job_leaves_its_worker_alive() {
+        let pool = WorkerPool::new("test", 1);
+        pool.spawn(|| panic!("crafted to panic")).unwrap();
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        pool.spawn(move || tx.send(42).unwrap()).unwrap();
+        assert_eq!(
+            rx.recv_timeout(std::time::Duration::from_secs(10)),
+            Ok(42),
+            "the only worker died with the panicking job"
+        );
     }
 }

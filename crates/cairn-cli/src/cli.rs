@@ -215,10 +215,16 @@ pub struct NodeArgs {
     /// Directory for the node's identity key and blob store (kept across restarts).
     #[arg(long, env = "CAIRN_DATA_DIR", default_value = "cairn-node")]
     pub data_dir: PathBuf,
-    /// Proving worker threads (default: one per core).
+    /// Proving slots: tasks this node proves at once (default 1). RISC Zero already spreads one proof over
+    /// every core, so more slots on the same cores do not prove faster: each proof gets its share of the
+    /// cores and takes longer. The speed the node advertises is per slot with every slot busy, so clients
+    /// set deadlines it meets. More slots help only with more cores than one proof can use, or memory for
+    /// several small segments while a large one waits.
     #[arg(long, env = "CAIRN_WORKERS")]
     pub workers: Option<usize>,
-    /// Threads each proof may use (RISC Zero's internal parallelism); default: all cores.
+    /// Proving threads per slot (default: the cores divided among the slots). All slots share one pool of
+    /// slots x threads threads; asking for more than the cores is allowed, and then the advertised speed
+    /// assumes the slots share the cores.
     #[arg(long, env = "CAIRN_THREADS")]
     pub threads: Option<usize>,
     /// Pin this node to these CPU cores (comma-separated list, e.g. 0 or 0,1), via taskset.
@@ -252,6 +258,10 @@ pub struct NodeArgs {
     /// (testing) Write every receipt into DIR too (the colluding half of the copy test).
     #[arg(long, env = "CAIRN_SHARE_RESULTS", hide = true)]
     pub share_results: Option<PathBuf>,
+    /// (testing, `--backend fake`) How long a fake proof takes, as a share of the cost model's time for a real
+    /// one (po2 14: 8.2 s): 0.5 makes a fake po2 14 proof take 4.1 s.
+    #[arg(long, env = "CAIRN_FAKE_TIME_SCALE", hide = true, default_value_t = 0.001)]
+    pub fake_time_scale: f64,
 }
 
 #[derive(Debug, Args)]

@@ -1,21 +1,61 @@
-//! Multi-process network tests with real RISC Zero proofs at po2 14: prover nodes and clients are separate
-//! `cairn` processes on loopback. Each fault test checks that the job completes with a receipt that verifies,
-//! that no invalid result was accepted, and that the bad actor is penalized in the client's ledger.
+//! Multi-process network tests: prover nodes and clients are separate `cairn` processes on loopback.
+//! Each fault test checks that the job completes with a receipt that verifies, that no invalid result was
+//! accepted, and that the bad actor is penalized in the client's ledger.
 //!
-//! The tests run one at a time (a lock): each one already keeps both cores busy proving.
+//! Where the proof itself is the point (a real receipt proved across processes verifies with RISC Zero's own
+//! verifier; a valid real proof of another segment is refused; the devnet), the tests prove for real at
+//! po2 14 and take the suite's lock alone: each keeps both cores busy. The fault tests are about
+//! coordination (who is penalized, what is reassigned, what survives a kill), so they run the **fake backend**
+//! (`--backend fake`: checkable fake receipts, proofs that take a set time) and share the lock with each other.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
-use std::sync::Mutex;
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
-static SERIAL: Mutex<()> = Mutex::new(());
+/// Real-proof tests hold it exclusively; fake-backend tests share it.
+static CORES: RwLock<()> = RwLock::new(());
 
 const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
-/// sha-chain iterations giving a handful of po2 14 segments.
+/// sha-chain iterations for the real tests: 8 segments at po2 14. (Short final segments are proved for real
+/// in `cairn-risc0/tests/real.rs`, and reach the network path through the fake backend here, which makes them
+/// as RISC Zero does.)
 const ITERATIONS: &str = "1";
+
+/// How the processes of a test prove.
+#[derive(Clone, Copy, PartialEq)]
+enum Proofs {
+    /// RISC Zero, at po2 14.
+    Real,
+    /// The fake backend: each fake po2 14 proof takes `scale` x 8.2 s; the job has `cycles` guest cycles
+    /// (14,336 per po2 14 segment).
+    Fake { scale: f64, cycles: u64 },
+}
+
+/// Fake jobs of 5 segments (the last a short po2 13 one) whose proofs take 0.4 s.
+const QUICK: Proofs = Proofs::Fake {
+    scale: 0.05,
+    cycles: 60_000,
+};
+/// Fake jobs of 10 segments whose proofs take 4 s: long enough to kill, join or restart something mid-job.
+const SLOW: Proofs = Proofs::Fake {
+    scale: 0.5,
+    cycles: 140_000,
+};
+
+enum Guard {
+    Alone(#[allow(dead_code)] RwLockWriteGuard<'static, ()>),
+    Shared(#[allow(dead_code)] RwLockReadGuard<'static, ()>),
+}
+
+fn cores(proofs: Proofs) -> Guard {
+    match proofs {
+        Proofs::Real => Guard::Alone(CORES.write().unwrap_or_else(|e| e.into_inner())),
+        Proofs::Fake { .. } => Guard::Shared(CORES.read().unwrap_or_else(|e| e.into_inner())),
+    }
+}
 
 /// A running `cairn node`; killed when dropped.
 struct Node {
@@ -31,12 +71,15 @@ impl Drop for Node {
     }
 }
 
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn start_node(dir: &Path, name: &str, extra: &[&str]) -> Node {
-    spawn_node(node_command(None, "/ip4/127.0.0.1/tcp/0", dir, name, extra))
+fn start_node(dir: &Path, name: &str, proofs: Proofs, extra: &[&str]) -> Node {
+    spawn_node(node_command(
+        None,
+        "/ip4/127.0.0.1/tcp/0",
+        dir,
+        name,
+        proofs,
+        extra,
+    ))
 }
 
 /// `cairn node` (inside network namespace `netns` if given) listening on `listen`.
@@ -45,6 +88,7 @@ fn node_command(
     listen: &str,
     dir: &Path,
     name: &str,
+    proofs: Proofs,
     extra: &[&str],
 ) -> Command {
     let mut cmd = match netns {
@@ -71,6 +115,9 @@ fn node_command(
     .arg(dir.join(name))
     .args(extra)
     .env("CAIRN_LOG", "warn");
+    if let Proofs::Fake { scale, .. } = proofs {
+        cmd.args(["--backend", "fake", "--fake-time-scale", &scale.to_string()]);
+    }
     cmd
 }
 
@@ -96,7 +143,7 @@ fn spawn_node(mut cmd: Command) -> Node {
     Node { child, addr, peer }
 }
 
-fn client_cmd(dir: &Path, bootstrap: &[&Node], extra: &[&str]) -> Command {
+fn client_cmd(dir: &Path, bootstrap: &[&Node], proofs: Proofs, extra: &[&str]) -> Command {
     let mut cmd = Command::new(CAIRN);
     cmd.args([
         "prove",
@@ -105,14 +152,15 @@ fn client_cmd(dir: &Path, bootstrap: &[&Node], extra: &[&str]) -> Command {
         "--listen",
         "/ip4/127.0.0.1/tcp/0",
     ])
-    .args([
-        "--program",
-        "sha-chain",
-        "--iterations",
-        ITERATIONS,
-        "--po2",
-        "14",
-    ])
+    .args(["--program", "sha-chain", "--po2", "14"]);
+    match proofs {
+        Proofs::Real => cmd.args(["--iterations", ITERATIONS]),
+        // The fake guest's input is its cycle count; its receipts are assembled here (no fake join tree).
+        Proofs::Fake { cycles, .. } => cmd
+            .args(["--iterations", &cycles.to_string()])
+            .args(["--backend", "fake", "--aggregation", "composite"]),
+    };
+    cmd
     // Nodes here skip the start-up benchmark, so the client's first deadlines come from the cost model; the
     // slack keeps an honest prover on a slower (CI) machine from missing them. Silence is caught by the
     // heartbeat timeout, not by deadlines.
@@ -143,8 +191,8 @@ fn client_cmd(dir: &Path, bootstrap: &[&Node], extra: &[&str]) -> Command {
     cmd
 }
 
-fn run_client(dir: &Path, bootstrap: &[&Node], extra: &[&str]) -> Output {
-    let out = client_cmd(dir, bootstrap, extra)
+fn run_client(dir: &Path, bootstrap: &[&Node], proofs: Proofs, extra: &[&str]) -> Output {
+    let out = client_cmd(dir, bootstrap, proofs, extra)
         .output()
         .expect("run client");
     eprintln!("client stdout:\n{}", String::from_utf8_lossy(&out.stdout));
@@ -152,8 +200,15 @@ fn run_client(dir: &Path, bootstrap: &[&Node], extra: &[&str]) -> Output {
     out
 }
 
-/// The receipt verifies with `cairn verify` (stock `Receipt::verify` underneath) and the journal matches.
-fn assert_receipt_verifies(dir: &Path) {
+/// Real proofs: the receipt verifies with `cairn verify` (stock `Receipt::verify` underneath) and the journal
+/// matches the host's. Fake ones: the client checked the fake receipt before writing it; the summary says so.
+fn assert_receipt_verifies(dir: &Path, proofs: Proofs) {
+    let summary = summary(dir);
+    if let Proofs::Fake { .. } = proofs {
+        assert_eq!(summary["backend"], "fake", "{summary}");
+        assert!(dir.join("receipt.bin").exists());
+        return;
+    }
     let out = Command::new(CAIRN)
         .arg("verify")
         .arg(dir.join("receipt.bin"))
@@ -165,8 +220,8 @@ fn assert_receipt_verifies(dir: &Path) {
         "receipt does not verify: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let summary = summary(dir);
-    let input = [&1u64.to_le_bytes()[..], b"cairn"].concat();
+    let iterations: u64 = ITERATIONS.parse().unwrap();
+    let input = [&iterations.to_le_bytes()[..], b"cairn"].concat();
     assert_eq!(
         summary["journal_hex"],
         hex::encode(cairn_guests::sha_chain_journal(&input).unwrap())
@@ -211,13 +266,13 @@ fn tmp() -> tempfile::TempDir {
 
 #[test]
 fn honest_network_proves_across_two_nodes() {
-    let _g = serial();
+    let _g = cores(Proofs::Real);
     let dir = tmp();
-    let a = start_node(dir.path(), "a", &[]);
-    let b = start_node(dir.path(), "b", &[]);
-    let out = run_client(dir.path(), &[&a, &b], &[]);
+    let a = start_node(dir.path(), "a", Proofs::Real, &[]);
+    let b = start_node(dir.path(), "b", Proofs::Real, &[]);
+    let out = run_client(dir.path(), &[&a, &b], Proofs::Real, &[]);
     assert!(out.status.success());
-    assert_receipt_verifies(dir.path());
+    assert_receipt_verifies(dir.path(), Proofs::Real);
     let s = summary(dir.path());
     assert!(s["segments"].as_u64().unwrap() >= 3);
     assert_eq!(
@@ -232,31 +287,43 @@ fn honest_network_proves_across_two_nodes() {
 
 #[test]
 fn garbage_results_are_rejected_and_penalized() {
-    let _g = serial();
+    let _g = cores(QUICK);
     let dir = tmp();
-    let bad = start_node(dir.path(), "bad", &["--misbehave", "garbage"]);
-    let good = start_node(dir.path(), "good", &[]);
-    let out = run_client(dir.path(), &[&bad, &good], &[]);
+    let bad = start_node(dir.path(), "bad", QUICK, &["--misbehave", "garbage"]);
+    let good = start_node(dir.path(), "good", QUICK, &[]);
+    let out = run_client(dir.path(), &[&bad, &good], QUICK, &[]);
     assert!(out.status.success());
-    assert_receipt_verifies(dir.path());
+    assert_receipt_verifies(dir.path(), QUICK);
     assert!(
         penalized(dir.path(), &bad.peer, "Malformed"),
         "{:?}",
         ledger_of(dir.path(), &bad.peer)
     );
     assert!(summary(dir.path())["proved_by"].get(&bad.peer).is_none());
+    // The run ended on a short segment, as RISC Zero's do: offered, proved and verified like the rest.
+    let conn = rusqlite::Connection::open(dir.path().join("jobs.sqlite")).unwrap();
+    let claim: Vec<u8> = conn
+        .query_row(
+            "SELECT claim FROM segments WHERE receipt IS NOT NULL ORDER BY idx DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    // bincode `SegmentClaim`: index (u32 LE), then po2 (u8).
+    assert_eq!(claim[4], 13, "the job should end on a verified po2 13 segment");
 }
 
+/// Real proofs: the point is that a *valid* RISC Zero proof of another segment is refused.
 #[test]
 fn a_valid_receipt_for_a_different_segment_is_rejected() {
-    let _g = serial();
+    let _g = cores(Proofs::Real);
     let dir = tmp();
     // Starts alone so it proves two segments: its second answer replays its first (a valid proof of segment 0).
-    let bad = start_node(dir.path(), "bad", &["--misbehave", "replay"]);
-    let good = start_node(dir.path(), "good", &[]);
-    let out = run_client(dir.path(), &[&bad, &good], &[]);
+    let bad = start_node(dir.path(), "bad", Proofs::Real, &["--misbehave", "replay"]);
+    let good = start_node(dir.path(), "good", Proofs::Real, &[]);
+    let out = run_client(dir.path(), &[&bad, &good], Proofs::Real, &[]);
     assert!(out.status.success());
-    assert_receipt_verifies(dir.path());
+    assert_receipt_verifies(dir.path(), Proofs::Real);
     // Its first (honest) proof may have been accepted; a replayed one never.
     assert!(
         penalized(dir.path(), &bad.peer, "WrongClaim"),
@@ -267,13 +334,13 @@ fn a_valid_receipt_for_a_different_segment_is_rejected() {
 
 #[test]
 fn a_valid_receipt_from_another_job_is_rejected() {
-    let _g = serial();
+    let _g = cores(QUICK);
     let dir = tmp();
-    let bad = start_node(dir.path(), "bad", &["--misbehave", "other-job"]);
-    let good = start_node(dir.path(), "good", &[]);
-    let out = run_client(dir.path(), &[&bad, &good], &[]);
+    let bad = start_node(dir.path(), "bad", QUICK, &["--misbehave", "other-job"]);
+    let good = start_node(dir.path(), "good", QUICK, &[]);
+    let out = run_client(dir.path(), &[&bad, &good], QUICK, &[]);
     assert!(out.status.success());
-    assert_receipt_verifies(dir.path());
+    assert_receipt_verifies(dir.path(), QUICK);
     assert!(
         penalized(dir.path(), &bad.peer, "WrongClaim"),
         "{:?}",
@@ -284,23 +351,30 @@ fn a_valid_receipt_from_another_job_is_rejected() {
 
 #[test]
 fn a_receipt_copied_from_another_prover_is_rejected() {
-    let _g = serial();
+    let _g = cores(QUICK);
     let dir = tmp();
     let shared = dir.path().join("shared");
     // An honest node that leaks its receipts to a colluding sybil, which submits them as its own.
     let honest = start_node(
         dir.path(),
         "honest",
+        QUICK,
         &["--share-results", shared.to_str().unwrap()],
     );
     let copier = start_node(
         dir.path(),
         "copier",
+        QUICK,
         &["--misbehave", &format!("copy:{}", shared.display())],
     );
-    let out = run_client(dir.path(), &[&honest, &copier], &["--redundancy", "2"]);
+    let out = run_client(
+        dir.path(),
+        &[&honest, &copier],
+        QUICK,
+        &["--redundancy", "2"],
+    );
     assert!(out.status.success());
-    assert_receipt_verifies(dir.path());
+    assert_receipt_verifies(dir.path(), QUICK);
     assert!(
         penalized(dir.path(), &copier.peer, "NotProversOwn"),
         "{:?}",
@@ -310,13 +384,13 @@ fn a_receipt_copied_from_another_prover_is_rejected() {
 
 #[test]
 fn a_silent_prover_is_penalized_and_its_work_reassigned() {
-    let _g = serial();
+    let _g = cores(QUICK);
     let dir = tmp();
-    let silent = start_node(dir.path(), "silent", &["--misbehave", "silent"]);
-    let good = start_node(dir.path(), "good", &[]);
-    let out = run_client(dir.path(), &[&silent, &good], &[]);
+    let silent = start_node(dir.path(), "silent", QUICK, &["--misbehave", "silent"]);
+    let good = start_node(dir.path(), "good", QUICK, &[]);
+    let out = run_client(dir.path(), &[&silent, &good], QUICK, &[]);
     assert!(out.status.success());
-    assert_receipt_verifies(dir.path());
+    assert_receipt_verifies(dir.path(), QUICK);
     assert!(
         penalized(dir.path(), &silent.peer, "Silence"),
         "{:?}",
@@ -326,19 +400,24 @@ fn a_silent_prover_is_penalized_and_its_work_reassigned() {
 
 #[test]
 fn a_prover_killed_mid_proof_does_not_stop_the_job() {
-    let _g = serial();
+    let _g = cores(SLOW);
     let dir = tmp();
-    let mut doomed = start_node(dir.path(), "doomed", &[]);
-    let good = start_node(dir.path(), "good", &[]);
-    let mut client = client_cmd(dir.path(), &[&doomed, &good], &[])
+    let mut doomed = start_node(dir.path(), "doomed", SLOW, &[]);
+    let good = start_node(dir.path(), "good", SLOW, &[]);
+    let mut client = client_cmd(dir.path(), &[&doomed, &good], SLOW, &[])
         .spawn()
         .unwrap();
-    // Both nodes are proving their first segment after a few seconds: kill one of them outright.
-    std::thread::sleep(Duration::from_secs(6));
+    // Both nodes are proving (4 s per proof) once the first segment is verified: kill one outright.
+    let until = Instant::now() + Duration::from_secs(120);
+    while verified_count(dir.path()) < 1 {
+        assert!(Instant::now() < until, "no segment verified in time");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
     doomed.child.kill().unwrap();
     let status = client.wait().unwrap();
     assert!(status.success());
-    assert_receipt_verifies(dir.path());
+    assert_receipt_verifies(dir.path(), SLOW);
     let s = summary(dir.path());
     assert!(s["proved_by"].get(&good.peer).is_some());
     let _ = doomed.child.wait();
@@ -346,10 +425,10 @@ fn a_prover_killed_mid_proof_does_not_stop_the_job() {
 
 #[test]
 fn a_prover_that_joins_late_gets_work() {
-    let _g = serial();
+    let _g = cores(SLOW);
     let dir = tmp();
-    let first = start_node(dir.path(), "first", &[]);
-    let mut client = client_cmd(dir.path(), &[&first], &[])
+    let first = start_node(dir.path(), "first", SLOW, &[]);
+    let mut client = client_cmd(dir.path(), &[&first], SLOW, &[])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -366,9 +445,9 @@ fn a_prover_that_joins_late_gets_work() {
     });
     let client_addr = rx.recv_timeout(Duration::from_secs(60)).unwrap();
     std::thread::sleep(Duration::from_secs(3));
-    let late = start_node(dir.path(), "late", &["--bootstrap", &client_addr]);
+    let late = start_node(dir.path(), "late", SLOW, &["--bootstrap", &client_addr]);
     assert!(client.wait().unwrap().success());
-    assert_receipt_verifies(dir.path());
+    assert_receipt_verifies(dir.path(), SLOW);
     let s = summary(dir.path());
     assert!(
         s["proved_by"].get(&late.peer).is_some(),
@@ -378,11 +457,11 @@ fn a_prover_that_joins_late_gets_work() {
 
 #[test]
 fn a_client_killed_mid_job_resumes_without_reproving() {
-    let _g = serial();
+    let _g = cores(SLOW);
     let dir = tmp();
-    let a = start_node(dir.path(), "a", &[]);
-    let b = start_node(dir.path(), "b", &[]);
-    let mut client = client_cmd(dir.path(), &[&a, &b], &[]).spawn().unwrap();
+    let a = start_node(dir.path(), "a", SLOW, &[]);
+    let b = start_node(dir.path(), "b", SLOW, &[]);
+    let mut client = client_cmd(dir.path(), &[&a, &b], SLOW, &[]).spawn().unwrap();
     let until = Instant::now() + Duration::from_secs(300);
     while verified_count(dir.path()) < 2 {
         assert!(Instant::now() < until, "no segment verified in time");
@@ -390,14 +469,14 @@ fn a_client_killed_mid_job_resumes_without_reproving() {
             client.try_wait().unwrap().is_none(),
             "client ended before it could be killed"
         );
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(100));
     }
     client.kill().unwrap();
     let _ = client.wait();
     let before = verified_count(dir.path());
-    let out = run_client(dir.path(), &[&a, &b], &[]);
+    let out = run_client(dir.path(), &[&a, &b], SLOW, &[]);
     assert!(out.status.success());
-    assert_receipt_verifies(dir.path());
+    assert_receipt_verifies(dir.path(), SLOW);
     let s = summary(dir.path());
     let resumed = s["resumed_segments"].as_u64().unwrap();
     assert!(
@@ -417,9 +496,10 @@ fn a_client_killed_mid_job_resumes_without_reproving() {
     );
 }
 
+/// The README's main job, as a user runs it: real proofs, nodes that benchmark themselves at start.
 #[test]
 fn devnet_command_ends_with_a_verified_receipt() {
-    let _g = serial();
+    let _g = cores(Proofs::Real);
     let dir = tmp();
     let out: PathBuf = dir.path().join("devnet/receipt.bin");
     let status = Command::new(CAIRN)
@@ -430,7 +510,7 @@ fn devnet_command_ends_with_a_verified_receipt() {
             "--program",
             "sha-chain",
             "--iterations",
-            "6",
+            "1",
             "--po2",
             "14",
         ])
@@ -454,12 +534,14 @@ fn devnet_command_ends_with_a_verified_receipt() {
 /// exist, a `Failed` report back), the process survives, and it then proves a job for an honest client.
 #[test]
 fn a_hostile_peer_cannot_crash_a_node_process_which_then_proves_a_job() {
-    use cairn_net::protocol::{self, limits, ErrorCode, Offer, Request, Response, TaskKind};
+    use cairn_net::protocol::{
+        self, limits, ErrorCode, FailureKind, Offer, Request, Response, TaskKind,
+    };
     use cairn_net::{BlobRef, Event, NetError, Network, Topic};
 
-    let _g = serial();
+    let _g = cores(QUICK);
     let dir = tmp();
-    let mut node = start_node(dir.path(), "target", &[]);
+    let mut node = start_node(dir.path(), "target", QUICK, &[]);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let mut cfg = cairn_net::Config::loopback(dir.path().join("hostile"));
@@ -488,7 +570,12 @@ fn a_hostile_peer_cannot_crash_a_node_process_which_then_proves_a_job() {
         let raw = h.request_raw(target, frame).await.unwrap();
         assert_eq!(error_code(raw), ErrorCode::UnsupportedVersion);
         // A result and a heartbeat sent to a prover, a cancel of a task it never had.
-        let result = Request::Failed { job: 9, task: 9, reason: "not yours".into() };
+        let result = Request::Failed {
+            job: 9,
+            task: 9,
+            reason: "not yours".into(),
+            kind: FailureKind::Transient,
+        };
         let answer = h.request(target, &result).await;
         assert!(
             matches!(&answer, Err(NetError::Remote { reply, .. }) if reply.code == ErrorCode::Refused),
@@ -510,7 +597,7 @@ fn a_hostile_peer_cannot_crash_a_node_process_which_then_proves_a_job() {
         let failed = tokio::time::timeout(Duration::from_secs(60), async {
             loop {
                 match events.recv().await {
-                    Some(Event::InboundRequest { request: Request::Failed { job, task, reason }, responder, .. }) => {
+                    Some(Event::InboundRequest { request: Request::Failed { job, task, reason, .. }, responder, .. }) => {
                         responder.respond(Response::Ack);
                         return (job, task, reason);
                     }
@@ -532,9 +619,9 @@ fn a_hostile_peer_cannot_crash_a_node_process_which_then_proves_a_job() {
         node.child.try_wait().unwrap().is_none(),
         "the node process died"
     );
-    let out = run_client(dir.path(), &[&node], &[]);
+    let out = run_client(dir.path(), &[&node], QUICK, &[]);
     assert!(out.status.success());
-    assert_receipt_verifies(dir.path());
+    assert_receipt_verifies(dir.path(), QUICK);
 }
 
 /// Two network namespaces joined by a veth pair: two hosts with their own addresses.
@@ -593,7 +680,7 @@ impl Drop for TwoHosts {
 
 #[test]
 fn two_network_namespaces_as_separate_hosts_prove_a_job() {
-    let _g = serial();
+    let _g = cores(QUICK);
     let hosts = match TwoHosts::create() {
         Ok(h) => h,
         Err(why) => {
@@ -608,6 +695,7 @@ fn two_network_namespaces_as_separate_hosts_prove_a_job() {
         "/ip4/10.77.0.1/tcp/0",
         dir.path(),
         "host-a",
+        QUICK,
         &[],
     ));
     let on_b = spawn_node(node_command(
@@ -615,10 +703,11 @@ fn two_network_namespaces_as_separate_hosts_prove_a_job() {
         "/ip4/10.77.0.2/tcp/0",
         dir.path(),
         "host-b",
+        QUICK,
         &[],
     ));
     assert!(on_a.addr.starts_with("/ip4/10.77.0.1/"), "{}", on_a.addr);
-    let client = client_cmd(dir.path(), &[&on_a, &on_b], &[]);
+    let client = client_cmd(dir.path(), &[&on_a, &on_b], QUICK, &[]);
     // The client lives on host B and reaches host A over the veth link.
     let args: Vec<_> = client.get_args().map(|a| a.to_os_string()).collect();
     let mut in_b = Command::new("ip");
@@ -634,7 +723,7 @@ fn two_network_namespaces_as_separate_hosts_prove_a_job() {
     let out = in_b.output().unwrap();
     eprintln!("{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success());
-    assert_receipt_verifies(dir.path());
+    assert_receipt_verifies(dir.path(), QUICK);
     let s = summary(dir.path());
     assert!(
         s["proved_by"].get(&on_a.peer).is_some(),

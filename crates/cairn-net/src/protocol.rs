@@ -214,6 +214,18 @@ pub struct NodeStatus {
     pub benchmark: Option<WorkloadBenchmark>,
 }
 
+/// Why a prover gave up a task.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FailureKind {
+    /// Something about this prover or the moment (a transfer broke, it was cancelled, a worker stopped):
+    /// another prover may well succeed.
+    #[default]
+    Transient,
+    /// The prover's backend refused the task's own bytes (a segment that does not decode, is out of range or
+    /// fails to prove): another prover will fail it the same way.
+    Task,
+}
+
 /// Request-response requests.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
@@ -239,6 +251,9 @@ pub enum Request {
         task: TaskIndex,
         /// Why, at most [`limits::MAX_TEXT`] bytes.
         reason: String,
+        /// Whether the failure is the task's own (any prover would fail it the same way) or this prover's.
+        #[serde(default)]
+        kind: FailureKind,
     },
     /// Anyone -> prover: what can you do? Answered by `Status`.
     Status,
@@ -611,6 +626,7 @@ mod tests {
                 job: 1,
                 task: 2,
                 reason: "x".repeat(limits::MAX_TEXT),
+                kind: FailureKind::Task,
             },
             Request::Heartbeat(Heartbeat {
                 busy: vec![TaskRef { job: 1, task: 2 }; limits::MAX_BUSY_TASKS],

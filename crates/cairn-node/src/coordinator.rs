@@ -20,7 +20,7 @@ use cairn_backend::{
     BackendError, Digest32, ExecutionSummary, ProvingBackend, SegmentBlob, SegmentClaim,
 };
 use cairn_net::protocol::{
-    ErrorCode, ErrorReply, NodeCapacity as NetCapacity, Offer, Request, Response,
+    ErrorCode, ErrorReply, FailureKind, NodeCapacity as NetCapacity, Offer, Request, Response,
     TaskKind as NetTaskKind,
 };
 use cairn_net::{BlobRef, Client, Event, Network, PeerId, Retention};
@@ -214,6 +214,40 @@ impl Coordinator {
         self.peers.insert(peer, n);
         self.nodes.insert(n, peer);
         n
+    }
+
+    /// A prover told us its capacity (status answer or gossip): it joins the pool if it is new here.
+    fn prover_seen(
+        &mut self,
+        peer: PeerId,
+        capacity: &NetCapacity,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Option<JobOutcome> {
+        if let Some(&node) = self.peers.get(&peer) {
+            if self.sched.node_capacity(node).is_some() {
+                return None;
+            }
+            // Back after a disconnect, under the node id it had: its quarantine, learned speed and ledger
+            // account are where it left them (the scheduler keeps a quarantined node out).
+            info!(%peer, "prover reconnected");
+            return self.feed(
+                Input::NodeJoined {
+                    node,
+                    capacity: to_sched_capacity(capacity),
+                },
+                progress,
+            );
+        }
+        let node = self.node_of(peer);
+        progress(Progress::ProverJoined(peer));
+        info!(%peer, max_po2 = capacity.max_po2, slots = capacity.slots, "prover joined");
+        self.feed(
+            Input::NodeJoined {
+                node,
+                capacity: to_sched_capacity(capacity),
+            },
+            progress,
+        )
     }
 
     fn feed(&mut self, input: Input, progress: &mut dyn FnMut(Progress)) -> Option<JobOutcome> {
@@ -496,30 +530,27 @@ impl Coordinator {
         receipt: Option<Vec<u8>>,
         reason: String,
         progress: &mut dyn FnMut(Progress),
-    ) -> Option<JobOutcome> {
+    ) -> Result<Option<JobOutcome>, NodeError> {
         let peer = self.nodes.get(&node).copied();
         let prover = peer.map(|p| p.to_string()).unwrap_or_default();
         let outcome = match (outcome, receipt) {
             (Ok(()), Some(bytes)) => {
-                // Proofs are randomized: the same bytes from a second prover are a copy.
+                // Proofs are randomized: the same bytes from a second prover are a copy. Without the check
+                // (the database failed) nothing is accepted: the job stops, to be resumed.
                 match self.db.note_receipt(
                     &Digest32::sha256(&bytes),
                     task.job.0,
                     task.index,
                     &prover,
-                ) {
-                    Ok(Some(original)) => {
+                )? {
+                    Some(original) => {
                         warn!(%prover, %original, segment = task.index, "receipt copied from another prover");
                         Err((
                             RejectReason::NotProversOwn,
                             format!("identical to the receipt {original} delivered"),
                         ))
                     }
-                    Ok(None) => Ok(bytes),
-                    Err(e) => {
-                        warn!(error = %e, "job database");
-                        Ok(bytes)
-                    }
+                    None => Ok(bytes),
                 }
             }
             (Ok(()), None) => Err((RejectReason::Malformed, "no receipt".to_string())),
@@ -530,20 +561,16 @@ impl Coordinator {
                 if !self.verified.contains_key(&task.index) {
                     // Durable before anyone else hears of it (joins are not stored: a resumed job re-plans
                     // them from its verified segments).
+                    // A failure here stops the job (rerun to resume) rather than accepting a result that a
+                    // restart would lose, or a join input nobody could fetch.
                     let now = self.now();
                     if !task.is_join() {
-                        if let Err(e) = self
-                            .db
-                            .store_verified(task.job.0, task.index, &bytes, &prover, now)
-                        {
-                            warn!(error = %e, "could not persist a verified receipt; it stays in memory");
-                        }
+                        self.db
+                            .store_verified(task.job.0, task.index, &bytes, &prover, now)?;
                     }
                     if self.aggregation == Aggregation::JoinTree {
                         // The input of a join to come: served to whoever is given it.
-                        if let Err(e) = self.publish_result(task.index, &bytes) {
-                            warn!(error = %e, "could not publish a verified result for its join");
-                        }
+                        self.publish_result(task.index, &bytes)?;
                     }
                     self.verified.insert(task.index, bytes);
                     self.metrics.verified.inc();
@@ -560,7 +587,7 @@ impl Coordinator {
                         }
                     }
                 }
-                self.feed(Input::ResultVerified { node, task }, progress)
+                Ok(self.feed(Input::ResultVerified { node, task }, progress))
             }
             Err((reason, detail)) => {
                 self.metrics.rejected.inc();
@@ -581,7 +608,7 @@ impl Coordinator {
                     0,
                     now,
                 );
-                self.feed(Input::ResultRejected { node, task, reason }, progress)
+                Ok(self.feed(Input::ResultRejected { node, task, reason }, progress))
             }
         }
     }
@@ -756,16 +783,7 @@ pub async fn prove_network(
                         c.db.set_state(job.0, "failed")?;
                         return Err(e.into());
                     }
-                    Report::Status(peer, Some(capacity)) => {
-                        if c.peers.contains_key(&peer) {
-                            None
-                        } else {
-                            let node = c.node_of(peer);
-                            progress(Progress::ProverJoined(peer));
-                            info!(%peer, max_po2 = capacity.max_po2, slots = capacity.slots, "prover joined");
-                            c.feed(Input::NodeJoined { node, capacity: to_sched_capacity(&capacity) }, &mut progress)
-                        }
-                    }
+                    Report::Status(peer, Some(capacity)) => c.prover_seen(peer, &capacity, &mut progress),
                     Report::Status(_, None) => None,
                     Report::OfferAnswer { task, node, declined: Some(reason) } => {
                         debug!(task = task.index, %reason, "offer declined");
@@ -779,7 +797,7 @@ pub async fn prove_network(
                     }
                     Report::OfferAnswer { declined: None, .. } => None,
                     Report::Checked { task, node, outcome, receipt, reason } => {
-                        c.on_checked(task, node, outcome, receipt, reason, &mut progress)
+                        c.on_checked(task, node, outcome, receipt, reason, &mut progress)?
                     }
                     Report::FetchFailed { task, node, reason } => {
                         c.feed(Input::TaskFailed { node, task, reason: format!("receipt transfer failed: {reason}") }, &mut progress)
@@ -820,13 +838,13 @@ pub async fn prove_network(
                         });
                         None
                     }
-                    Event::Capacity { from, announcement } => {
-                        let _ = c.reports.send(Report::Status(from, Some(announcement.capacity))).await;
-                        None
-                    }
-                    Event::PeerDisconnected { peer } => match c.peers.remove(&peer) {
+                    // Handled here, not sent through `reports`: this loop is that channel's only reader, so
+                    // waiting for room in it (full after a resume replays its segments) would block it for good.
+                    Event::Capacity { from, announcement } => c.prover_seen(from, &announcement.capacity, &mut progress),
+                    // The peer keeps its node id: identity follows the peer id, so a reconnect does not wash
+                    // away a quarantine or a record (see `prover_seen`).
+                    Event::PeerDisconnected { peer } => match c.peers.get(&peer).copied() {
                         Some(node) => {
-                            c.nodes.remove(&node);
                             info!(%peer, "prover left");
                             c.feed(Input::NodeLeft { node }, &mut progress)
                         }
@@ -851,11 +869,17 @@ pub async fn prove_network(
                                 Some(node) => (Response::Ack, Some(Input::Heartbeat { node })),
                                 None => (Response::Ack, None),
                             },
-                            Request::Failed { job: j, task, reason } if j == job.0 => match c.peers.get(&peer).copied() {
+                            Request::Failed { job: j, task, reason, kind } if j == job.0 => match c.peers.get(&peer).copied() {
                                 Some(node) => {
-                                    info!(%peer, task, %reason, "prover gave up a task");
+                                    info!(%peer, task, %reason, ?kind, "prover gave up a task");
                                     let task = TaskId::new(job, task);
-                                    (Response::Ack, Some(Input::TaskFailed { node, task, reason: format!("the prover gave up: {reason}") }))
+                                    let input = match kind {
+                                        // The task's own fault: the scheduler ends the job if a second prover
+                                        // fails it the same way.
+                                        FailureKind::Task => Input::TaskErrored { node, task, error: reason },
+                                        FailureKind::Transient => Input::TaskFailed { node, task, reason: format!("the prover gave up: {reason}") },
+                                    };
+                                    (Response::Ack, Some(input))
                                 }
                                 None => (Response::Ack, None),
                             },

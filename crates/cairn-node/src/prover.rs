@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use cairn_backend::{ProvingBackend, WorkerPool};
 use cairn_net::protocol::{
-    limits, truncate, CapacityAnnouncement, ErrorCode, ErrorReply, Heartbeat, NodeCapacity,
-    NodeStatus, Offer, Request, Response, TaskKind, TaskRef, TaskResult,
+    limits, truncate, CapacityAnnouncement, ErrorCode, ErrorReply, FailureKind, Heartbeat,
+    NodeCapacity, NodeStatus, Offer, Request, Response, TaskKind, TaskRef, TaskResult,
 };
 use cairn_net::{BlobRef, Client, Event, Network, PeerId, Retention, Topic};
 use tokio::sync::{mpsc, oneshot};
@@ -78,7 +78,32 @@ struct Running {
     cancelled: Arc<AtomicBool>,
 }
 
-type Done = (Offer, PeerId, Result<Vec<u8>, String>);
+/// Why a task was given up, and whether it is the task's fault (any prover would fail it) or this node's.
+#[derive(Debug)]
+struct TaskError {
+    kind: FailureKind,
+    message: String,
+}
+
+impl TaskError {
+    /// Another prover may succeed (a transfer broke, the task was cancelled).
+    fn transient(message: impl Into<String>) -> Self {
+        Self {
+            kind: FailureKind::Transient,
+            message: message.into(),
+        }
+    }
+
+    /// The task's own bytes are at fault: every prover fails it the same way.
+    fn task(message: impl Into<String>) -> Self {
+        Self {
+            kind: FailureKind::Task,
+            message: message.into(),
+        }
+    }
+}
+
+type Done = (Offer, PeerId, Result<Vec<u8>, TaskError>);
 
 /// Runs a prover node until `shutdown` resolves, then drains: declines new offers, finishes the tasks in
 /// hand, delivers their results, stays up while clients fetch the receipts (`drain_linger`), and returns.
@@ -94,7 +119,8 @@ pub async fn run_prover(
     let slots = cfg.capacity.slots.max(1);
     info!(peer = %client.local_peer_id(), workers = cfg.workers, max_po2 = cfg.capacity.max_po2, "prover node up");
 
-    let mut running: HashMap<(u64, u32), Running> = HashMap::new();
+    // Keyed by client as well: job ids are each client's own numbers, so two clients' tasks can share them.
+    let mut running: HashMap<(PeerId, u64, u32), Running> = HashMap::new();
     // Clients that talked to us (offers, status): they get heartbeats, busy or idle.
     let mut clients: std::collections::HashSet<PeerId> = std::collections::HashSet::new();
     let (done_tx, mut done_rx) = mpsc::channel::<Done>(64);
@@ -118,8 +144,8 @@ pub async fn run_prover(
                         }
                         let response = match request {
                             Request::Offer(offer) => {
-                                let key = (offer.job, offer.task);
-                                let resumable = running.get(&key).filter(|r| r.client_peer == peer && !draining);
+                                let key = (peer, offer.job, offer.task);
+                                let resumable = running.get(&key).filter(|_| !draining);
                                 if let Some(r) = resumable {
                                     // Offered again what it is still proving (the client gave up on an earlier
                                     // attempt, say at a deadline): the proof in progress answers this attempt.
@@ -132,6 +158,7 @@ pub async fn run_prover(
                                         let cancelled = Arc::new(AtomicBool::new(false));
                                         running.insert(key, Running { client_peer: peer, cancelled: cancelled.clone() });
                                         let work = Work {
+                                            capacity: cfg.capacity,
                                             client: client.clone(),
                                             backend: backend.clone(),
                                             pool: pool.clone(),
@@ -149,11 +176,9 @@ pub async fn run_prover(
                                 } }
                             }
                             Request::Cancel { job, task } => {
-                                if let Some(r) = running.get(&(job, task)) {
-                                    if r.client_peer == peer {
-                                        r.cancelled.store(true, Ordering::SeqCst);
-                                        info!(job, task, "cancelled by the client");
-                                    }
+                                if let Some(r) = running.get(&(peer, job, task)) {
+                                    r.cancelled.store(true, Ordering::SeqCst);
+                                    info!(job, task, "cancelled by the client");
                                 }
                                 Response::Ack
                             }
@@ -182,7 +207,7 @@ pub async fn run_prover(
                     Event::PeerDisconnected { peer } => {
                         clients.remove(&peer);
                         // Its results cannot be delivered: free the slots (a proof already on a worker runs out).
-                        running.retain(|(job, task), r| {
+                        running.retain(|(_, job, task), r| {
                             let orphan = r.client_peer == peer;
                             if orphan {
                                 r.cancelled.store(true, Ordering::SeqCst);
@@ -195,7 +220,7 @@ pub async fn run_prover(
                 }
             }
             Some((offer, peer, result)) = done_rx.recv() => {
-                let Some(r) = running.remove(&(offer.job, offer.task)) else { continue };
+                let Some(r) = running.remove(&(peer, offer.job, offer.task)) else { continue };
                 // A copier is dishonest: it submits even when told to stop.
                 if r.cancelled.load(Ordering::SeqCst) && !matches!(cfg.misbehave, Misbehave::Copy(_)) {
                     continue;
@@ -207,7 +232,7 @@ pub async fn run_prover(
                         let delivered = delivered_tx.clone();
                         delivering += 1;
                         tokio::spawn(async move {
-                            match send_result(&c, peer, &offer, receipt.clone()).await {
+                            match deliver(&c, peer, &offer, receipt.clone()).await {
                                 Ok(()) => {
                                     if let Some(dir) = share {
                                         // Leaked only after delivery, so the original always arrives first.
@@ -221,9 +246,9 @@ pub async fn run_prover(
                         });
                     }
                     Err(e) => {
-                        warn!(job = offer.job, task = offer.task, error = %e, "task failed; telling the client to reassign it");
+                        warn!(job = offer.job, task = offer.task, error = %e.message, kind = ?e.kind, "task failed; telling the client to reassign it");
                         let c = client.clone();
-                        let failed = Request::Failed { job: offer.job, task: offer.task, reason: truncate(e, limits::MAX_TEXT) };
+                        let failed = Request::Failed { job: offer.job, task: offer.task, reason: truncate(e.message, limits::MAX_TEXT), kind: e.kind };
                         tokio::spawn(async move { let _ = c.request(peer, &failed).await; });
                     }
                 }
@@ -236,7 +261,7 @@ pub async fn run_prover(
             }
             _ = heartbeat.tick() => {
                 let mut by_client: HashMap<PeerId, Vec<TaskRef>> = clients.iter().map(|c| (*c, Vec::new())).collect();
-                for ((job, task), r) in &running {
+                for ((_, job, task), r) in &running {
                     by_client.entry(r.client_peer).or_default().push(TaskRef { job: *job, task: *task });
                 }
                 if cfg.misbehave == Misbehave::Silent {
@@ -325,6 +350,7 @@ fn check_offer(
 
 /// What one task needs.
 struct Work {
+    capacity: NodeCapacity,
     client: Client,
     backend: Arc<dyn ProvingBackend>,
     pool: Arc<WorkerPool>,
@@ -338,12 +364,12 @@ impl Work {
         offer: &Offer,
         client_peer: PeerId,
         cancelled: &AtomicBool,
-    ) -> Result<Vec<u8>, String> {
+    ) -> Result<Vec<u8>, TaskError> {
         if self.misbehave == Misbehave::Silent {
             std::future::pending::<()>().await;
         }
         if let Misbehave::Copy(dir) = &self.misbehave {
-            return wait_for_shared(dir, offer).await;
+            return wait_for_shared(dir, offer).await.map_err(TaskError::transient);
         }
         let receipt = match offer.kind {
             TaskKind::Prove {
@@ -351,8 +377,9 @@ impl Work {
             } => {
                 let segment = self.fetch(client_peer, data).await?;
                 if cancelled.load(Ordering::SeqCst) {
-                    return Err("cancelled".into());
+                    return Err(TaskError::transient("cancelled"));
                 }
+                let segment = self.check_segment(segment, po2).await?;
                 let receipt = match &self.misbehave {
                     Misbehave::Garbage => return Ok(b"definitely not a receipt".to_vec()),
                     Misbehave::OtherJob => {
@@ -361,16 +388,13 @@ impl Work {
                     }
                     _ => {
                         let backend = self.backend.clone();
-                        self.blocking(move || {
-                            backend.prove_segment(&segment).map_err(|e| e.to_string())
-                        })
-                        .await?
+                        self.blocking(move || backend.prove_segment(&segment))
+                            .await?
                     }
                 };
                 if lift {
                     let backend = self.backend.clone();
-                    self.blocking(move || backend.lift(&receipt).map_err(|e| e.to_string()))
-                        .await?
+                    self.blocking(move || backend.lift(&receipt)).await?
                 } else {
                     receipt
                 }
@@ -379,14 +403,13 @@ impl Work {
                 let left = self.fetch(client_peer, left).await?;
                 let right = self.fetch(client_peer, right).await?;
                 if cancelled.load(Ordering::SeqCst) {
-                    return Err("cancelled".into());
+                    return Err(TaskError::transient("cancelled"));
                 }
                 if self.misbehave == Misbehave::Garbage {
                     return Ok(b"definitely not a join".to_vec());
                 }
                 let backend = self.backend.clone();
-                self.blocking(move || backend.join(&left, &right).map_err(|e| e.to_string()))
-                    .await?
+                self.blocking(move || backend.join(&left, &right)).await?
             }
         };
         let receipt = match &self.misbehave {
@@ -403,28 +426,55 @@ impl Work {
         Ok(receipt)
     }
 
-    async fn fetch(&self, peer: PeerId, blob: BlobRef) -> Result<Vec<u8>, String> {
+    async fn fetch(&self, peer: PeerId, blob: BlobRef) -> Result<Vec<u8>, TaskError> {
         let fetched = self
             .client
             .fetch_blob(&[peer], blob.id, Retention::Evictable)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| TaskError::transient(e.to_string()))?;
         tokio::fs::read(&fetched.path)
             .await
-            .map_err(|e| format!("reading fetched blob: {e}"))
+            .map_err(|e| TaskError::transient(format!("reading fetched blob: {e}")))
     }
 
+    /// Before a worker is committed to it: the segment decodes, and it is no larger than the offer said and
+    /// this node can hold (a client cannot make the node prove above its memory by understating the po2).
+    async fn check_segment(&self, segment: Vec<u8>, offered_po2: u8) -> Result<Vec<u8>, TaskError> {
+        let backend = self.backend.clone();
+        let (segment, claim) = self
+            .blocking(move || {
+                let claim = backend.segment_claim(&segment)?;
+                Ok((segment, claim))
+            })
+            .await?;
+        if claim.po2 > offered_po2 || claim.po2 > self.capacity.max_po2 {
+            return Err(TaskError::task(format!(
+                "the segment is po2 {}, but the offer said po2 {offered_po2} and this node proves up to po2 {}",
+                claim.po2, self.capacity.max_po2
+            )));
+        }
+        Ok(segment)
+    }
+
+    /// Runs `f` on a proving worker. A backend error is the task's own (another prover would hit it too); so
+    /// is a panic, which is caught here and fails only this task, leaving the worker thread alive.
     async fn blocking<T: Send + 'static>(
         &self,
-        f: impl FnOnce() -> Result<T, String> + Send + 'static,
-    ) -> Result<T, String> {
+        f: impl FnOnce() -> Result<T, cairn_backend::BackendError> + Send + 'static,
+    ) -> Result<T, TaskError> {
         let (tx, rx) = oneshot::channel();
         self.pool
             .spawn(move || {
-                let _ = tx.send(f());
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+                    .map_err(|panic| {
+                        TaskError::task(format!("the prover panicked on this task: {}", panic_message(&panic)))
+                    })
+                    .and_then(|r| r.map_err(|e| TaskError::task(e.to_string())));
+                let _ = tx.send(outcome);
             })
-            .map_err(|e| e.to_string())?;
-        rx.await.map_err(|_| "proving worker stopped".to_string())?
+            .map_err(|e| TaskError::transient(e.to_string()))?;
+        rx.await
+            .map_err(|_| TaskError::transient("proving worker stopped"))?
     }
 
     /// The "other job" attack: run the same program on different input and prove the segment at the same
@@ -434,7 +484,7 @@ impl Work {
         program: Vec<u8>,
         po2: u8,
         offer: &Offer,
-    ) -> Result<Vec<u8>, String> {
+    ) -> Result<Vec<u8>, TaskError> {
         let index = match offer.kind {
             TaskKind::Prove { segment, .. } => segment,
             TaskKind::Join { .. } => 0,
@@ -450,11 +500,22 @@ impl Work {
                 }
                 Ok(())
             });
-            let segment = wanted.ok_or("the other run produced no segment")?;
-            backend.prove_segment(&segment).map_err(|e| e.to_string())
+            let segment = wanted.ok_or(cairn_backend::BackendError::Execution(
+                "the other run produced no segment".into(),
+            ))?;
+            backend.prove_segment(&segment)
         })
         .await
     }
+}
+
+/// The text of a caught panic.
+pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 async fn wait_for_shared(dir: &std::path::Path, offer: &Offer) -> Result<Vec<u8>, String> {
@@ -466,6 +527,34 @@ async fn wait_for_shared(dir: &std::path::Path, offer: &Offer) -> Result<Vec<u8>
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     Err("nothing to copy".into())
+}
+
+/// Delivers a finished result, retrying with backoff (~1 minute in all) while the client is unreachable: a
+/// finished proof is worth a wait, and the client keeps the task open until its deadline.
+async fn deliver(
+    client: &Client,
+    peer: PeerId,
+    offer: &Offer,
+    receipt: Vec<u8>,
+) -> Result<(), NodeError> {
+    let mut wait = Duration::from_secs(1);
+    let mut tries = 0;
+    loop {
+        match send_result(client, peer, offer, receipt.clone()).await {
+            Ok(()) => return Ok(()),
+            // The client answered and refused it: asking again changes nothing.
+            Err(NodeError::Net(n)) if matches!(*n, cairn_net::NetError::Remote { .. }) => {
+                return Err(NodeError::Net(n))
+            }
+            Err(e) if tries >= 5 => return Err(e),
+            Err(e) => {
+                tries += 1;
+                info!(job = offer.job, task = offer.task, error = %e, retry_in = ?wait, "result not delivered yet");
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+        }
+    }
 }
 
 async fn send_result(

@@ -47,18 +47,30 @@ fn start_prover(
     misbehave: Misbehave,
     recursion: bool,
 ) -> oneshot::Sender<()> {
+    start_prover_with_slots(dir, name, &[bootstrap], misbehave, recursion, 1)
+}
+
+/// A prover with `slots` proving slots (and as many workers) that dials every address in `bootstrap`.
+fn start_prover_with_slots(
+    dir: &Path,
+    name: &str,
+    bootstrap: &[&str],
+    misbehave: Misbehave,
+    recursion: bool,
+    slots: u32,
+) -> oneshot::Sender<()> {
     let mut net = cairn_net::Config::loopback(dir.join(name));
-    net.bootstrap = vec![bootstrap.parse().unwrap()];
+    net.bootstrap = bootstrap.iter().map(|a| a.parse().unwrap()).collect();
     let cfg = ProverConfig {
         net,
         capacity: NodeCapacity {
             memory_bytes: 4 << 30,
             max_po2: 18,
             cycles_per_sec: 2_000_000,
-            slots: 1,
+            slots,
             recursion,
         },
-        workers: 1,
+        workers: slots as usize,
         heartbeat_every: Duration::from_millis(500),
         misbehave,
         share_results: None,
@@ -407,4 +419,63 @@ async fn a_drained_prover_delivers_what_it_holds_and_takes_nothing_new() {
         "a drained prover is not a silent one: {ledger:?}"
     );
     assert_eq!(ledger.len() as u32, proof.summary.segments, "{ledger:?}");
+}
+
+/// Issue 13, item 3: job ids are each client's own numbers, so two clients' first jobs are both job 1. A
+/// prover serving both at once keeps their tasks apart: both jobs complete, every segment proved once, and
+/// nobody is penalized.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_clients_with_the_same_job_id_on_one_prover_both_complete() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("CAIRN_TEST_LOG"))
+        .with_test_writer()
+        .try_init();
+    let dir = tempfile::tempdir().unwrap();
+    let mut jobs = Vec::new();
+    let mut addrs = Vec::new();
+    for name in ["x", "y"] {
+        let sub = dir.path().join(name);
+        std::fs::create_dir_all(&sub).unwrap();
+        let (addr_tx, mut addr_rx) = mpsc::unbounded_channel::<String>();
+        let job = tokio::spawn(prove_network(
+            coordinator_config(&sub),
+            backend(),
+            FakeBackend::program("fake-net"),
+            FakeBackend::input(150_000, name.as_bytes()),
+            move |p| {
+                if let Progress::Listening(a) = p {
+                    let _ = addr_tx.send(a[0].clone());
+                }
+            },
+        ));
+        addrs.push(
+            tokio::time::timeout(Duration::from_secs(20), addr_rx.recv())
+                .await
+                .unwrap()
+                .unwrap(),
+        );
+        jobs.push((sub, job));
+    }
+    let both: Vec<&str> = addrs.iter().map(String::as_str).collect();
+    let _prover = start_prover_with_slots(dir.path(), "p", &both, Misbehave::Honest, false, 2);
+    for (sub, job) in jobs {
+        let proof = tokio::time::timeout(Duration::from_secs(90), job)
+            .await
+            .expect("job finished in time")
+            .unwrap()
+            .unwrap();
+        let db = cairn_node::jobdb::JobDb::open(&sub.join("jobs.sqlite")).unwrap();
+        assert_eq!(
+            proof.proved_by.values().sum::<u32>(),
+            proof.summary.segments
+        );
+        let ledger = db.ledger().unwrap();
+        assert!(
+            ledger.iter().all(|(_, kind, _)| kind == "reward"),
+            "{ledger:?}"
+        );
+        backend()
+            .verify_receipt(&proof.receipt, &proof.summary.image_id)
+            .unwrap();
+    }
 }

@@ -18,8 +18,8 @@
 use std::sync::{Arc, Mutex};
 
 use cairn_backend::{
-    check_po2, check_segment_receipts, BackendError, Digest32, ExecutionSummary, ProvingBackend,
-    SegmentBlob, SegmentClaim,
+    check_po2, check_segment_po2, check_segment_receipts, BackendError, Digest32, ExecutionSummary,
+    ProvingBackend, SegmentBlob, SegmentClaim, MAX_PO2,
 };
 use risc0_binfmt::{tagged_struct, Digestible, ProgramBinary};
 use risc0_zkvm::{
@@ -142,7 +142,8 @@ pub fn expected_claim(segment_bytes: &[u8]) -> Result<SegmentClaim, BackendError
     );
     Ok(SegmentClaim {
         index: seg.index,
-        po2: seg.inner.po2 as u8,
+        // Range-checked before it is narrowed: a peer's segment may say anything.
+        po2: check_segment_po2(seg.inner.po2, MAX_PO2)?,
         user_cycles: u64::from(seg.inner.suspend_cycle),
         claim_digest: to_d32(digest),
     })
@@ -246,6 +247,8 @@ impl ProvingBackend for RiscZeroBackend {
                     .map_err(|e| BackendError::BadSegment(e.to_string()))
                     .and_then(|bytes| {
                         let claim = expected_claim(&bytes)?;
+                        // Fail now, not after proving: every segment must be one the provers can prove.
+                        check_segment_po2(u32::from(claim.po2), po2)?;
                         claims.push(claim);
                         on_segment(SegmentBlob { claim, bytes })
                     });
@@ -300,10 +303,15 @@ impl ProvingBackend for RiscZeroBackend {
         })
     }
 
+    fn segment_claim(&self, segment: &[u8]) -> Result<SegmentClaim, BackendError> {
+        expected_claim(segment)
+    }
+
     fn prove_segment(&self, segment: &[u8]) -> Result<Vec<u8>, BackendError> {
         let segment: risc0_zkvm::Segment =
             bincode::deserialize(segment).map_err(|e| BackendError::BadSegment(e.to_string()))?;
-        check_po2(segment.po2() as u8)?;
+        // Short final segments (po2 13) included: whatever RISC Zero's executor makes, it proves.
+        check_segment_po2(u32::try_from(segment.po2()).unwrap_or(u32::MAX), MAX_PO2)?;
         let receipt = prover()?
             .prove_segment(&VerifierContext::default(), &segment)
             .map_err(|e| BackendError::Proving(format!("{e:#}")))?;

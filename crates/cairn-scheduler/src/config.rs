@@ -39,6 +39,12 @@ pub struct SchedulerConfig {
     /// deadlines, straggler checks and the fast-node preference use the learned speed, so a slow honest node
     /// gets a deadline it can meet on the retry rather than missing it again and again.
     pub learn_speed: bool,
+    /// A node that misses a deadline while it is still heard from (heartbeats within `heartbeat_timeout_ms`)
+    /// is slow, not silent: its deadline is extended by one more allowance, up to this many times, with no
+    /// penalty and no cancel, and a backup copy is started elsewhere where that would finish sooner. Only
+    /// after the extensions (or at once, for a node not heard from) does a missed deadline cost a `Silence`
+    /// penalty. 0 restores the strict rule.
+    pub slow_extensions: u32,
 }
 
 /// Fast-node preference. A join (and the lift of a join-tree leaf) is a fixed-size recursion proof that sits on
@@ -109,6 +115,7 @@ impl Default for SchedulerConfig {
             decline_backoff_ms: 5_000,
             prefer_fast: PreferFastConfig::default(),
             learn_speed: true,
+            slow_extensions: 3,
         }
     }
 }

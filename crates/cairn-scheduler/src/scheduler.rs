@@ -58,6 +58,8 @@ struct CopyRun {
     expected_ms: u64,
     backup: bool,
     price: Option<u64>,
+    /// Deadline extensions granted to this copy because its node was still heard from (slow, not silent).
+    extensions: u32,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -105,6 +107,8 @@ struct Task {
     /// Verified before this scheduler existed (a resumed job): done with no winner.
     restored: bool,
     last_failure: Option<String>,
+    /// Errors nodes reported for this task (`Input::TaskErrored`), to tell a poison task from a bad node.
+    errors: Vec<(NodeId, String)>,
 }
 
 impl Task {
@@ -135,6 +139,7 @@ impl Task {
             verified_at: None,
             restored: false,
             last_failure: None,
+            errors: Vec::new(),
         }
     }
 }
@@ -473,6 +478,24 @@ impl Scheduler {
                         task,
                         node,
                         format!("{node} failed it: {reason}"),
+                        &mut out,
+                    );
+                }
+            }
+            Input::TaskErrored { node, task, error } => {
+                self.touch(node, now);
+                if let Some(reason) = self.poison(task, node, &error) {
+                    self.end_job(now, task.job, JobOutcome::Failed { reason }, &mut out);
+                } else if self
+                    .remove_copy_of(now, task, node, ComputeKind::Failed)
+                    .is_some()
+                {
+                    self.stats.declines += 1;
+                    self.after_failure(
+                        now,
+                        task,
+                        node,
+                        format!("{node} failed it: {error}"),
                         &mut out,
                     );
                 }
@@ -1014,6 +1037,29 @@ impl Scheduler {
     }
 
     /// A copy failed (any way): count the attempt, exclude the node, fail the job or look for another node.
+    /// Records `error` from `node` for `task`; if another node already reported the same error, the task
+    /// fails the same way wherever it goes: returns the job's failure reason.
+    fn poison(&mut self, task: TaskId, node: NodeId, error: &str) -> Option<String> {
+        let job = self
+            .jobs
+            .get_mut(&task.job)
+            .filter(|j| j.state == JobState::Running)?;
+        let t = job.tasks.get_mut(&task.index)?;
+        if t.phase == Phase::Done {
+            return None;
+        }
+        if t.errors.iter().any(|(n, e)| *n != node && e == error) {
+            let provers = t.errors.len() + 1;
+            return Some(format!(
+                "{task} fails the same way on {provers} different provers, so no prover can do it: {error}"
+            ));
+        }
+        if t.errors.len() < 16 {
+            t.errors.push((node, error.to_string()));
+        }
+        None
+    }
+
     fn after_failure(
         &mut self,
         now: Time,
@@ -1302,6 +1348,9 @@ impl Scheduler {
                 let started = self.copy_live(task, copy).expect("due").started;
                 let node = self.copy_live(task, copy).expect("due").node;
                 self.learn_from_deadline(task, node, now - started);
+                if self.extend_if_alive(now, task, copy) {
+                    return;
+                }
                 self.remove_copy_of(now, task, node, ComputeKind::Failed);
                 self.stats.timeouts += 1;
                 out.push(Action::Cancel { task, node });
@@ -1523,6 +1572,42 @@ impl Scheduler {
     /// speed its results showed), so that its next deadline is one it can meet. A node that never delivered
     /// gains nothing: a silent node must not earn ever longer deadlines by missing them (the simulator showed
     /// silent-but-heartbeating nodes doubling every retry's wait).
+    /// At a missed deadline: if the copy's node is still heard from and has extensions left, give it one more
+    /// allowance (its original one) and ask for a backup where that would finish sooner. Returns whether it
+    /// did (then the node is slow, not silent: no penalty, no cancel).
+    fn extend_if_alive(&mut self, now: Time, task: TaskId, copy: u64) -> bool {
+        let Some(hb) = self.cfg.heartbeat_timeout_ms else {
+            return false;
+        };
+        let max = self.cfg.slow_extensions;
+        let Some(c) = self.copy_live(task, copy) else {
+            return false;
+        };
+        let alive = self
+            .index
+            .get(c.node)
+            .is_some_and(|e| now.saturating_sub(e.last_seen) <= hb);
+        if !alive || c.extensions >= max {
+            return false;
+        }
+        let Some(c) = self
+            .jobs
+            .get_mut(&task.job)
+            .and_then(|j| j.tasks.get_mut(&task.index))
+            .and_then(|t| t.copies.iter_mut().find(|c| c.id == copy))
+        else {
+            return false;
+        };
+        let allowance = c.deadline.saturating_sub(c.started).max(1) / (u64::from(c.extensions) + 1);
+        c.extensions += 1;
+        c.deadline = now.saturating_add(allowance);
+        let deadline = c.deadline;
+        self.stats.extensions += 1;
+        self.push_timer(deadline, Timer::Deadline { task, copy });
+        self.want_backup(task, true);
+        true
+    }
+
     fn learn_from_deadline(&mut self, task: TaskId, node: NodeId, held_ms: Time) {
         if !self.cfg.learn_speed {
             return;
@@ -1791,6 +1876,7 @@ impl Scheduler {
                 attempt: t.assigned,
                 started: now,
                 deadline,
+                extensions: 0,
                 expected_ms: expected,
                 backup,
                 price: p.price,

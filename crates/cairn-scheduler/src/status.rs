@@ -108,4 +108,6 @@ pub struct SchedulerStats {
     pub quarantines: u64,
     /// Straggler backups not launched because no free node was expected to finish before the straggler.
     pub backups_skipped: u64,
+    /// Deadlines extended because the node was still heard from (slow, not silent; no penalty).
+    pub extensions: u64,
 }

@@ -150,6 +150,15 @@ pub enum Input {
         task: TaskId,
         reason: String,
     },
+    /// The node tried the task and its prover refused the work itself with an error that depends only on the
+    /// task (a segment that cannot be decoded or proved), not on the node. Costs an attempt like
+    /// `TaskFailed`; when a second node reports the very same error, the task is poison (no prover can do
+    /// it) and the job fails at once with that error instead of retrying until its attempts run out.
+    TaskErrored {
+        node: NodeId,
+        task: TaskId,
+        error: String,
+    },
     /// The driver verified the node's result and it answers the task.
     ResultVerified {
         node: NodeId,

@@ -1177,3 +1177,138 @@ fn a_busy_decline_costs_no_attempt_and_holds_the_slot_briefly() {
     let later = rig.tick_at(10_000);
     assert_eq!(assigns(&later), vec![(task(5, 0), NodeId(1))], "{later:?}");
 }
+
+#[test]
+fn a_task_that_fails_the_same_way_on_two_provers_ends_the_job_at_once() {
+    let mut rig = Rig::fifo();
+    rig.node(1, cap(20, false, 1));
+    rig.node(2, cap(20, false, 1));
+    let mut spec = composite(14);
+    spec.max_attempts = 10;
+    rig.submit(6, spec);
+    let a = rig.segment(6, 0);
+    let first = assigns(&a)[0].1;
+    let error = "segment could not be decoded: unexpected end of file";
+    let errored = |node: NodeId| Input::TaskErrored {
+        node,
+        task: task(6, 0),
+        error: error.into(),
+    };
+    // One prover's error may be its own: the task goes to the other one.
+    let again = rig.input(errored(first));
+    let second = assigns(&again)[0].1;
+    assert_ne!(first, second, "{again:?}");
+    assert!(finished(&again).is_empty());
+    // The same error from a second prover: no prover can do it, and the job ends now with that error,
+    // not after ten attempts.
+    let end = rig.input(errored(second));
+    let outcome = finished(&end);
+    assert_eq!(outcome.len(), 1, "{end:?}");
+    match &outcome[0].1 {
+        JobOutcome::Failed { reason } => {
+            assert!(reason.contains(error), "{reason}");
+            assert!(reason.contains("2 different provers"), "{reason}");
+        }
+        other => panic!("expected a failure, got {other:?}"),
+    }
+}
+
+#[test]
+fn different_errors_from_different_provers_are_retried() {
+    let mut rig = Rig::fifo();
+    rig.node(1, cap(20, false, 1));
+    rig.node(2, cap(20, false, 1));
+    rig.submit(7, composite(14));
+    let a = rig.segment(7, 0);
+    let first = assigns(&a)[0].1;
+    let again = rig.input(Input::TaskErrored {
+        node: first,
+        task: task(7, 0),
+        error: "out of memory".into(),
+    });
+    let second = assigns(&again)[0].1;
+    let retry = rig.input(Input::TaskErrored {
+        node: second,
+        task: task(7, 0),
+        error: "disk full".into(),
+    });
+    assert!(finished(&retry).is_empty(), "{retry:?}");
+    assert_eq!(assigns(&retry).len(), 1, "{retry:?}");
+}
+
+/// Liveness on (heartbeats within 5 s), nothing else that could act on its own.
+fn live_config() -> SchedulerConfig {
+    SchedulerConfig {
+        heartbeat_timeout_ms: Some(5_000),
+        ..quiet_config()
+    }
+}
+
+fn deadline_of(actions: &[Action]) -> Time {
+    actions
+        .iter()
+        .find_map(|a| match a {
+            Action::Assign { deadline, .. } => Some(*deadline),
+            _ => None,
+        })
+        .expect("an assignment")
+}
+
+/// Issue 8: an honest node that is slower than it claimed, and says so by heartbeating, misses its deadline:
+/// it is given more time (no penalty, no cancel) and its result is accepted and rewarded.
+#[test]
+fn an_honest_node_slower_than_claimed_is_given_time_not_punished() {
+    let mut rig = Rig::new(live_config(), "fifo");
+    rig.node(1, cap(20, false, 1));
+    let mut spec = composite(14);
+    spec.task_timeout_ms = 1_000;
+    rig.submit(8, spec);
+    let deadline = deadline_of(&rig.segment(8, 0));
+    // Heartbeats all along, past the deadline.
+    let mut t = 0;
+    while t < deadline + 3_000 {
+        t += 1_000;
+        rig.now = t;
+        let a = rig.input(Input::Heartbeat { node: NodeId(1) });
+        assert!(penalties(&a).is_empty(), "penalized at {t} ms: {a:?}");
+        assert!(cancels(&a).is_empty(), "cancelled at {t} ms: {a:?}");
+    }
+    assert!(rig.s.stats().extensions >= 1);
+    let done = rig.verify(1, task(8, 0));
+    assert_eq!(rewards(&done).len(), 1, "{done:?}");
+    assert!(penalties(&rig.log).is_empty(), "{:?}", penalties(&rig.log));
+}
+
+/// The same node when it stops answering: silence is still penalized and the work taken back.
+#[test]
+fn a_node_that_stops_answering_still_misses_its_deadline() {
+    let mut rig = Rig::new(
+        SchedulerConfig {
+            heartbeat_timeout_ms: Some(500),
+            ..quiet_config()
+        },
+        "fifo",
+    );
+    rig.node(1, cap(20, false, 1));
+    rig.node(2, cap(20, false, 1));
+    let mut spec = composite(14);
+    spec.task_timeout_ms = 1_000;
+    rig.submit(9, spec);
+    let first = assigns(&rig.segment(9, 0))[0].1;
+    let deadline = deadline_of(&rig.log);
+    // Only the other node heartbeats.
+    let other = if first == NodeId(1) { 2 } else { 1 };
+    let mut t = 0;
+    while t <= deadline {
+        t += 250;
+        rig.now = t;
+        rig.input(Input::Heartbeat {
+            node: NodeId(other),
+        });
+    }
+    let silenced: Vec<_> = penalties(&rig.log)
+        .into_iter()
+        .filter(|(_, n, c)| *n == first && *c == PenaltyCause::Silence)
+        .collect();
+    assert!(!silenced.is_empty(), "{:?}", rig.log);
+}

@@ -14,12 +14,26 @@ pub fn run(args: &ExecuteArgs) -> anyhow::Result<ExitCode> {
     let backend = RiscZeroBackend::new();
     let t = Instant::now();
     let summary = backend.execute(&prog.binary, &prog.input, args.po2, &mut |_| Ok(()))?;
+    // Segments by size: the last one of a run is usually smaller than the po2 asked for.
+    let mut sizes = std::collections::BTreeMap::<u8, u32>::new();
+    for c in &summary.claims {
+        *sizes.entry(c.po2).or_default() += 1;
+    }
+    let last_po2 = summary.claims.last().map_or(args.po2, |c| c.po2);
     println!("program     {}", prog.name);
     println!("image id    {}", summary.image_id);
     println!("exit        {}", summary.exit_code);
     println!("user cycles {}", summary.user_cycles);
     println!("po2         {}", summary.po2);
     println!("segments    {}", summary.segments);
+    println!(
+        "sizes       {} (last segment: po2 {last_po2})",
+        sizes
+            .iter()
+            .map(|(po2, n)| format!("{n} x po2 {po2}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     println!(
         "total cycles {} (with paging and padding)",
         summary.total_cycles
@@ -30,6 +44,12 @@ pub fn run(args: &ExecuteArgs) -> anyhow::Result<ExitCode> {
         summary.journal.len()
     );
     println!("executed in {:.2} s", t.elapsed().as_secs_f64());
+    if let Some(w) = super::po2_warning(
+        args.po2,
+        Some((summary.user_cycles, summary.total_cycles)),
+    ) {
+        eprintln!("{w}");
+    }
     if args.sweep {
         println!();
         println!(
@@ -52,7 +72,8 @@ pub fn run(args: &ExecuteArgs) -> anyhow::Result<ExitCode> {
                 s.total_cycles as f64 / base
             );
         }
-        println!("(inflation relative to po2 {MAX_PO2}, as in the seed's Table 2)");
+        println!("(inflation relative to po2 {MAX_PO2}, as in the seed's Table 2; po2 15 is inflated by RISC Zero's");
+        println!(" 25,000-cycle reserve per segment from po2 15 up, which leaves 3,655 usable cycles at po2 15)");
     }
     Ok(ExitCode::SUCCESS)
 }

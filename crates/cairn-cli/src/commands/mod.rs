@@ -11,7 +11,33 @@ mod verify;
 
 use std::process::ExitCode;
 
+use cairn_backend::cost::usable_cycles;
+
 use crate::cli::Command;
+
+/// A warning for po2 15, a segment size that RISC Zero 3.x makes wasteful, or `None`. `cycles` is (user,
+/// total) from an execution at `po2`, when one ran. (Other sizes are a trade-off `cairn execute --sweep`
+/// shows; small programs are dominated by paging at any size.)
+pub fn po2_warning(po2: u8, cycles: Option<(u64, u64)>) -> Option<String> {
+    if po2 != 15 {
+        return None;
+    }
+    let measured = cycles.map_or(String::new(), |(user, total)| {
+        format!(
+            " Here: {total} cycles to prove for {user} of the program's ({:.1}x).",
+            total as f64 / user.max(1) as f64
+        )
+    });
+    Some(format!(
+        "warning: po2 15 is a poor segment size: RISC Zero 3.x keeps 25,000 cycles of every segment of po2 15 \
+         or more free for its longest instruction, which leaves {} of po2 15's 32,768 cycles (po2 14: {} of \
+         16,384; po2 16: {} of 65,536), so po2 15 makes several times more segments than po2 14 or 16.{measured} \
+         Prefer po2 14 or 16; `cairn execute --sweep` compares them",
+        usable_cycles(15),
+        usable_cycles(14),
+        usable_cycles(16)
+    ))
+}
 
 pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {

@@ -49,6 +49,9 @@ pub fn run(args: &ProveArgs) -> anyhow::Result<ExitCode> {
             FakeBackend::program(&prog.name),
         ),
     };
+    if let Some(w) = super::po2_warning(args.po2, None) {
+        eprintln!("{w}");
+    }
     let n = &args.net;
     let mut net = cairn_net::Config::new(&n.data_dir, 0);
     net.listen = parse_addrs(&n.listen)?;

@@ -27,29 +27,39 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(status.code().unwrap_or(1) as u8));
         }
     }
-    if let Some(threads) = args.threads {
-        // Read once by RISC Zero's thread pool when the first proof starts.
-        std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
-    }
     let backend: Arc<dyn ProvingBackend> = match args.backend {
         BackendKind::Risc0 => Arc::new(RiscZeroBackend::new()),
-        BackendKind::Fake => Arc::new(FakeBackend::new(0.001)),
+        BackendKind::Fake => Arc::new(FakeBackend::new(args.fake_time_scale.clamp(0.0, 10.0))),
     };
-    let workers = args
-        .workers
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let slots = Slots::new(args.workers, args.threads);
+    // RISC Zero proves on rayon's global pool; every slot's proof shares it, so it gets all the slots' threads.
+    std::env::set_var("RAYON_NUM_THREADS", slots.pool_threads().to_string());
+    if slots.oversubscribed() {
+        eprintln!(
+            "cairn node: warning: {} slots x {} threads = {} proving threads on {} cores: proofs will share \
+             cores, and the speed this node advertises per slot says so",
+            slots.workers,
+            slots.threads,
+            slots.pool_threads(),
+            slots.cores
+        );
+    }
+    let workers = slots.workers;
     let memory = match args.memory_mb {
         Some(mb) => mb << 20,
         None => cairn_node::capacity::available_memory()
             .context("cannot read available memory; pass --memory-mb")?,
     };
-    let per_proof_threads = args.threads.unwrap_or(workers);
-    let cycles_per_sec = if args.no_benchmark {
-        // Speed from the calibrated cost model (po2 14 in 8.2 s on 2 threads), scaled by threads per proof.
-        ((1u64 << 14) as f64 / 8.2 * (per_proof_threads as f64 / 2.0).max(0.5)) as u64
+    // What one proof achieves with the whole pool to itself...
+    let alone = if args.no_benchmark {
+        // Speed from the calibrated cost model (po2 14 in 8.2 s on 2 threads), scaled by threads.
+        ((1u64 << 14) as f64 / 8.2 * (slots.pool_threads().min(slots.cores) as f64 / 2.0).max(0.5))
+            as u64
     } else {
-        measured_speed(args, &*backend, per_proof_threads)?
+        measured_speed(args, &*backend, slots.pool_threads())?
     };
+    // ... and what each slot delivers when every slot is busy, which is what clients' deadlines must assume.
+    let cycles_per_sec = slots.per_slot_speed(alone);
     let mut capacity = cairn_node::capacity::capacity(
         memory,
         workers as u32,
@@ -94,6 +104,45 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// How a node's proving slots and threads are sized (see `cairn node --help` for `--workers`, `--threads`).
+#[derive(Debug, Clone, Copy)]
+struct Slots {
+    cores: usize,
+    /// Proofs at once.
+    workers: usize,
+    /// Threads per slot; the slots' proofs share one pool of `workers x threads` threads.
+    threads: usize,
+}
+
+impl Slots {
+    /// Default: one slot with every core (RISC Zero parallelizes one proof across cores, so two proofs on the
+    /// same cores are no faster together and each is twice as slow). Given slots, the cores are split among them.
+    fn new(workers: Option<usize>, threads: Option<usize>) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let workers = workers.unwrap_or(1).max(1);
+        let threads = threads.unwrap_or((cores / workers).max(1)).max(1);
+        Self {
+            cores,
+            workers,
+            threads,
+        }
+    }
+
+    fn pool_threads(&self) -> usize {
+        self.workers * self.threads
+    }
+
+    fn oversubscribed(&self) -> bool {
+        self.pool_threads() > self.cores
+    }
+
+    /// Speed of one slot while every slot proves, from the speed of one proof alone on the whole pool: the
+    /// slots split the pool (an oversubscribed pool was no faster than its cores for the lone proof either).
+    fn per_slot_speed(&self, alone: u64) -> u64 {
+        (alone / self.workers as u64).max(1)
+    }
+}
+
 /// Segment size of the start-up benchmark: the smallest RISC Zero proves, so it costs seconds, not minutes.
 const BENCHMARK_PO2: u8 = 14;
 
@@ -107,8 +156,8 @@ struct SavedBenchmark {
     cycles_per_sec: u64,
 }
 
-/// Proves one po2 14 segment of the bundled sha-chain program, as a proof would run here (same backend, same
-/// threads per proof), and returns the cycles per second it achieved. Saved in the data directory, so a
+/// Proves one po2 14 segment of the bundled sha-chain program alone, with the node's whole proving pool (same
+/// backend, same threads), and returns the cycles per second it achieved. Saved in the data directory, so a
 /// restart does not pay for it again.
 fn measured_speed(
     args: &NodeArgs,
