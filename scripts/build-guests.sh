@@ -25,19 +25,26 @@ env -u RUSTFLAGS -u CARGO_TARGET_DIR \
   CARGO_ENCODED_RUSTFLAGS="$encoded" \
   CFLAGS_riscv32im_risc0_zkvm_elf="-march=rv32im -nostdlib" \
   RISC0_FEATURE_bigint2="" \
-  "$CARGO" build --release --locked --target riscv32im-risc0-zkvm-elf \
+  "$CARGO" build --release ${GUEST_LOCKED---locked} --target riscv32im-risc0-zkvm-elf \
     -Z build-std=alloc,core,proc_macro,panic_abort,std -Z build-std-features=compiler-builtins-mem \
     --target-dir "$root/guests/target"
 
+# The bundled programs, then the corpus of user-shaped programs (guests/corpus/README.md).
+names=(sha-chain seed-bench user-loop hello-one panics big-input mem-heavy io-journal composes)
 mkdir -p "$root/guests/bin"
-for name in sha-chain seed-bench; do
+elfs=()
+for name in "${names[@]}"; do
   cp "$root/guests/target/riscv32im-risc0-zkvm-elf/release/$name" "$root/guests/bin/$name.elf"
+  elfs+=("guests/bin/$name.elf")
 done
 # Wrap the ELFs into program binaries and record their image ids (uses the host workspace's risc0 crates).
 cd "$root"
-for name in sha-chain seed-bench; do  # the packager's own build embeds guests/bin: make sure the files exist
+for name in "${names[@]}"; do  # the packager's own build embeds guests/bin: make sure the files exist
   [ -f "guests/bin/$name.bin" ] || : > "guests/bin/$name.bin"
   [ -f "guests/bin/$name.image-id" ] || : > "guests/bin/$name.image-id"
 done
-scripts/cargo.sh run -q -p cairn-risc0 --example package_guests -- guests/bin guests/bin/sha-chain.elf guests/bin/seed-bench.elf
-rm -f "$root"/guests/bin/*.elf
+scripts/cargo.sh run -q -p cairn-risc0 --example package_guests -- guests/bin "${elfs[@]}"
+# One bare ELF stays, so the ELF route (what a user's own build produces) is tested beside program binaries.
+for name in "${names[@]}"; do
+  [ "$name" = user-loop ] || rm -f "$root/guests/bin/$name.elf"
+done

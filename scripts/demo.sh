@@ -6,5 +6,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/cargo.sh build -q -p cairn-cli --locked
-cairn="${CARGO_TARGET_DIR:-$HOME/.cache/cairn/target}/debug/cairn"
+cairn="$(CAIRN_QUIET_MODE=1 scripts/cargo.sh --profile-dir)/cairn"
 exec "$cairn" devnet --nodes 2 --po2 14 --out cairn-out/devnet/receipt.bin "$@"

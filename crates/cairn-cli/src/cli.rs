@@ -260,7 +260,12 @@ pub struct NodeArgs {
     pub share_results: Option<PathBuf>,
     /// (testing, `--backend fake`) How long a fake proof takes, as a share of the cost model's time for a real
     /// one (po2 14: 8.2 s): 0.5 makes a fake po2 14 proof take 4.1 s.
-    #[arg(long, env = "CAIRN_FAKE_TIME_SCALE", hide = true, default_value_t = 0.001)]
+    #[arg(
+        long,
+        env = "CAIRN_FAKE_TIME_SCALE",
+        hide = true,
+        default_value_t = 0.001
+    )]
     pub fake_time_scale: f64,
 }
 

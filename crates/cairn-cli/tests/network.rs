@@ -19,10 +19,17 @@ use std::time::{Duration, Instant};
 static CORES: RwLock<()> = RwLock::new(());
 
 const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
-/// sha-chain iterations for the real tests: 8 segments at po2 14. (Short final segments are proved for real
-/// in `cairn-risc0/tests/real.rs`, and reach the network path through the fake backend here, which makes them
-/// as RISC Zero does.)
-const ITERATIONS: &str = "1";
+/// The real tests prove a program Cairn was not written around: the corpus guest `user-loop` (two u64s read
+/// with `env::read`, as a user's host writes them), given as a bare RISC-V ELF the way a user's own build
+/// produces it. Input (1, 1): 4 segments of po2 14 and a short last one of po2 13.
+const USER_ELF: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../guests/bin/user-loop.elf"
+);
+
+fn user_input_hex() -> String {
+    hex::encode(cairn_guests::corpus::user_loop_input(1, 1))
+}
 
 /// How the processes of a test prove.
 #[derive(Clone, Copy, PartialEq)]
@@ -152,42 +159,47 @@ fn client_cmd(dir: &Path, bootstrap: &[&Node], proofs: Proofs, extra: &[&str]) -
         "--listen",
         "/ip4/127.0.0.1/tcp/0",
     ])
-    .args(["--program", "sha-chain", "--po2", "14"]);
+    .args(["--po2", "14"]);
     match proofs {
-        Proofs::Real => cmd.args(["--iterations", ITERATIONS]),
+        Proofs::Real => cmd.args(["--program", USER_ELF, "--input-hex", &user_input_hex()]),
         // The fake guest's input is its cycle count; its receipts are assembled here (no fake join tree).
         Proofs::Fake { cycles, .. } => cmd
-            .args(["--iterations", &cycles.to_string()])
+            .args([
+                "--program",
+                "sha-chain",
+                "--iterations",
+                &cycles.to_string(),
+            ])
             .args(["--backend", "fake", "--aggregation", "composite"]),
     };
     cmd
-    // Nodes here skip the start-up benchmark, so the client's first deadlines come from the cost model; the
-    // slack keeps an honest prover on a slower (CI) machine from missing them. Silence is caught by the
-    // heartbeat timeout, not by deadlines.
-    .args([
-        "--task-slack-secs",
-        "60",
-        "--heartbeat-timeout-secs",
-        "10",
-        "--job-timeout-secs",
-        "900",
-    ])
-    .arg("--bootstrap")
-    .arg(
-        bootstrap
-            .iter()
-            .map(|n| n.addr.as_str())
-            .collect::<Vec<_>>()
-            .join(","),
-    )
-    .arg("--db")
-    .arg(dir.join("jobs.sqlite"))
-    .arg("--data-dir")
-    .arg(dir.join("client"))
-    .arg("--out")
-    .arg(dir.join("receipt.bin"))
-    .args(extra)
-    .env("CAIRN_LOG", "warn");
+        // Nodes here skip the start-up benchmark, so the client's first deadlines come from the cost model; the
+        // slack keeps an honest prover on a slower (CI) machine from missing them. Silence is caught by the
+        // heartbeat timeout, not by deadlines.
+        .args([
+            "--task-slack-secs",
+            "60",
+            "--heartbeat-timeout-secs",
+            "10",
+            "--job-timeout-secs",
+            "900",
+        ])
+        .arg("--bootstrap")
+        .arg(
+            bootstrap
+                .iter()
+                .map(|n| n.addr.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+        )
+        .arg("--db")
+        .arg(dir.join("jobs.sqlite"))
+        .arg("--data-dir")
+        .arg(dir.join("client"))
+        .arg("--out")
+        .arg(dir.join("receipt.bin"))
+        .args(extra)
+        .env("CAIRN_LOG", "warn");
     cmd
 }
 
@@ -212,7 +224,7 @@ fn assert_receipt_verifies(dir: &Path, proofs: Proofs) {
     let out = Command::new(CAIRN)
         .arg("verify")
         .arg(dir.join("receipt.bin"))
-        .args(["--program", "sha-chain"])
+        .args(["--program", USER_ELF])
         .output()
         .unwrap();
     assert!(
@@ -220,11 +232,9 @@ fn assert_receipt_verifies(dir: &Path, proofs: Proofs) {
         "receipt does not verify: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let iterations: u64 = ITERATIONS.parse().unwrap();
-    let input = [&iterations.to_le_bytes()[..], b"cairn"].concat();
     assert_eq!(
         summary["journal_hex"],
-        hex::encode(cairn_guests::sha_chain_journal(&input).unwrap())
+        hex::encode(cairn_guests::corpus::user_loop_journal(1, 1))
     );
 }
 
@@ -310,7 +320,10 @@ fn garbage_results_are_rejected_and_penalized() {
         )
         .unwrap();
     // bincode `SegmentClaim`: index (u32 LE), then po2 (u8).
-    assert_eq!(claim[4], 13, "the job should end on a verified po2 13 segment");
+    assert_eq!(
+        claim[4], 13,
+        "the job should end on a verified po2 13 segment"
+    );
 }
 
 /// Real proofs: the point is that a *valid* RISC Zero proof of another segment is refused.
@@ -384,13 +397,14 @@ fn a_receipt_copied_from_another_prover_is_rejected() {
 
 #[test]
 fn a_silent_prover_is_penalized_and_its_work_reassigned() {
-    let _g = cores(QUICK);
+    // Slow proofs, so the honest node cannot finish the job before the silent one is given a task.
+    let _g = cores(SLOW);
     let dir = tmp();
-    let silent = start_node(dir.path(), "silent", QUICK, &["--misbehave", "silent"]);
-    let good = start_node(dir.path(), "good", QUICK, &[]);
-    let out = run_client(dir.path(), &[&silent, &good], QUICK, &[]);
+    let silent = start_node(dir.path(), "silent", SLOW, &["--misbehave", "silent"]);
+    let good = start_node(dir.path(), "good", SLOW, &[]);
+    let out = run_client(dir.path(), &[&silent, &good], SLOW, &[]);
     assert!(out.status.success());
-    assert_receipt_verifies(dir.path(), QUICK);
+    assert_receipt_verifies(dir.path(), SLOW);
     assert!(
         penalized(dir.path(), &silent.peer, "Silence"),
         "{:?}",
@@ -461,7 +475,9 @@ fn a_client_killed_mid_job_resumes_without_reproving() {
     let dir = tmp();
     let a = start_node(dir.path(), "a", SLOW, &[]);
     let b = start_node(dir.path(), "b", SLOW, &[]);
-    let mut client = client_cmd(dir.path(), &[&a, &b], SLOW, &[]).spawn().unwrap();
+    let mut client = client_cmd(dir.path(), &[&a, &b], SLOW, &[])
+        .spawn()
+        .unwrap();
     let until = Instant::now() + Duration::from_secs(300);
     while verified_count(dir.path()) < 2 {
         assert!(Instant::now() < until, "no segment verified in time");

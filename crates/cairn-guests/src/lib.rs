@@ -8,6 +8,8 @@
 
 use sha2::{Digest, Sha256};
 
+pub mod corpus;
+
 /// A bundled guest program.
 #[derive(Debug, Clone, Copy)]
 pub struct Guest {

@@ -198,6 +198,18 @@ struct Coordinator {
     metrics: Metrics,
     status: Arc<Mutex<serde_json::Value>>,
     start: Instant,
+    /// Blobs this job pinned in the store (program, segments, published results): unpinned when the job's
+    /// coordinator goes away, however it ends, so a long-running client's store can evict them.
+    pinned: Vec<cairn_net::BlobId>,
+}
+
+impl Drop for Coordinator {
+    fn drop(&mut self) {
+        // In-memory pin counts only: no disk I/O here.
+        for id in self.pinned.drain(..) {
+            let _ = self.client.store().unpin(&id);
+        }
+    }
 }
 
 impl Coordinator {
@@ -393,10 +405,12 @@ impl Coordinator {
     /// Publishes a verified result of a join-tree job as a blob, for the join that takes it as input.
     fn publish_result(&mut self, index: u32, bytes: &[u8]) -> Result<(), NodeError> {
         let r = BlobRef::of(bytes);
-        self.client
+        let id = self
+            .client
             .store()
             .put(bytes, Retention::Pinned)
             .map_err(|e| NodeError::Internal(format!("blob store: {e}")))?;
+        self.pinned.push(id);
         self.result_refs.insert(index, r);
         Ok(())
     }
@@ -670,7 +684,7 @@ pub async fn prove_network(
         addrs.iter().map(|a| a.to_string()).collect(),
     ));
     let program_ref = BlobRef::of(&program);
-    client
+    let program_id = client
         .publish_blob(program.clone(), Retention::Pinned)
         .await?;
 
@@ -708,6 +722,7 @@ pub async fn prove_network(
         metrics,
         status,
         start,
+        pinned: vec![program_id],
     };
     let mut spec = JobSpec::new(cfg.po2);
     spec.redundancy = cfg.redundancy.max(1);
@@ -757,7 +772,8 @@ pub async fn prove_network(
                         let index = blob.claim.index;
                         c.db.record_segment(job.0, &blob.claim, &blob.bytes)?;
                         let data = BlobRef::of(&blob.bytes);
-                        c.client.publish_blob(blob.bytes, Retention::Pinned).await?;
+                        let id = c.client.publish_blob(blob.bytes, Retention::Pinned).await?;
+                        c.pinned.push(id);
                         c.segments.insert(index, (blob.claim, data));
                         progress(Progress::SegmentExecuted(index));
                         // Proving cost follows the padded trace (2^po2 rows), not the guest's own cycles.
@@ -811,9 +827,9 @@ pub async fn prove_network(
                             summary,
                             receipt,
                             resumed_segments,
-                            proved_by: c.proved_by,
+                            proved_by: std::mem::take(&mut c.proved_by),
                             execute_secs,
-                            segment_latency_secs: c.segment_latency_secs,
+                            segment_latency_secs: std::mem::take(&mut c.segment_latency_secs),
                             assemble_secs: c.assemble_started.map_or(0.0, |t| t.elapsed().as_secs_f64()),
                             total_secs: c.start.elapsed().as_secs_f64(),
                             aggregation: c.aggregation,

@@ -369,7 +369,9 @@ impl Work {
             std::future::pending::<()>().await;
         }
         if let Misbehave::Copy(dir) = &self.misbehave {
-            return wait_for_shared(dir, offer).await.map_err(TaskError::transient);
+            return wait_for_shared(dir, offer)
+                .await
+                .map_err(TaskError::transient);
         }
         let receipt = match offer.kind {
             TaskKind::Prove {
@@ -467,7 +469,10 @@ impl Work {
             .spawn(move || {
                 let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
                     .map_err(|panic| {
-                        TaskError::task(format!("the prover panicked on this task: {}", panic_message(&panic)))
+                        TaskError::task(format!(
+                            "the prover panicked on this task: {}",
+                            panic_message(&panic)
+                        ))
                     })
                     .and_then(|r| r.map_err(|e| TaskError::task(e.to_string())));
                 let _ = tx.send(outcome);

@@ -269,6 +269,13 @@ impl ProvingBackend for RiscZeroBackend {
                     return Err(err);
                 }
                 let msg = format!("{e:#}");
+                if msg.contains("resolve assumption") {
+                    // `env::verify` of a receipt the executor was not given.
+                    return Err(BackendError::Unsupported(
+                        "programs that use composition (`env::verify` of another receipt, an assumption) yet: \
+                         Cairn has no way to hand the executor the receipts a program verifies",
+                    ));
+                }
                 return Err(
                     if msg.contains("panicked") || msg.contains("Guest") || msg.contains("guest") {
                         BackendError::GuestFailed(msg)

@@ -1,9 +1,11 @@
-//! Real RISC Zero proofs at po2 14 (~8 s per segment on 2 cores): one run of the bundled `sha-chain` program
-//! is executed, proved segment by segment and shared by every test below through a fixture.
+//! Real RISC Zero proofs at po2 14 (~12 s per segment on 2 cores): one run of the corpus program `user-loop`
+//! (written as a user would: `env::read` of two u64s) is executed, proved segment by segment and shared by
+//! every test below through a fixture. Its last segment is a short po2 13 one, as users' runs often are.
 
 use std::sync::OnceLock;
 
 use cairn_backend::{BackendError, Digest32, ExecutionSummary, ProvingBackend, SegmentBlob};
+use cairn_guests::corpus::{user_loop_input, user_loop_journal, USER_LOOP};
 use cairn_guests::{SEED_BENCH, SHA_CHAIN};
 use cairn_risc0::RiscZeroBackend;
 
@@ -13,13 +15,20 @@ struct Run {
     summary: ExecutionSummary,
     segments: Vec<SegmentBlob>,
     receipts: Vec<Vec<u8>>,
-    input: Vec<u8>,
 }
 
 fn execute(backend: &RiscZeroBackend, input: &[u8]) -> (ExecutionSummary, Vec<SegmentBlob>) {
+    execute_program(backend, USER_LOOP.binary, input)
+}
+
+fn execute_program(
+    backend: &RiscZeroBackend,
+    program: &[u8],
+    input: &[u8],
+) -> (ExecutionSummary, Vec<SegmentBlob>) {
     let mut segments = Vec::new();
     let summary = backend
-        .execute(SHA_CHAIN.binary, input, PO2, &mut |s| {
+        .execute(program, input, PO2, &mut |s| {
             segments.push(s);
             Ok(())
         })
@@ -27,10 +36,10 @@ fn execute(backend: &RiscZeroBackend, input: &[u8]) -> (ExecutionSummary, Vec<Se
     (summary, segments)
 }
 
-/// The fixture's input: no iterations over a 248-byte seed, which RISC Zero runs as 11 segments of po2 14 and
-/// a short last one of po2 13 (the executor sizes a run's last segment to the cycles it holds).
+/// The fixture's input: `(1, 1)`, which RISC Zero runs as 4 segments of po2 14 and a short last one of po2 13
+/// (the executor sizes a run's last segment to the cycles it holds).
 fn fixture_input() -> Vec<u8> {
-    cairn_guests::sha_chain_input(0, &[0u8; 248])
+    user_loop_input(1, 1)
 }
 
 /// The shared run: several segments, the last one short, every one proved for real.
@@ -48,7 +57,6 @@ fn run() -> &'static Run {
             summary,
             segments,
             receipts,
-            input,
         }
     })
 }
@@ -58,7 +66,7 @@ fn other_job_receipt() -> &'static (SegmentBlob, Vec<u8>) {
     static OTHER: OnceLock<(SegmentBlob, Vec<u8>)> = OnceLock::new();
     OTHER.get_or_init(|| {
         let backend = RiscZeroBackend::new();
-        let (_, segments) = execute(&backend, &cairn_guests::sha_chain_input(1, b"another job"));
+        let (_, segments) = execute(&backend, &user_loop_input(2, 3));
         let seg = segments.into_iter().nth(1).expect("at least two segments");
         let receipt = backend.prove_segment(&seg.bytes).expect("prove");
         (seg, receipt)
@@ -96,10 +104,7 @@ fn proves_several_segments_and_journal_matches_host_reference() {
         "want several segments, got {}",
         run.summary.segments
     );
-    assert_eq!(
-        run.summary.journal,
-        cairn_guests::sha_chain_journal(&run.input).unwrap()
-    );
+    assert_eq!(run.summary.journal, user_loop_journal(1, 1));
     let backend = RiscZeroBackend::new();
     for (seg, receipt) in run.segments.iter().zip(&run.receipts) {
         backend
@@ -119,7 +124,10 @@ fn a_short_final_segment_is_proved_and_verified() {
     let run = run();
     let sizes: Vec<u8> = run.summary.claims.iter().map(|c| c.po2).collect();
     assert_eq!(sizes.last(), Some(&13), "{sizes:?}");
-    assert!(sizes[..sizes.len() - 1].iter().all(|&p| p == PO2), "{sizes:?}");
+    assert!(
+        sizes[..sizes.len() - 1].iter().all(|&p| p == PO2),
+        "{sizes:?}"
+    );
     let backend = RiscZeroBackend::new();
     let last = run.segments.last().unwrap();
     assert_eq!(backend.segment_claim(&last.bytes).unwrap(), last.claim);
@@ -132,7 +140,7 @@ fn a_short_final_segment_is_proved_and_verified() {
 fn stock_risc0_verifier_accepts_the_final_receipt() {
     // Only RISC Zero's own API: what any RISC Zero user would do with the receipt file.
     let receipt: risc0_zkvm::Receipt = bincode::deserialize(final_receipt()).unwrap();
-    let image_id = risc0_zkvm::compute_image_id(SHA_CHAIN.binary).unwrap();
+    let image_id = risc0_zkvm::compute_image_id(USER_LOOP.binary).unwrap();
     receipt.verify(image_id).expect("stock verify");
     assert_eq!(receipt.journal.bytes, run().summary.journal);
     assert!(matches!(
@@ -310,8 +318,8 @@ fn re_execution_keeps_the_segment_structure_but_not_the_claims() {
     // (cairn-node's job database) instead of executing again.
     let backend = RiscZeroBackend::new();
     let input = cairn_guests::sha_chain_input(1, b"determinism");
-    let (a, sa) = execute(&backend, &input);
-    let (b, sb) = execute(&backend, &input);
+    let (a, sa) = execute_program(&backend, SHA_CHAIN.binary, &input);
+    let (b, sb) = execute_program(&backend, SHA_CHAIN.binary, &input);
     assert_eq!(a.segments, b.segments);
     assert_eq!(a.journal, b.journal);
     let cycles = |s: &[SegmentBlob]| {

@@ -44,10 +44,8 @@ pub fn run(args: &ExecuteArgs) -> anyhow::Result<ExitCode> {
         summary.journal.len()
     );
     println!("executed in {:.2} s", t.elapsed().as_secs_f64());
-    if let Some(w) = super::po2_warning(
-        args.po2,
-        Some((summary.user_cycles, summary.total_cycles)),
-    ) {
+    if let Some(w) = super::po2_warning(args.po2, Some((summary.user_cycles, summary.total_cycles)))
+    {
         eprintln!("{w}");
     }
     if args.sweep {

@@ -108,9 +108,7 @@ pub fn run(args: &ProveArgs) -> anyhow::Result<ExitCode> {
                 user_cycles,
                 total_cycles,
             } => {
-                if let Some(w) =
-                    super::po2_warning(args.po2, Some((user_cycles, total_cycles)))
-                {
+                if let Some(w) = super::po2_warning(args.po2, Some((user_cycles, total_cycles))) {
                     multi.suspend(|| eprintln!("{w}"));
                 }
                 exec_bar.finish_with_message(format!(
