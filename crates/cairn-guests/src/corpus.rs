@@ -78,7 +78,7 @@ pub fn u32_input(n: u32) -> Vec<u8> {
 
 /// Journal of `panics` for an even `n`, or `None`: the guest panics on odd input.
 pub fn panics_journal(n: u32) -> Option<Vec<u8>> {
-    (n % 2 == 0).then(|| n.to_le_bytes().to_vec())
+    n.is_multiple_of(2).then(|| n.to_le_bytes().to_vec())
 }
 
 /// Journal of `big-input`.
