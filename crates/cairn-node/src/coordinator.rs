@@ -228,31 +228,27 @@ impl Coordinator {
         n
     }
 
-    /// A prover told us its capacity (status answer or gossip): it joins the pool if it is new here.
+    /// A prover told us its capacity (status answer or gossip): it joins the pool if it is not in it. A peer
+    /// back after a disconnect keeps the node id it had, so its quarantine, learned speed and ledger account
+    /// are where it left them (the scheduler keeps a quarantined node out).
     fn prover_seen(
         &mut self,
         peer: PeerId,
         capacity: &NetCapacity,
         progress: &mut dyn FnMut(Progress),
     ) -> Option<JobOutcome> {
-        if let Some(&node) = self.peers.get(&peer) {
-            if self.sched.node_capacity(node).is_some() {
-                return None;
+        let node = match self.peers.get(&peer).copied() {
+            Some(node) if self.sched.node_capacity(node).is_some() => return None,
+            Some(node) => {
+                info!(%peer, "prover reconnected");
+                node
             }
-            // Back after a disconnect, under the node id it had: its quarantine, learned speed and ledger
-            // account are where it left them (the scheduler keeps a quarantined node out).
-            info!(%peer, "prover reconnected");
-            return self.feed(
-                Input::NodeJoined {
-                    node,
-                    capacity: to_sched_capacity(capacity),
-                },
-                progress,
-            );
-        }
-        let node = self.node_of(peer);
-        progress(Progress::ProverJoined(peer));
-        info!(%peer, max_po2 = capacity.max_po2, slots = capacity.slots, "prover joined");
+            None => {
+                progress(Progress::ProverJoined(peer));
+                info!(%peer, max_po2 = capacity.max_po2, slots = capacity.slots, "prover joined");
+                self.node_of(peer)
+            }
+        };
         self.feed(
             Input::NodeJoined {
                 node,

@@ -73,8 +73,8 @@ pub struct ProverConfig {
     pub drain_linger: Duration,
 }
 
+/// A task in hand, keyed by (client, job, task).
 struct Running {
-    client_peer: PeerId,
     cancelled: Arc<AtomicBool>,
 }
 
@@ -156,7 +156,7 @@ pub async fn run_prover(
                                     Err(reason) => Response::Decline { reason },
                                     Ok(()) => {
                                         let cancelled = Arc::new(AtomicBool::new(false));
-                                        running.insert(key, Running { client_peer: peer, cancelled: cancelled.clone() });
+                                        running.insert(key, Running { cancelled: cancelled.clone() });
                                         let work = Work {
                                             capacity: cfg.capacity,
                                             client: client.clone(),
@@ -207,8 +207,8 @@ pub async fn run_prover(
                     Event::PeerDisconnected { peer } => {
                         clients.remove(&peer);
                         // Its results cannot be delivered: free the slots (a proof already on a worker runs out).
-                        running.retain(|(_, job, task), r| {
-                            let orphan = r.client_peer == peer;
+                        running.retain(|(client_peer, job, task), r| {
+                            let orphan = *client_peer == peer;
                             if orphan {
                                 r.cancelled.store(true, Ordering::SeqCst);
                                 info!(job, task, "client gone: dropping its task");
@@ -261,8 +261,8 @@ pub async fn run_prover(
             }
             _ = heartbeat.tick() => {
                 let mut by_client: HashMap<PeerId, Vec<TaskRef>> = clients.iter().map(|c| (*c, Vec::new())).collect();
-                for ((_, job, task), r) in &running {
-                    by_client.entry(r.client_peer).or_default().push(TaskRef { job: *job, task: *task });
+                for (client_peer, job, task) in running.keys() {
+                    by_client.entry(*client_peer).or_default().push(TaskRef { job: *job, task: *task });
                 }
                 if cfg.misbehave == Misbehave::Silent {
                     by_client.clear();
@@ -515,7 +515,7 @@ impl Work {
 }
 
 /// The text of a caught panic.
-pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())
@@ -534,35 +534,10 @@ async fn wait_for_shared(dir: &std::path::Path, offer: &Offer) -> Result<Vec<u8>
     Err("nothing to copy".into())
 }
 
-/// Delivers a finished result, retrying with backoff (~1 minute in all) while the client is unreachable: a
-/// finished proof is worth a wait, and the client keeps the task open until its deadline.
+/// Delivers a finished result: publishes the receipt blob once, then sends the signed `Result`, retrying the
+/// request with backoff (~1 minute in all) while the client is unreachable: a finished proof is worth a wait,
+/// and the client keeps the task open until its deadline.
 async fn deliver(
-    client: &Client,
-    peer: PeerId,
-    offer: &Offer,
-    receipt: Vec<u8>,
-) -> Result<(), NodeError> {
-    let mut wait = Duration::from_secs(1);
-    let mut tries = 0;
-    loop {
-        match send_result(client, peer, offer, receipt.clone()).await {
-            Ok(()) => return Ok(()),
-            // The client answered and refused it: asking again changes nothing.
-            Err(NodeError::Net(n)) if matches!(*n, cairn_net::NetError::Remote { .. }) => {
-                return Err(NodeError::Net(n))
-            }
-            Err(e) if tries >= 5 => return Err(e),
-            Err(e) => {
-                tries += 1;
-                info!(job = offer.job, task = offer.task, error = %e, retry_in = ?wait, "result not delivered yet");
-                tokio::time::sleep(wait).await;
-                wait *= 2;
-            }
-        }
-    }
-}
-
-async fn send_result(
     client: &Client,
     peer: PeerId,
     offer: &Offer,
@@ -576,7 +551,23 @@ async fn send_result(
         receipt: blob,
         prover_signature: client.sign(&TaskResult::signing_bytes(offer.job, offer.task, &blob)),
     });
-    client.request(peer, &result).await?;
-    info!(job = offer.job, task = offer.task, "result delivered");
-    Ok(())
+    let mut wait = Duration::from_secs(1);
+    let mut tries = 0;
+    loop {
+        match client.request(peer, &result).await {
+            Ok(_) => {
+                info!(job = offer.job, task = offer.task, "result delivered");
+                return Ok(());
+            }
+            // The client answered and refused it: asking again changes nothing.
+            Err(e @ cairn_net::NetError::Remote { .. }) => return Err(e.into()),
+            Err(e) if tries >= 5 => return Err(e.into()),
+            Err(e) => {
+                tries += 1;
+                info!(job = offer.job, task = offer.task, error = %e, retry_in = ?wait, "result not delivered yet");
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+        }
+    }
 }

@@ -467,39 +467,15 @@ impl Scheduler {
             Input::NodeLeft { node } => self.on_node_gone(now, node, false, &mut out),
             Input::Heartbeat { node } => self.touch(node, now),
             Input::TaskFailed { node, task, reason } => {
-                self.touch(node, now);
-                if self
-                    .remove_copy_of(now, task, node, ComputeKind::Failed)
-                    .is_some()
-                {
-                    self.stats.declines += 1;
-                    self.after_failure(
-                        now,
-                        task,
-                        node,
-                        format!("{node} failed it: {reason}"),
-                        &mut out,
-                    );
-                }
+                self.on_failed(now, node, task, &reason, &mut out)
             }
-            Input::TaskErrored { node, task, error } => {
-                self.touch(node, now);
-                if let Some(reason) = self.poison(task, node, &error) {
+            Input::TaskErrored { node, task, error } => match self.poison(task, node, &error) {
+                Some(reason) => {
+                    self.touch(node, now);
                     self.end_job(now, task.job, JobOutcome::Failed { reason }, &mut out);
-                } else if self
-                    .remove_copy_of(now, task, node, ComputeKind::Failed)
-                    .is_some()
-                {
-                    self.stats.declines += 1;
-                    self.after_failure(
-                        now,
-                        task,
-                        node,
-                        format!("{node} failed it: {error}"),
-                        &mut out,
-                    );
                 }
-            }
+                None => self.on_failed(now, node, task, &error, &mut out),
+            },
             Input::TaskDeclined { node, task, reason } => {
                 self.touch(node, now);
                 self.on_declined(now, node, task, reason);
@@ -1036,7 +1012,25 @@ impl Scheduler {
         self.enqueue(now, task.job, task.index);
     }
 
-    /// A copy failed (any way): count the attempt, exclude the node, fail the job or look for another node.
+    /// `node` reported that it could not do its copy of `task`: the copy ends and costs an attempt.
+    fn on_failed(
+        &mut self,
+        now: Time,
+        node: NodeId,
+        task: TaskId,
+        reason: &str,
+        out: &mut Vec<Action>,
+    ) {
+        self.touch(node, now);
+        if self
+            .remove_copy_of(now, task, node, ComputeKind::Failed)
+            .is_some()
+        {
+            self.stats.declines += 1;
+            self.after_failure(now, task, node, format!("{node} failed it: {reason}"), out);
+        }
+    }
+
     /// Records `error` from `node` for `task`; if another node already reported the same error, the task
     /// fails the same way wherever it goes: returns the job's failure reason.
     fn poison(&mut self, task: TaskId, node: NodeId, error: &str) -> Option<String> {
@@ -1060,6 +1054,7 @@ impl Scheduler {
         None
     }
 
+    /// A copy failed (any way): count the attempt, exclude the node, fail the job or look for another node.
     fn after_failure(
         &mut self,
         now: Time,
@@ -1567,11 +1562,6 @@ impl Scheduler {
         self.index.set_speed(node, speed);
     }
 
-    /// `node` held `task` for `held_ms` without a result: it is slower than `cycles / held_ms`. A node that has
-    /// delivered before is assumed to need up to twice that long next time (never less than a quarter of the
-    /// speed its results showed), so that its next deadline is one it can meet. A node that never delivered
-    /// gains nothing: a silent node must not earn ever longer deadlines by missing them (the simulator showed
-    /// silent-but-heartbeating nodes doubling every retry's wait).
     /// At a missed deadline: if the copy's node is still heard from and has extensions left, give it one more
     /// allowance (its original one) and ask for a backup where that would finish sooner. Returns whether it
     /// did (then the node is slow, not silent: no penalty, no cancel).
@@ -1608,6 +1598,11 @@ impl Scheduler {
         true
     }
 
+    /// `node` held `task` for `held_ms` without a result: it is slower than `cycles / held_ms`. A node that has
+    /// delivered before is assumed to need up to twice that long next time (never less than a quarter of the
+    /// speed its results showed), so that its next deadline is one it can meet. A node that never delivered
+    /// gains nothing: a silent node must not earn ever longer deadlines by missing them (the simulator showed
+    /// silent-but-heartbeating nodes doubling every retry's wait).
     fn learn_from_deadline(&mut self, task: TaskId, node: NodeId, held_ms: Time) {
         if !self.cfg.learn_speed {
             return;
