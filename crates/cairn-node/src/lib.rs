@@ -43,4 +43,15 @@ impl NodeError {
     fn join(e: tokio::task::JoinError) -> Self {
         Self::Internal(e.to_string())
     }
+
+    /// A copy for a second party waiting on the same outcome: the kinds a caller acts on (a failed job, a
+    /// timeout, a configuration problem) are kept, the others keep their message.
+    pub fn duplicate(&self) -> Self {
+        match self {
+            Self::JobFailed(m) => Self::JobFailed(m.clone()),
+            Self::Timeout(m) => Self::Timeout(m.clone()),
+            Self::Config(m) => Self::Config(m.clone()),
+            other => Self::Internal(other.to_string()),
+        }
+    }
 }

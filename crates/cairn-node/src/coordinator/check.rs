@@ -1,0 +1,96 @@
+//! Fetching a prover's result and checking it, off the service's loop: the transfer is async, the
+//! verification runs on a blocking thread, and the outcome comes back as a report.
+
+use std::sync::Arc;
+
+use cairn_backend::{BackendError, ProvingBackend};
+use cairn_net::{BlobRef, Client, PeerId, Retention};
+use cairn_scheduler::{NodeId, RejectReason, TaskId};
+use tokio::sync::mpsc;
+use tracing::{info_span, Instrument};
+
+use super::job::Expect;
+use super::service::Report;
+
+/// The outcome of checking one result: the verified receipt bytes, or why it was refused.
+pub(super) type Checked = Result<Vec<u8>, (RejectReason, String)>;
+
+/// Fetches `receipt` from `peer`, checks it against `expect` and reports `Report::Checked` (or
+/// `Report::FetchFailed` when the transfer fails).
+pub(super) fn spawn(
+    client: Client,
+    backend: Arc<dyn ProvingBackend>,
+    reports: mpsc::Sender<Report>,
+    peer: PeerId,
+    task: TaskId,
+    node: NodeId,
+    receipt: BlobRef,
+    expect: Expect,
+) {
+    let span = info_span!("verify", job = task.job.0, segment = task.index, %peer);
+    tokio::spawn(
+        async move {
+            if receipt.size > super::MAX_RECEIPT_BYTES {
+                let outcome = Err((RejectReason::Malformed, "receipt too large".to_string()));
+                let _ = reports
+                    .send(Report::Checked {
+                        task,
+                        node,
+                        outcome,
+                    })
+                    .await;
+                return;
+            }
+            let fetched = match client
+                .fetch_blob(&[peer], receipt.id, Retention::Evictable)
+                .await
+            {
+                Ok(f) => f,
+                Err(e) => {
+                    let reason = e.to_string();
+                    let _ = reports
+                        .send(Report::FetchFailed { task, node, reason })
+                        .await;
+                    return;
+                }
+            };
+            let outcome = tokio::task::spawn_blocking(move || {
+                let bytes = std::fs::read(&fetched.path)
+                    .map_err(|e| (RejectReason::Malformed, e.to_string()))?;
+                verify(&*backend, &bytes, &expect).map(|()| bytes)
+            })
+            .await
+            .unwrap_or_else(|e| Err((RejectReason::InvalidProof, e.to_string())));
+            let _ = reports
+                .send(Report::Checked {
+                    task,
+                    node,
+                    outcome,
+                })
+                .await;
+        }
+        .instrument(span),
+    );
+}
+
+/// Verifies `bytes` and checks that they prove exactly what was asked.
+fn verify(
+    backend: &dyn ProvingBackend,
+    bytes: &[u8],
+    expect: &Expect,
+) -> Result<(), (RejectReason, String)> {
+    let checked = match expect {
+        Expect::Segment(claim) => backend.verify_segment(bytes, claim),
+        Expect::Lifted(claim) => backend.verify_lifted(bytes, claim),
+        Expect::Join(l, r) => backend.verify_join(bytes, l, r),
+    };
+    match checked {
+        Ok(()) => Ok(()),
+        Err(BackendError::WrongClaim { .. } | BackendError::WrongJoin { .. }) => Err((
+            RejectReason::WrongClaim,
+            "proves another segment, job or program".to_string(),
+        )),
+        Err(BackendError::BadReceipt(e)) => Err((RejectReason::Malformed, e)),
+        Err(e) => Err((RejectReason::InvalidProof, e.to_string())),
+    }
+}

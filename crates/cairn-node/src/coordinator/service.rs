@@ -1,0 +1,1162 @@
+//! The multi-job coordinator service: one loop owns the scheduler, the network handle, the job database and
+//! every job's state; everything slow (execution, verification, assembly, requests) runs elsewhere and
+//! reports back through a channel. Callers talk to it through a cloneable [`Service`] handle.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cairn_backend::{BackendError, Digest32, ExecutionSummary, ProvingBackend, SegmentBlob};
+use cairn_net::protocol::{
+    ErrorCode, ErrorReply, FailureKind, NodeCapacity as NetCapacity, Offer, Request, Response,
+    TaskKind as NetTaskKind,
+};
+use cairn_net::{BlobRef, Client, Event, Network, PeerId, Retention};
+use cairn_scheduler::{
+    policy_by_name, Action, Aggregation, Input, JobId, JobOutcome, JobSpec, NodeCapacity, NodeId,
+    RejectReason, Scheduler, SchedulerConfig, TaskId, TaskKind,
+};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+use super::check::{self, Checked};
+use super::job::JobRun;
+use super::{job_key, JobSettings, NetworkProof, Progress};
+use crate::jobdb::JobDb;
+use crate::status::{Metrics, StatusServer};
+use crate::NodeError;
+
+/// The service's own settings (each job brings its [`JobSettings`]).
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    pub net: cairn_net::Config,
+    pub db_path: PathBuf,
+    /// Selection policy name (`fifo`, `vrf`, `reputation`, `stake`, `auction`).
+    pub policy: String,
+    pub scheduler: SchedulerConfig,
+    /// Serve job status (JSON) and Prometheus metrics here.
+    pub status_addr: Option<SocketAddr>,
+}
+
+/// A job to prove.
+#[derive(Debug, Clone)]
+pub struct JobRequest {
+    pub program: Vec<u8>,
+    pub input: Vec<u8>,
+    pub settings: JobSettings,
+    /// Who asked (an API key's name): jobs of different owners share the provers.
+    pub owner: String,
+}
+
+/// A submitted job: its id, its progress as it happens, and its result when it ends.
+#[derive(Debug)]
+pub struct JobHandle {
+    pub id: JobId,
+    pub image_id: Digest32,
+    pub progress: mpsc::UnboundedReceiver<Progress>,
+    pub result: oneshot::Receiver<Result<NetworkProof, NodeError>>,
+}
+
+/// Where the service can be reached.
+#[derive(Debug, Clone)]
+pub struct ServiceInfo {
+    pub peer_id: PeerId,
+    pub listen: Vec<String>,
+    pub status_addr: Option<SocketAddr>,
+}
+
+enum Command {
+    Submit {
+        request: JobRequest,
+        image_id: Digest32,
+        reply: oneshot::Sender<Result<JobHandle, NodeError>>,
+    },
+    Cancel {
+        job: JobId,
+        reply: oneshot::Sender<bool>,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// A handle on the running service; cheap to clone.
+#[derive(Clone)]
+pub struct Service {
+    commands: mpsc::Sender<Command>,
+    backend: Arc<dyn ProvingBackend>,
+    info: Arc<ServiceInfo>,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service").field("info", &self.info).finish()
+    }
+}
+
+impl Service {
+    /// Opens the job database, joins the network and starts the loop.
+    pub async fn start(
+        cfg: ServiceConfig,
+        backend: Arc<dyn ProvingBackend>,
+    ) -> Result<Self, NodeError> {
+        let db = JobDb::open(&cfg.db_path)?;
+        let policy =
+            policy_by_name(&cfg.policy, 1).map_err(|e| NodeError::Config(e.to_string()))?;
+        let (client, events, event_loop) = Network::new(cfg.net.clone()).await?;
+        tokio::spawn(event_loop.run());
+        let listen = client
+            .listen_addrs()
+            .await?
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        let metrics = Metrics::default();
+        let status = Arc::new(Mutex::new(serde_json::json!({ "jobs": {} })));
+        let status_addr = match cfg.status_addr {
+            Some(addr) => Some(StatusServer::start(addr, status.clone(), metrics.clone()).await?),
+            None => None,
+        };
+        let info = Arc::new(ServiceInfo {
+            peer_id: client.local_peer_id(),
+            listen,
+            status_addr,
+        });
+        let (reports_tx, reports) = mpsc::channel::<Report>(256);
+        let (commands_tx, commands) = mpsc::channel::<Command>(64);
+        let core = Core {
+            backend: backend.clone(),
+            client,
+            db,
+            sched: Scheduler::new(cfg.scheduler.clone(), policy),
+            reports: reports_tx,
+            peers: HashMap::new(),
+            nodes: HashMap::new(),
+            next_node: 0,
+            jobs: BTreeMap::new(),
+            metrics,
+            status,
+            status_at: None,
+            start: Instant::now(),
+        };
+        tokio::spawn(core.run(commands, reports, events));
+        Ok(Self {
+            commands: commands_tx,
+            backend,
+            info,
+        })
+    }
+
+    pub fn info(&self) -> &ServiceInfo {
+        &self.info
+    }
+
+    /// Submits a job. The program is checked (its image id computed) before anything is stored. A job with
+    /// the same program, input, po2 and aggregation as one already running joins it; one recorded in the
+    /// database resumes with every segment verified there.
+    pub async fn submit(&self, request: JobRequest) -> Result<JobHandle, NodeError> {
+        cairn_backend::check_po2(request.settings.po2)?;
+        let image_id = {
+            let (b, p) = (self.backend.clone(), request.program.clone());
+            tokio::task::spawn_blocking(move || b.image_id(&p))
+                .await
+                .map_err(NodeError::join)??
+        };
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Submit {
+                request,
+                image_id,
+                reply,
+            })
+            .await
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Cancels a running job (its provers are told to stop); false if no such job runs.
+    pub async fn cancel(&self, job: JobId) -> Result<bool, NodeError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Cancel { job, reply })
+            .await
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())
+    }
+
+    /// Stops the loop and leaves the network. Jobs still running end with an error for their waiters; their
+    /// verified segments are in the database, and submitting them again resumes them.
+    pub async fn shutdown(&self) {
+        let (reply, answer) = oneshot::channel();
+        if self
+            .commands
+            .send(Command::Shutdown { reply })
+            .await
+            .is_ok()
+        {
+            let _ = answer.await;
+        }
+    }
+}
+
+fn stopped() -> NodeError {
+    NodeError::Internal("the coordinator service has stopped".into())
+}
+
+/// What finished elsewhere and reports back to the loop.
+pub(super) enum Report {
+    Segment(JobId, SegmentBlob),
+    Executed(JobId, Result<ExecutionSummary, BackendError>),
+    Status(PeerId, Option<NetCapacity>),
+    OfferAnswer {
+        task: TaskId,
+        node: NodeId,
+        declined: Option<String>,
+    },
+    Checked {
+        task: TaskId,
+        node: NodeId,
+        outcome: Checked,
+    },
+    FetchFailed {
+        task: TaskId,
+        node: NodeId,
+        reason: String,
+    },
+    Assembled(JobId, Result<Vec<u8>, BackendError>),
+}
+
+fn to_sched_capacity(c: &NetCapacity) -> NodeCapacity {
+    NodeCapacity {
+        memory_bytes: c.memory_bytes,
+        max_po2: c.max_po2,
+        cycles_per_sec: c.cycles_per_sec as f64,
+        slots: c.slots,
+        recursion: c.recursion,
+    }
+}
+
+/// The loop's state.
+struct Core {
+    backend: Arc<dyn ProvingBackend>,
+    client: Client,
+    db: JobDb,
+    sched: Scheduler,
+    reports: mpsc::Sender<Report>,
+    peers: HashMap<PeerId, NodeId>,
+    nodes: HashMap<NodeId, PeerId>,
+    next_node: u64,
+    jobs: BTreeMap<JobId, JobRun>,
+    metrics: Metrics,
+    status: Arc<Mutex<serde_json::Value>>,
+    status_at: Option<Instant>,
+    start: Instant,
+}
+
+/// Jobs the scheduler ended, to be finished by the loop.
+type Ended = Vec<(JobId, JobOutcome)>;
+
+impl Core {
+    fn now(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut reports: mpsc::Receiver<Report>,
+        mut events: mpsc::Receiver<Event>,
+    ) {
+        loop {
+            let tick_at = self.sched.next_deadline().map(|t| {
+                let now = self.now();
+                tokio::time::Instant::now() + Duration::from_millis(t.saturating_sub(now))
+            });
+            let timeout_at = self.jobs.values().map(|j| j.deadline).min();
+            let ended = tokio::select! {
+                Some(command) = commands.recv() => match command {
+                    Command::Submit { request, image_id, reply } => {
+                        let _ = reply.send(self.submit(request, image_id).await);
+                        Vec::new()
+                    }
+                    Command::Cancel { job, reply } => {
+                        let known = self.jobs.contains_key(&job);
+                        let _ = reply.send(known);
+                        if known { self.feed(Input::CancelJob { job }) } else { Vec::new() }
+                    }
+                    Command::Shutdown { reply } => {
+                        self.client.shutdown().await;
+                        for (_, mut job) in std::mem::take(&mut self.jobs) {
+                            job.deliver(Err(NodeError::Internal(
+                                "the coordinator stopped; submit the job again to resume it".into(),
+                            )));
+                        }
+                        let _ = reply.send(());
+                        return;
+                    }
+                },
+                Some(report) = reports.recv() => self.on_report(report).await,
+                Some(event) = events.recv() => self.on_event(event),
+                () = sleep_until(tick_at) => self.feed(Input::Tick),
+                () = sleep_until(timeout_at) => {
+                    self.time_out();
+                    Vec::new()
+                }
+            };
+            for (job, outcome) in ended {
+                self.finish(job, outcome);
+            }
+            self.refresh_status(false);
+        }
+    }
+
+    // ---- jobs ----
+
+    async fn submit(
+        &mut self,
+        request: JobRequest,
+        image_id: Digest32,
+    ) -> Result<JobHandle, NodeError> {
+        let JobRequest {
+            program,
+            input,
+            settings,
+            owner,
+        } = request;
+        let key = job_key(&image_id, &input, settings.po2, settings.aggregation);
+        let (record, resumed) = self.db.job(&key, image_id, settings.po2, 0)?;
+        let id = JobId(record.id);
+        let (progress_tx, progress) = mpsc::unbounded_channel();
+        let (result_tx, result) = oneshot::channel();
+        let handle = JobHandle {
+            id,
+            image_id,
+            progress,
+            result,
+        };
+        if let Some(job) = self.jobs.get_mut(&id) {
+            info!(job = id.0, %owner, "the same job is already running: joining it");
+            job.waiters.push(result_tx);
+            job.watchers.push(progress_tx);
+            return Ok(handle);
+        }
+        // Resume from the recorded execution: re-executing could give a different (equally valid) trace,
+        // whose segments would not chain with receipts already verified.
+        let recorded = if resumed {
+            self.db.execution(record.id)?
+        } else {
+            None
+        };
+        let verified: BTreeMap<u32, Vec<u8>> = if recorded.is_some() {
+            self.db.verified(record.id)?.into_iter().collect()
+        } else {
+            let dropped = self.db.reset_segments(record.id)?;
+            if dropped > 0 {
+                warn!(
+                    job = record.id,
+                    dropped, "the previous run stopped during execution; starting the job over"
+                );
+                let _ = progress_tx.send(Progress::Restarted {
+                    dropped: dropped as u32,
+                });
+            }
+            BTreeMap::new()
+        };
+        if recorded.is_some() {
+            info!(job = record.id, verified = verified.len(), "resuming job");
+            let _ = progress_tx.send(Progress::Resumed {
+                verified: verified.len() as u32,
+            });
+        }
+        self.db.set_state(record.id, "running")?;
+        let program_ref = BlobRef::of(&program);
+        let program_id = self
+            .client
+            .publish_blob(program.clone(), Retention::Pinned)
+            .await?;
+        let mut spec = JobSpec::new(settings.po2);
+        spec.redundancy = settings.redundancy.max(1);
+        spec.max_attempts = settings.max_attempts.max(1);
+        spec.task_timeout_ms = settings.task_slack.as_millis() as u64;
+        spec.aggregation = settings.aggregation;
+        let run = JobRun {
+            id,
+            owner: owner.clone(),
+            program: program_ref,
+            client: self.client.clone(),
+            segments: BTreeMap::new(),
+            resumed_segments: verified.len() as u32,
+            verified,
+            result_refs: BTreeMap::new(),
+            joins: BTreeMap::new(),
+            joins_verified: 0,
+            proved_by: BTreeMap::new(),
+            summary: None,
+            started: Instant::now(),
+            deadline: tokio::time::Instant::now() + settings.timeout,
+            execute_secs: 0.0,
+            segment_latency_secs: Vec::new(),
+            assemble_started: None,
+            assembling: false,
+            waiters: vec![result_tx],
+            watchers: vec![progress_tx],
+            pinned: vec![program_id],
+            settings,
+        };
+        info!(job = id.0, %owner, %image_id, po2 = run.settings.po2, "job submitted");
+        let po2 = run.settings.po2;
+        self.jobs.insert(id, run);
+        let ended = self.feed(Input::SubmitJob { job: id, spec });
+        for (job, outcome) in ended {
+            self.finish(job, outcome);
+        }
+
+        let reports = self.reports.clone();
+        if let Some((summary, segments)) = recorded {
+            // Replay the recorded execution.
+            tokio::spawn(async move {
+                for (claim, bytes) in segments {
+                    let _ = reports
+                        .send(Report::Segment(id, SegmentBlob { claim, bytes }))
+                        .await;
+                }
+                let _ = reports.send(Report::Executed(id, Ok(summary))).await;
+            });
+        } else {
+            // Execute on a blocking thread, streaming segments to the loop.
+            let backend = self.backend.clone();
+            tokio::task::spawn_blocking(move || {
+                let r = backend.execute(&program, &input, po2, &mut |blob| {
+                    reports
+                        .blocking_send(Report::Segment(id, blob))
+                        .map_err(|_| BackendError::Execution("coordinator stopped".into()))
+                });
+                let _ = reports.blocking_send(Report::Executed(id, r));
+            });
+        }
+        Ok(handle)
+    }
+
+    /// Jobs past their deadline end with a timeout; their provers are told to stop.
+    fn time_out(&mut self) {
+        let now = tokio::time::Instant::now();
+        let late: Vec<JobId> = self
+            .jobs
+            .values()
+            .filter(|j| j.deadline <= now)
+            .map(|j| j.id)
+            .collect();
+        for id in late {
+            let Some(job) = self.jobs.get(&id) else {
+                continue;
+            };
+            let err = NodeError::Timeout(format!(
+                "job not done after {:?}: {} of {} segments verified; submit it again to resume",
+                job.settings.timeout,
+                job.verified.len(),
+                job.segments.len()
+            ));
+            self.abort(id, err);
+        }
+    }
+
+    /// Ends a job with an error: the scheduler drops it (cancelling its copies at the provers) and its waiters
+    /// get the error. Its verified segments stay in the database, so submitting it again resumes it.
+    fn abort(&mut self, id: JobId, err: NodeError) {
+        let Some(mut job) = self.jobs.remove(&id) else {
+            return;
+        };
+        warn!(job = id.0, error = %err, "job stopped");
+        // The job is gone from `jobs`, so the scheduler's `JobFinished { Cancelled }` finds nothing to finish.
+        let ended = self.feed(Input::CancelJob { job: id });
+        self.sched.forget_job(id);
+        job.deliver(Err(err));
+        for (job, outcome) in ended {
+            self.finish(job, outcome);
+        }
+        self.refresh_status(true);
+    }
+
+    /// The scheduler ended a job.
+    fn finish(&mut self, id: JobId, outcome: JobOutcome) {
+        if let Err(e) = self.try_finish(id, outcome) {
+            self.abort(id, e);
+        }
+    }
+
+    fn try_finish(&mut self, id: JobId, outcome: JobOutcome) -> Result<(), NodeError> {
+        let status = self.sched.job_status(id);
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return Ok(());
+        };
+        match outcome {
+            JobOutcome::Completed { root } => {
+                if job.assembling {
+                    return Ok(());
+                }
+                job.assembling = true;
+                job.emit(Progress::Aggregating);
+                job.assemble_started = Some(Instant::now());
+                if let Some(status) = status {
+                    job.segment_latency_secs = status
+                        .tasks
+                        .iter()
+                        .filter(|t| !t.task.is_join())
+                        .filter_map(|t| {
+                            Some(
+                                t.verified_at?.saturating_sub(t.first_assigned_at?) as f64 / 1000.0,
+                            )
+                        })
+                        .collect();
+                }
+                let summary = job.summary.clone().ok_or_else(|| {
+                    NodeError::Internal("completed before execution finished".into())
+                })?;
+                let (backend, reports) = (self.backend.clone(), self.reports.clone());
+                if let Some(root) = root {
+                    // Join tree: the verified root covers every segment; it becomes the succinct receipt.
+                    let root = job.verified.get(&root.index).cloned().ok_or_else(|| {
+                        NodeError::Internal(format!("the root {root} has no verified receipt"))
+                    })?;
+                    tokio::task::spawn_blocking(move || {
+                        let r = backend.finish_succinct(&summary, &root);
+                        let _ = reports.blocking_send(Report::Assembled(id, r));
+                    });
+                    return Ok(());
+                }
+                let receipts: Vec<Vec<u8>> = (0..summary.segments)
+                    .map(|i| {
+                        job.verified.get(&i).cloned().ok_or_else(|| {
+                            NodeError::Internal(format!("segment {i} has no verified receipt"))
+                        })
+                    })
+                    .collect::<Result<_, _>>()?;
+                tokio::task::spawn_blocking(move || {
+                    let r = backend.assemble(&summary, &receipts);
+                    let _ = reports.blocking_send(Report::Assembled(id, r));
+                });
+                Ok(())
+            }
+            JobOutcome::Failed { reason } => {
+                self.db.set_state(id.0, "failed")?;
+                self.end(id, Err(NodeError::JobFailed(reason)));
+                Ok(())
+            }
+            JobOutcome::Cancelled => {
+                self.db.set_state(id.0, "cancelled")?;
+                self.end(id, Err(NodeError::JobFailed("cancelled".into())));
+                Ok(())
+            }
+        }
+    }
+
+    /// A job is over: its waiters get the result and the scheduler forgets it.
+    fn end(&mut self, id: JobId, result: Result<NetworkProof, NodeError>) {
+        self.sched.forget_job(id);
+        if let Some(mut job) = self.jobs.remove(&id) {
+            job.deliver(result);
+        }
+        self.refresh_status(true);
+    }
+
+    fn assembled(
+        &mut self,
+        id: JobId,
+        result: Result<Vec<u8>, BackendError>,
+    ) -> Result<(), NodeError> {
+        let receipt = result?;
+        self.db.set_state(id.0, "done")?;
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return Ok(());
+        };
+        let summary = job
+            .summary
+            .take()
+            .ok_or_else(|| NodeError::Internal("assembled before execution finished".into()))?;
+        let proof = NetworkProof {
+            summary,
+            receipt,
+            resumed_segments: job.resumed_segments,
+            proved_by: std::mem::take(&mut job.proved_by),
+            execute_secs: job.execute_secs,
+            segment_latency_secs: std::mem::take(&mut job.segment_latency_secs),
+            assemble_secs: job
+                .assemble_started
+                .map_or(0.0, |t| t.elapsed().as_secs_f64()),
+            total_secs: job.started.elapsed().as_secs_f64(),
+            aggregation: job.aggregation(),
+            joins_verified: job.joins_verified,
+        };
+        info!(job = id.0, secs = proof.total_secs, "job done");
+        self.end(id, Ok(proof));
+        Ok(())
+    }
+
+    // ---- the scheduler ----
+
+    fn feed(&mut self, input: Input) -> Ended {
+        let now = self.now();
+        let actions = self.sched.handle(now, input);
+        let mut ended = Vec::new();
+        for action in actions {
+            if let Some(end) = self.act(action) {
+                ended.push(end);
+            }
+        }
+        ended
+    }
+
+    /// Refreshes the status the HTTP API serves: at most four times a second unless `now`.
+    fn refresh_status(&mut self, now: bool) {
+        if !now
+            && self
+                .status_at
+                .is_some_and(|t| t.elapsed() < Duration::from_millis(250))
+        {
+            return;
+        }
+        self.status_at = Some(Instant::now());
+        let jobs: serde_json::Map<String, serde_json::Value> = self
+            .jobs
+            .values()
+            .filter_map(|j| {
+                let s = self.sched.job_status(j.id)?;
+                let mut v = serde_json::to_value(s).ok()?;
+                v["owner"] = serde_json::Value::String(j.owner.clone());
+                Some((j.id.0.to_string(), v))
+            })
+            .collect();
+        *self.status.lock().expect("poisoned") = serde_json::json!({ "jobs": jobs });
+    }
+
+    fn act(&mut self, action: Action) -> Option<(JobId, JobOutcome)> {
+        match action {
+            Action::Assign {
+                task,
+                kind,
+                node,
+                attempt,
+                deadline,
+            } => {
+                self.offer(task, kind, node, attempt, deadline);
+            }
+            Action::Cancel { task, node } => {
+                if let Some(peer) = self.nodes.get(&node).copied() {
+                    let client = self.client.clone();
+                    let req = Request::Cancel {
+                        job: task.job.0,
+                        task: task.index,
+                    };
+                    tokio::spawn(async move {
+                        let _ = client.request(peer, &req).await;
+                    });
+                }
+            }
+            Action::Reward { node, task, amount } => {
+                let prover = self.prover_name(node);
+                let now = self.now();
+                if let Err(e) = self.db.ledger_event(
+                    Some(task.job.0),
+                    Some(task.index),
+                    &prover,
+                    "reward",
+                    None,
+                    amount,
+                    now,
+                ) {
+                    warn!(error = %e, "could not record a reward");
+                }
+            }
+            Action::Penalize {
+                node,
+                task,
+                cause,
+                amount,
+            } => {
+                let prover = self.prover_name(node);
+                let cause = format!("{cause:?}");
+                self.metrics.penalties.inc();
+                warn!(%prover, job = task.job.0, task = task.index, %cause, "penalized");
+                let now = self.now();
+                if let Err(e) = self.db.ledger_event(
+                    Some(task.job.0),
+                    Some(task.index),
+                    &prover,
+                    "penalty",
+                    Some(&cause),
+                    amount,
+                    now,
+                ) {
+                    warn!(error = %e, "could not record a penalty");
+                }
+            }
+            Action::JobFinished { job, outcome } => return Some((job, outcome)),
+        }
+        None
+    }
+
+    fn prover_name(&self, node: NodeId) -> String {
+        self.nodes
+            .get(&node)
+            .map(|p| p.to_string())
+            .unwrap_or_default()
+    }
+
+    fn offer(
+        &mut self,
+        task: TaskId,
+        kind: TaskKind,
+        node: NodeId,
+        attempt: u32,
+        deadline: u64,
+    ) -> Option<()> {
+        let peer = self.nodes.get(&node).copied()?;
+        let job = self.jobs.get_mut(&task.job)?;
+        let kind = match kind {
+            TaskKind::Prove { segment, po2 } => {
+                let (_, data) = job.segments.get(&segment).copied()?;
+                job.emit(Progress::Assigned {
+                    segment,
+                    prover: peer,
+                });
+                NetTaskKind::Prove {
+                    segment,
+                    po2,
+                    data,
+                    lift: job.aggregation() == Aggregation::JoinTree,
+                }
+            }
+            TaskKind::Join { left, right } => {
+                let (Some(l), Some(r)) = (
+                    job.result_refs.get(&left.index).copied(),
+                    job.result_refs.get(&right.index).copied(),
+                ) else {
+                    warn!(%task, "join assigned before both of its inputs were verified");
+                    return None;
+                };
+                job.joins.insert(task.index, (left.index, right.index));
+                NetTaskKind::Join { left: l, right: r }
+            }
+        };
+        let program = job.program;
+        self.metrics.assigned.inc();
+        let offer = Request::Offer(Offer {
+            job: task.job.0,
+            task: task.index,
+            kind,
+            program,
+            deadline_ms: deadline.saturating_sub(self.now()),
+        });
+        debug!(%task, %peer, attempt, "offering");
+        let (client, reports) = (self.client.clone(), self.reports.clone());
+        tokio::spawn(async move {
+            let declined = match client.request(peer, &offer).await {
+                Ok(Response::Accept) => None,
+                Ok(Response::Decline { reason }) => Some(reason),
+                Ok(other) => Some(format!("unexpected answer {other:?}")),
+                Err(e) => Some(e.to_string()),
+            };
+            let _ = reports
+                .send(Report::OfferAnswer {
+                    task,
+                    node,
+                    declined,
+                })
+                .await;
+        });
+        Some(())
+    }
+
+    // ---- provers ----
+
+    fn node_of(&mut self, peer: PeerId) -> NodeId {
+        if let Some(n) = self.peers.get(&peer) {
+            return *n;
+        }
+        let n = NodeId(self.next_node);
+        self.next_node += 1;
+        self.peers.insert(peer, n);
+        self.nodes.insert(n, peer);
+        n
+    }
+
+    /// A prover told us its capacity (status answer or gossip): it joins the pool if it is not in it. A peer
+    /// back after a disconnect keeps the node id it had, so its quarantine, learned speed and ledger account
+    /// are where it left them (the scheduler keeps a quarantined node out).
+    fn prover_seen(&mut self, peer: PeerId, capacity: &NetCapacity) -> Ended {
+        let node = match self.peers.get(&peer).copied() {
+            Some(node) if self.sched.node_capacity(node).is_some() => return Vec::new(),
+            Some(node) => {
+                info!(%peer, "prover reconnected");
+                node
+            }
+            None => {
+                for job in self.jobs.values_mut() {
+                    job.emit(Progress::ProverJoined(peer));
+                }
+                info!(%peer, max_po2 = capacity.max_po2, slots = capacity.slots, "prover joined");
+                self.node_of(peer)
+            }
+        };
+        self.feed(Input::NodeJoined {
+            node,
+            capacity: to_sched_capacity(capacity),
+        })
+    }
+
+    /// A prover says it finished: fetch its receipt and check it, off the loop.
+    fn on_result(&mut self, peer: PeerId, task: TaskId, receipt: BlobRef) -> Response {
+        let Some(node) = self.peers.get(&peer).copied() else {
+            return Response::Error(ErrorReply::new(ErrorCode::UnknownTask, "unknown prover"));
+        };
+        let Some(job) = self.jobs.get(&task.job) else {
+            return Response::Error(ErrorReply::new(ErrorCode::UnknownJob, "no such job here"));
+        };
+        let expect = match job.expectation(task.index) {
+            Ok(e) => e,
+            Err(why) => return Response::Error(ErrorReply::new(ErrorCode::UnknownTask, why)),
+        };
+        check::spawn(
+            self.client.clone(),
+            self.backend.clone(),
+            self.reports.clone(),
+            peer,
+            task,
+            node,
+            receipt,
+            expect,
+        );
+        Response::Ack
+    }
+
+    fn on_checked(
+        &mut self,
+        task: TaskId,
+        node: NodeId,
+        outcome: Checked,
+    ) -> Result<Ended, NodeError> {
+        let peer = self.nodes.get(&node).copied();
+        let prover = peer.map(|p| p.to_string()).unwrap_or_default();
+        if !self.jobs.contains_key(&task.job) {
+            // The job ended while this result was checked.
+            return Ok(Vec::new());
+        }
+        let outcome = match outcome {
+            Ok(bytes) => {
+                // Proofs are randomized: the same bytes from a second prover are a copy. Without the check
+                // (the database failed) nothing is accepted: the job stops, to be resumed.
+                match self.db.note_receipt(
+                    &Digest32::sha256(&bytes),
+                    task.job.0,
+                    task.index,
+                    &prover,
+                )? {
+                    Some(original) => {
+                        warn!(%prover, %original, segment = task.index, "receipt copied from another prover");
+                        Err((
+                            RejectReason::NotProversOwn,
+                            format!("identical to the receipt {original} delivered"),
+                        ))
+                    }
+                    None => Ok(bytes),
+                }
+            }
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(bytes) => {
+                let now = self.now();
+                let job = self.jobs.get_mut(&task.job).expect("checked above");
+                if !job.verified.contains_key(&task.index) {
+                    // Durable before anyone else hears of it (joins are not stored: a resumed job re-plans
+                    // them from its verified segments). A failure here stops the job (submit it again to
+                    // resume) rather than accepting a result that a restart would lose, or a join input
+                    // nobody could fetch.
+                    if !task.is_join() {
+                        self.db
+                            .store_verified(task.job.0, task.index, &bytes, &prover, now)?;
+                    }
+                    if job.aggregation() == Aggregation::JoinTree {
+                        // The input of a join to come: served to whoever is given it.
+                        job.publish_result(task.index, &bytes)?;
+                    }
+                    job.verified.insert(task.index, bytes);
+                    self.metrics.verified.inc();
+                    if task.is_join() {
+                        job.joins_verified += 1;
+                        info!(%prover, %task, "join verified");
+                    } else {
+                        *job.proved_by.entry(prover.clone()).or_default() += 1;
+                        if let Some(p) = peer {
+                            job.emit(Progress::Verified {
+                                segment: task.index,
+                                prover: p,
+                            });
+                        }
+                    }
+                }
+                Ok(self.feed(Input::ResultVerified { node, task }))
+            }
+            Err((reason, detail)) => {
+                self.metrics.rejected.inc();
+                if let (Some(p), Some(job)) = (peer, self.jobs.get_mut(&task.job)) {
+                    job.emit(Progress::Rejected {
+                        segment: task.index,
+                        prover: p,
+                        reason: format!("{reason:?}: {detail}"),
+                    });
+                }
+                let now = self.now();
+                let _ = self.db.ledger_event(
+                    Some(task.job.0),
+                    Some(task.index),
+                    &prover,
+                    "rejected",
+                    Some(&format!("{reason:?}")),
+                    0,
+                    now,
+                );
+                Ok(self.feed(Input::ResultRejected { node, task, reason }))
+            }
+        }
+    }
+
+    // ---- what comes back ----
+
+    async fn on_report(&mut self, report: Report) -> Ended {
+        let job_of = |r: &Report| match r {
+            Report::Segment(j, _) | Report::Executed(j, _) | Report::Assembled(j, _) => Some(*j),
+            Report::Checked { task, .. } => Some(task.job),
+            _ => None,
+        };
+        let job = job_of(&report);
+        match self.try_report(report).await {
+            Ok(ended) => ended,
+            Err(e) => {
+                if let Some(job) = job {
+                    self.abort(job, e);
+                } else {
+                    warn!(error = %e, "report failed");
+                }
+                Vec::new()
+            }
+        }
+    }
+
+    async fn try_report(&mut self, report: Report) -> Result<Ended, NodeError> {
+        Ok(match report {
+            Report::Segment(id, blob) => {
+                if !self.jobs.contains_key(&id) {
+                    return Ok(Vec::new());
+                }
+                let index = blob.claim.index;
+                self.db.record_segment(id.0, &blob.claim, &blob.bytes)?;
+                let data = BlobRef::of(&blob.bytes);
+                let blob_id = self
+                    .client
+                    .publish_blob(blob.bytes, Retention::Pinned)
+                    .await?;
+                let job = self.jobs.get_mut(&id).expect("checked above");
+                job.pinned.push(blob_id);
+                job.segments.insert(index, (blob.claim, data));
+                job.emit(Progress::SegmentExecuted(index));
+                // Proving cost follows the padded trace (2^po2 rows), not the guest's own cycles.
+                let cycles = 1u64 << blob.claim.po2;
+                if let Some(bytes) = job.verified.get(&index).cloned() {
+                    if job.aggregation() == Aggregation::JoinTree {
+                        job.publish_result(index, &bytes)?;
+                    }
+                    self.feed(Input::SegmentRestored {
+                        job: id,
+                        segment: index,
+                        cycles,
+                    })
+                } else {
+                    self.feed(Input::SegmentReady {
+                        job: id,
+                        segment: index,
+                        cycles,
+                    })
+                }
+            }
+            Report::Executed(id, Ok(summary)) => {
+                let Some(job) = self.jobs.get_mut(&id) else {
+                    return Ok(Vec::new());
+                };
+                job.execute_secs = job.started.elapsed().as_secs_f64();
+                let segments = summary.segments;
+                job.emit(Progress::ExecutionFinished { segments });
+                job.summary = Some(summary.clone());
+                self.db.record_execution(id.0, &summary)?;
+                self.feed(Input::ExecutionFinished { job: id, segments })
+            }
+            Report::Executed(id, Err(e)) => {
+                if self.jobs.contains_key(&id) {
+                    self.db.set_state(id.0, "failed")?;
+                    self.abort(id, e.into());
+                }
+                Vec::new()
+            }
+            Report::Status(peer, Some(capacity)) => self.prover_seen(peer, &capacity),
+            Report::Status(_, None) => Vec::new(),
+            Report::OfferAnswer {
+                task,
+                node,
+                declined: Some(reason),
+            } => {
+                debug!(task = task.index, %reason, "offer declined");
+                // Busy or draining passes; anything else (does not fit, unreachable) is a failed attempt.
+                let passing = ["busy", "draining", "already working"]
+                    .iter()
+                    .any(|p| reason.starts_with(p));
+                if passing {
+                    self.feed(Input::TaskDeclined { node, task, reason })
+                } else {
+                    self.feed(Input::TaskFailed { node, task, reason })
+                }
+            }
+            Report::OfferAnswer { declined: None, .. } => Vec::new(),
+            Report::Checked {
+                task,
+                node,
+                outcome,
+            } => self.on_checked(task, node, outcome)?,
+            Report::FetchFailed { task, node, reason } => self.feed(Input::TaskFailed {
+                node,
+                task,
+                reason: format!("receipt transfer failed: {reason}"),
+            }),
+            Report::Assembled(id, result) => {
+                self.assembled(id, result)?;
+                Vec::new()
+            }
+        })
+    }
+
+    fn on_event(&mut self, event: Event) -> Ended {
+        match event {
+            Event::PeerConnected { peer } => {
+                let (client, reports) = (self.client.clone(), self.reports.clone());
+                tokio::spawn(async move {
+                    let capacity = match client.request(peer, &Request::Status).await {
+                        Ok(Response::Status(s)) => Some(s.capacity),
+                        _ => None,
+                    };
+                    let _ = reports.send(Report::Status(peer, capacity)).await;
+                });
+                Vec::new()
+            }
+            // Handled here, not sent through `reports`: this loop is that channel's only reader, so waiting
+            // for room in it (full after a resume replays its segments) would block it for good.
+            Event::Capacity { from, announcement } => {
+                self.prover_seen(from, &announcement.capacity)
+            }
+            // The peer keeps its node id: identity follows the peer id, so a reconnect does not wash away a
+            // quarantine or a record (see `prover_seen`).
+            Event::PeerDisconnected { peer } => match self.peers.get(&peer).copied() {
+                Some(node) => {
+                    info!(%peer, "prover left");
+                    self.feed(Input::NodeLeft { node })
+                }
+                None => Vec::new(),
+            },
+            Event::InboundRequest {
+                peer,
+                request,
+                responder,
+            } => {
+                let (response, input) = self.on_request(peer, request);
+                responder.respond(response);
+                input.map(|i| self.feed(i)).unwrap_or_default()
+            }
+            Event::ProtocolViolation { peer, reason } => {
+                warn!(%peer, %reason, "protocol violation");
+                let now = self.now();
+                // Not tied to a task, so not a scheduler penalty: recorded in the job database's ledger.
+                let _ = self.db.ledger_event(
+                    None,
+                    None,
+                    &peer.to_string(),
+                    "penalty",
+                    Some("ProtocolViolation"),
+                    0,
+                    now,
+                );
+                Vec::new()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn on_request(&mut self, peer: PeerId, request: Request) -> (Response, Option<Input>) {
+        let refuse = |code, msg: &str| (Response::Error(ErrorReply::new(code, msg)), None);
+        match request {
+            Request::Result(r) if !self.jobs.contains_key(&JobId(r.job)) => {
+                refuse(ErrorCode::UnknownJob, "no such job here")
+            }
+            Request::Result(r) if !r.signed_by(&peer) => refuse(
+                ErrorCode::Refused,
+                "results must be signed by the prover's identity key (TaskResult::signing_bytes)",
+            ),
+            Request::Result(r) => (
+                self.on_result(peer, TaskId::new(JobId(r.job), r.task), r.receipt),
+                None,
+            ),
+            Request::Heartbeat(hb) => match self.peers.get(&peer).copied() {
+                // Alive after all (dropped for a missed heartbeat): back in the pool, unless quarantined.
+                Some(node) if self.sched.node_capacity(node).is_none() => (
+                    Response::Ack,
+                    Some(Input::NodeJoined {
+                        node,
+                        capacity: to_sched_capacity(&hb.capacity),
+                    }),
+                ),
+                Some(node) => (Response::Ack, Some(Input::Heartbeat { node })),
+                None => (Response::Ack, None),
+            },
+            Request::Failed { job, .. } if !self.jobs.contains_key(&JobId(job)) => {
+                refuse(ErrorCode::UnknownJob, "no such job here")
+            }
+            Request::Failed {
+                job,
+                task,
+                reason,
+                kind,
+            } => match self.peers.get(&peer).copied() {
+                Some(node) => {
+                    info!(%peer, job, task, %reason, ?kind, "prover gave up a task");
+                    let task = TaskId::new(JobId(job), task);
+                    let input = match kind {
+                        // The task's own fault: the scheduler ends the job if a second prover fails it the
+                        // same way.
+                        FailureKind::Task => Input::TaskErrored {
+                            node,
+                            task,
+                            error: reason,
+                        },
+                        FailureKind::Transient => Input::TaskFailed {
+                            node,
+                            task,
+                            reason: format!("the prover gave up: {reason}"),
+                        },
+                    };
+                    (Response::Ack, Some(input))
+                }
+                None => (Response::Ack, None),
+            },
+            _ => refuse(
+                ErrorCode::Refused,
+                "this node is a client; it takes results and heartbeats",
+            ),
+        }
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
