@@ -109,6 +109,9 @@ struct Task {
     last_failure: Option<String>,
     /// Errors nodes reported for this task (`Input::TaskErrored`), to tell a poison task from a bad node.
     errors: Vec<(NodeId, String)>,
+    /// Its place in the fair queue, given when it is first queued and kept through retries (see
+    /// `Scheduler::vtime`).
+    tag: Option<u64>,
 }
 
 impl Task {
@@ -140,6 +143,7 @@ impl Task {
             restored: false,
             last_failure: None,
             errors: Vec::new(),
+            tag: None,
         }
     }
 }
@@ -147,7 +151,6 @@ impl Task {
 #[derive(Debug, Clone)]
 struct Job {
     id: JobId,
-    seq: u64,
     spec: JobSpec,
     state: JobState,
     outcome: Option<JobOutcome>,
@@ -171,6 +174,8 @@ struct Job {
     done: u32,
     needed_fallback: bool,
     backups: u32,
+    /// The fair-queue tag of its latest queued task.
+    last_tag: u64,
 }
 
 /// Cairn's scheduler. Feed it [`Input`]s with [`Scheduler::handle`]; carry out the [`Action`]s it returns; send
@@ -185,7 +190,11 @@ pub struct Scheduler {
     backup_queue: BTreeSet<QKey>,
     timers: BinaryHeap<Reverse<(Time, u64, Timer)>>,
     timer_seq: u64,
-    job_seq: u64,
+    /// Fair queueing across jobs (start-time fair queueing): the tag of the latest task dispatched. A job's
+    /// next task is tagged one past the later of this and the job's previous tag, so a job that arrives
+    /// behind a 1,000-segment job takes turns with it instead of waiting for all of it; a join is tagged
+    /// with this time itself, so a tree level above goes first within its job.
+    vtime: u64,
     copy_seq: u64,
     now: Time,
     dirty: BTreeSet<JobId>,
@@ -225,8 +234,11 @@ impl std::fmt::Debug for Scheduler {
     }
 }
 
+/// A task's place in its class queue: its fair-queue tag first (jobs take turns), then higher tree levels
+/// first, then segment order.
 fn qkey(job: &Job, index: u32, height: u32) -> QKey {
-    (job.seq, u32::MAX - height, index, job.id)
+    let tag = job.tasks.get(&index).and_then(|t| t.tag).unwrap_or(0);
+    (tag, u32::MAX - height, index, job.id)
 }
 
 fn needs_recursion(kind: &TaskKind, aggregation: Aggregation) -> bool {
@@ -272,7 +284,7 @@ impl Scheduler {
             backup_queue: BTreeSet::new(),
             timers: BinaryHeap::new(),
             timer_seq: 0,
-            job_seq: 0,
+            vtime: 0,
             copy_seq: 0,
             now: 0,
             dirty: BTreeSet::new(),
@@ -510,7 +522,6 @@ impl Scheduler {
         if self.jobs.contains_key(&id) {
             return;
         }
-        self.job_seq += 1;
         let invalid = if spec.redundancy == 0 {
             Some("invalid job spec: redundancy must be at least 1")
         } else if spec.max_attempts == 0 {
@@ -522,7 +533,6 @@ impl Scheduler {
         };
         let job = Job {
             id,
-            seq: self.job_seq,
             spec,
             state: JobState::Running,
             outcome: None,
@@ -542,6 +552,7 @@ impl Scheduler {
             done: 0,
             needed_fallback: false,
             backups: 0,
+            last_tag: self.vtime,
         };
         self.jobs.insert(id, job);
         if let Some(reason) = invalid {
@@ -742,13 +753,23 @@ impl Scheduler {
         }
         let aggregation = job.spec.aggregation;
         let redundancy = job.spec.redundancy;
-        let key = {
+        {
             let t = &job.tasks[&index];
             if t.phase != Phase::Released || t.queued || t.copies.len() as u32 >= redundancy {
                 return;
             }
-            qkey(job, index, t.height)
-        };
+        }
+        let t = job.tasks.get_mut(&index).expect("task");
+        if t.tag.is_none() {
+            let tag = if t.height > 0 {
+                self.vtime
+            } else {
+                job.last_tag = job.last_tag.max(self.vtime) + 1;
+                job.last_tag
+            };
+            t.tag = Some(tag);
+        }
+        let key = qkey(job, index, job.tasks[&index].height);
         let t = job.tasks.get_mut(&index).expect("task");
         t.queued = true;
         t.waiting_since = now;
@@ -1679,7 +1700,9 @@ impl Scheduler {
             }
             cursors.insert(class, key);
             let placed = self.try_assign(now, TaskId::new(key.3, key.2), false, out);
-            if !placed {
+            if placed {
+                self.vtime = self.vtime.max(key.0);
+            } else {
                 let s = skipped.entry(class).or_insert(0);
                 *s += 1;
                 if *s > 64 {

@@ -1312,3 +1312,45 @@ fn a_node_that_stops_answering_still_misses_its_deadline() {
         .collect();
     assert!(!silenced.is_empty(), "{:?}", rig.log);
 }
+
+/// A 5-segment job submitted behind a 1,000-segment one takes turns with it instead of waiting for all of it
+/// (fair queueing across jobs), and it finishes within a dozen rounds of the two nodes.
+#[test]
+fn a_small_job_behind_a_huge_one_takes_turns_with_it() {
+    let mut r = Rig::fifo();
+    r.node(1, cap(20, false, 1));
+    r.node(2, cap(20, false, 1));
+    let mut big = composite(18);
+    big.max_in_flight = 2_000;
+    r.submit(1, big);
+    for s in 0..1_000 {
+        r.segment(1, s);
+    }
+    r.finish_exec(1, 1_000);
+    r.submit(2, composite(18));
+    for s in 0..5 {
+        r.segment(2, s);
+    }
+    r.finish_exec(2, 5);
+    // Prove whatever is assigned, one node at a time, until the small job is done.
+    let mut rounds = 0;
+    let mut small_done = false;
+    let mut running: Vec<(TaskId, NodeId)> = assigns(&r.log);
+    while !small_done {
+        rounds += 1;
+        assert!(rounds <= 12, "the small job waited behind the big one");
+        let (t, n) = running
+            .iter()
+            .copied()
+            .find(|(t, _)| {
+                r.s.job_status(t.job).unwrap().tasks[t.index as usize].state != TaskState::Verified
+            })
+            .expect("something is running");
+        let a = r.verify(n.0, t);
+        small_done = finished(&a).iter().any(|(j, _)| *j == JobId(2));
+        running.extend(assigns(&a));
+    }
+    // The big job kept going too: it was not starved in turn.
+    let big = r.s.job_status(JobId(1)).unwrap();
+    assert!(big.tasks_verified >= 4, "{}", big.tasks_verified);
+}
