@@ -164,11 +164,12 @@ impl ProvingBackend for FakeBackend {
         Ok(Digest32::sha256(program))
     }
 
-    fn execute(
+    fn execute_limited(
         &self,
         program: &[u8],
         input: &[u8],
         po2: u8,
+        cycle_limit: Option<u64>,
         on_segment: &mut (dyn FnMut(SegmentBlob) -> Result<(), BackendError> + Send),
     ) -> Result<ExecutionSummary, BackendError> {
         check_po2(po2)?;
@@ -198,6 +199,12 @@ impl ProvingBackend for FakeBackend {
                 po2
             };
             total_cycles += 1u64 << seg_po2;
+            if let Some(limit) = cycle_limit.filter(|l| total_cycles > *l) {
+                return Err(BackendError::CycleLimit {
+                    limit,
+                    detail: format!("{total_cycles} cycles after segment {index}"),
+                });
+            }
             let seg = FakeSegment {
                 run,
                 index,

@@ -179,6 +179,8 @@ pub enum BackendError {
     BadDigest(String),
     #[error("this backend does not support {0}")]
     Unsupported(&'static str),
+    #[error("the guest ran past the cycle limit of {limit} cycles: {detail}")]
+    CycleLimit { limit: u64, detail: String },
 }
 
 /// The proving backend boundary. Implementations are cheap to share across threads; every method is
@@ -198,6 +200,20 @@ pub trait ProvingBackend: Send + Sync + 'static {
         program: &[u8],
         input: &[u8],
         po2: u8,
+        on_segment: &mut (dyn FnMut(SegmentBlob) -> Result<(), BackendError> + Send),
+    ) -> Result<ExecutionSummary, BackendError> {
+        self.execute_limited(program, input, po2, None, on_segment)
+    }
+
+    /// [`ProvingBackend::execute`], stopped with [`BackendError::CycleLimit`] once the run reaches
+    /// `cycle_limit` cycles (RISC Zero's session limit: total cycles, paging included), so a guest that loops
+    /// forever costs its submitter a bounded amount of work.
+    fn execute_limited(
+        &self,
+        program: &[u8],
+        input: &[u8],
+        po2: u8,
+        cycle_limit: Option<u64>,
         on_segment: &mut (dyn FnMut(SegmentBlob) -> Result<(), BackendError> + Send),
     ) -> Result<ExecutionSummary, BackendError>;
 

@@ -219,11 +219,12 @@ impl ProvingBackend for RiscZeroBackend {
         Ok(to_d32(id))
     }
 
-    fn execute(
+    fn execute_limited(
         &self,
         program: &[u8],
         input: &[u8],
         po2: u8,
+        cycle_limit: Option<u64>,
         on_segment: &mut (dyn FnMut(SegmentBlob) -> Result<(), BackendError> + Send),
     ) -> Result<ExecutionSummary, BackendError> {
         check_po2(po2)?;
@@ -232,6 +233,7 @@ impl ProvingBackend for RiscZeroBackend {
         let env = ExecutorEnv::builder()
             .write_slice(input)
             .segment_limit_po2(u32::from(po2))
+            .session_limit(cycle_limit)
             .build()
             .map_err(|e| BackendError::Execution(e.to_string()))?;
         let mut exec = ExecutorImpl::from_elf(env, &binary)
@@ -275,6 +277,10 @@ impl ProvingBackend for RiscZeroBackend {
                         "programs that use composition (`env::verify` of another receipt, an assumption) yet: \
                          Cairn has no way to hand the executor the receipts a program verifies",
                     ));
+                }
+                if let Some(limit) = cycle_limit.filter(|_| msg.contains("Session limit exceeded"))
+                {
+                    return Err(BackendError::CycleLimit { limit, detail: msg });
                 }
                 return Err(
                     if msg.contains("panicked") || msg.contains("Guest") || msg.contains("guest") {

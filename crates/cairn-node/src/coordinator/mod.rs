@@ -73,6 +73,7 @@ impl CoordinatorConfig {
                 task_slack: self.task_slack,
                 timeout: self.job_timeout,
                 aggregation: self.aggregation,
+                cycle_limit: None,
             },
         )
     }
@@ -89,6 +90,8 @@ pub struct JobSettings {
     /// Give up if the job is not done this long after it was submitted.
     pub timeout: Duration,
     pub aggregation: Aggregation,
+    /// Stop execution (and fail the job) once the run reaches this many cycles.
+    pub cycle_limit: Option<u64>,
 }
 
 /// Progress, for progress bars, logs and the gateway's session states.

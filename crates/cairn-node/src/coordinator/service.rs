@@ -406,7 +406,7 @@ impl Core {
             settings,
         };
         info!(job = id.0, %owner, %image_id, po2 = run.settings.po2, "job submitted");
-        let po2 = run.settings.po2;
+        let (po2, cycle_limit) = (run.settings.po2, run.settings.cycle_limit);
         self.jobs.insert(id, run);
         let ended = self.feed(Input::SubmitJob { job: id, spec });
         for (job, outcome) in ended {
@@ -428,7 +428,7 @@ impl Core {
             // Execute on a blocking thread, streaming segments to the loop.
             let backend = self.backend.clone();
             tokio::task::spawn_blocking(move || {
-                let r = backend.execute(&program, &input, po2, &mut |blob| {
+                let r = backend.execute_limited(&program, &input, po2, cycle_limit, &mut |blob| {
                     reports
                         .blocking_send(Report::Segment(id, blob))
                         .map_err(|_| BackendError::Execution("coordinator stopped".into()))
