@@ -15,18 +15,30 @@ use super::service::Report;
 /// The outcome of checking one result: the verified receipt bytes, or why it was refused.
 pub(super) type Checked = Result<Vec<u8>, (RejectReason, String)>;
 
-/// Fetches `receipt` from `peer`, checks it against `expect` and reports `Report::Checked` (or
+/// A result to check: the receipt `peer` (scheduler node `node`) delivered for `task`, and what it must prove.
+pub(super) struct Delivery {
+    pub peer: PeerId,
+    pub node: NodeId,
+    pub task: TaskId,
+    pub receipt: BlobRef,
+    pub expect: Expect,
+}
+
+/// Fetches the delivered receipt, checks it against what it must prove and reports `Report::Checked` (or
 /// `Report::FetchFailed` when the transfer fails).
 pub(super) fn spawn(
     client: Client,
     backend: Arc<dyn ProvingBackend>,
     reports: mpsc::Sender<Report>,
-    peer: PeerId,
-    task: TaskId,
-    node: NodeId,
-    receipt: BlobRef,
-    expect: Expect,
+    delivery: Delivery,
 ) {
+    let Delivery {
+        peer,
+        node,
+        task,
+        receipt,
+        expect,
+    } = delivery;
     let span = info_span!("verify", job = task.job.0, segment = task.index, %peer);
     tokio::spawn(
         async move {

@@ -21,7 +21,7 @@ use cairn_scheduler::{
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-use super::check::{self, Checked};
+use super::check::{self, Checked, Delivery};
 use super::job::JobRun;
 use super::{job_key, JobSettings, NetworkProof, Progress};
 use crate::jobdb::JobDb;
@@ -88,6 +88,7 @@ pub struct Service {
     commands: mpsc::Sender<Command>,
     backend: Arc<dyn ProvingBackend>,
     info: Arc<ServiceInfo>,
+    status: Arc<Mutex<serde_json::Value>>,
 }
 
 impl std::fmt::Debug for Service {
@@ -114,7 +115,7 @@ impl Service {
             .map(|a| a.to_string())
             .collect();
         let metrics = Metrics::default();
-        let status = Arc::new(Mutex::new(serde_json::json!({ "jobs": {} })));
+        let status = Arc::new(Mutex::new(serde_json::json!({ "jobs": {}, "provers": [] })));
         let status_addr = match cfg.status_addr {
             Some(addr) => Some(StatusServer::start(addr, status.clone(), metrics.clone()).await?),
             None => None,
@@ -137,7 +138,7 @@ impl Service {
             next_node: 0,
             jobs: BTreeMap::new(),
             metrics,
-            status,
+            status: status.clone(),
             status_at: None,
             start: Instant::now(),
         };
@@ -146,11 +147,22 @@ impl Service {
             commands: commands_tx,
             backend,
             info,
+            status,
         })
     }
 
     pub fn info(&self) -> &ServiceInfo {
         &self.info
+    }
+
+    /// What `GET /status` serves: every running job's scheduler status (its tasks, their states, provers,
+    /// attempts and times) and every prover seen (capacity, learned speed, reputation, rewards, penalties),
+    /// refreshed at most four times a second.
+    pub fn status(&self) -> serde_json::Value {
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Submits a job. The program is checked (its image id computed) before anything is stored. A job with
@@ -628,7 +640,30 @@ impl Core {
                 Some((j.id.0.to_string(), v))
             })
             .collect();
-        *self.status.lock().expect("poisoned") = serde_json::json!({ "jobs": jobs });
+        let ledger = self.sched.ledger();
+        let provers: Vec<serde_json::Value> = self
+            .nodes
+            .iter()
+            .map(|(node, peer)| {
+                let cap = self.sched.node_capacity(*node);
+                let account = ledger.account(*node);
+                serde_json::json!({
+                    "node": node.0,
+                    "peer": peer.to_string(),
+                    "online": cap.is_some(),
+                    "max_po2": cap.map(|c| c.max_po2),
+                    "slots": cap.map(|c| c.slots),
+                    "cycles_per_sec": cap.map(|c| c.cycles_per_sec),
+                    "reputation": ledger.reputation(*node),
+                    "tasks_won": account.map_or(0, |a| a.tasks_won),
+                    "earned": account.map_or(0, |a| a.earned),
+                    "slashed": account.map_or(0, |a| a.slashed),
+                    "penalties": account.map_or(0, |a| a.penalties.total_count()),
+                })
+            })
+            .collect();
+        *self.status.lock().expect("poisoned") =
+            serde_json::json!({ "jobs": jobs, "provers": provers });
     }
 
     fn act(&mut self, action: Action) -> Option<(JobId, JobOutcome)> {
@@ -822,11 +857,13 @@ impl Core {
             self.client.clone(),
             self.backend.clone(),
             self.reports.clone(),
-            peer,
-            task,
-            node,
-            receipt,
-            expect,
+            Delivery {
+                peer,
+                node,
+                task,
+                receipt,
+                expect,
+            },
         );
         Response::Ack
     }

@@ -1,0 +1,414 @@
+//! The gateway driven by the stock Bonsai client (bonsai-sdk 1.4.3, what risc0-zkvm 3.0.6's `BonsaiProver`
+//! uses), in front of the coordinator service and prover nodes over libp2p on loopback, with the (named)
+//! fake proving backend: the API's flow, its errors, concurrency and restarts in seconds. The same path with
+//! real RISC Zero proofs and an unchanged `default_prover()` host is tested by `cairn-cli/tests/gateway.rs`.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bonsai_sdk::blocking::{Client, SessionId};
+use cairn_backend::fake::FakeBackend;
+use cairn_backend::ProvingBackend;
+use cairn_gateway::{ApiKey, ApiKeys, Gateway, GatewayConfig};
+use cairn_net::protocol::NodeCapacity;
+use cairn_node::coordinator::{JobSettings, Service, ServiceConfig};
+use cairn_node::prover::{run_prover, Misbehave, ProverConfig};
+use cairn_scheduler::{Aggregation, SchedulerConfig};
+use tokio::sync::oneshot;
+
+const ALICE: &str = "alice-key-0001";
+const BOB: &str = "bob-key-0002";
+const TINY: &str = "tiny-key-0003";
+
+fn backend() -> Arc<dyn ProvingBackend> {
+    // po2 14 "proves" in 82 ms.
+    Arc::new(FakeBackend::new(0.01))
+}
+
+fn keys() -> ApiKeys {
+    let mut tiny = ApiKey::new("tiny", TINY);
+    tiny.max_sessions = 1;
+    tiny.max_upload_bytes = 1024;
+    ApiKeys::new(vec![
+        ApiKey::new("alice", ALICE),
+        ApiKey::new("bob", BOB),
+        tiny,
+    ])
+}
+
+struct Devnet {
+    service: Service,
+    gateway: Gateway,
+    provers: Vec<oneshot::Sender<()>>,
+}
+
+impl Devnet {
+    /// A coordinator service, `provers` fake provers dialing it, and a gateway in front, all under `dir`
+    /// (the gateway on `port`, 0 for any).
+    async fn start(dir: &Path, provers: usize, port: u16) -> Self {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_env("CAIRN_TEST_LOG"))
+            .with_test_writer()
+            .try_init();
+        let net = cairn_net::Config::loopback(dir.join("client"));
+        let service = Service::start(
+            ServiceConfig {
+                net,
+                db_path: dir.join("jobs.sqlite"),
+                policy: "fifo".into(),
+                scheduler: SchedulerConfig {
+                    heartbeat_timeout_ms: Some(3_000),
+                    ..SchedulerConfig::default()
+                },
+                status_addr: None,
+            },
+            backend(),
+        )
+        .await
+        .unwrap();
+        let addr = format!(
+            "{}/p2p/{}",
+            service.info().listen[0],
+            service.info().peer_id
+        );
+        let provers = (0..provers)
+            .map(|i| start_prover(&dir.join(format!("prover{i}-{}", rand_suffix())), &addr))
+            .collect();
+        let gateway = Gateway::start(
+            GatewayConfig {
+                listen: format!("127.0.0.1:{port}").parse().unwrap(),
+                data_dir: dir.join("gateway"),
+                public_url: None,
+                keys: keys(),
+                job: JobSettings {
+                    po2: 14,
+                    redundancy: 1,
+                    max_attempts: 6,
+                    task_slack: Duration::from_secs(2),
+                    timeout: Duration::from_secs(120),
+                    aggregation: Aggregation::Composite,
+                    cycle_limit: None,
+                },
+            },
+            service.clone(),
+            backend(),
+        )
+        .await
+        .unwrap();
+        Self {
+            service,
+            gateway,
+            provers,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.gateway.addr())
+    }
+
+    async fn stop(self) {
+        self.gateway.shutdown().await;
+        self.service.shutdown().await;
+        for p in self.provers {
+            let _ = p.send(());
+        }
+    }
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+fn start_prover(dir: &Path, bootstrap: &str) -> oneshot::Sender<()> {
+    let mut net = cairn_net::Config::loopback(dir);
+    net.bootstrap = vec![bootstrap.parse().unwrap()];
+    let cfg = ProverConfig {
+        net,
+        capacity: NodeCapacity {
+            memory_bytes: 4 << 30,
+            max_po2: 18,
+            cycles_per_sec: 2_000_000,
+            slots: 1,
+            recursion: false,
+        },
+        workers: 1,
+        heartbeat_every: Duration::from_millis(500),
+        misbehave: Misbehave::Honest,
+        share_results: None,
+        print_addr: false,
+        drain_linger: Duration::from_secs(5),
+    };
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = run_prover(cfg, backend(), async move {
+            let _ = stop_rx.await;
+        })
+        .await;
+    });
+    stop_tx
+}
+
+fn client(url: &str, key: &str) -> Client {
+    Client::from_parts(url.to_string(), key.to_string(), "3.0.6").unwrap()
+}
+
+/// A program of the fake backend and its image id, as the stock client computes and sends it.
+fn program(name: &str) -> (Vec<u8>, String) {
+    let p = FakeBackend::program(name);
+    let id = backend().image_id(&p).unwrap().to_string();
+    (p, id)
+}
+
+/// Uploads and creates a session the way `BonsaiProver::prove_with_ctx` does.
+fn submit(c: &Client, name: &str, input: Vec<u8>, limit: Option<u64>) -> SessionId {
+    let (prog, id) = program(name);
+    c.upload_img(&id, prog).unwrap();
+    let input_id = c.upload_input(input).unwrap();
+    c.create_session_with_limit(id, input_id, vec![], false, limit)
+        .unwrap()
+}
+
+/// Polls like the stock client (every 100 ms here), tolerating a gateway that is briefly away.
+fn wait(
+    url: &str,
+    key: &str,
+    s: &SessionId,
+    within: Duration,
+) -> bonsai_sdk::responses::SessionStatusRes {
+    let c = client(url, key);
+    let start = Instant::now();
+    loop {
+        assert!(start.elapsed() < within, "session {} still running", s.uuid);
+        if let Ok(res) = s.status(&c) {
+            if res.status != "RUNNING" {
+                return res;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Three sessions from two keys at once all succeed, each with its own verified receipt and stats.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_sessions_from_two_keys_prove_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Devnet::start(dir.path(), 2, 0).await;
+    let url = net.url();
+    let results = tokio::task::spawn_blocking(move || {
+        let jobs = [(ALICE, "a1", 6u64), (ALICE, "a2", 3), (BOB, "b1", 4)];
+        let sessions: Vec<_> = jobs
+            .iter()
+            .map(|(key, name, segs)| {
+                let c = client(&url, key);
+                let cycles = segs * 10_000;
+                (
+                    key,
+                    *name,
+                    submit(&c, name, FakeBackend::input(cycles, name.as_bytes()), None),
+                )
+            })
+            .collect();
+        sessions
+            .into_iter()
+            .map(|(key, name, s)| {
+                let res = wait(&url, key, &s, Duration::from_secs(60));
+                assert_eq!(res.status, "SUCCEEDED", "{name}: {:?}", res.error_msg);
+                let stats = res.stats.expect("SUCCEEDED carries stats");
+                let c = client(&url, key);
+                let receipt = c
+                    .download(&res.receipt_url.expect("and a receipt url"))
+                    .unwrap();
+                // Another key cannot read it.
+                let other = if *key == ALICE { BOB } else { ALICE };
+                assert!(client(&url, other).receipt_download(&s).is_err());
+                (name, stats.segments, receipt)
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    for (name, segments, receipt) in results {
+        let (_, id) = program(name);
+        let id = cairn_backend::Digest32::from_hex(&id).unwrap();
+        backend().verify_receipt(&receipt, &id).unwrap();
+        assert!(segments >= 3, "{name}: {segments}");
+    }
+    let metrics = reqwest_get(&net.url(), "/metrics").await;
+    assert!(
+        metrics.contains("cairn_gateway_sessions_ended_total{status=\"SUCCEEDED\"} 3"),
+        "{metrics}"
+    );
+    net.stop().await;
+}
+
+async fn reqwest_get(url: &str, path: &str) -> String {
+    let url = format!("{url}{path}");
+    tokio::task::spawn_blocking(move || {
+        // The SDK's own HTTP stack, without its headers.
+        let mut s = std::net::TcpStream::connect(
+            url.trim_start_matches("http://").split('/').next().unwrap(),
+        )
+        .unwrap();
+        use std::io::{Read, Write};
+        let path = url
+            .splitn(4, '/')
+            .nth(3)
+            .map(|p| format!("/{p}"))
+            .unwrap_or("/".into());
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    })
+    .await
+    .unwrap()
+}
+
+/// Every bad request gets its status code and a sentence the client shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_requests_get_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Devnet::start(dir.path(), 1, 0).await;
+    let url = net.url();
+    tokio::task::spawn_blocking(move || {
+        let (prog, id) = program("errors");
+        // Unknown key.
+        let e = err(client(&url, "who-is-this").upload_img(&id, prog.clone()));
+        assert!(e.contains("unknown API key"), "{e}");
+        // A host of another major version.
+        let old = Client::from_parts(url.clone(), ALICE.into(), "2.3.1").unwrap();
+        let e = err(old.upload_img(&id, prog.clone()));
+        assert!(e.contains("risc0-zkvm 2.3.1") && e.contains("3.x"), "{e}");
+        let c = client(&url, ALICE);
+        // A program under another program's image id.
+        let (_, other_id) = program("something-else");
+        let e = err(c.upload_img(&other_id, prog.clone()));
+        assert!(e.contains("image id is"), "{e}");
+        // Not a program at all.
+        let e = err(c.upload_img(&id, b"#!/bin/sh\necho hi\n".to_vec()));
+        assert!(e.contains("not a RISC Zero program"), "{e}");
+        // Larger than the key allows.
+        let e = err(client(&url, TINY).upload_input(vec![0; 4096]));
+        assert!(e.contains("limit of 1024 bytes"), "{e}");
+        // A session nobody created.
+        let e = err(SessionId::new("4a7f0d2e-1111-4222-8333-444455556666".into()).status(&c));
+        assert!(e.contains("no session"), "{e}");
+        // A session of a program never uploaded.
+        let input = c.upload_input(FakeBackend::input(1_000, b"x")).unwrap();
+        let e = err(c.create_session("ab".repeat(32), input.clone(), vec![], false));
+        assert!(e.contains("never uploaded"), "{e}");
+        // Groth16 is refused with a reason, not silence.
+        let e = err(c.create_snark("4a7f0d2e-1111-4222-8333-444455556666".into()));
+        assert!(e.contains("Groth16"), "{e}");
+
+        // A guest that fails: FAILED with its message.
+        let s = submit(&c, "errors", vec![1, 2, 3], None);
+        let res = wait(&url, ALICE, &s, Duration::from_secs(30));
+        assert_eq!(res.status, "FAILED");
+        assert!(res.error_msg.unwrap().contains("the guest failed"));
+        // Past exec_cycle_limit (in cycles): FAILED saying so.
+        let s = submit(
+            &c,
+            "errors",
+            FakeBackend::input(200_000, b"long"),
+            Some(50_000),
+        );
+        let res = wait(&url, ALICE, &s, Duration::from_secs(30));
+        assert_eq!(res.status, "FAILED");
+        let msg = res.error_msg.unwrap();
+        assert!(msg.contains("cycle limit of 50000"), "{msg}");
+        // One session at a time for the tiny key.
+        let t = client(&url, TINY);
+        let (prog, id) = program("tiny");
+        assert!(prog.len() < 1024);
+        t.upload_img(&id, prog).unwrap();
+        let i1 = t.upload_input(FakeBackend::input(400_000, b"1")).unwrap();
+        let i2 = t.upload_input(FakeBackend::input(400_000, b"2")).unwrap();
+        let first = t.create_session(id.clone(), i1, vec![], false).unwrap();
+        let e = err(t.create_session(id, i2, vec![], false));
+        assert!(e.contains("limit"), "{e}");
+        // Stopped on request: ABORTED.
+        first.stop(&t).unwrap();
+        let res = wait(&url, TINY, &first, Duration::from_secs(30));
+        assert_eq!(res.status, "ABORTED", "{:?}", res.error_msg);
+    })
+    .await
+    .unwrap();
+    net.stop().await;
+}
+
+/// Killing the gateway (and its coordinator) mid-session loses no verified segment: a new gateway on the
+/// same data directory resumes the session, proves only what was missing, and the polling ends in
+/// SUCCEEDED.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restarted_gateway_resumes_its_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Devnet::start(dir.path(), 1, 0).await;
+    let url = net.url();
+    let port = net.gateway.addr().port();
+    let (c_url, session) = (url.clone(), {
+        let url = url.clone();
+        tokio::task::spawn_blocking(move || {
+            let c = client(&url, ALICE);
+            submit(&c, "restart", FakeBackend::input(40 * 10_000, b"r"), None)
+        })
+        .await
+        .unwrap()
+    });
+    // Wait until a few segments are verified, then stop everything.
+    let start = Instant::now();
+    let verified = loop {
+        let o: serde_json::Value =
+            serde_json::from_str(body(&reqwest_get(&url, "/api/overview").await)).unwrap();
+        let v = o["jobs"]
+            .as_object()
+            .and_then(|j| j.values().next())
+            .map(|j| j["tasks_verified"].as_u64().unwrap())
+            .unwrap_or(0);
+        if v >= 3 {
+            break v;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "nothing verified"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    net.stop().await;
+    let net = Devnet::start(dir.path(), 2, port).await;
+    assert_eq!(net.url(), c_url);
+    let res =
+        tokio::task::spawn_blocking(move || wait(&c_url, ALICE, &session, Duration::from_secs(60)))
+            .await
+            .unwrap();
+    assert_eq!(res.status, "SUCCEEDED", "{:?}", res.error_msg);
+    // The second run started from what the first had verified.
+    let o: serde_json::Value =
+        serde_json::from_str(body(&reqwest_get(&net.url(), "/api/overview").await)).unwrap();
+    let resumed = o["sessions"][0]["resumed"].as_u64().unwrap();
+    assert!(
+        resumed >= verified,
+        "resumed {resumed} of {verified} verified before the restart"
+    );
+    net.stop().await;
+}
+
+/// The error text of a request that must fail.
+fn err<T>(r: Result<T, bonsai_sdk::SdkErr>) -> String {
+    match r {
+        Ok(_) => panic!("accepted"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn body(http: &str) -> &str {
+    http.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+}
