@@ -30,6 +30,9 @@ pub enum Command {
     /// Start N prover nodes and a client as separate processes on this machine, prove a bundled program
     /// across them, verify the receipt, and stop everything.
     Devnet(DevnetArgs),
+    /// Serve the Bonsai REST API in front of a Cairn network: a stock RISC Zero host proves through it with
+    /// BONSAI_API_URL and BONSAI_API_KEY set, unchanged. A live dashboard is at its address.
+    Gateway(GatewayArgs),
     /// Verify a receipt file against a program or an image id.
     Verify(VerifyArgs),
     /// List the bundled programs.
@@ -299,6 +302,50 @@ pub struct DevnetArgs {
     /// Proving backend.
     #[arg(long, env = "CAIRN_BACKEND", value_enum, default_value_t = BackendKind::Risc0)]
     pub backend: BackendKind,
+    /// Instead of proving one bundled program, serve the Bonsai API on this address in front of the nodes
+    /// (`cairn gateway`) until Ctrl-C: point a stock RISC Zero host at it with the printed BONSAI_API_URL
+    /// and BONSAI_API_KEY.
+    #[arg(long, env = "CAIRN_DEVNET_GATEWAY")]
+    pub gateway: Option<std::net::SocketAddr>,
+    /// The API key of the devnet's gateway.
+    #[arg(
+        long,
+        env = "CAIRN_DEVNET_GATEWAY_KEY",
+        default_value = "devnet-local-key"
+    )]
+    pub gateway_key: String,
+}
+
+#[derive(Debug, Args)]
+pub struct GatewayArgs {
+    /// Where the REST API and the dashboard listen (port 0 picks one; the address is printed).
+    #[arg(long, env = "CAIRN_GATEWAY_HTTP", default_value = "127.0.0.1:8080")]
+    pub http: std::net::SocketAddr,
+    /// Uploaded programs, inputs, receipts and the session database (kept across restarts: running
+    /// sessions resume).
+    #[arg(long, env = "CAIRN_GATEWAY_DIR", default_value = "cairn-gateway")]
+    pub gateway_dir: PathBuf,
+    /// API keys as a TOML file (`[[key]]` tables with name, key and optional max_sessions, max_upload_mb).
+    #[arg(long, env = "CAIRN_GATEWAY_KEYS_FILE")]
+    pub keys_file: Option<PathBuf>,
+    /// API keys as `name:key,name:key` (each gets 4 concurrent sessions and 256 MB uploads).
+    #[arg(long, env = "CAIRN_GATEWAY_KEYS", hide_env_values = true)]
+    pub keys: Option<String>,
+    /// The URL clients reach this gateway at, for the upload and receipt URLs it hands out (default: from
+    /// each request's Host header).
+    #[arg(long, env = "CAIRN_GATEWAY_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Segment size (po2) of every session: provers must have the memory for it (po2 18: ~2.4 GB).
+    #[arg(long, env = "CAIRN_PO2", default_value_t = 18)]
+    pub po2: u8,
+    #[command(flatten)]
+    pub net: NetworkClientArgs,
+    /// Proving backend (the fake one's receipts are NOT RISC Zero receipts: for trying the API only).
+    #[arg(long, env = "CAIRN_BACKEND", value_enum, default_value_t = BackendKind::Risc0)]
+    pub backend: BackendKind,
+    /// Print the listen address on stdout as `gateway http://ADDR` once serving (for scripts).
+    #[arg(long)]
+    pub print_addr: bool,
 }
 
 #[derive(Debug, Args)]

@@ -23,7 +23,12 @@ const TINY: &str = "tiny-key-0003";
 
 fn backend() -> Arc<dyn ProvingBackend> {
     // po2 14 "proves" in 82 ms.
-    Arc::new(FakeBackend::new(0.01))
+    backend_at(0.01)
+}
+
+/// A fake backend whose po2 14 proofs take `scale` x 8.2 s.
+fn backend_at(scale: f64) -> Arc<dyn ProvingBackend> {
+    Arc::new(FakeBackend::new(scale))
 }
 
 fn keys() -> ApiKeys {
@@ -47,6 +52,11 @@ impl Devnet {
     /// A coordinator service, `provers` fake provers dialing it, and a gateway in front, all under `dir`
     /// (the gateway on `port`, 0 for any).
     async fn start(dir: &Path, provers: usize, port: u16) -> Self {
+        Self::start_at(dir, provers, port, 0.01).await
+    }
+
+    /// As `start`, with provers whose po2 14 proofs take `scale` x 8.2 s.
+    async fn start_at(dir: &Path, provers: usize, port: u16, scale: f64) -> Self {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_env("CAIRN_TEST_LOG"))
             .with_test_writer()
@@ -73,7 +83,13 @@ impl Devnet {
             service.info().peer_id
         );
         let provers = (0..provers)
-            .map(|i| start_prover(&dir.join(format!("prover{i}-{}", rand_suffix())), &addr))
+            .map(|i| {
+                start_prover(
+                    &dir.join(format!("prover{i}-{}", rand_suffix())),
+                    &addr,
+                    scale,
+                )
+            })
             .collect();
         let gateway = Gateway::start(
             GatewayConfig {
@@ -123,7 +139,7 @@ fn rand_suffix() -> u64 {
         .as_nanos() as u64
 }
 
-fn start_prover(dir: &Path, bootstrap: &str) -> oneshot::Sender<()> {
+fn start_prover(dir: &Path, bootstrap: &str, scale: f64) -> oneshot::Sender<()> {
     let mut net = cairn_net::Config::loopback(dir);
     net.bootstrap = vec![bootstrap.parse().unwrap()];
     let cfg = ProverConfig {
@@ -144,7 +160,7 @@ fn start_prover(dir: &Path, bootstrap: &str) -> oneshot::Sender<()> {
     };
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     tokio::spawn(async move {
-        let _ = run_prover(cfg, backend(), async move {
+        let _ = run_prover(cfg, backend_at(scale), async move {
             let _ = stop_rx.await;
         })
         .await;
@@ -411,4 +427,116 @@ fn err<T>(r: Result<T, bonsai_sdk::SdkErr>) -> String {
 
 fn body(http: &str) -> &str {
     http.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+}
+
+/// The dashboard as a person sees it: headless Chromium (Debian's `chromium`, which `.ci/run` installs) loads
+/// `/` while a session is being proved, runs its script, and the page shows the session, its proof tree with
+/// verified and pending segments, and the provers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_dashboard_shows_a_job_tree_mid_run_in_a_browser() {
+    let Some(chromium) = chromium() else {
+        if std::env::var_os("CAIRN_SKIP_BROWSER").is_some() {
+            eprintln!("CAIRN_SKIP_BROWSER set: not testing the dashboard in a browser");
+            return;
+        }
+        panic!("no chromium: install Debian's chromium package (apt-get install chromium), as .ci/run does, or set CAIRN_SKIP_BROWSER=1");
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // Proofs of 0.8 s, 20 segments, 2 provers: ~8 s of proving to look at.
+    let net = Devnet::start_at(dir.path(), 2, 0, 0.1).await;
+    let url = net.url();
+    let u = url.clone();
+    let session = tokio::task::spawn_blocking(move || {
+        submit(
+            &client(&u, ALICE),
+            "dash",
+            FakeBackend::input(20 * 14_000, b"d"),
+            None,
+        )
+    })
+    .await
+    .unwrap();
+    let start = Instant::now();
+    loop {
+        let o: serde_json::Value =
+            serde_json::from_str(body(&reqwest_get(&url, "/api/overview").await)).unwrap();
+        let v = o["jobs"]
+            .as_object()
+            .and_then(|j| j.values().next())
+            .map(|j| j["tasks_verified"].as_u64().unwrap())
+            .unwrap_or(0);
+        if v >= 2 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "nothing verified"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let shot = std::env::var_os("CAIRN_DASHBOARD_SCREENSHOT");
+    let page = format!("{url}/");
+    let dom = tokio::task::spawn_blocking(move || {
+        let mut args: Vec<String> = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--window-size=1280,1100",
+            "--virtual-time-budget=4000",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        if let Some(path) = shot {
+            // Also keep a picture (docs/dashboard.png is made this way).
+            let mut a = args.clone();
+            a.push(format!(
+                "--screenshot={}",
+                std::path::PathBuf::from(path).display()
+            ));
+            a.push(page.clone());
+            let _ = std::process::Command::new(&chromium).args(&a).output();
+        }
+        args.push("--dump-dom".into());
+        args.push(page);
+        let out = std::process::Command::new(&chromium)
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    })
+    .await
+    .unwrap();
+    // The script ran and drew the session, its tree and the provers.
+    assert!(dom.contains(&session.uuid[..8]), "session missing:\n{dom}");
+    assert!(dom.contains("Proof tree of session"), "{dom}");
+    assert!(
+        dom.contains("class=\"task Verified\""),
+        "no verified segment drawn:\n{dom}"
+    );
+    assert!(
+        dom.contains("class=\"task Running\"") || dom.contains("class=\"task Queued\""),
+        "no pending segment drawn:\n{dom}"
+    );
+    assert!(dom.contains(">s0<"), "{dom}");
+    assert!(dom.contains("2 provers online"), "{dom}");
+    net.stop().await;
+}
+
+fn chromium() -> Option<String> {
+    ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .find(|c| {
+            std::process::Command::new(c)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .map(|c| c.to_string())
 }

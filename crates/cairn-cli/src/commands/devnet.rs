@@ -118,6 +118,9 @@ pub fn run(args: &DevnetArgs) -> anyhow::Result<ExitCode> {
     let bootstrap: Vec<String> = addrs.into_iter().flatten().collect();
     eprintln!("devnet: nodes listening at {}", bootstrap.join(" "));
 
+    if let Some(http) = args.gateway {
+        return serve_gateway(&exe, args, http, &bootstrap, out_dir, nodes);
+    }
     let mut client = Command::new(&exe);
     client
         .args(["prove", "--network", "--listen", "/ip4/127.0.0.1/tcp/0"])
@@ -163,4 +166,48 @@ pub fn run(args: &DevnetArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `cairn devnet --gateway ADDR`: a gateway in front of the nodes, in the foreground until Ctrl-C.
+fn serve_gateway(
+    exe: &Path,
+    args: &DevnetArgs,
+    http: std::net::SocketAddr,
+    bootstrap: &[String],
+    out_dir: &Path,
+    nodes: Nodes,
+) -> anyhow::Result<ExitCode> {
+    eprintln!(
+        "devnet: gateway for stock RISC Zero hosts: export BONSAI_API_URL=http://{http} BONSAI_API_KEY={}",
+        args.gateway_key
+    );
+    eprintln!("devnet: dashboard at http://{http}/ ; Ctrl-C stops everything");
+    let status = Command::new(exe)
+        .args(["gateway", "--listen", "/ip4/127.0.0.1/tcp/0"])
+        .arg("--http")
+        .arg(http.to_string())
+        .arg("--bootstrap")
+        .arg(bootstrap.join(","))
+        .arg("--keys")
+        .arg(format!("devnet:{}", args.gateway_key))
+        .arg("--po2")
+        .arg(args.po2.to_string())
+        .arg("--redundancy")
+        .arg(args.redundancy.to_string())
+        .arg("--db")
+        .arg(out_dir.join("gateway-jobs.sqlite"))
+        .arg("--data-dir")
+        .arg(out_dir.join("gateway-client"))
+        .arg("--gateway-dir")
+        .arg(out_dir.join("gateway"))
+        .args(["--backend", backend_name(args.backend)])
+        .status()
+        .context("starting the gateway")?;
+    drop(nodes);
+    eprintln!("devnet: all nodes stopped");
+    Ok(if status.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -3,6 +3,7 @@
 mod bench;
 mod devnet;
 mod execute;
+mod gateway;
 mod network;
 mod node;
 mod program;
@@ -44,6 +45,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Execute(args) => execute::run(&args),
         Command::Prove(args) => prove::run(&args),
         Command::Verify(args) => verify::run(&args),
+        Command::Gateway(args) => gateway::run(&args),
         Command::Programs => {
             for g in cairn_guests::ALL {
                 println!(

@@ -15,7 +15,7 @@ use serde::Serialize;
 use super::node::parse_addrs;
 use super::program;
 use super::prove::{check_reference, write_outputs};
-use crate::cli::{AggregationArg, BackendKind, ProveArgs};
+use crate::cli::{AggregationArg, BackendKind, NetworkClientArgs, ProveArgs};
 use cairn_scheduler::Aggregation;
 
 #[derive(Debug, Serialize)]
@@ -53,34 +53,9 @@ pub fn run(args: &ProveArgs) -> anyhow::Result<ExitCode> {
         eprintln!("{w}");
     }
     let n = &args.net;
-    let mut net = cairn_net::Config::new(&n.data_dir, 0);
-    net.listen = parse_addrs(&n.listen)?;
-    net.bootstrap = parse_addrs(&n.bootstrap)?;
-    net.mdns = n.mdns;
-    anyhow::ensure!(
-        !net.bootstrap.is_empty() || net.mdns,
-        "no way to find provers: pass --bootstrap <addr/p2p/peer-id> (see `cairn node --print-addr`) or --mdns"
-    );
-    let scheduler = SchedulerConfig {
-        heartbeat_timeout_ms: Some(n.heartbeat_timeout_secs * 1000),
-        ..SchedulerConfig::default()
-    };
-    let aggregation = match n.aggregation {
-        AggregationArg::Composite => Aggregation::Composite,
-        AggregationArg::JoinTree => {
-            backend.recursion_available().map_err(|e| {
-                anyhow::anyhow!("--aggregation join-tree needs recursion on this machine to finish the receipt: {e}")
-            })?;
-            Aggregation::JoinTree
-        }
-        AggregationArg::Auto => match backend.recursion_available() {
-            Ok(()) => Aggregation::JoinTree,
-            Err(e) => {
-                tracing::info!(reason = %e, "recursion unavailable here: composite receipt");
-                Aggregation::Composite
-            }
-        },
-    };
+    let net = net_config(n)?;
+    let scheduler = scheduler_config(n);
+    let aggregation = aggregation(n, &*backend)?;
     let cfg = CoordinatorConfig {
         net,
         db_path: n.db.clone(),
@@ -221,6 +196,49 @@ pub fn run(args: &ProveArgs) -> anyhow::Result<ExitCode> {
     );
     println!("  summary   {}", summary_path.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// The network settings of a client (`prove --network`, `gateway`).
+pub(super) fn net_config(n: &NetworkClientArgs) -> anyhow::Result<cairn_net::Config> {
+    let mut net = cairn_net::Config::new(&n.data_dir, 0);
+    net.listen = parse_addrs(&n.listen)?;
+    net.bootstrap = parse_addrs(&n.bootstrap)?;
+    net.mdns = n.mdns;
+    anyhow::ensure!(
+        !net.bootstrap.is_empty() || net.mdns,
+        "no way to find provers: pass --bootstrap <addr/p2p/peer-id> (see `cairn node --print-addr`) or --mdns"
+    );
+    Ok(net)
+}
+
+pub(super) fn scheduler_config(n: &NetworkClientArgs) -> SchedulerConfig {
+    SchedulerConfig {
+        heartbeat_timeout_ms: Some(n.heartbeat_timeout_secs * 1000),
+        ..SchedulerConfig::default()
+    }
+}
+
+/// `--aggregation`, checked against what this machine can finish.
+pub(super) fn aggregation(
+    n: &NetworkClientArgs,
+    backend: &dyn ProvingBackend,
+) -> anyhow::Result<Aggregation> {
+    Ok(match n.aggregation {
+        AggregationArg::Composite => Aggregation::Composite,
+        AggregationArg::JoinTree => {
+            backend.recursion_available().map_err(|e| {
+                anyhow::anyhow!("--aggregation join-tree needs recursion on this machine to finish the receipt: {e}")
+            })?;
+            Aggregation::JoinTree
+        }
+        AggregationArg::Auto => match backend.recursion_available() {
+            Ok(()) => Aggregation::JoinTree,
+            Err(e) => {
+                tracing::info!(reason = %e, "recursion unavailable here: composite receipt");
+                Aggregation::Composite
+            }
+        },
+    })
 }
 
 fn aggregation_name(a: Aggregation) -> &'static str {

@@ -140,6 +140,7 @@ impl Service {
             metrics,
             status: status.clone(),
             status_at: None,
+            status_dirty: false,
             start: Instant::now(),
         };
         tokio::spawn(core.run(commands, reports, events));
@@ -264,8 +265,13 @@ struct Core {
     metrics: Metrics,
     status: Arc<Mutex<serde_json::Value>>,
     status_at: Option<Instant>,
+    /// Something changed since the status was last refreshed.
+    status_dirty: bool,
     start: Instant,
 }
+
+/// How often the served status is refreshed at most.
+const STATUS_EVERY: Duration = Duration::from_millis(250);
 
 /// Jobs the scheduler ended, to be finished by the loop.
 type Ended = Vec<(JobId, JobOutcome)>;
@@ -287,6 +293,14 @@ impl Core {
                 tokio::time::Instant::now() + Duration::from_millis(t.saturating_sub(now))
             });
             let timeout_at = self.jobs.values().map(|j| j.deadline).min();
+            // A refresh skipped by the throttle happens when the throttle allows.
+            let status_at = self
+                .status_dirty
+                .then(|| {
+                    self.status_at
+                        .map(|t| tokio::time::Instant::from_std(t) + STATUS_EVERY)
+                })
+                .flatten();
             let ended = tokio::select! {
                 Some(command) = commands.recv() => match command {
                     Command::Submit { request, image_id, reply } => {
@@ -316,6 +330,7 @@ impl Core {
                     self.time_out();
                     Vec::new()
                 }
+                () = sleep_until(status_at) => Vec::new(),
             };
             for (job, outcome) in ended {
                 self.finish(job, outcome);
@@ -622,13 +637,11 @@ impl Core {
 
     /// Refreshes the status the HTTP API serves: at most four times a second unless `now`.
     fn refresh_status(&mut self, now: bool) {
-        if !now
-            && self
-                .status_at
-                .is_some_and(|t| t.elapsed() < Duration::from_millis(250))
-        {
+        if !now && self.status_at.is_some_and(|t| t.elapsed() < STATUS_EVERY) {
+            self.status_dirty = true;
             return;
         }
+        self.status_dirty = false;
         self.status_at = Some(Instant::now());
         let jobs: serde_json::Map<String, serde_json::Value> = self
             .jobs
