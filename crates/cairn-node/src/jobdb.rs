@@ -23,6 +23,59 @@ pub enum JobDbError {
     Corrupt(String),
 }
 
+/// Where a job stands, as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobState {
+    Running,
+    Done,
+    Failed,
+    Cancelled,
+}
+
+impl JobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Done => "done",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// What a ledger event records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LedgerKind {
+    /// Paid for a verified result.
+    Reward,
+    /// Penalized (its cause says why).
+    Penalty,
+    /// A result refused at verification (its cause says why); the penalty, if any, is its own event.
+    Rejected,
+}
+
+impl LedgerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Reward => "reward",
+            Self::Penalty => "penalty",
+            Self::Rejected => "rejected",
+        }
+    }
+}
+
+/// One ledger event: who, what, why, how much, when (client milliseconds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerEvent {
+    pub job: Option<u64>,
+    pub task: Option<u32>,
+    pub prover: String,
+    pub kind: LedgerKind,
+    pub cause: Option<String>,
+    pub amount: u64,
+    pub at_ms: u64,
+}
+
 /// A job as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobRecord {
@@ -75,6 +128,11 @@ impl JobDb {
                     job INTEGER NOT NULL,
                     idx INTEGER NOT NULL,
                     prover TEXT NOT NULL
+                 );
+                 CREATE TABLE IF NOT EXISTS prover_speeds (
+                    prover TEXT PRIMARY KEY,
+                    cycles_per_sec REAL NOT NULL,
+                    samples INTEGER NOT NULL
                  );
                  CREATE TABLE IF NOT EXISTS ledger_events (
                     id INTEGER PRIMARY KEY,
@@ -148,10 +206,10 @@ impl JobDb {
         .transpose()
     }
 
-    pub fn set_state(&self, job: u64, state: &str) -> Result<(), JobDbError> {
+    pub fn set_state(&self, job: u64, state: JobState) -> Result<(), JobDbError> {
         self.conn.execute(
             "UPDATE jobs SET state = ?2 WHERE id = ?1",
-            params![job as i64, state],
+            params![job as i64, state.as_str()],
         )?;
         Ok(())
     }
@@ -243,6 +301,61 @@ impl JobDb {
         Ok(Some((summary, segments)))
     }
 
+    /// The execution of a job, if it finished: its summary and every segment's claim, in order, without the
+    /// segments' bytes (read them one at a time with [`JobDb::segment`]: a resumed job of thousands of
+    /// segments does not load them all into memory).
+    #[allow(clippy::type_complexity)]
+    pub fn execution_claims(
+        &self,
+        job: u64,
+    ) -> Result<Option<(ExecutionSummary, Vec<SegmentClaim>)>, JobDbError> {
+        let summary: Option<Vec<u8>> = self
+            .conn
+            .query_row(
+                "SELECT summary FROM jobs WHERE id = ?1",
+                params![job as i64],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten();
+        let Some(summary) = summary else {
+            return Ok(None);
+        };
+        let summary: ExecutionSummary = bincode::deserialize(&summary)
+            .map_err(|e| JobDbError::Corrupt(format!("execution summary: {e}")))?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT claim FROM segments WHERE job = ?1 ORDER BY idx")?;
+        let rows = stmt.query_map(params![job as i64], |r| r.get::<_, Vec<u8>>(0))?;
+        let mut claims = Vec::new();
+        for row in rows {
+            claims.push(
+                bincode::deserialize(&row?)
+                    .map_err(|e| JobDbError::Corrupt(format!("segment claim: {e}")))?,
+            );
+        }
+        if claims.len() != summary.segments as usize {
+            return Err(JobDbError::Corrupt(format!(
+                "job {job} recorded {} of its {} segments",
+                claims.len(),
+                summary.segments
+            )));
+        }
+        Ok(Some((summary, claims)))
+    }
+
+    /// The bytes of one recorded segment.
+    pub fn segment(&self, job: u64, index: u32) -> Result<Vec<u8>, JobDbError> {
+        self.conn
+            .query_row(
+                "SELECT segment FROM segments WHERE job = ?1 AND idx = ?2",
+                params![job as i64, index],
+                |r| r.get(0),
+            )
+            .optional()?
+            .ok_or_else(|| JobDbError::Corrupt(format!("segment {index} of job {job} is missing")))
+    }
+
     /// Forgets a job's segments and receipts (an execution that stopped midway cannot be continued: a new
     /// execution may differ). Returns how many verified receipts were dropped.
     pub fn reset_segments(&self, job: u64) -> Result<usize, JobDbError> {
@@ -315,23 +428,46 @@ impl JobDb {
         }
     }
 
-    /// Appends a ledger event (reward or penalty) for the record.
-    #[allow(clippy::too_many_arguments)]
-    pub fn ledger_event(
-        &self,
-        job: Option<u64>,
-        task: Option<u32>,
-        prover: &str,
-        kind: &str,
-        cause: Option<&str>,
-        amount: u64,
-        now_ms: u64,
-    ) -> Result<(), JobDbError> {
+    /// Appends a ledger event for the record.
+    pub fn ledger_event(&self, e: &LedgerEvent) -> Result<(), JobDbError> {
         self.conn.execute(
             "INSERT INTO ledger_events (job, task, prover, kind, cause, amount, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![job.map(|j| j as i64), task, prover, kind, cause, amount as i64, now_ms as i64],
+            params![
+                e.job.map(|j| j as i64),
+                e.task,
+                e.prover,
+                e.kind.as_str(),
+                e.cause,
+                e.amount as i64,
+                e.at_ms as i64
+            ],
         )?;
         Ok(())
+    }
+
+    /// Records the speed a prover's verified results showed (cycles per second, over `samples` results), for
+    /// the next run's deadlines.
+    pub fn save_speed(
+        &self,
+        prover: &str,
+        cycles_per_sec: f64,
+        samples: u32,
+    ) -> Result<(), JobDbError> {
+        self.conn.execute(
+            "INSERT INTO prover_speeds (prover, cycles_per_sec, samples) VALUES (?1, ?2, ?3)
+             ON CONFLICT(prover) DO UPDATE SET cycles_per_sec = ?2, samples = ?3",
+            params![prover, cycles_per_sec, samples],
+        )?;
+        Ok(())
+    }
+
+    /// Every prover's recorded speed: (prover, cycles per second, samples).
+    pub fn speeds(&self) -> Result<Vec<(String, f64, u32)>, JobDbError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT prover, cycles_per_sec, samples FROM prover_speeds")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Ledger events of a prover: (kind, cause) pairs, oldest first.
@@ -350,6 +486,65 @@ impl JobDb {
             .prepare("SELECT prover, kind, cause FROM ledger_events ORDER BY id")?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+/// A job request of the database thread.
+type DbCall = Box<dyn FnOnce(&JobDb) + Send>;
+
+/// The job database on a thread of its own, so its synchronous (fsync'd) writes never stall the async
+/// runtime or the coordinator's loop. Calls run one at a time in the order they were made, which keeps the
+/// orderings the invariants need (a segment is recorded before the execution that ends with it; a receipt is
+/// durable before the scheduler hears of it, because the loop acts on the answer).
+#[derive(Debug, Clone)]
+pub struct DbHandle {
+    tx: std::sync::mpsc::Sender<DbCall>,
+}
+
+/// The database thread has stopped (it panicked or the process is ending).
+#[derive(Debug, thiserror::Error)]
+#[error("the job database thread has stopped")]
+pub struct DbStopped;
+
+impl DbHandle {
+    /// Moves `db` to a new thread; it stops when every handle is dropped.
+    pub fn spawn(db: JobDb) -> Self {
+        let (tx, rx) = std::sync::mpsc::channel::<DbCall>();
+        std::thread::Builder::new()
+            .name("cairn-jobdb".into())
+            .spawn(move || {
+                for call in rx {
+                    call(&db);
+                }
+            })
+            .expect("spawn the job database thread");
+        Self { tx }
+    }
+
+    /// Queues `f` now (after every call made before this one) and returns a future of its answer.
+    pub fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&JobDb) -> Result<T, JobDbError> + Send + 'static,
+    ) -> impl std::future::Future<Output = Result<Result<T, JobDbError>, DbStopped>> + Send + 'static
+    {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let queued = self
+            .tx
+            .send(Box::new(move |db: &JobDb| {
+                let _ = reply.send(f(db));
+            }))
+            .is_ok();
+        async move {
+            if !queued {
+                return Err(DbStopped);
+            }
+            answer.await.map_err(|_| DbStopped)
+        }
+    }
+
+    /// Queues `f` without waiting for it (after every call made before this one).
+    pub fn send(&self, f: impl FnOnce(&JobDb) + Send + 'static) {
+        let _ = self.tx.send(Box::new(f));
     }
 }
 
@@ -395,6 +590,10 @@ mod tests {
         // A second verified copy never overwrites the first.
         db.store_verified(id, 1, b"other", "peerC", 6).unwrap();
         assert_eq!(db.verified(id).unwrap()[0].1, b"receipt-1");
+        // Speeds learned in one run are there for the next.
+        db.save_speed("peerA", 1000.0, 1).unwrap();
+        db.save_speed("peerA", 1500.0, 2).unwrap();
+        assert_eq!(db.speeds().unwrap(), vec![("peerA".to_string(), 1500.0, 2)]);
         // Execution is deterministic: a changed claim under the same key is refused.
         let mut changed = claim(2);
         changed.claim_digest = Digest32::default();

@@ -2,22 +2,17 @@
 //! the flow, the faults and the ledger can be checked in seconds. The same paths with real RISC Zero proofs
 //! are tested by `cairn-cli/tests/network.rs`.
 
+mod support;
+
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_backend::fake::FakeBackend;
-use cairn_backend::ProvingBackend;
-use cairn_net::protocol::NodeCapacity;
 use cairn_node::coordinator::{prove_network, CoordinatorConfig, NetworkProof, Progress};
-use cairn_node::prover::{run_prover, Misbehave, ProverConfig};
+use cairn_node::prover::Misbehave;
 use cairn_scheduler::SchedulerConfig;
+use support::backend;
 use tokio::sync::{mpsc, oneshot};
-
-fn backend() -> Arc<dyn ProvingBackend> {
-    // po2 14 "proves" in 82 ms: long enough for every prover to join before the work is gone.
-    Arc::new(FakeBackend::new(0.01))
-}
 
 fn coordinator_config(dir: &Path) -> CoordinatorConfig {
     let scheduler = SchedulerConfig {
@@ -59,32 +54,17 @@ fn start_prover_with_slots(
     recursion: bool,
     slots: u32,
 ) -> oneshot::Sender<()> {
-    let mut net = cairn_net::Config::loopback(dir.join(name));
-    net.bootstrap = bootstrap.iter().map(|a| a.parse().unwrap()).collect();
-    let cfg = ProverConfig {
-        net,
-        capacity: NodeCapacity {
-            memory_bytes: 4 << 30,
-            max_po2: 18,
-            cycles_per_sec: 2_000_000,
-            slots,
+    support::start_prover(
+        dir,
+        name,
+        bootstrap,
+        support::ProverOpts {
+            misbehave,
             recursion,
+            slots,
+            ..support::ProverOpts::default()
         },
-        workers: slots as usize,
-        heartbeat_every: Duration::from_millis(500),
-        misbehave,
-        share_results: None,
-        print_addr: false,
-        drain_linger: Duration::from_secs(5),
-    };
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let _ = run_prover(cfg, backend(), async move {
-            let _ = stop_rx.await;
-        })
-        .await;
-    });
-    stop_tx
+    )
 }
 
 struct Run {
@@ -118,10 +98,7 @@ async fn run_job_on(
     cycles: u64,
     tweak: impl FnOnce(&mut CoordinatorConfig),
 ) -> Result<Run, cairn_node::NodeError> {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_env("CAIRN_TEST_LOG"))
-        .with_test_writer()
-        .try_init();
+    support::init_tracing();
     let (addr_tx, mut addr_rx) = mpsc::unbounded_channel::<String>();
     let (rej_tx, mut rej_rx) = mpsc::unbounded_channel::<String>();
     let mut cfg = coordinator_config(dir);
@@ -368,10 +345,7 @@ async fn a_restarted_join_tree_job_keeps_its_lifted_segments() {
 /// another prover with no penalty for the one that left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drained_prover_delivers_what_it_holds_and_takes_nothing_new() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_env("CAIRN_TEST_LOG"))
-        .with_test_writer()
-        .try_init();
+    support::init_tracing();
     let dir = tempfile::tempdir().unwrap();
     let (addr_tx, mut addr_rx) = mpsc::unbounded_channel::<String>();
     let (ver_tx, mut ver_rx) = mpsc::unbounded_channel::<String>();
@@ -426,10 +400,7 @@ async fn a_drained_prover_delivers_what_it_holds_and_takes_nothing_new() {
 /// nobody is penalized.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_clients_with_the_same_job_id_on_one_prover_both_complete() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_env("CAIRN_TEST_LOG"))
-        .with_test_writer()
-        .try_init();
+    support::init_tracing();
     let dir = tempfile::tempdir().unwrap();
     let mut jobs = Vec::new();
     let mut addrs = Vec::new();

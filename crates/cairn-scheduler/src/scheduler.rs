@@ -338,6 +338,47 @@ impl Scheduler {
     }
 
     /// Whether `node` is known and live.
+    /// What the scheduler has learned of each node's speed from its verified results: (node, cycles per
+    /// second, results it is based on). A driver persists it to start the next run from it
+    /// ([`Scheduler::remember_speed`]).
+    pub fn learned_speeds(&self) -> impl Iterator<Item = (NodeId, f64, u32)> + '_ {
+        self.learned
+            .iter()
+            .map(|(n, l)| (*n, l.cycles_per_sec, l.samples))
+    }
+
+    /// Starts `node` from a speed learned in an earlier run of the driver, so its deadlines follow what it
+    /// delivered rather than what it claims from its first task on; this run's results refine it.
+    pub fn remember_speed(&mut self, node: NodeId, cycles_per_sec: f64, samples: u32) {
+        if !self.cfg.learn_speed || !cycles_per_sec.is_finite() || cycles_per_sec <= 0.0 {
+            return;
+        }
+        if self.learned.contains_key(&node) {
+            return;
+        }
+        self.learned.insert(
+            node,
+            LearnedSpeed {
+                cycles_per_sec,
+                delivered: cycles_per_sec,
+                samples,
+            },
+        );
+        if self.index.get(node).is_some() {
+            self.index.set_speed(node, cycles_per_sec);
+        }
+    }
+
+    /// Whether `node` holds a live copy of `task`: it was given the task and has not lost it (deadline,
+    /// failure, cancellation). A driver checks this before it fetches or records a result.
+    pub fn holds(&self, task: TaskId, node: NodeId) -> bool {
+        self.jobs
+            .get(&task.job)
+            .filter(|j| j.state == JobState::Running)
+            .and_then(|j| j.tasks.get(&task.index))
+            .is_some_and(|t| t.copies.iter().any(|c| c.node == node))
+    }
+
     pub fn node_capacity(&self, node: NodeId) -> Option<NodeCapacity> {
         self.index.get(node).map(|e| e.cap)
     }

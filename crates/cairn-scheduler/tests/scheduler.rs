@@ -1354,3 +1354,32 @@ fn a_small_job_behind_a_huge_one_takes_turns_with_it() {
     let big = r.s.job_status(JobId(1)).unwrap();
     assert!(big.tasks_verified >= 4, "{}", big.tasks_verified);
 }
+
+/// A speed learned in an earlier run (persisted by the driver) sets a node's deadlines from its first task:
+/// a node that claims 10,000 cycles/s but delivered 1,000 gets ten times the time, not a deadline it misses.
+#[test]
+fn a_speed_learned_in_an_earlier_run_sets_the_first_deadline() {
+    let deadline_with = |remembered: Option<f64>| {
+        let cfg = SchedulerConfig {
+            learn_speed: true,
+            ..quiet_config()
+        };
+        let mut r = Rig::new(cfg, "fifo");
+        if let Some(s) = remembered {
+            r.s.remember_speed(NodeId(1), s, 4);
+        }
+        r.node(1, cap(20, false, 1));
+        r.submit(1, composite(14));
+        match r.segment(1, 0).as_slice() {
+            [Action::Assign { deadline, .. }] => *deadline,
+            other => panic!("{other:?}"),
+        }
+    };
+    let claimed = deadline_with(None);
+    let learned = deadline_with(Some(1_000.0));
+    // The rig's segments are 10,000 cycles: 1 s at the claimed speed, 10 s at the learned one (same slack).
+    assert!(
+        learned >= claimed + 8_000,
+        "claimed {claimed} ms, learned {learned} ms"
+    );
+}

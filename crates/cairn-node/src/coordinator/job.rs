@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use cairn_backend::{ExecutionSummary, SegmentClaim};
-use cairn_net::{BlobId, BlobRef, Client, Retention};
+use cairn_net::{BlobId, BlobRef, Client};
 use cairn_scheduler::{Aggregation, JobId};
 use tokio::sync::{mpsc, oneshot};
 
@@ -27,11 +27,17 @@ pub(super) type Waiter = oneshot::Sender<Result<NetworkProof, NodeError>>;
 /// A job the service is working on.
 pub(super) struct JobRun {
     pub id: JobId,
+    /// Its key in the job database (program, input, po2, aggregation).
+    pub key: String,
     pub owner: String,
     pub settings: JobSettings,
     pub program: BlobRef,
     pub client: Client,
+    /// Segments stored and published, with their expected claims.
     pub segments: BTreeMap<u32, (SegmentClaim, BlobRef)>,
+    /// Execution ended with this many segments, some not stored yet: the scheduler hears of the end when
+    /// they are.
+    pub pending_total: Option<u32>,
     /// Verified results by task index: segment receipts (composite), or lifted segments and joins.
     pub verified: BTreeMap<u32, Vec<u8>>,
     /// Join-tree jobs: verified results published as blobs, for the joins that take them as input.
@@ -73,19 +79,6 @@ impl JobRun {
 
     pub fn emit(&mut self, p: Progress) {
         self.watchers.retain(|w| w.send(p.clone()).is_ok());
-    }
-
-    /// Publishes a verified result of a join-tree job as a blob, for the join that takes it as input.
-    pub fn publish_result(&mut self, index: u32, bytes: &[u8]) -> Result<(), NodeError> {
-        let r = BlobRef::of(bytes);
-        let id = self
-            .client
-            .store()
-            .put(bytes, Retention::Pinned)
-            .map_err(|e| NodeError::Internal(format!("blob store: {e}")))?;
-        self.pinned.push(id);
-        self.result_refs.insert(index, r);
-        Ok(())
     }
 
     /// What a result for `task_index` must prove, or why this job cannot take one.

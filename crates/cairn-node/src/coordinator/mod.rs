@@ -10,10 +10,12 @@
 //! input, po2 and database, after a restart) skips every segment already verified.
 //!
 //! Rooms: [`service`] holds the loop that owns the scheduler and the network handle and routes what happens to
-//! the job it concerns; `job` holds one job's state; `check` fetches and verifies a result off the loop.
+//! the job it concerns; `job` holds one job's state; `check` fetches and verifies a result off the loop;
+//! `persist` keeps every database and blob write off the loop, in the order the invariants need.
 
 mod check;
 mod job;
+mod persist;
 pub mod service;
 
 use std::collections::BTreeMap;

@@ -13,9 +13,9 @@ use cairn_net::protocol::{
     ErrorCode, ErrorReply, FailureKind, NodeCapacity as NetCapacity, Offer, Request, Response,
     TaskKind as NetTaskKind,
 };
-use cairn_net::{BlobRef, Client, Event, Network, PeerId, Retention};
+use cairn_net::{BlobRef, Client, Event, Network, PeerId};
 use cairn_scheduler::{
-    policy_by_name, Action, Aggregation, Input, JobId, JobOutcome, JobSpec, NodeCapacity, NodeId,
+    policy_by_name, Action, Aggregation, Input, JobId, JobOutcome, NodeCapacity, NodeId,
     RejectReason, Scheduler, SchedulerConfig, TaskId, TaskKind,
 };
 use tokio::sync::{mpsc, oneshot};
@@ -23,8 +23,9 @@ use tracing::{debug, info, warn};
 
 use super::check::{self, Checked, Delivery};
 use super::job::JobRun;
-use super::{job_key, JobSettings, NetworkProof, Progress};
-use crate::jobdb::JobDb;
+use super::persist::{Prepared, StoredSegment, Submitter};
+use super::{JobSettings, NetworkProof, Progress};
+use crate::jobdb::{DbHandle, JobDb, JobState, LedgerEvent, LedgerKind};
 use crate::status::{Metrics, StatusServer};
 use crate::NodeError;
 
@@ -104,6 +105,13 @@ impl Service {
         backend: Arc<dyn ProvingBackend>,
     ) -> Result<Self, NodeError> {
         let db = JobDb::open(&cfg.db_path)?;
+        // What earlier runs learned of provers' speeds, by peer id.
+        let remembered = db
+            .speeds()?
+            .into_iter()
+            .map(|(p, s, n)| (p, (s, n)))
+            .collect();
+        let db = DbHandle::spawn(db);
         let policy =
             policy_by_name(&cfg.policy, 1).map_err(|e| NodeError::Config(e.to_string()))?;
         let (client, events, event_loop) = Network::new(cfg.net.clone()).await?;
@@ -137,6 +145,9 @@ impl Service {
             nodes: HashMap::new(),
             next_node: 0,
             jobs: BTreeMap::new(),
+            running_keys: HashMap::new(),
+            preparing: HashMap::new(),
+            remembered,
             metrics,
             status: status.clone(),
             status_at: None,
@@ -220,8 +231,28 @@ fn stopped() -> NodeError {
 
 /// What finished elsewhere and reports back to the loop.
 pub(super) enum Report {
-    Segment(JobId, SegmentBlob),
-    Executed(JobId, Result<ExecutionSummary, BackendError>),
+    /// The database looked up a submitted job (and its program blob is published).
+    Prepared {
+        key: String,
+        request: Box<JobRequest>,
+        image_id: Digest32,
+        prepared: Result<Prepared, NodeError>,
+    },
+    /// A segment executed (false) or replayed from the database (true).
+    Segment(JobId, SegmentBlob, bool),
+    /// Execution ended (replayed: true).
+    Executed(JobId, Result<ExecutionSummary, BackendError>, bool),
+    SegmentStored(JobId, StoredSegment),
+    ExecutionStored(JobId, ExecutionSummary),
+    /// A verified result is committed (and, for a join tree, published).
+    Stored {
+        task: TaskId,
+        node: NodeId,
+        bytes: Vec<u8>,
+        published: Option<(BlobRef, cairn_net::BlobId)>,
+    },
+    /// Storing something of this job failed: the job stops (submit it again to resume).
+    JobError(JobId, NodeError),
     Status(PeerId, Option<NetCapacity>),
     OfferAnswer {
         task: TaskId,
@@ -252,17 +283,24 @@ fn to_sched_capacity(c: &NetCapacity) -> NodeCapacity {
 }
 
 /// The loop's state.
-struct Core {
-    backend: Arc<dyn ProvingBackend>,
-    client: Client,
-    db: JobDb,
-    sched: Scheduler,
-    reports: mpsc::Sender<Report>,
-    peers: HashMap<PeerId, NodeId>,
-    nodes: HashMap<NodeId, PeerId>,
+pub(super) struct Core {
+    pub(super) backend: Arc<dyn ProvingBackend>,
+    pub(super) client: Client,
+    pub(super) db: DbHandle,
+    pub(super) sched: Scheduler,
+    pub(super) reports: mpsc::Sender<Report>,
+    pub(super) peers: HashMap<PeerId, NodeId>,
+    pub(super) nodes: HashMap<NodeId, PeerId>,
     next_node: u64,
-    jobs: BTreeMap<JobId, JobRun>,
-    metrics: Metrics,
+    pub(super) jobs: BTreeMap<JobId, JobRun>,
+    /// Running jobs by key: a second submission of the same work joins the first.
+    pub(super) running_keys: HashMap<String, JobId>,
+    /// Jobs being looked up in the database, with who waits for them.
+    pub(super) preparing: HashMap<String, Vec<Submitter>>,
+    /// Provers' speeds learned in earlier runs (peer id -> cycles per second, results), for deadlines from
+    /// a prover's first task on.
+    remembered: HashMap<String, (f64, u32)>,
+    pub(super) metrics: Metrics,
     status: Arc<Mutex<serde_json::Value>>,
     status_at: Option<Instant>,
     /// Something changed since the status was last refreshed.
@@ -274,10 +312,10 @@ struct Core {
 const STATUS_EVERY: Duration = Duration::from_millis(250);
 
 /// Jobs the scheduler ended, to be finished by the loop.
-type Ended = Vec<(JobId, JobOutcome)>;
+pub(super) type Ended = Vec<(JobId, JobOutcome)>;
 
 impl Core {
-    fn now(&self) -> u64 {
+    pub(super) fn now(&self) -> u64 {
         self.start.elapsed().as_millis() as u64
     }
 
@@ -304,7 +342,7 @@ impl Core {
             let ended = tokio::select! {
                 Some(command) = commands.recv() => match command {
                     Command::Submit { request, image_id, reply } => {
-                        let _ = reply.send(self.submit(request, image_id).await);
+                        self.begin_submit(request, image_id, reply);
                         Vec::new()
                     }
                     Command::Cancel { job, reply } => {
@@ -319,11 +357,14 @@ impl Core {
                                 "the coordinator stopped; submit the job again to resume it".into(),
                             )));
                         }
+                        for s in self.preparing.drain().flat_map(|(_, s)| s) {
+                            let _ = s.reply.send(Err(stopped()));
+                        }
                         let _ = reply.send(());
                         return;
                     }
                 },
-                Some(report) = reports.recv() => self.on_report(report).await,
+                Some(report) = reports.recv() => self.on_report(report),
                 Some(event) = events.recv() => self.on_event(event),
                 () = sleep_until(tick_at) => self.feed(Input::Tick),
                 () = sleep_until(timeout_at) => {
@@ -340,131 +381,6 @@ impl Core {
     }
 
     // ---- jobs ----
-
-    async fn submit(
-        &mut self,
-        request: JobRequest,
-        image_id: Digest32,
-    ) -> Result<JobHandle, NodeError> {
-        let JobRequest {
-            program,
-            input,
-            settings,
-            owner,
-        } = request;
-        let key = job_key(&image_id, &input, settings.po2, settings.aggregation);
-        let (record, resumed) = self.db.job(&key, image_id, settings.po2, 0)?;
-        let id = JobId(record.id);
-        let (progress_tx, progress) = mpsc::unbounded_channel();
-        let (result_tx, result) = oneshot::channel();
-        let handle = JobHandle {
-            id,
-            image_id,
-            progress,
-            result,
-        };
-        if let Some(job) = self.jobs.get_mut(&id) {
-            info!(job = id.0, %owner, "the same job is already running: joining it");
-            job.waiters.push(result_tx);
-            job.watchers.push(progress_tx);
-            return Ok(handle);
-        }
-        // Resume from the recorded execution: re-executing could give a different (equally valid) trace,
-        // whose segments would not chain with receipts already verified.
-        let recorded = if resumed {
-            self.db.execution(record.id)?
-        } else {
-            None
-        };
-        let verified: BTreeMap<u32, Vec<u8>> = if recorded.is_some() {
-            self.db.verified(record.id)?.into_iter().collect()
-        } else {
-            let dropped = self.db.reset_segments(record.id)?;
-            if dropped > 0 {
-                warn!(
-                    job = record.id,
-                    dropped, "the previous run stopped during execution; starting the job over"
-                );
-                let _ = progress_tx.send(Progress::Restarted {
-                    dropped: dropped as u32,
-                });
-            }
-            BTreeMap::new()
-        };
-        if recorded.is_some() {
-            info!(job = record.id, verified = verified.len(), "resuming job");
-            let _ = progress_tx.send(Progress::Resumed {
-                verified: verified.len() as u32,
-            });
-        }
-        self.db.set_state(record.id, "running")?;
-        let program_ref = BlobRef::of(&program);
-        let program_id = self
-            .client
-            .publish_blob(program.clone(), Retention::Pinned)
-            .await?;
-        let mut spec = JobSpec::new(settings.po2);
-        spec.redundancy = settings.redundancy.max(1);
-        spec.max_attempts = settings.max_attempts.max(1);
-        spec.task_timeout_ms = settings.task_slack.as_millis() as u64;
-        spec.aggregation = settings.aggregation;
-        let run = JobRun {
-            id,
-            owner: owner.clone(),
-            program: program_ref,
-            client: self.client.clone(),
-            segments: BTreeMap::new(),
-            resumed_segments: verified.len() as u32,
-            verified,
-            result_refs: BTreeMap::new(),
-            joins: BTreeMap::new(),
-            joins_verified: 0,
-            proved_by: BTreeMap::new(),
-            summary: None,
-            started: Instant::now(),
-            deadline: tokio::time::Instant::now() + settings.timeout,
-            execute_secs: 0.0,
-            segment_latency_secs: Vec::new(),
-            assemble_started: None,
-            assembling: false,
-            waiters: vec![result_tx],
-            watchers: vec![progress_tx],
-            pinned: vec![program_id],
-            settings,
-        };
-        info!(job = id.0, %owner, %image_id, po2 = run.settings.po2, "job submitted");
-        let (po2, cycle_limit) = (run.settings.po2, run.settings.cycle_limit);
-        self.jobs.insert(id, run);
-        let ended = self.feed(Input::SubmitJob { job: id, spec });
-        for (job, outcome) in ended {
-            self.finish(job, outcome);
-        }
-
-        let reports = self.reports.clone();
-        if let Some((summary, segments)) = recorded {
-            // Replay the recorded execution.
-            tokio::spawn(async move {
-                for (claim, bytes) in segments {
-                    let _ = reports
-                        .send(Report::Segment(id, SegmentBlob { claim, bytes }))
-                        .await;
-                }
-                let _ = reports.send(Report::Executed(id, Ok(summary))).await;
-            });
-        } else {
-            // Execute on a blocking thread, streaming segments to the loop.
-            let backend = self.backend.clone();
-            tokio::task::spawn_blocking(move || {
-                let r = backend.execute_limited(&program, &input, po2, cycle_limit, &mut |blob| {
-                    reports
-                        .blocking_send(Report::Segment(id, blob))
-                        .map_err(|_| BackendError::Execution("coordinator stopped".into()))
-                });
-                let _ = reports.blocking_send(Report::Executed(id, r));
-            });
-        }
-        Ok(handle)
-    }
 
     /// Jobs past their deadline end with a timeout; their provers are told to stop.
     fn time_out(&mut self) {
@@ -491,10 +407,11 @@ impl Core {
 
     /// Ends a job with an error: the scheduler drops it (cancelling its copies at the provers) and its waiters
     /// get the error. Its verified segments stay in the database, so submitting it again resumes it.
-    fn abort(&mut self, id: JobId, err: NodeError) {
+    pub(super) fn abort(&mut self, id: JobId, err: NodeError) {
         let Some(mut job) = self.jobs.remove(&id) else {
             return;
         };
+        self.running_keys.remove(&job.key);
         warn!(job = id.0, error = %err, "job stopped");
         // The job is gone from `jobs`, so the scheduler's `JobFinished { Cancelled }` finds nothing to finish.
         let ended = self.feed(Input::CancelJob { job: id });
@@ -567,12 +484,12 @@ impl Core {
                 Ok(())
             }
             JobOutcome::Failed { reason } => {
-                self.db.set_state(id.0, "failed")?;
+                self.set_state(id, JobState::Failed);
                 self.end(id, Err(NodeError::JobFailed(reason)));
                 Ok(())
             }
             JobOutcome::Cancelled => {
-                self.db.set_state(id.0, "cancelled")?;
+                self.set_state(id, JobState::Cancelled);
                 self.end(id, Err(NodeError::JobFailed("cancelled".into())));
                 Ok(())
             }
@@ -583,9 +500,48 @@ impl Core {
     fn end(&mut self, id: JobId, result: Result<NetworkProof, NodeError>) {
         self.sched.forget_job(id);
         if let Some(mut job) = self.jobs.remove(&id) {
+            self.running_keys.remove(&job.key);
             job.deliver(result);
         }
         self.refresh_status(true);
+    }
+
+    /// Records a job's state (informational: resuming goes by the recorded execution and receipts).
+    fn set_state(&self, id: JobId, state: JobState) {
+        self.db.send(move |db| {
+            if let Err(e) = db.set_state(id.0, state) {
+                warn!(job = id.0, error = %e, "could not record the job's state");
+            }
+        });
+    }
+
+    /// A ledger event about `node`'s copy of `task`.
+    fn ledger_for(
+        &self,
+        node: NodeId,
+        task: TaskId,
+        kind: LedgerKind,
+        cause: Option<String>,
+        amount: u64,
+    ) {
+        self.ledger(LedgerEvent {
+            job: Some(task.job.0),
+            task: Some(task.index),
+            prover: self.prover_name(node),
+            kind,
+            cause,
+            amount,
+            at_ms: self.now(),
+        });
+    }
+
+    /// Appends a ledger event, in order, off the loop.
+    fn ledger(&self, event: LedgerEvent) {
+        self.db.send(move |db| {
+            if let Err(e) = db.ledger_event(&event) {
+                warn!(error = %e, prover = %event.prover, "could not record a ledger event");
+            }
+        });
     }
 
     fn assembled(
@@ -594,7 +550,7 @@ impl Core {
         result: Result<Vec<u8>, BackendError>,
     ) -> Result<(), NodeError> {
         let receipt = result?;
-        self.db.set_state(id.0, "done")?;
+        self.set_state(id, JobState::Done);
         let Some(job) = self.jobs.get_mut(&id) else {
             return Ok(());
         };
@@ -623,7 +579,7 @@ impl Core {
 
     // ---- the scheduler ----
 
-    fn feed(&mut self, input: Input) -> Ended {
+    pub(super) fn feed(&mut self, input: Input) -> Ended {
         let now = self.now();
         let actions = self.sched.handle(now, input);
         let mut ended = Vec::new();
@@ -703,19 +659,7 @@ impl Core {
                 }
             }
             Action::Reward { node, task, amount } => {
-                let prover = self.prover_name(node);
-                let now = self.now();
-                if let Err(e) = self.db.ledger_event(
-                    Some(task.job.0),
-                    Some(task.index),
-                    &prover,
-                    "reward",
-                    None,
-                    amount,
-                    now,
-                ) {
-                    warn!(error = %e, "could not record a reward");
-                }
+                self.ledger_for(node, task, LedgerKind::Reward, None, amount);
             }
             Action::Penalize {
                 node,
@@ -723,29 +667,17 @@ impl Core {
                 cause,
                 amount,
             } => {
-                let prover = self.prover_name(node);
-                let cause = format!("{cause:?}");
                 self.metrics.penalties.inc();
-                warn!(%prover, job = task.job.0, task = task.index, %cause, "penalized");
-                let now = self.now();
-                if let Err(e) = self.db.ledger_event(
-                    Some(task.job.0),
-                    Some(task.index),
-                    &prover,
-                    "penalty",
-                    Some(&cause),
-                    amount,
-                    now,
-                ) {
-                    warn!(error = %e, "could not record a penalty");
-                }
+                let cause = format!("{cause:?}");
+                warn!(prover = %self.prover_name(node), job = task.job.0, task = task.index, %cause, "penalized");
+                self.ledger_for(node, task, LedgerKind::Penalty, Some(cause), amount);
             }
             Action::JobFinished { job, outcome } => return Some((job, outcome)),
         }
         None
     }
 
-    fn prover_name(&self, node: NodeId) -> String {
+    pub(super) fn prover_name(&self, node: NodeId) -> String {
         self.nodes
             .get(&node)
             .map(|p| p.to_string())
@@ -827,6 +759,9 @@ impl Core {
         self.next_node += 1;
         self.peers.insert(peer, n);
         self.nodes.insert(n, peer);
+        if let Some((speed, samples)) = self.remembered.remove(&peer.to_string()) {
+            self.sched.remember_speed(n, speed, samples);
+        }
         n
     }
 
@@ -881,76 +816,24 @@ impl Core {
         Response::Ack
     }
 
-    fn on_checked(
-        &mut self,
-        task: TaskId,
-        node: NodeId,
-        outcome: Checked,
-    ) -> Result<Ended, NodeError> {
-        let peer = self.nodes.get(&node).copied();
-        let prover = peer.map(|p| p.to_string()).unwrap_or_default();
+    /// A result was checked: a verified one goes on to be committed (`persist`); a refused one is recorded
+    /// and the scheduler hears of it.
+    fn on_checked(&mut self, task: TaskId, node: NodeId, outcome: Checked) -> Ended {
         if !self.jobs.contains_key(&task.job) {
             // The job ended while this result was checked.
-            return Ok(Vec::new());
+            return Vec::new();
         }
-        let outcome = match outcome {
-            Ok(bytes) => {
-                // Proofs are randomized: the same bytes from a second prover are a copy. Without the check
-                // (the database failed) nothing is accepted: the job stops, to be resumed.
-                match self.db.note_receipt(
-                    &Digest32::sha256(&bytes),
-                    task.job.0,
-                    task.index,
-                    &prover,
-                )? {
-                    Some(original) => {
-                        warn!(%prover, %original, segment = task.index, "receipt copied from another prover");
-                        Err((
-                            RejectReason::NotProversOwn,
-                            format!("identical to the receipt {original} delivered"),
-                        ))
-                    }
-                    None => Ok(bytes),
-                }
-            }
-            Err(e) => Err(e),
-        };
         match outcome {
             Ok(bytes) => {
-                let now = self.now();
-                let job = self.jobs.get_mut(&task.job).expect("checked above");
-                if !job.verified.contains_key(&task.index) {
-                    // Durable before anyone else hears of it (joins are not stored: a resumed job re-plans
-                    // them from its verified segments). A failure here stops the job (submit it again to
-                    // resume) rather than accepting a result that a restart would lose, or a join input
-                    // nobody could fetch.
-                    if !task.is_join() {
-                        self.db
-                            .store_verified(task.job.0, task.index, &bytes, &prover, now)?;
-                    }
-                    if job.aggregation() == Aggregation::JoinTree {
-                        // The input of a join to come: served to whoever is given it.
-                        job.publish_result(task.index, &bytes)?;
-                    }
-                    job.verified.insert(task.index, bytes);
-                    self.metrics.verified.inc();
-                    if task.is_join() {
-                        job.joins_verified += 1;
-                        info!(%prover, %task, "join verified");
-                    } else {
-                        *job.proved_by.entry(prover.clone()).or_default() += 1;
-                        if let Some(p) = peer {
-                            job.emit(Progress::Verified {
-                                segment: task.index,
-                                prover: p,
-                            });
-                        }
-                    }
-                }
-                Ok(self.feed(Input::ResultVerified { node, task }))
+                self.store_result(task, node, bytes);
+                Vec::new()
             }
             Err((reason, detail)) => {
                 self.metrics.rejected.inc();
+                let peer = self.nodes.get(&node).copied();
+                if reason == RejectReason::NotProversOwn {
+                    warn!(prover = %self.prover_name(node), segment = task.index, %detail, "receipt copied from another prover");
+                }
                 if let (Some(p), Some(job)) = (peer, self.jobs.get_mut(&task.job)) {
                     job.emit(Progress::Rejected {
                         segment: task.index,
@@ -958,97 +841,44 @@ impl Core {
                         reason: format!("{reason:?}: {detail}"),
                     });
                 }
-                let now = self.now();
-                let _ = self.db.ledger_event(
-                    Some(task.job.0),
-                    Some(task.index),
-                    &prover,
-                    "rejected",
-                    Some(&format!("{reason:?}")),
+                self.ledger_for(
+                    node,
+                    task,
+                    LedgerKind::Rejected,
+                    Some(format!("{reason:?}")),
                     0,
-                    now,
                 );
-                Ok(self.feed(Input::ResultRejected { node, task, reason }))
+                self.feed(Input::ResultRejected { node, task, reason })
             }
         }
     }
 
     // ---- what comes back ----
 
-    async fn on_report(&mut self, report: Report) -> Ended {
-        let job_of = |r: &Report| match r {
-            Report::Segment(j, _) | Report::Executed(j, _) | Report::Assembled(j, _) => Some(*j),
-            Report::Checked { task, .. } => Some(task.job),
-            _ => None,
-        };
-        let job = job_of(&report);
-        match self.try_report(report).await {
-            Ok(ended) => ended,
-            Err(e) => {
-                if let Some(job) = job {
-                    self.abort(job, e);
-                } else {
-                    warn!(error = %e, "report failed");
-                }
+    fn on_report(&mut self, report: Report) -> Ended {
+        match report {
+            Report::Prepared {
+                key,
+                request,
+                image_id,
+                prepared,
+            } => self.start_job(key, *request, image_id, prepared),
+            Report::Segment(id, blob, recorded) => {
+                self.store_segment(id, blob, recorded);
                 Vec::new()
             }
-        }
-    }
-
-    async fn try_report(&mut self, report: Report) -> Result<Ended, NodeError> {
-        Ok(match report {
-            Report::Segment(id, blob) => {
-                if !self.jobs.contains_key(&id) {
-                    return Ok(Vec::new());
-                }
-                let index = blob.claim.index;
-                self.db.record_segment(id.0, &blob.claim, &blob.bytes)?;
-                let data = BlobRef::of(&blob.bytes);
-                let blob_id = self
-                    .client
-                    .publish_blob(blob.bytes, Retention::Pinned)
-                    .await?;
-                let job = self.jobs.get_mut(&id).expect("checked above");
-                job.pinned.push(blob_id);
-                job.segments.insert(index, (blob.claim, data));
-                job.emit(Progress::SegmentExecuted(index));
-                // Proving cost follows the padded trace (2^po2 rows), not the guest's own cycles.
-                let cycles = 1u64 << blob.claim.po2;
-                if let Some(bytes) = job.verified.get(&index).cloned() {
-                    if job.aggregation() == Aggregation::JoinTree {
-                        job.publish_result(index, &bytes)?;
-                    }
-                    self.feed(Input::SegmentRestored {
-                        job: id,
-                        segment: index,
-                        cycles,
-                    })
-                } else {
-                    self.feed(Input::SegmentReady {
-                        job: id,
-                        segment: index,
-                        cycles,
-                    })
-                }
+            Report::SegmentStored(id, stored) => self.on_segment_stored(id, stored),
+            Report::Executed(id, Ok(summary), recorded) => {
+                self.store_execution(id, summary, recorded)
             }
-            Report::Executed(id, Ok(summary)) => {
-                let Some(job) = self.jobs.get_mut(&id) else {
-                    return Ok(Vec::new());
-                };
-                job.execute_secs = job.started.elapsed().as_secs_f64();
-                let segments = summary.segments;
-                job.emit(Progress::ExecutionFinished { segments });
-                job.summary = Some(summary.clone());
-                self.db.record_execution(id.0, &summary)?;
-                self.feed(Input::ExecutionFinished { job: id, segments })
-            }
-            Report::Executed(id, Err(e)) => {
+            Report::Executed(id, Err(e), _) => {
                 if self.jobs.contains_key(&id) {
-                    self.db.set_state(id.0, "failed")?;
+                    self.set_state(id, JobState::Failed);
                     self.abort(id, e.into());
                 }
                 Vec::new()
             }
+            Report::ExecutionStored(id, summary) => self.on_execution_stored(id, summary),
             Report::Status(peer, Some(capacity)) => self.prover_seen(peer, &capacity),
             Report::Status(_, None) => Vec::new(),
             Report::OfferAnswer {
@@ -1072,17 +902,29 @@ impl Core {
                 task,
                 node,
                 outcome,
-            } => self.on_checked(task, node, outcome)?,
+            } => self.on_checked(task, node, outcome),
+            Report::Stored {
+                task,
+                node,
+                bytes,
+                published,
+            } => self.on_stored(task, node, bytes, published),
             Report::FetchFailed { task, node, reason } => self.feed(Input::TaskFailed {
                 node,
                 task,
                 reason: format!("receipt transfer failed: {reason}"),
             }),
             Report::Assembled(id, result) => {
-                self.assembled(id, result)?;
+                if let Err(e) = self.assembled(id, result) {
+                    self.abort(id, e);
+                }
                 Vec::new()
             }
-        })
+            Report::JobError(id, e) => {
+                self.abort(id, e);
+                Vec::new()
+            }
+        }
     }
 
     fn on_event(&mut self, event: Event) -> Ended {
@@ -1123,17 +965,16 @@ impl Core {
             }
             Event::ProtocolViolation { peer, reason } => {
                 warn!(%peer, %reason, "protocol violation");
-                let now = self.now();
                 // Not tied to a task, so not a scheduler penalty: recorded in the job database's ledger.
-                let _ = self.db.ledger_event(
-                    None,
-                    None,
-                    &peer.to_string(),
-                    "penalty",
-                    Some("ProtocolViolation"),
-                    0,
-                    now,
-                );
+                self.ledger(LedgerEvent {
+                    job: None,
+                    task: None,
+                    prover: peer.to_string(),
+                    kind: LedgerKind::Penalty,
+                    cause: Some("ProtocolViolation".into()),
+                    amount: 0,
+                    at_ms: self.now(),
+                });
                 Vec::new()
             }
             _ => Vec::new(),
@@ -1150,6 +991,20 @@ impl Core {
                 ErrorCode::Refused,
                 "results must be signed by the prover's identity key (TaskResult::signing_bytes)",
             ),
+            // Checked before anything is fetched or recorded: a result from a peer that does not hold the
+            // task (never given it, or lost it) could otherwise register someone else's receipt as its own
+            // first delivery and have the honest prover's refused as a copy.
+            Request::Result(r)
+                if !self.peers.get(&peer).is_some_and(|n| {
+                    self.sched
+                        .holds(TaskId::new(JobId(r.job), r.task), *n)
+                }) =>
+            {
+                refuse(
+                    ErrorCode::UnknownTask,
+                    "this task is not assigned to you (never offered, or reassigned after a deadline)",
+                )
+            }
             Request::Result(r) => (
                 self.on_result(peer, TaskId::new(JobId(r.job), r.task), r.receipt),
                 None,

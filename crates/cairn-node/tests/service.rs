@@ -1,0 +1,374 @@
+//! The coordinator service with many jobs and hostile or unlucky conditions, over libp2p on loopback with the
+//! (named) fake backend. Tests named after issue 13's items show that each defect stays fixed.
+
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use cairn_backend::fake::FakeBackend;
+use cairn_net::protocol::{ErrorCode, NodeCapacity, NodeStatus, Request, Response, TaskResult};
+use cairn_net::{BlobRef, Event, Network, Retention};
+use cairn_node::coordinator::{JobRequest, JobSettings, NetworkProof, Service, ServiceConfig};
+use cairn_node::prover::Misbehave;
+use cairn_scheduler::{Aggregation, JobId, SchedulerConfig};
+use support::{init_tracing, start_prover, ProverOpts};
+
+/// Guest cycles per fake po2 14 segment.
+const PER_SEGMENT: u64 = 14_336;
+
+fn service_config(dir: &Path) -> ServiceConfig {
+    ServiceConfig {
+        net: cairn_net::Config::loopback(dir.join("client")),
+        db_path: dir.join("jobs.sqlite"),
+        policy: "fifo".into(),
+        scheduler: SchedulerConfig {
+            heartbeat_timeout_ms: Some(3_000),
+            ..SchedulerConfig::default()
+        },
+        status_addr: None,
+    }
+}
+
+fn settings(timeout: Duration) -> JobSettings {
+    JobSettings {
+        po2: 14,
+        redundancy: 1,
+        max_attempts: 6,
+        task_slack: Duration::from_secs(2),
+        timeout,
+        aggregation: Aggregation::Composite,
+        cycle_limit: None,
+    }
+}
+
+/// The service and the address provers dial.
+async fn start(cfg: ServiceConfig) -> (Service, String) {
+    init_tracing();
+    let svc = Service::start(cfg, support::backend()).await.unwrap();
+    let addr = format!("{}/p2p/{}", svc.info().listen[0], svc.info().peer_id);
+    (svc, addr)
+}
+
+fn job(segments: u64, tag: &str, timeout: Duration) -> JobRequest {
+    JobRequest {
+        program: FakeBackend::program("svc"),
+        input: FakeBackend::input((segments - 1) * PER_SEGMENT + 1, tag.as_bytes()),
+        settings: settings(timeout),
+        owner: "test".into(),
+    }
+}
+
+async fn prove(
+    svc: &Service,
+    req: JobRequest,
+    within: Duration,
+) -> Result<NetworkProof, cairn_node::NodeError> {
+    let handle = svc.submit(req).await.unwrap();
+    tokio::time::timeout(within, handle.result)
+        .await
+        .expect("the job ended in time")
+        .expect("the service answered")
+}
+
+fn ledger(dir: &Path) -> Vec<(String, String, Option<String>)> {
+    cairn_node::jobdb::JobDb::open(&dir.join("jobs.sqlite"))
+        .unwrap()
+        .ledger()
+        .unwrap()
+}
+
+/// Jobs submitted together all finish; the same work submitted twice while it runs is one job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_jobs_share_one_service_and_a_duplicate_joins_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let (svc, addr) = start(service_config(dir.path())).await;
+    let _p: Vec<_> = (0..2)
+        .map(|i| {
+            start_prover(
+                dir.path(),
+                &format!("p{i}"),
+                &[&addr],
+                ProverOpts::default(),
+            )
+        })
+        .collect();
+    let t = Duration::from_secs(60);
+    let a = svc.submit(job(6, "a", t)).await.unwrap();
+    let b = svc.submit(job(3, "b", t)).await.unwrap();
+    let a_again = svc.submit(job(6, "a", t)).await.unwrap();
+    assert_eq!(a.id, a_again.id, "the same work is the same job");
+    assert_ne!(a.id, b.id);
+    for h in [a, b, a_again] {
+        let proof = tokio::time::timeout(t, h.result)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        support::backend()
+            .verify_receipt(&proof.receipt, &proof.summary.image_id)
+            .unwrap();
+    }
+    svc.shutdown().await;
+}
+
+/// Issue 13, item 1: a client resuming a job of 1,000 recorded segments, with provers gossiping their
+/// capacity all along, finishes (the loop never waits on its own full channel).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn item1_a_resumed_job_of_1000_segments_finishes_while_provers_gossip() {
+    let dir = tempfile::tempdir().unwrap();
+    // First run: one slow prover, stopped by the job's timeout with part of the work verified.
+    let verified_first = {
+        let (svc, addr) = start(service_config(dir.path())).await;
+        let slow = ProverOpts {
+            scale: 0.002,
+            ..ProverOpts::default()
+        };
+        let _p = start_prover(dir.path(), "first", &[&addr], slow);
+        let r = prove(
+            &svc,
+            job(1_000, "big", Duration::from_secs(6)),
+            Duration::from_secs(60),
+        )
+        .await;
+        assert!(matches!(r, Err(cairn_node::NodeError::Timeout(_))), "{r:?}");
+        svc.shutdown().await;
+        let db = cairn_node::jobdb::JobDb::open(&dir.path().join("jobs.sqlite")).unwrap();
+        db.verified(1).unwrap().len()
+    };
+    assert!(
+        verified_first > 10,
+        "only {verified_first} verified in the first run"
+    );
+    // Second run: four provers gossiping every half second while 1,000 recorded segments replay.
+    let (svc, addr) = start(service_config(dir.path())).await;
+    let fast = ProverOpts {
+        scale: 0.0005,
+        ..ProverOpts::default()
+    };
+    let _p: Vec<_> = (0..4)
+        .map(|i| start_prover(dir.path(), &format!("second{i}"), &[&addr], fast.clone()))
+        .collect();
+    let proof = prove(
+        &svc,
+        job(1_000, "big", Duration::from_secs(120)),
+        Duration::from_secs(150),
+    )
+    .await
+    .unwrap();
+    assert_eq!(proof.summary.segments, 1_000);
+    assert_eq!(proof.resumed_segments as usize, verified_first);
+    assert_eq!(
+        proof.proved_by.values().sum::<u32>() + proof.resumed_segments,
+        1_000
+    );
+    svc.shutdown().await;
+}
+
+/// Issue 13, item 2: a prover quarantined for a wrong result that disconnects and comes back with the same
+/// identity is still quarantined: it is offered nothing more, so it is refused exactly once in the job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item2_a_quarantined_node_that_reconnects_is_still_quarantined() {
+    let dir = tempfile::tempdir().unwrap();
+    let (svc, addr) = start(service_config(dir.path())).await;
+    let honest = ProverOpts {
+        scale: 0.05,
+        ..ProverOpts::default()
+    };
+    let liar = ProverOpts {
+        misbehave: Misbehave::Garbage,
+        scale: 0.001,
+        persistent_identity: true,
+        ..ProverOpts::default()
+    };
+    let _h = start_prover(dir.path(), "honest", &[&addr], honest);
+    let liar_stop = start_prover(dir.path(), "liar", &[&addr], liar.clone());
+    let handle = svc
+        .submit(job(12, "q", Duration::from_secs(60)))
+        .await
+        .unwrap();
+    // Wait for the liar's first refusal, then take it off the network and bring it back.
+    let start = Instant::now();
+    loop {
+        let refused = svc.status()["provers"]
+            .as_array()
+            .is_some_and(|ps| ps.iter().any(|p| p["penalties"].as_u64() > Some(0)));
+        if refused {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the liar was never caught"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(liar_stop);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let _back = start_prover(dir.path(), "liar", &[&addr], liar);
+    let proof = tokio::time::timeout(Duration::from_secs(60), handle.result)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(proof.proved_by.len(), 1, "{:?}", proof.proved_by);
+    let events = ledger(dir.path());
+    let rejected: Vec<_> = events.iter().filter(|(_, k, _)| k == "rejected").collect();
+    assert_eq!(
+        rejected.len(),
+        1,
+        "offered work again after reconnecting: {events:?}"
+    );
+    svc.shutdown().await;
+}
+
+/// Issue 13, item 5: a long-running client releases what each finished job pinned, so its blob store stays
+/// within a cap that 50 jobs' blobs would overflow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item5_a_long_running_client_stays_within_its_store_cap_over_50_jobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = service_config(dir.path());
+    // A few jobs' segments and programs fit; fifty do not.
+    cfg.net.store.max_total_bytes = 8 << 10;
+    let (svc, addr) = start(cfg).await;
+    let quick = ProverOpts {
+        scale: 0.001,
+        ..ProverOpts::default()
+    };
+    let _p = start_prover(dir.path(), "p", &[&addr], quick);
+    let mut pinned_bytes = 0u64;
+    for i in 0..50 {
+        let r = job(5, &format!("job-{i}"), Duration::from_secs(30));
+        pinned_bytes += 5 * 100 + r.program.len() as u64;
+        let proof = prove(&svc, r, Duration::from_secs(40)).await;
+        assert!(proof.is_ok(), "job {i}: {proof:?}");
+    }
+    assert!(
+        pinned_bytes > 8 << 10,
+        "the test's cap is too generous to show anything"
+    );
+    svc.shutdown().await;
+}
+
+/// Issue 13, item 7: database writes run off the service's loop, so while the job database is locked (a slow
+/// disk, another process) the loop still answers at once, and the job finishes when the lock goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item7_the_loop_answers_while_the_job_database_is_locked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (svc, addr) = start(service_config(dir.path())).await;
+    let _p = start_prover(dir.path(), "p", &[&addr], ProverOpts::default());
+    let handle = svc
+        .submit(job(40, "locked", Duration::from_secs(60)))
+        .await
+        .unwrap();
+    // Another connection takes the write lock for 3 s while segments are being recorded.
+    let path = dir.path().join("jobs.sqlite");
+    let locker = std::thread::spawn(move || {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        std::thread::sleep(Duration::from_secs(3));
+        conn.execute_batch("COMMIT").unwrap();
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..5 {
+        let t = Instant::now();
+        assert!(!svc.cancel(JobId(999)).await.unwrap());
+        assert!(
+            t.elapsed() < Duration::from_millis(500),
+            "the loop waited {:?}",
+            t.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    locker.join().unwrap();
+    let proof = tokio::time::timeout(Duration::from_secs(60), handle.result)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(proof.summary.segments, 40);
+    svc.shutdown().await;
+}
+
+/// Issue 13, item 10: a result from a peer that was never given the task is refused before anything is
+/// fetched, verified or recorded, so it cannot register someone else's receipt as its own first delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item10_a_result_from_a_peer_not_given_the_task_is_refused_before_it_is_fetched() {
+    let dir = tempfile::tempdir().unwrap();
+    let (svc, addr) = start(service_config(dir.path())).await;
+    let slow = ProverOpts {
+        scale: 0.05,
+        ..ProverOpts::default()
+    };
+    let _p = start_prover(dir.path(), "honest", &[&addr], slow);
+    let handle = svc
+        .submit(job(6, "intruded", Duration::from_secs(60)))
+        .await
+        .unwrap();
+
+    // An intruder joins as a prover (it answers Status with a capacity) and declines every offer.
+    let (intruder, mut events, event_loop) =
+        Network::new(cairn_net::Config::loopback(dir.path().join("intruder")))
+            .await
+            .unwrap();
+    tokio::spawn(event_loop.run());
+    tokio::spawn(async move {
+        while let Some(ev) = events.recv().await {
+            if let Event::InboundRequest {
+                request, responder, ..
+            } = ev
+            {
+                responder.respond(match request {
+                    Request::Status => Response::Status(NodeStatus {
+                        capacity: NodeCapacity {
+                            memory_bytes: 4 << 30,
+                            max_po2: 18,
+                            cycles_per_sec: 2_000_000,
+                            slots: 1,
+                            recursion: false,
+                        },
+                        free_slots: 1,
+                        benchmark: None,
+                    }),
+                    Request::Offer(_) => Response::Decline {
+                        reason: "busy: an intruder".into(),
+                    },
+                    _ => Response::Ack,
+                });
+            }
+        }
+    });
+    let service_peer = intruder.dial(addr.parse().unwrap()).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let bytes = b"somebody else's receipt".to_vec();
+    let receipt = BlobRef::of(&bytes);
+    intruder
+        .publish_blob(bytes, Retention::Pinned)
+        .await
+        .unwrap();
+    let result = Request::Result(TaskResult {
+        job: handle.id.0,
+        task: 0,
+        receipt,
+        prover_signature: intruder.sign(&TaskResult::signing_bytes(handle.id.0, 0, &receipt)),
+    });
+    let answer = intruder.request(service_peer, &result).await;
+    match answer {
+        Err(cairn_net::NetError::Remote { reply, .. }) => {
+            assert_eq!(reply.code, ErrorCode::UnknownTask)
+        }
+        Ok(Response::Error(e)) => assert_eq!(e.code, ErrorCode::UnknownTask),
+        other => panic!("accepted for checking: {other:?}"),
+    }
+    let proof = tokio::time::timeout(Duration::from_secs(60), handle.result)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(proof.proved_by.values().sum::<u32>(), 6);
+    let who = intruder.local_peer_id().to_string();
+    assert!(
+        ledger(dir.path()).iter().all(|(p, _, _)| *p != who),
+        "the intruder's result was recorded"
+    );
+    svc.shutdown().await;
+}
