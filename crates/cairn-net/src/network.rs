@@ -683,7 +683,21 @@ impl Client {
         id: BlobId,
         retention: Retention,
     ) -> Result<FetchedBlob, NetError> {
-        self.fetcher.fetch(providers, id, retention).await
+        self.fetcher.fetch(providers, id, retention, None).await
+    }
+
+    /// [`Client::fetch_blob`] of a blob announced with its size (a [`BlobRef`]): a provider whose blob has
+    /// another size is refused before anything is downloaded, so a size checked against a limit beforehand
+    /// bounds what the fetch costs.
+    pub async fn fetch_blob_ref(
+        &self,
+        providers: &[PeerId],
+        blob: crate::BlobRef,
+        retention: Retention,
+    ) -> Result<FetchedBlob, NetError> {
+        self.fetcher
+            .fetch(providers, blob.id, retention, Some(blob.size))
+            .await
     }
 
     /// Announces in the DHT that this node holds blob `id` (it must be in the local store). Requires

@@ -268,6 +268,10 @@ pub enum Response {
     Decline {
         /// Why, at most [`limits::MAX_TEXT`] bytes.
         reason: String,
+        /// Why, for the client's scheduler (absent from nodes before it was added: then the client reads
+        /// `reason`).
+        #[serde(default)]
+        kind: Option<DeclineKind>,
     },
     /// Acknowledged.
     Ack,
@@ -275,6 +279,41 @@ pub enum Response {
     Status(NodeStatus),
     /// The request was refused.
     Error(ErrorReply),
+}
+
+/// Why a prover declined an offer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum DeclineKind {
+    /// Every slot is in use.
+    Busy,
+    /// Shutting down: finishing what it holds, taking nothing new.
+    Draining,
+    /// It is already proving this task.
+    AlreadyWorking,
+    /// The task needs more memory than the node has.
+    TooLarge,
+    /// The task needs recursion the node cannot run.
+    NoRecursion,
+}
+
+impl DeclineKind {
+    /// A passing reason: the task goes elsewhere and may come back, at no cost to anyone. The others mean
+    /// the node cannot take this task at all (an attempt is spent; it should not have been offered).
+    pub fn passing(self) -> bool {
+        matches!(self, Self::Busy | Self::Draining | Self::AlreadyWorking)
+    }
+
+    /// For a decline from a node that sent no kind (older versions): read its reason's first word.
+    pub fn from_legacy_reason(reason: &str) -> Option<Self> {
+        [
+            ("busy", Self::Busy),
+            ("draining", Self::Draining),
+            ("already working", Self::AlreadyWorking),
+        ]
+        .iter()
+        .find(|(p, _)| reason.starts_with(p))
+        .map(|(_, k)| *k)
+    }
 }
 
 /// Machine-readable error class of an [`ErrorReply`].
@@ -474,7 +513,7 @@ impl WireMessage for Response {
     }
     fn validate(&self) -> Result<(), ProtocolError> {
         match self {
-            Self::Decline { reason } => check_len("reason", reason.len(), limits::MAX_TEXT),
+            Self::Decline { reason, .. } => check_len("reason", reason.len(), limits::MAX_TEXT),
             Self::Error(e) => {
                 check_len("message", e.message.len(), limits::MAX_TEXT)?;
                 check_len("supported", e.supported.len(), limits::MAX_VERSIONS)
@@ -688,6 +727,49 @@ mod tests {
         let reply = err.to_reply();
         assert_eq!(reply.code, ErrorCode::UnsupportedVersion);
         assert_eq!(reply.supported, vec![1]);
+    }
+
+    /// A decline says why in a type the client acts on; one from a node that predates the type still
+    /// decodes, and its reason's text is read the old way.
+    #[test]
+    fn declines_carry_their_kind_and_old_ones_still_decode() {
+        let new = Response::Decline {
+            reason: "busy: all 2 slots in use".into(),
+            kind: Some(DeclineKind::Busy),
+        };
+        assert_eq!(decode::<Response>(&encode(&new).unwrap()).unwrap(), new);
+        #[derive(Serialize)]
+        enum OldResponse {
+            #[allow(dead_code)]
+            Accept,
+            Decline {
+                reason: String,
+            },
+        }
+        let mut bytes = Vec::new();
+        ciborium::into_writer(
+            &Envelope {
+                version: PROTOCOL_VERSION,
+                body: OldResponse::Decline {
+                    reason: "draining: this node is shutting down".into(),
+                },
+            },
+            &mut bytes,
+        )
+        .unwrap();
+        match decode::<Response>(&bytes).unwrap() {
+            Response::Decline { reason, kind: None } => {
+                let kind = DeclineKind::from_legacy_reason(&reason);
+                assert_eq!(kind, Some(DeclineKind::Draining));
+                assert!(kind.unwrap().passing());
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!DeclineKind::TooLarge.passing());
+        assert_eq!(
+            DeclineKind::from_legacy_reason("po2 20 needs more memory"),
+            None
+        );
     }
 
     #[test]

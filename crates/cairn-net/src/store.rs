@@ -85,8 +85,12 @@ struct Entry {
     pins: u32,
     /// True while the file is being written (not evictable, not readable).
     pending: bool,
-    manifest: Option<Arc<Manifest>>,
+    /// Chunk manifests computed so far, one per chunk size asked for (at most [`MANIFESTS_PER_BLOB`]).
+    manifests: Vec<Arc<Manifest>>,
 }
+
+/// Chunk sizes are powers of two between the transfer limits (4 KiB..4 MiB): eleven at most, all cached.
+const MANIFESTS_PER_BLOB: usize = 11;
 
 #[derive(Debug, Default)]
 struct Index {
@@ -147,7 +151,7 @@ impl BlobStore {
                     last_used: i as u64,
                     pins: 0,
                     pending: false,
-                    manifest: None,
+                    manifests: Vec::new(),
                 },
             );
         }
@@ -355,7 +359,7 @@ impl BlobStore {
                 last_used: t,
                 pins: u32::from(retention == Retention::Pinned),
                 pending: true,
-                manifest: None,
+                manifests: Vec::new(),
             },
         );
         Ok(true)
@@ -503,8 +507,9 @@ impl BlobStore {
         self.drop_entry(&mut idx, id);
     }
 
-    /// The chunk manifest of a stored blob (computed once per chunk size and cached; computing it
-    /// verifies the whole blob's hash).
+    /// The chunk manifest of a stored blob (computed once per chunk size and cached, for every chunk size
+    /// asked for: a peer alternating sizes cannot make it re-hash a large blob on every request; computing
+    /// it verifies the whole blob's hash).
     pub fn manifest(&self, id: &BlobId, chunk_size: u32) -> Result<Arc<Manifest>, StoreError> {
         {
             let idx = self.lock();
@@ -513,10 +518,8 @@ impl BlobStore {
                 .get(id)
                 .filter(|e| !e.pending)
                 .ok_or(StoreError::NotFound(*id))?;
-            if let Some(m) = &e.manifest {
-                if m.chunk_size == chunk_size {
-                    return Ok(m.clone());
-                }
+            if let Some(m) = e.manifests.iter().find(|m| m.chunk_size == chunk_size) {
+                return Ok(m.clone());
             }
         }
         let path = self.path(id).ok_or(StoreError::NotFound(*id))?;
@@ -546,7 +549,10 @@ impl BlobStore {
             chunks,
         });
         if let Some(e) = self.lock().entries.get_mut(id) {
-            e.manifest = Some(m.clone());
+            if e.manifests.len() >= MANIFESTS_PER_BLOB {
+                e.manifests.remove(0);
+            }
+            e.manifests.push(m.clone());
         }
         Ok(m)
     }
@@ -689,6 +695,18 @@ mod tests {
         drop(s);
         let s = store(d.path(), 700);
         assert!(s.total_bytes() <= 700);
+    }
+
+    #[test]
+    fn item12_manifests_are_cached_for_every_chunk_size_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = BlobStore::open(dir.path(), StoreConfig::default()).unwrap();
+        let id = s.put(&vec![7u8; 64 * 1024], Retention::Pinned).unwrap();
+        let a = s.manifest(&id, 4096).unwrap();
+        let b = s.manifest(&id, 8192).unwrap();
+        // Asked again for either size: the cached manifest, not a second pass over the blob.
+        assert!(Arc::ptr_eq(&a, &s.manifest(&id, 4096).unwrap()));
+        assert!(Arc::ptr_eq(&b, &s.manifest(&id, 8192).unwrap()));
     }
 
     #[test]

@@ -234,9 +234,11 @@ async fn serve_stream(
             BlobRequest::Manifest { id, chunk_size }
             | BlobRequest::Chunks { id, chunk_size, .. } => (*id, *chunk_size),
         };
-        if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&chunk_size) {
-            let msg =
-                format!("chunk size {chunk_size} outside [{MIN_CHUNK_SIZE}, {MAX_CHUNK_SIZE}]");
+        if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&chunk_size) || !chunk_size.is_power_of_two()
+        {
+            let msg = format!(
+                "chunk size {chunk_size} is not a power of two in [{MIN_CHUNK_SIZE}, {MAX_CHUNK_SIZE}]"
+            );
             let _ = write_frame(&mut stream, &encode(BlobResponse::Error(msg))).await;
             return;
         }
@@ -402,11 +404,14 @@ impl Fetcher {
         })
     }
 
+    /// Fetches blob `id`; with `expected_size`, a provider whose manifest says another size is refused
+    /// before a byte of the blob is downloaded (a peer cannot announce a small blob and send a large one).
     pub(crate) async fn fetch(
         &self,
         providers: &[PeerId],
         id: BlobId,
         retention: Retention,
+        expected_size: Option<u64>,
     ) -> Result<FetchedBlob, NetError> {
         if let Some(done) = self.already_stored(id, retention) {
             return Ok(done);
@@ -427,7 +432,9 @@ impl Fetcher {
             .or_default()
             .clone();
         let _guard = lock.lock().await;
-        let result = self.fetch_locked(providers, id, retention).await;
+        let result = self
+            .fetch_locked(providers, id, retention, expected_size)
+            .await;
         self.in_flight
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -440,6 +447,7 @@ impl Fetcher {
         providers: &[PeerId],
         id: BlobId,
         retention: Retention,
+        expected_size: Option<u64>,
     ) -> Result<FetchedBlob, NetError> {
         if let Some(done) = self.already_stored(id, retention) {
             return Ok(done);
@@ -460,7 +468,7 @@ impl Fetcher {
             for peer in candidates {
                 let span = tracing::info_span!(target: "cairn_net::transfer", "fetch", blob = %id.short(), %peer, round);
                 match self
-                    .attempt(peer, id, retention, &mut stats)
+                    .attempt(peer, id, retention, expected_size, &mut stats)
                     .instrument(span)
                     .await
                 {
@@ -502,6 +510,7 @@ impl Fetcher {
         peer: PeerId,
         id: BlobId,
         retention: Retention,
+        expected_size: Option<u64>,
         stats: &mut Stats,
     ) -> Result<(PathBuf, u64), NetError> {
         let cfg = &self.config;
@@ -553,6 +562,12 @@ impl Fetcher {
             return Err(bad(format!(
                 "manifest does not describe blob {id} in chunks of {} bytes",
                 cfg.chunk_size
+            )));
+        }
+        if let Some(n) = expected_size.filter(|n| *n != manifest.size) {
+            return Err(bad(format!(
+                "the blob is {} bytes, not the {n} bytes it was announced as",
+                manifest.size
             )));
         }
         let store_cfg = self.store.config();

@@ -13,14 +13,19 @@ use std::time::Duration;
 
 use cairn_backend::{ProvingBackend, WorkerPool};
 use cairn_net::protocol::{
-    limits, truncate, CapacityAnnouncement, ErrorCode, ErrorReply, FailureKind, Heartbeat,
-    NodeCapacity, NodeStatus, Offer, Request, Response, TaskKind, TaskRef, TaskResult,
+    limits, truncate, CapacityAnnouncement, DeclineKind, ErrorCode, ErrorReply, FailureKind,
+    Heartbeat, NodeCapacity, NodeStatus, Offer, Request, Response, TaskKind, TaskRef, TaskResult,
 };
 use cairn_net::{BlobRef, Client, Event, Network, PeerId, Retention, Topic};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, info_span, warn, Instrument};
 
 use crate::NodeError;
+
+/// Largest segment or receipt a prover fetches for a task. A segment carries only the memory pages its
+/// cycles touch (a few MB even at po2 22), so this is generous; it keeps a hostile client from making a node
+/// download and hold a gigabyte for one offer. Fetches also refuse a blob whose size differs from the offer's.
+pub const MAX_TASK_BLOB_BYTES: u64 = 256 << 20;
 
 /// How a node misbehaves, for fault tests and the simulator's real-world counterpart. Honest by default.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,7 +158,7 @@ pub async fn run_prover(
                                     info!(job = offer.job, task = offer.task, "offered a task already in progress: carrying on");
                                     Response::Accept
                                 } else { match check_offer(&offer, &cfg.capacity, running.len() as u32, slots, draining, running.contains_key(&key)) {
-                                    Err(reason) => Response::Decline { reason },
+                                    Err((kind, reason)) => Response::Decline { reason, kind: Some(kind) },
                                     Ok(()) => {
                                         let cancelled = Arc::new(AtomicBool::new(false));
                                         running.insert(key, Running { cancelled: cancelled.clone() });
@@ -325,25 +330,35 @@ fn check_offer(
     slots: u32,
     draining: bool,
     duplicate: bool,
-) -> Result<(), String> {
+) -> Result<(), (DeclineKind, String)> {
     if draining {
-        return Err("draining: this node is shutting down".into());
+        return Err((
+            DeclineKind::Draining,
+            "draining: this node is shutting down".into(),
+        ));
     }
     if duplicate {
-        return Err("already working on this task".into());
+        return Err((
+            DeclineKind::AlreadyWorking,
+            "already working on this task".into(),
+        ));
     }
     if busy >= slots {
-        return Err(format!("busy: all {slots} slots in use"));
+        return Err((DeclineKind::Busy, format!("busy: all {slots} slots in use")));
     }
     match &offer.kind {
-        TaskKind::Prove { po2, .. } if *po2 > capacity.max_po2 => Err(format!(
-            "po2 {po2} needs more memory than this node has (max po2 {})",
-            capacity.max_po2
+        TaskKind::Prove { po2, .. } if *po2 > capacity.max_po2 => Err((
+            DeclineKind::TooLarge,
+            format!(
+                "po2 {po2} needs more memory than this node has (max po2 {})",
+                capacity.max_po2
+            ),
         )),
-        TaskKind::Prove { lift: true, .. } | TaskKind::Join { .. } if !capacity.recursion => Err(
+        TaskKind::Prove { lift: true, .. } | TaskKind::Join { .. } if !capacity.recursion => Err((
+            DeclineKind::NoRecursion,
             "this node cannot run recursion (lift/join): RISC Zero's recursion programs are not installed here"
                 .into(),
-        ),
+        )),
         _ => Ok(()),
     }
 }
@@ -429,9 +444,15 @@ impl Work {
     }
 
     async fn fetch(&self, peer: PeerId, blob: BlobRef) -> Result<Vec<u8>, TaskError> {
+        if blob.size > MAX_TASK_BLOB_BYTES {
+            return Err(TaskError::task(format!(
+                "the offer names a {} byte input; a prover takes at most {MAX_TASK_BLOB_BYTES}",
+                blob.size
+            )));
+        }
         let fetched = self
             .client
-            .fetch_blob(&[peer], blob.id, Retention::Evictable)
+            .fetch_blob_ref(&[peer], blob, Retention::Evictable)
             .await
             .map_err(|e| TaskError::transient(e.to_string()))?;
         tokio::fs::read(&fetched.path)

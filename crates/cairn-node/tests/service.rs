@@ -331,6 +331,7 @@ async fn item10_a_result_from_a_peer_not_given_the_task_is_refused_before_it_is_
                     }),
                     Request::Offer(_) => Response::Decline {
                         reason: "busy: an intruder".into(),
+                        kind: Some(cairn_net::protocol::DeclineKind::Busy),
                     },
                     _ => Response::Ack,
                 });

@@ -143,6 +143,7 @@ pub fn serve_requests(
                 } => responder.respond(match request {
                     Request::Offer(o) if o.deadline_ms == 0 => Response::Decline {
                         reason: "deadline already passed".into(),
+                        kind: None,
                     },
                     Request::Offer(_) => Response::Accept,
                     Request::Status => Response::Status(NodeStatus {

@@ -392,3 +392,42 @@ async fn providers_are_found_through_kademlia() {
     })
     .await;
 }
+
+/// Issue 13, item 9: a blob announced as small (a `BlobRef` with its size, as results and offers carry) but
+/// larger at its provider is refused on the manifest, before any of it is downloaded; announced right, it
+/// comes through. A peer cannot pass a size check with one number and send a gigabyte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item9_a_blob_larger_than_announced_is_refused_before_download() {
+    init_tracing();
+    bounded(async {
+        let server = spawn_node(vec![], |_| {}).await;
+        let data = test_bytes(SIZE, 9);
+        let id = server
+            .client
+            .publish_blob(data.clone(), Retention::Pinned)
+            .await
+            .unwrap();
+        let client = spawn_node(vec![server.tcp_addr().await], |_| {}).await;
+        wait_connected(&client.client, server.id()).await;
+        let announced = cairn_net::BlobRef { id, size: 1_000 };
+        match client
+            .client
+            .fetch_blob_ref(&[server.id()], announced, Retention::Evictable)
+            .await
+        {
+            Err(NetError::AllProvidersFailed { failures, .. }) => {
+                assert!(failures[0].1.contains("not the 1000 bytes"), "{failures:?}");
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        assert!(!client.client.store().contains(&id));
+        let right = cairn_net::BlobRef::of(&data);
+        let got = client
+            .client
+            .fetch_blob_ref(&[server.id()], right, Retention::Evictable)
+            .await
+            .unwrap();
+        assert_eq!(got.size, SIZE as u64);
+    })
+    .await;
+}

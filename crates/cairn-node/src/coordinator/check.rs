@@ -24,12 +24,18 @@ pub(super) struct Delivery {
     pub expect: Expect,
 }
 
-/// Fetches the delivered receipt, checks it against what it must prove and reports `Report::Checked` (or
-/// `Report::FetchFailed` when the transfer fails).
+/// How many results are fetched and verified at once (each holds a receipt of up to
+/// [`super::MAX_RECEIPT_BYTES`] in memory).
+pub(super) const CONCURRENT_CHECKS: usize = 8;
+
+/// Fetches the delivered receipt (exactly the size announced, at most [`super::MAX_RECEIPT_BYTES`]), checks
+/// it against what it must prove and reports `Report::Checked` (or `Report::FetchFailed` when the transfer
+/// fails).
 pub(super) fn spawn(
     client: Client,
     backend: Arc<dyn ProvingBackend>,
     reports: mpsc::Sender<Report>,
+    permits: Arc<tokio::sync::Semaphore>,
     delivery: Delivery,
 ) {
     let Delivery {
@@ -53,8 +59,12 @@ pub(super) fn spawn(
                     .await;
                 return;
             }
+            // At most a few checks at once: each holds a receipt in memory.
+            let Ok(_permit) = permits.acquire_owned().await else {
+                return;
+            };
             let fetched = match client
-                .fetch_blob(&[peer], receipt.id, Retention::Evictable)
+                .fetch_blob_ref(&[peer], receipt, Retention::Evictable)
                 .await
             {
                 Ok(f) => f,

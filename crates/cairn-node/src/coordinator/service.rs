@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use cairn_backend::{BackendError, Digest32, ExecutionSummary, ProvingBackend, SegmentBlob};
 use cairn_net::protocol::{
-    ErrorCode, ErrorReply, FailureKind, NodeCapacity as NetCapacity, Offer, Request, Response,
-    TaskKind as NetTaskKind,
+    DeclineKind, ErrorCode, ErrorReply, FailureKind, NodeCapacity as NetCapacity, Offer, Request,
+    Response, TaskKind as NetTaskKind,
 };
 use cairn_net::{BlobRef, Client, Event, Network, PeerId};
 use cairn_scheduler::{
@@ -148,6 +148,7 @@ impl Service {
             running_keys: HashMap::new(),
             preparing: HashMap::new(),
             remembered,
+            checks: Arc::new(tokio::sync::Semaphore::new(check::CONCURRENT_CHECKS)),
             metrics,
             status: status.clone(),
             status_at: None,
@@ -257,7 +258,8 @@ pub(super) enum Report {
     OfferAnswer {
         task: TaskId,
         node: NodeId,
-        declined: Option<String>,
+        /// Why not, and whether the reason is a passing one (see `DeclineKind::passing`).
+        declined: Option<(String, bool)>,
     },
     Checked {
         task: TaskId,
@@ -301,6 +303,8 @@ pub(super) struct Core {
     /// a prover's first task on.
     remembered: HashMap<String, (f64, u32)>,
     pub(super) metrics: Metrics,
+    /// Bounds the results fetched and verified at once.
+    checks: Arc<tokio::sync::Semaphore>,
     status: Arc<Mutex<serde_json::Value>>,
     status_at: Option<Instant>,
     /// Something changed since the status was last refreshed.
@@ -734,9 +738,12 @@ impl Core {
         tokio::spawn(async move {
             let declined = match client.request(peer, &offer).await {
                 Ok(Response::Accept) => None,
-                Ok(Response::Decline { reason }) => Some(reason),
-                Ok(other) => Some(format!("unexpected answer {other:?}")),
-                Err(e) => Some(e.to_string()),
+                Ok(Response::Decline { reason, kind }) => {
+                    let kind = kind.or_else(|| DeclineKind::from_legacy_reason(&reason));
+                    Some((reason, kind.is_some_and(DeclineKind::passing)))
+                }
+                Ok(other) => Some((format!("unexpected answer {other:?}"), false)),
+                Err(e) => Some((e.to_string(), false)),
             };
             let _ = reports
                 .send(Report::OfferAnswer {
@@ -805,6 +812,7 @@ impl Core {
             self.client.clone(),
             self.backend.clone(),
             self.reports.clone(),
+            self.checks.clone(),
             Delivery {
                 peer,
                 node,
@@ -884,13 +892,10 @@ impl Core {
             Report::OfferAnswer {
                 task,
                 node,
-                declined: Some(reason),
+                declined: Some((reason, passing)),
             } => {
-                debug!(task = task.index, %reason, "offer declined");
+                debug!(task = task.index, %reason, passing, "offer declined");
                 // Busy or draining passes; anything else (does not fit, unreachable) is a failed attempt.
-                let passing = ["busy", "draining", "already working"]
-                    .iter()
-                    .any(|p| reason.starts_with(p));
                 if passing {
                     self.feed(Input::TaskDeclined { node, task, reason })
                 } else {
