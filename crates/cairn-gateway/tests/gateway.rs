@@ -153,6 +153,7 @@ fn start_prover(dir: &Path, bootstrap: &str, scale: f64) -> oneshot::Sender<()> 
         },
         workers: 1,
         heartbeat_every: Duration::from_millis(500),
+        orphan_grace: Duration::from_secs(30),
         misbehave: Misbehave::Honest,
         share_results: None,
         print_addr: false,

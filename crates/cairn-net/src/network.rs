@@ -286,6 +286,10 @@ enum Command {
     ConnectedPeers {
         reply: oneshot::Sender<Vec<PeerId>>,
     },
+    Disconnect {
+        peer: PeerId,
+        reply: oneshot::Sender<()>,
+    },
     Publish {
         topic: Topic,
         data: Vec<u8>,
@@ -605,6 +609,11 @@ impl Client {
         self.call(|reply| Command::ConnectedPeers { reply }).await
     }
 
+    /// Closes every connection to `peer` (it may dial again, or be dialled again later).
+    pub async fn disconnect(&self, peer: PeerId) -> Result<(), NetError> {
+        self.call(|reply| Command::Disconnect { peer, reply }).await
+    }
+
     /// Publishes this node's capacity on [`Topic::Capacity`].
     pub async fn publish_capacity(
         &self,
@@ -860,6 +869,10 @@ impl EventLoop {
                         }));
                     }
                 }
+            }
+            Command::Disconnect { peer, reply } => {
+                let _ = self.swarm.disconnect_peer_id(peer);
+                let _ = reply.send(());
             }
             Command::ConnectedPeers { reply } => {
                 let _ = reply.send(self.swarm.connected_peers().copied().collect());

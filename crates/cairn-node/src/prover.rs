@@ -68,6 +68,9 @@ pub struct ProverConfig {
     /// Proving worker threads.
     pub workers: usize,
     pub heartbeat_every: Duration,
+    /// How long a client may be away (disconnected) before the tasks it gave are dropped: within it, they go
+    /// on and their results are delivered when it is back.
+    pub orphan_grace: Duration,
     pub misbehave: Misbehave,
     /// Also write every receipt to `DIR/<job>-<task>.receipt` (the colluding half of the copy test).
     pub share_results: Option<PathBuf>,
@@ -136,6 +139,8 @@ pub async fn run_prover(
     let mut heartbeat = tokio::time::interval(cfg.heartbeat_every);
     let last_receipt: Arc<std::sync::Mutex<Option<Vec<u8>>>> = Arc::default();
     let mut draining = false;
+    // Clients with tasks here that disconnected, and since when.
+    let mut orphaned: HashMap<PeerId, tokio::time::Instant> = HashMap::new();
     tokio::pin!(shutdown);
 
     loop {
@@ -199,7 +204,12 @@ pub async fn run_prover(
                         };
                         responder.respond(response);
                     }
-                    Event::PeerSubscribed { topic: Topic::Capacity, .. } | Event::PeerConnected { .. } => {
+                    ev @ (Event::PeerSubscribed { topic: Topic::Capacity, .. } | Event::PeerConnected { .. }) => {
+                        if let Event::PeerConnected { peer } = ev {
+                            if orphaned.remove(&peer).is_some() {
+                                info!(%peer, "client back: its tasks go on");
+                            }
+                        }
                         let announcement = CapacityAnnouncement {
                             capacity: cfg.capacity,
                             free_slots: slots.saturating_sub(running.len() as u32),
@@ -211,15 +221,12 @@ pub async fn run_prover(
                     Event::ProtocolViolation { peer, reason } => warn!(%peer, %reason, "refused a bad message"),
                     Event::PeerDisconnected { peer } => {
                         clients.remove(&peer);
-                        // Its results cannot be delivered: free the slots (a proof already on a worker runs out).
-                        running.retain(|(client_peer, job, task), r| {
-                            let orphan = *client_peer == peer;
-                            if orphan {
-                                r.cancelled.store(true, Ordering::SeqCst);
-                                info!(job, task, "client gone: dropping its task");
-                            }
-                            !orphan
-                        });
+                        // A client that drops off may be back in a moment (a NAT blip, a restart): its tasks go on,
+                        // and their results are delivered when it is back; only if it stays away past the grace
+                        // period are they dropped (see the heartbeat tick).
+                        if running.keys().any(|(c, ..)| *c == peer) {
+                            orphaned.entry(peer).or_insert_with(tokio::time::Instant::now);
+                        }
                     }
                     _ => {}
                 }
@@ -265,6 +272,24 @@ pub async fn run_prover(
                 break;
             }
             _ = heartbeat.tick() => {
+                // Clients away past the grace period: their results cannot be delivered; free the slots (a proof
+                // already on a worker runs out).
+                let gone: Vec<PeerId> = orphaned
+                    .iter()
+                    .filter(|(_, since)| since.elapsed() >= cfg.orphan_grace)
+                    .map(|(p, _)| *p)
+                    .collect();
+                for peer in gone {
+                    orphaned.remove(&peer);
+                    running.retain(|(client_peer, job, task), r| {
+                        let orphan = *client_peer == peer;
+                        if orphan {
+                            r.cancelled.store(true, Ordering::SeqCst);
+                            info!(job, task, "client gone: dropping its task");
+                        }
+                        !orphan
+                    });
+                }
                 let mut by_client: HashMap<PeerId, Vec<TaskRef>> = clients.iter().map(|c| (*c, Vec::new())).collect();
                 for (client_peer, job, task) in running.keys() {
                     by_client.entry(*client_peer).or_default().push(TaskRef { job: *job, task: *task });

@@ -45,6 +45,16 @@ pub struct SchedulerConfig {
     /// after the extensions (or at once, for a node not heard from) does a missed deadline cost a `Silence`
     /// penalty. 0 restores the strict rule.
     pub slow_extensions: u32,
+    /// Proving time grows a little faster than a segment's cycles: each po2 step above 14 costs this many
+    /// times twice the one below (measured with RISC Zero 3.0.6 on the reference box: 8.2 s at po2 14, 34 s
+    /// at 16, 137 s at 18, 555 s at 20, ~1.5 % per step). Node speeds are measured at po2 14, so a deadline
+    /// for a larger segment scales by cycles and by this; 1.0 scales by cycles alone.
+    #[serde(default = "default_po2_step_growth")]
+    pub po2_step_growth: f64,
+}
+
+fn default_po2_step_growth() -> f64 {
+    1.015
 }
 
 /// Fast-node preference. A join (and the lift of a join-tree leaf) is a fixed-size recursion proof that sits on
@@ -116,6 +126,7 @@ impl Default for SchedulerConfig {
             prefer_fast: PreferFastConfig::default(),
             learn_speed: true,
             slow_extensions: 3,
+            po2_step_growth: default_po2_step_growth(),
         }
     }
 }

@@ -1383,3 +1383,41 @@ fn a_speed_learned_in_an_earlier_run_sets_the_first_deadline() {
         "claimed {claimed} ms, learned {learned} ms"
     );
 }
+
+/// Deadlines grow a little faster than a segment's cycles (issue 8): a node's speed is measured at po2 14,
+/// and a po2 18 segment (16x the cycles) takes ~16 x 1.06 as long on it, as measured with RISC Zero.
+#[test]
+fn a_larger_segment_gets_more_than_its_share_of_cycles_in_time() {
+    let deadline_for = |cycles: u64, growth: f64| {
+        let cfg = SchedulerConfig {
+            po2_step_growth: growth,
+            ..quiet_config()
+        };
+        let mut r = Rig::new(cfg, "fifo");
+        r.node(1, cap(20, false, 1));
+        let mut spec = composite(18);
+        spec.task_timeout_ms = 0;
+        r.submit(1, spec);
+        match r
+            .input(Input::SegmentReady {
+                job: JobId(1),
+                segment: 0,
+                cycles,
+            })
+            .as_slice()
+        {
+            [Action::Assign { deadline, .. }] => *deadline,
+            other => panic!("{other:?}"),
+        }
+    };
+    let small = deadline_for(1 << 14, 1.015);
+    let large = deadline_for(1 << 18, 1.015);
+    let linear = deadline_for(1 << 18, 1.0);
+    let by_cycles = linear as f64 / small as f64;
+    assert!(
+        (15.99..16.01).contains(&by_cycles),
+        "cycles alone: {small} -> {linear}"
+    );
+    let ratio = large as f64 / small as f64;
+    assert!((16.9..17.1).contains(&ratio), "po2 18 / po2 14 = {ratio}");
+}

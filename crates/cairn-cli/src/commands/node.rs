@@ -12,6 +12,9 @@ use cairn_risc0::RiscZeroBackend;
 
 use crate::cli::{BackendKind, NodeArgs};
 
+/// How long a node keeps proving for a client that dropped off the network before it gives the work up.
+const ORPHAN_GRACE: Duration = Duration::from_secs(60);
+
 pub fn run(args: &NodeArgs) -> anyhow::Result<ExitCode> {
     if let Some(cores) = &args.cores {
         if std::env::var_os("CAIRN_PINNED").is_none() {
@@ -84,6 +87,7 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<ExitCode> {
         capacity,
         workers,
         heartbeat_every: Duration::from_secs(args.heartbeat_secs.max(1)),
+        orphan_grace: ORPHAN_GRACE,
         misbehave: args.misbehave.parse().map_err(anyhow::Error::msg)?,
         share_results: args.share_results.clone(),
         print_addr: args.print_addr,

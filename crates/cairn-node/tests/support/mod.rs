@@ -76,6 +76,7 @@ pub fn start_prover(
         },
         workers: opts.slots as usize,
         heartbeat_every: Duration::from_millis(500),
+        orphan_grace: Duration::from_secs(30),
         misbehave: opts.misbehave,
         share_results: None,
         print_addr: false,
