@@ -369,14 +369,16 @@ impl Scheduler {
         }
     }
 
-    /// Whether `node` holds a live copy of `task`: it was given the task and has not lost it (deadline,
-    /// failure, cancellation). A driver checks this before it fetches or records a result.
-    pub fn holds(&self, task: TaskId, node: NodeId) -> bool {
+    /// Whether `node` was ever given `task` (a copy running now or one that ended: a late result of a
+    /// cancelled copy is still that node's answer, and evidence if it is a copy). A driver checks this
+    /// before it fetches or records a result: a peer never given the task has no result to give.
+    pub fn was_given(&self, task: TaskId, node: NodeId) -> bool {
         self.jobs
             .get(&task.job)
-            .filter(|j| j.state == JobState::Running)
             .and_then(|j| j.tasks.get(&task.index))
-            .is_some_and(|t| t.copies.iter().any(|c| c.node == node))
+            .is_some_and(|t| {
+                t.copies.iter().any(|c| c.node == node) || t.past.iter().any(|c| c.node == node)
+            })
     }
 
     pub fn node_capacity(&self, node: NodeId) -> Option<NodeCapacity> {

@@ -615,3 +615,132 @@ fn random_scenarios_cover_completion_failure_cancellation_and_faults() {
     assert!(stats.timeouts > 0 && stats.rejections > 0 && stats.declines > 0);
     assert!(stats.backups_launched > 0 && stats.abandoned_by_departure > 0 && late > 0);
 }
+
+/// Drives one composite job on honest nodes whose real speed is their claim divided by `slowdown[i]`: every
+/// copy answers with a verified result exactly when its node would finish, and every node heartbeats every
+/// 5 s. Returns the penalties and the outcome.
+fn run_slow_honest(
+    slowdown: &[f64],
+    po2: u8,
+    segments: u32,
+    seed: u64,
+) -> (Vec<PenaltyCause>, Option<JobOutcome>) {
+    let cfg = SchedulerConfig {
+        heartbeat_timeout_ms: Some(30_000),
+        speculative: SpeculativeConfig {
+            enabled: false,
+            ..SpeculativeConfig::default()
+        },
+        ..SchedulerConfig::default()
+    };
+    let mut s = Scheduler::new(cfg, policy_by_name("fifo", seed).unwrap());
+    let claimed = 20_000.0;
+    let job = JobId(1);
+    let mut pending: Vec<Action> = Vec::new();
+    for i in 0..slowdown.len() {
+        pending.extend(s.handle(
+            0,
+            Input::NodeJoined {
+                node: NodeId(i as u64),
+                capacity: NodeCapacity {
+                    memory_bytes: 1 << 34,
+                    max_po2: 22,
+                    cycles_per_sec: claimed,
+                    slots: 1,
+                    recursion: false,
+                },
+            },
+        ));
+    }
+    let spec = JobSpec {
+        aggregation: Aggregation::Composite,
+        task_timeout_ms: 20_000,
+        ..JobSpec::new(po2)
+    };
+    pending.extend(s.handle(0, Input::SubmitJob { job, spec }));
+    for segment in 0..segments {
+        pending.extend(s.handle(
+            0,
+            Input::SegmentReady {
+                job,
+                segment,
+                cycles: 1 << po2,
+            },
+        ));
+    }
+    pending.extend(s.handle(0, Input::ExecutionFinished { job, segments }));
+
+    // Copies in flight and when they really finish (proving time grows with po2 like the measured one).
+    let mut running: BTreeMap<(TaskId, NodeId), Time> = BTreeMap::new();
+    let (mut penalties, mut outcome) = (Vec::new(), None);
+    let mut now: Time = 0;
+    let mut next_heartbeat: Time = 5_000;
+    for _ in 0..100_000 {
+        for a in pending.drain(..) {
+            match a {
+                Action::Assign { task, node, .. } => {
+                    let real_speed = claimed / slowdown[node.0 as usize];
+                    let cost = (1u64 << po2) as f64 * 1.015f64.powi(i32::from(po2) - 14);
+                    running.insert((task, node), now + (cost * 1000.0 / real_speed) as Time);
+                }
+                Action::Cancel { task, node } => {
+                    running.remove(&(task, node));
+                }
+                Action::Penalize { cause, .. } => penalties.push(cause),
+                Action::JobFinished { outcome: o, .. } => outcome = Some(o),
+                Action::Reward { .. } => {}
+            }
+        }
+        if outcome.is_some() {
+            break;
+        }
+        let finish = running.values().min().copied();
+        let deadline = s.next_deadline();
+        now = [finish, deadline, Some(next_heartbeat)]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap()
+            .max(now);
+        if now >= next_heartbeat {
+            for i in 0..slowdown.len() {
+                pending.extend(s.handle(
+                    now,
+                    Input::Heartbeat {
+                        node: NodeId(i as u64),
+                    },
+                ));
+            }
+            next_heartbeat = now + 5_000;
+        }
+        let finished: Vec<(TaskId, NodeId)> = running
+            .iter()
+            .filter(|(_, t)| **t <= now)
+            .map(|(k, _)| *k)
+            .collect();
+        for (task, node) in finished {
+            running.remove(&(task, node));
+            pending.extend(s.handle(now, Input::ResultVerified { node, task }));
+        }
+        pending.extend(s.handle(now, Input::Tick));
+    }
+    (penalties, outcome)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    /// Honest but slower than claimed (issue 8): nodes that deliver at a half to a third of the speed they
+    /// advertise, heartbeating all along, are never penalized for silence, and the job completes.
+    #[test]
+    fn honest_nodes_slower_than_claimed_are_never_punished_as_silent(
+        slowdown in prop::collection::vec(1.0f64..3.0, 1..5),
+        po2 in 14u8..19,
+        segments in 1u32..10,
+        seed in any::<u64>(),
+    ) {
+        let (penalties, outcome) = run_slow_honest(&slowdown, po2, segments, seed);
+        prop_assert!(penalties.is_empty(), "penalties {penalties:?} for slow honest nodes {slowdown:?}");
+        prop_assert!(matches!(outcome, Some(JobOutcome::Completed { .. })), "{outcome:?}");
+    }
+}

@@ -996,18 +996,17 @@ impl Core {
                 ErrorCode::Refused,
                 "results must be signed by the prover's identity key (TaskResult::signing_bytes)",
             ),
-            // Checked before anything is fetched or recorded: a result from a peer that does not hold the
-            // task (never given it, or lost it) could otherwise register someone else's receipt as its own
-            // first delivery and have the honest prover's refused as a copy.
+            // Checked before anything is fetched or recorded: a result from a peer never given the task
+            // could otherwise register someone else's receipt as its own first delivery and have the honest
+            // prover's refused as a copy.
             Request::Result(r)
                 if !self.peers.get(&peer).is_some_and(|n| {
-                    self.sched
-                        .holds(TaskId::new(JobId(r.job), r.task), *n)
+                    self.sched.was_given(TaskId::new(JobId(r.job), r.task), *n)
                 }) =>
             {
                 refuse(
                     ErrorCode::UnknownTask,
-                    "this task is not assigned to you (never offered, or reassigned after a deadline)",
+                    "this task was never assigned to you",
                 )
             }
             Request::Result(r) => (
