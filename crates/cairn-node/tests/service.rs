@@ -373,3 +373,69 @@ async fn item10_a_result_from_a_peer_not_given_the_task_is_refused_before_it_is_
     );
     svc.shutdown().await;
 }
+
+/// Issue 13, item 6: a verified result that cannot be made durable (the job database is locked past its
+/// busy timeout) is not accepted: the job stops with the database's error, nothing is recorded as verified
+/// or rewarded, and submitting it again later proves it in full.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item6_a_result_that_cannot_be_stored_stops_the_job_instead_of_being_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (svc, addr) = start(service_config(dir.path())).await;
+    let slow = ProverOpts {
+        scale: 0.1,
+        ..ProverOpts::default()
+    };
+    let _p = start_prover(dir.path(), "p", &[&addr], slow);
+    let handle = svc
+        .submit(job(4, "durable", Duration::from_secs(60)))
+        .await
+        .unwrap();
+    // Once proving has started, another connection holds the write lock longer than SQLite waits (5 s).
+    let start = Instant::now();
+    loop {
+        let proving = svc.status()["jobs"]
+            .as_object()
+            .and_then(|j| j.values().next())
+            .is_some_and(|j| j["copies_in_flight"].as_u64() > Some(0));
+        if proving {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "nothing was assigned"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let path = dir.path().join("jobs.sqlite");
+    let locker = std::thread::spawn(move || {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        std::thread::sleep(Duration::from_secs(8));
+        conn.execute_batch("COMMIT").unwrap();
+    });
+    let r = tokio::time::timeout(Duration::from_secs(30), handle.result)
+        .await
+        .unwrap()
+        .unwrap();
+    let err = r.expect_err("a result was accepted without being stored");
+    assert!(err.to_string().contains("database"), "{err}");
+    locker.join().unwrap();
+    let db = cairn_node::jobdb::JobDb::open(&dir.path().join("jobs.sqlite")).unwrap();
+    assert!(db.verified(handle.id.0).unwrap().is_empty());
+    assert!(ledger(dir.path())
+        .iter()
+        .all(|(_, kind, _)| kind != "reward"));
+    // Nothing was lost either: submitted again, the job completes.
+    let proof = prove(
+        &svc,
+        job(4, "durable", Duration::from_secs(60)),
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        proof.proved_by.values().sum::<u32>() + proof.resumed_segments,
+        4
+    );
+    svc.shutdown().await;
+}

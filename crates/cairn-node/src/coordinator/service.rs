@@ -364,6 +364,9 @@ impl Core {
                         for s in self.preparing.drain().flat_map(|(_, s)| s) {
                             let _ = s.reply.send(Err(stopped()));
                         }
+                        // Everything queued for the database (ledger events, states) is written before the
+                        // caller hears the service has stopped.
+                        let _ = self.db.call(|_| Ok::<(), crate::jobdb::JobDbError>(())).await;
                         let _ = reply.send(());
                         return;
                     }
