@@ -302,3 +302,19 @@ pub fn check_po2(po2: u8) -> Result<(), BackendError> {
         Err(BackendError::BadPo2(po2))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 13, item 11: a segment's po2 is range-checked on its raw value, so 270 is refused rather than
+    /// narrowed (`as u8`) to 14; the short last segment (po2 13) and the job's own po2 pass.
+    #[test]
+    fn item11_a_segment_po2_is_checked_before_it_is_narrowed() {
+        assert_eq!(check_segment_po2(14, 20).unwrap(), 14);
+        assert_eq!(check_segment_po2(13, 20).unwrap(), 13);
+        assert!(check_segment_po2(256 + 14, 20).is_err());
+        assert!(check_segment_po2(21, 20).is_err());
+        assert!(check_segment_po2(12, 20).is_err());
+    }
+}

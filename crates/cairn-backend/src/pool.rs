@@ -73,6 +73,7 @@ impl Drop for WorkerPool {
 mod tests {
     use super::*;
 
+    /// Issue 13, item 8: a panic while proving fails that job only; the worker thread lives on.
     #[test]
     fn a_panicking_job_leaves_its_worker_alive() {
         let pool = WorkerPool::new("test", 1);

@@ -38,6 +38,8 @@ pub struct ProverOpts {
     pub scale: f64,
     /// Keep its identity key in its directory, so a restarted prover is the same peer.
     pub persistent_identity: bool,
+    /// Largest segment it accepts.
+    pub max_po2: u8,
 }
 
 impl Default for ProverOpts {
@@ -48,6 +50,7 @@ impl Default for ProverOpts {
             slots: 1,
             scale: 0.01,
             persistent_identity: false,
+            max_po2: 18,
         }
     }
 }
@@ -69,7 +72,7 @@ pub fn start_prover(
         net,
         capacity: NodeCapacity {
             memory_bytes: 4 << 30,
-            max_po2: 18,
+            max_po2: opts.max_po2,
             cycles_per_sec: 2_000_000,
             slots: opts.slots,
             recursion: opts.recursion,
