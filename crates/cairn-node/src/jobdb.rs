@@ -258,49 +258,6 @@ impl JobDb {
         Ok(())
     }
 
-    /// The execution of a job, if it finished: its summary and every segment (claim and bytes), in order.
-    #[allow(clippy::type_complexity)]
-    pub fn execution(
-        &self,
-        job: u64,
-    ) -> Result<Option<(ExecutionSummary, Vec<(SegmentClaim, Vec<u8>)>)>, JobDbError> {
-        let summary: Option<Vec<u8>> = self
-            .conn
-            .query_row(
-                "SELECT summary FROM jobs WHERE id = ?1",
-                params![job as i64],
-                |r| r.get(0),
-            )
-            .optional()?
-            .flatten();
-        let Some(summary) = summary else {
-            return Ok(None);
-        };
-        let summary: ExecutionSummary = bincode::deserialize(&summary)
-            .map_err(|e| JobDbError::Corrupt(format!("execution summary: {e}")))?;
-        let mut stmt = self
-            .conn
-            .prepare("SELECT claim, segment FROM segments WHERE job = ?1 ORDER BY idx")?;
-        let rows = stmt.query_map(params![job as i64], |r| {
-            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
-        })?;
-        let mut segments = Vec::new();
-        for row in rows {
-            let (claim, bytes) = row?;
-            let claim: SegmentClaim = bincode::deserialize(&claim)
-                .map_err(|e| JobDbError::Corrupt(format!("segment claim: {e}")))?;
-            segments.push((claim, bytes));
-        }
-        if segments.len() != summary.segments as usize {
-            return Err(JobDbError::Corrupt(format!(
-                "job {job} recorded {} of its {} segments",
-                segments.len(),
-                summary.segments
-            )));
-        }
-        Ok(Some((summary, segments)))
-    }
-
     /// The execution of a job, if it finished: its summary and every segment's claim, in order, without the
     /// segments' bytes (read them one at a time with [`JobDb::segment`]: a resumed job of thousands of
     /// segments does not load them all into memory).
@@ -599,7 +556,7 @@ mod tests {
         changed.claim_digest = Digest32::default();
         assert!(db.record_segment(id, &changed, b"segment").is_err());
         // No finished execution recorded: nothing to resume from; resetting drops the stale receipt.
-        assert!(db.execution(id).unwrap().is_none());
+        assert!(db.execution_claims(id).unwrap().is_none());
         assert_eq!(db.reset_segments(id).unwrap(), 1);
         assert!(db.verified(id).unwrap().is_empty());
     }

@@ -10,15 +10,19 @@ use cairn_net::protocol::{Offer, Request, Response, TaskKind};
 use cairn_net::{BlobRef, Event, Network, Retention};
 use support::{init_tracing, start_prover, ProverOpts};
 
-/// Issue 13, item 4: a client that drops off the network while its task is being proved, and is back within
-/// the grace period, still gets the result: the prover keeps proving through the disconnect and delivers
-/// when it can (before, a disconnect threw the work away).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn item4_a_result_survives_a_brief_disconnect_of_its_client() {
+/// A bare client listening on loopback, a prover (with `opts`) dialing it, and the prover's peer id.
+async fn client_and_prover(
+    dir: &std::path::Path,
+    opts: ProverOpts,
+) -> (
+    cairn_net::Client,
+    tokio::sync::mpsc::Receiver<Event>,
+    cairn_net::PeerId,
+    tokio::sync::oneshot::Sender<()>,
+) {
     init_tracing();
-    let dir = tempfile::tempdir().unwrap();
     let (client, mut events, event_loop) =
-        Network::new(cairn_net::Config::loopback(dir.path().join("client")))
+        Network::new(cairn_net::Config::loopback(dir.join("client")))
             .await
             .unwrap();
     tokio::spawn(event_loop.run());
@@ -27,28 +31,36 @@ async fn item4_a_result_survives_a_brief_disconnect_of_its_client() {
         client.listen_addrs().await.unwrap()[0],
         client.local_peer_id()
     );
-    // Proofs of 1.6 s: time to cut the connection while one runs.
-    let slow = ProverOpts {
-        scale: 0.2,
-        ..ProverOpts::default()
-    };
-    let _prover = start_prover(dir.path(), "prover", &[&addr], slow);
+    let stop = start_prover(dir, "prover", &[&addr], opts);
     let prover = loop {
-        match events.recv().await.unwrap() {
-            Event::PeerConnected { peer } => break peer,
-            _ => continue,
+        if let Event::PeerConnected { peer } = events.recv().await.unwrap() {
+            break peer;
         }
     };
+    (client, events, prover, stop)
+}
 
-    // One real (fake-backend) segment to prove.
-    let backend = support::backend_at(0.2);
-    let program = FakeBackend::program("orphan");
+/// Executes a fake program at `po2`, publishes its first segment and the program, and returns the segment's
+/// claim and an offer for it that states `offered_po2`.
+async fn offer_first_segment(
+    client: &cairn_net::Client,
+    name: &str,
+    cycles: u64,
+    po2: u8,
+    offered_po2: u8,
+) -> (cairn_backend::SegmentClaim, Request) {
+    let program = FakeBackend::program(name);
     let mut segments = Vec::new();
-    backend
-        .execute(&program, &FakeBackend::input(10_000, b"o"), 14, &mut |s| {
-            segments.push(s);
-            Ok(())
-        })
+    support::backend()
+        .execute(
+            &program,
+            &FakeBackend::input(cycles, name.as_bytes()),
+            po2,
+            &mut |s| {
+                segments.push(s);
+                Ok(())
+            },
+        )
         .unwrap();
     let seg = segments.remove(0);
     let data = BlobRef::of(&seg.bytes);
@@ -66,13 +78,29 @@ async fn item4_a_result_survives_a_brief_disconnect_of_its_client() {
         task: 0,
         kind: TaskKind::Prove {
             segment: 0,
-            po2: seg.claim.po2,
+            po2: offered_po2,
             data,
             lift: false,
         },
         program: program_ref,
         deadline_ms: 60_000,
     });
+    (seg.claim, offer)
+}
+
+/// Issue 13, item 4: a client that drops off the network while its task is being proved, and is back within
+/// the grace period, still gets the result: the prover keeps proving through the disconnect and delivers
+/// when it can (before, a disconnect threw the work away).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item4_a_result_survives_a_brief_disconnect_of_its_client() {
+    let dir = tempfile::tempdir().unwrap();
+    // Proofs of 1.6 s: time to cut the connection while one runs.
+    let slow = ProverOpts {
+        scale: 0.2,
+        ..ProverOpts::default()
+    };
+    let (client, mut events, prover, _stop) = client_and_prover(dir.path(), slow).await;
+    let (claim, offer) = offer_first_segment(&client, "orphan", 10_000, 14, 14).await;
     assert_eq!(
         client.request(prover, &offer).await.unwrap(),
         Response::Accept
@@ -105,8 +133,8 @@ async fn item4_a_result_survives_a_brief_disconnect_of_its_client() {
         .fetch_blob_ref(&[prover], result.receipt, Retention::Evictable)
         .await
         .unwrap();
-    backend
-        .verify_segment(&std::fs::read(receipt.path).unwrap(), &seg.claim)
+    support::backend()
+        .verify_segment(&std::fs::read(receipt.path).unwrap(), &claim)
         .unwrap();
 }
 
@@ -115,61 +143,14 @@ async fn item4_a_result_survives_a_brief_disconnect_of_its_client() {
 /// task as the task's fault, instead of proving far above its memory.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn item11_a_segment_larger_than_its_offer_says_is_refused_before_proving() {
-    init_tracing();
     let dir = tempfile::tempdir().unwrap();
-    let (client, mut events, event_loop) =
-        Network::new(cairn_net::Config::loopback(dir.path().join("client")))
-            .await
-            .unwrap();
-    tokio::spawn(event_loop.run());
-    let addr = format!(
-        "{}/p2p/{}",
-        client.listen_addrs().await.unwrap()[0],
-        client.local_peer_id()
-    );
     let small = ProverOpts {
         max_po2: 16,
         ..ProverOpts::default()
     };
-    let _prover = start_prover(dir.path(), "prover", &[&addr], small);
-    let prover = loop {
-        if let Event::PeerConnected { peer } = events.recv().await.unwrap() {
-            break peer;
-        }
-    };
-    let backend = support::backend();
-    let program = FakeBackend::program("too-big");
-    let mut segments = Vec::new();
-    backend
-        .execute(&program, &FakeBackend::input(600_000, b"b"), 18, &mut |s| {
-            segments.push(s);
-            Ok(())
-        })
-        .unwrap();
-    let seg = segments.remove(0);
-    assert_eq!(seg.claim.po2, 18);
-    let data = BlobRef::of(&seg.bytes);
-    client
-        .publish_blob(seg.bytes, Retention::Pinned)
-        .await
-        .unwrap();
-    let program_ref = BlobRef::of(&program);
-    client
-        .publish_blob(program, Retention::Pinned)
-        .await
-        .unwrap();
-    let offer = Request::Offer(Offer {
-        job: 1,
-        task: 0,
-        kind: TaskKind::Prove {
-            segment: 0,
-            po2: 14,
-            data,
-            lift: false,
-        },
-        program: program_ref,
-        deadline_ms: 60_000,
-    });
+    let (client, mut events, prover, _stop) = client_and_prover(dir.path(), small).await;
+    let (claim, offer) = offer_first_segment(&client, "too-big", 600_000, 18, 14).await;
+    assert_eq!(claim.po2, 18);
     // The offer looks fine; the segment is what gives it away.
     assert_eq!(
         client.request(prover, &offer).await.unwrap(),
