@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 scripts/cargo.sh build -q -p cairn-cli --locked
 cairn="$(CAIRN_QUIET_MODE=1 scripts/cargo.sh --profile-dir)/cairn"
 host_target="$HOME/.cache/cairn/target/stock-host"
-(cd examples/stock-host && CARGO_TARGET_DIR="$host_target" cargo build -q --release --locked)
+(cd examples/stock-host && env -i PATH="$PATH" HOME="$HOME" ${CARGO_HOME:+CARGO_HOME="$CARGO_HOME"} \
+  ${RUSTUP_HOME:+RUSTUP_HOME="$RUSTUP_HOME"} CARGO_TARGET_DIR="$host_target" cargo build -q --release --locked)
 host="$host_target/release/stock-host"
 po2=14
 nodes=${CAIRN_BENCH_NODES:-2}

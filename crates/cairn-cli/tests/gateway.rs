@@ -80,8 +80,17 @@ fn build_stock_host() -> PathBuf {
             PathBuf::from(std::env::var_os("HOME").expect("HOME"))
                 .join(".cache/cairn/target/stock-host")
         });
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
+    // Built as its user would, and exactly as .ci/run prebuilds it (so the two share their artifacts): the
+    // `cargo` on PATH in a clean environment, none of this test's cargo variables or scripts/cargo.sh's
+    // offline setting (the example has no prover, so it needs none).
+    let mut cargo = Command::new("cargo");
+    cargo.env_clear();
+    for keep in ["PATH", "HOME", "CARGO_HOME", "RUSTUP_HOME"] {
+        if let Some(v) = std::env::var_os(keep) {
+            cargo.env(keep, v);
+        }
+    }
+    let status = cargo
         .args([
             "build",
             "--release",
@@ -90,9 +99,6 @@ fn build_stock_host() -> PathBuf {
             manifest,
         ])
         .env("CARGO_TARGET_DIR", &target)
-        // Built as its user would (and as .ci/run prebuilds it): without scripts/cargo.sh's offline setting,
-        // which it does not need (it has no prover), so the two builds share their artifacts.
-        .env_remove("DOCS_RS")
         .status()
         .expect("run cargo");
     assert!(status.success(), "building examples/stock-host failed");
