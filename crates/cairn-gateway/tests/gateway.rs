@@ -443,15 +443,16 @@ async fn the_dashboard_shows_a_job_tree_mid_run_in_a_browser() {
         panic!("no chromium: install Debian's chromium package (apt-get install chromium), as .ci/run does, or set CAIRN_SKIP_BROWSER=1");
     };
     let dir = tempfile::tempdir().unwrap();
-    // Proofs of 0.8 s, 20 segments, 2 provers: ~8 s of proving to look at.
-    let net = Devnet::start_at(dir.path(), 2, 0, 0.1).await;
+    // Proofs of 1.6 s, 40 segments, 2 provers: ~30 s of proving to look at, so a slow browser start still
+    // finds the job mid-run (the test stops everything once it has looked).
+    let net = Devnet::start_at(dir.path(), 2, 0, 0.2).await;
     let url = net.url();
     let u = url.clone();
     let session = tokio::task::spawn_blocking(move || {
         submit(
             &client(&u, ALICE),
             "dash",
-            FakeBackend::input(20 * 14_000, b"d"),
+            FakeBackend::input(40 * 14_000, b"d"),
             None,
         )
     })
