@@ -1067,7 +1067,15 @@ impl Scheduler {
         let Some(i) = t.copies.iter().position(|c| c.node == node) else {
             return;
         };
-        t.copies.swap_remove(i);
+        let declined = t.copies.swap_remove(i);
+        // Refused, so never given: it has no answer to give for this offer.
+        if let Some(j) = t
+            .past
+            .iter()
+            .rposition(|p| p.node == node && p.started == declined.started)
+        {
+            t.past.remove(j);
+        }
         t.last_failure = Some(format!("{node} declined: {reason}"));
         self.stats.declines += 1;
         self.dirty.insert(task.job);

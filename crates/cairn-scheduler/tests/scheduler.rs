@@ -1421,3 +1421,23 @@ fn a_larger_segment_gets_more_than_its_share_of_cycles_in_time() {
     let ratio = large as f64 / small as f64;
     assert!((16.9..17.1).contains(&ratio), "po2 18 / po2 14 = {ratio}");
 }
+
+/// A node that declined an offer was never given the task: a result it sends for it anyway is not taken, and
+/// `was_given` says so to the driver before it fetches anything (issue 13, item 10).
+#[test]
+fn a_node_that_declined_a_task_cannot_deliver_it() {
+    let mut r = Rig::fifo();
+    r.node(1, cap(20, false, 1));
+    r.submit(1, composite(18));
+    let a = r.segment(1, 0);
+    assert_eq!(assigns(&a), vec![(task(1, 0), NodeId(1))]);
+    assert!(r.s.was_given(task(1, 0), NodeId(1)));
+    r.input(Input::TaskDeclined {
+        node: NodeId(1),
+        task: task(1, 0),
+        reason: "busy".into(),
+    });
+    assert!(!r.s.was_given(task(1, 0), NodeId(1)));
+    let a = r.verify(1, task(1, 0));
+    assert!(rewards(&a).is_empty(), "{a:?}");
+}
