@@ -20,7 +20,7 @@ use tracing::{info, warn};
 
 use super::job::JobRun;
 use super::service::{Core, Ended, JobHandle, JobRequest, Report};
-use super::{job_key, Progress};
+use super::Progress;
 use crate::jobdb::{DbStopped, JobDbError, JobState};
 use crate::NodeError;
 
@@ -90,14 +90,9 @@ impl Core {
         &mut self,
         request: JobRequest,
         image_id: Digest32,
+        key: String,
         reply: oneshot::Sender<Result<JobHandle, NodeError>>,
     ) {
-        let key = job_key(
-            &image_id,
-            &request.input,
-            request.settings.po2,
-            request.settings.aggregation,
-        );
         let submitter = Submitter {
             owner: request.owner.clone(),
             reply,

@@ -72,6 +72,8 @@ enum Command {
     Submit {
         request: JobRequest,
         image_id: Digest32,
+        /// `job_key` of the request, computed by the caller.
+        key: String,
         reply: oneshot::Sender<Result<JobHandle, NodeError>>,
     },
     Cancel {
@@ -183,17 +185,28 @@ impl Service {
     /// database resumes with every segment verified there.
     pub async fn submit(&self, request: JobRequest) -> Result<JobHandle, NodeError> {
         cairn_backend::check_po2(request.settings.po2)?;
-        let image_id = {
-            let (b, p) = (self.backend.clone(), request.program.clone());
-            tokio::task::spawn_blocking(move || b.image_id(&p))
-                .await
-                .map_err(NodeError::join)??
+        // Off the runtime and the loop: the image id, and the job key (a hash of the whole input, which can
+        // be hundreds of MB).
+        let (image_id, key) = {
+            let (b, p, i) = (
+                self.backend.clone(),
+                request.program.clone(),
+                request.input.clone(),
+            );
+            let (po2, aggregation) = (request.settings.po2, request.settings.aggregation);
+            tokio::task::spawn_blocking(move || {
+                b.image_id(&p)
+                    .map(|id| (id, super::job_key(&id, &i, po2, aggregation)))
+            })
+            .await
+            .map_err(NodeError::join)??
         };
         let (reply, answer) = oneshot::channel();
         self.commands
             .send(Command::Submit {
                 request,
                 image_id,
+                key,
                 reply,
             })
             .await
@@ -345,8 +358,8 @@ impl Core {
                 .flatten();
             let ended = tokio::select! {
                 Some(command) = commands.recv() => match command {
-                    Command::Submit { request, image_id, reply } => {
-                        self.begin_submit(request, image_id, reply);
+                    Command::Submit { request, image_id, key, reply } => {
+                        self.begin_submit(request, image_id, key, reply);
                         Vec::new()
                     }
                     Command::Cancel { job, reply } => {
