@@ -381,24 +381,7 @@ async fn a_restarted_gateway_resumes_its_sessions() {
         .unwrap()
     });
     // Wait until a few segments are verified, then stop everything.
-    let start = Instant::now();
-    let verified = loop {
-        let o: serde_json::Value =
-            serde_json::from_str(body(&reqwest_get(&url, "/api/overview").await)).unwrap();
-        let v = o["jobs"]
-            .as_object()
-            .and_then(|j| j.values().next())
-            .map(|j| j["tasks_verified"].as_u64().unwrap())
-            .unwrap_or(0);
-        if v >= 3 {
-            break v;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "nothing verified"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let verified = wait_verified(&url, 3).await;
     net.stop().await;
     let net = Devnet::start(dir.path(), 2, port).await;
     assert_eq!(net.url(), c_url);
@@ -416,6 +399,29 @@ async fn a_restarted_gateway_resumes_its_sessions() {
         "resumed {resumed} of {verified} verified before the restart"
     );
     net.stop().await;
+}
+
+/// Waits (at most 30 s) until the dashboard's API shows the running job with at least `n` verified tasks;
+/// returns how many.
+async fn wait_verified(url: &str, n: u64) -> u64 {
+    let start = Instant::now();
+    loop {
+        let o: serde_json::Value =
+            serde_json::from_str(body(&reqwest_get(url, "/api/overview").await)).unwrap();
+        let v = o["jobs"]
+            .as_object()
+            .and_then(|j| j.values().next())
+            .map(|j| j["tasks_verified"].as_u64().unwrap())
+            .unwrap_or(0);
+        if v >= n {
+            return v;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "nothing verified"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// The error text of a request that must fail.
@@ -458,24 +464,7 @@ async fn the_dashboard_shows_a_job_tree_mid_run_in_a_browser() {
     })
     .await
     .unwrap();
-    let start = Instant::now();
-    loop {
-        let o: serde_json::Value =
-            serde_json::from_str(body(&reqwest_get(&url, "/api/overview").await)).unwrap();
-        let v = o["jobs"]
-            .as_object()
-            .and_then(|j| j.values().next())
-            .map(|j| j["tasks_verified"].as_u64().unwrap())
-            .unwrap_or(0);
-        if v >= 2 {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "nothing verified"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_verified(&url, 2).await;
     let shot = std::env::var_os("CAIRN_DASHBOARD_SCREENSHOT");
     let page = format!("{url}/");
     let dom = tokio::task::spawn_blocking(move || {
