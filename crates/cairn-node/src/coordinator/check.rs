@@ -48,48 +48,45 @@ pub(super) fn spawn(
     let span = info_span!("verify", job = task.job.0, segment = task.index, %peer);
     tokio::spawn(
         async move {
-            if receipt.size > super::MAX_RECEIPT_BYTES {
-                let outcome = Err((RejectReason::Malformed, "receipt too large".to_string()));
-                let _ = reports
-                    .send(Report::Checked {
+            let report = async {
+                if receipt.size > super::MAX_RECEIPT_BYTES {
+                    let outcome = Err((RejectReason::Malformed, "receipt too large".to_string()));
+                    return Some(Report::Checked {
                         task,
                         node,
                         outcome,
-                    })
-                    .await;
-                return;
-            }
-            // At most a few checks at once: each holds a receipt in memory.
-            let Ok(_permit) = permits.acquire_owned().await else {
-                return;
-            };
-            let fetched = match client
-                .fetch_blob_ref(&[peer], receipt, Retention::Evictable)
-                .await
-            {
-                Ok(f) => f,
-                Err(e) => {
-                    let reason = e.to_string();
-                    let _ = reports
-                        .send(Report::FetchFailed { task, node, reason })
-                        .await;
-                    return;
+                    });
                 }
-            };
-            let outcome = tokio::task::spawn_blocking(move || {
-                let bytes = std::fs::read(&fetched.path)
-                    .map_err(|e| (RejectReason::Malformed, e.to_string()))?;
-                verify(&*backend, &bytes, &expect).map(|()| bytes)
-            })
-            .await
-            .unwrap_or_else(|e| Err((RejectReason::InvalidProof, e.to_string())));
-            let _ = reports
-                .send(Report::Checked {
+                // At most a few checks at once: each holds a receipt in memory. (Closed only when the
+                // service is gone: then nobody is listening.)
+                let _permit = permits.acquire_owned().await.ok()?;
+                let fetched = match client
+                    .fetch_blob_ref(&[peer], receipt, Retention::Evictable)
+                    .await
+                {
+                    Ok(f) => f,
+                    Err(e) => {
+                        let reason = e.to_string();
+                        return Some(Report::FetchFailed { task, node, reason });
+                    }
+                };
+                let outcome = tokio::task::spawn_blocking(move || {
+                    let bytes = std::fs::read(&fetched.path)
+                        .map_err(|e| (RejectReason::Malformed, e.to_string()))?;
+                    verify(&*backend, &bytes, &expect).map(|()| bytes)
+                })
+                .await
+                .unwrap_or_else(|e| Err((RejectReason::InvalidProof, e.to_string())));
+                Some(Report::Checked {
                     task,
                     node,
                     outcome,
                 })
-                .await;
+            }
+            .await;
+            if let Some(report) = report {
+                let _ = reports.send(report).await;
+            }
         }
         .instrument(span),
     );
