@@ -1,0 +1,539 @@
+//! A deterministic generator of synthetic blocks (`cairn block gen`).
+//!
+//! 1. **Genesis** (native revm, not part of the block): a deployer deploys `tokens` CairnTokens, a
+//!    CairnRouter and `pools` CairnPairs, seeds every pool with liquidity, and gives every one of `accounts`
+//!    users ETH and each token; each user approves the router for each token.
+//! 2. **The block**: transactions drawn by the mix (ETH transfers, some to new addresses; ERC-20 transfers;
+//!    swaps through one or two pools; deployments of a new CairnToken), each run as it is added, until the gas
+//!    target is reached. Once the drawn kind no longer fits in what is left, ETH transfers fill the rest.
+//! 3. **The witness**: the block runs over a cache in front of the genesis state, so that cache ends up
+//!    holding exactly the accounts and slots the block read or wrote; their genesis values are the input's
+//!    pre-state. The input is then executed once more by [`crate::execute`] (exactly what the guest does) to
+//!    get the expected journal, which also checks that the witness is complete.
+//!
+//! Same config and seed, same bytes.
+
+use std::collections::BTreeMap;
+
+use alloy_primitives::keccak256;
+use k256::ecdsa::SigningKey;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use revm::context_interface::result::ExecutionResult;
+use revm::database::{CacheDB, EmptyDB};
+use revm::primitives::{Address, U256};
+use revm::state::AccountInfo;
+use revm::{DatabaseRef, ExecuteCommitEvm};
+
+use crate::exec::{evm_for, tx_env};
+use crate::input::{Account, BlockInput, Commitment, Header, Signatures, Tx, FORMAT};
+use crate::journal::Journal;
+
+/// The contracts' creation bytecode (hex), compiled from `contracts/*.sol` by `contracts/build.sh`.
+pub mod contracts {
+    pub const TOKEN_HEX: &str = include_str!("../contracts/bin/CairnToken.hex");
+    pub const PAIR_HEX: &str = include_str!("../contracts/bin/CairnPair.hex");
+    pub const ROUTER_HEX: &str = include_str!("../contracts/bin/CairnRouter.hex");
+}
+
+/// Transaction kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    Eth,
+    Erc20,
+    Swap,
+    Create,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 4] = [Kind::Eth, Kind::Erc20, Kind::Swap, Kind::Create];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Eth => "eth",
+            Kind::Erc20 => "erc20",
+            Kind::Swap => "swap",
+            Kind::Create => "create",
+        }
+    }
+
+    /// The gas limit the generator gives a transaction of this kind (generous; unused gas is not charged).
+    fn gas_limit(self) -> u64 {
+        match self {
+            Kind::Eth => 21_000,
+            Kind::Erc20 => 80_000,
+            Kind::Swap => 400_000,
+            Kind::Create => 1_500_000,
+        }
+    }
+}
+
+/// Relative weights of the transaction kinds, by count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mix {
+    pub eth: u32,
+    pub erc20: u32,
+    pub swap: u32,
+    pub create: u32,
+}
+
+impl Default for Mix {
+    /// Roughly a busy L2 block by count: transfers, token transfers and swaps, a few deployments.
+    fn default() -> Self {
+        Mix { eth: 40, erc20: 30, swap: 27, create: 3 }
+    }
+}
+
+impl Mix {
+    /// Only one kind.
+    pub fn only(kind: Kind) -> Self {
+        let mut mix = Mix { eth: 0, erc20: 0, swap: 0, create: 0 };
+        *mix.weight_mut(kind) = 1;
+        mix
+    }
+
+    fn weight_mut(&mut self, kind: Kind) -> &mut u32 {
+        match kind {
+            Kind::Eth => &mut self.eth,
+            Kind::Erc20 => &mut self.erc20,
+            Kind::Swap => &mut self.swap,
+            Kind::Create => &mut self.create,
+        }
+    }
+
+    fn weight(&self, kind: Kind) -> u32 {
+        match kind {
+            Kind::Eth => self.eth,
+            Kind::Erc20 => self.erc20,
+            Kind::Swap => self.swap,
+            Kind::Create => self.create,
+        }
+    }
+
+    /// Parses `eth=40,erc20=30,swap=27,create=3` (kinds left out weigh 0), or one kind's name alone.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if let Some(kind) = Kind::ALL.into_iter().find(|k| k.name() == s) {
+            return Ok(Mix::only(kind));
+        }
+        if s == "mix" || s == "default" {
+            return Ok(Mix::default());
+        }
+        let mut mix = Mix { eth: 0, erc20: 0, swap: 0, create: 0 };
+        for part in s.split(',') {
+            let (name, weight) = part
+                .split_once('=')
+                .ok_or_else(|| format!("`{part}` is not kind=weight (kinds: eth, erc20, swap, create)"))?;
+            let kind = Kind::ALL
+                .into_iter()
+                .find(|k| k.name() == name.trim())
+                .ok_or_else(|| format!("unknown transaction kind `{name}` (kinds: eth, erc20, swap, create)"))?;
+            *mix.weight_mut(kind) =
+                weight.trim().parse().map_err(|_| format!("weight of `{name}` is not a whole number"))?;
+        }
+        if Kind::ALL.iter().all(|k| mix.weight(*k) == 0) {
+            return Err("every weight in the mix is 0".into());
+        }
+        Ok(mix)
+    }
+
+    fn draw(&self, rng: &mut impl Rng) -> Kind {
+        let total: u32 = Kind::ALL.iter().map(|k| self.weight(*k)).sum();
+        let mut pick = rng.random_range(0..total);
+        for kind in Kind::ALL {
+            let w = self.weight(kind);
+            if pick < w {
+                return kind;
+            }
+            pick -= w;
+        }
+        unreachable!("pick < total")
+    }
+}
+
+impl std::fmt::Display for Mix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "eth={},erc20={},swap={},create={}", self.eth, self.erc20, self.swap, self.create)
+    }
+}
+
+/// What to generate.
+#[derive(Debug, Clone)]
+pub struct GenConfig {
+    /// Gas target (and the block's gas limit).
+    pub gas: u64,
+    pub seed: u64,
+    pub mix: Mix,
+    /// Users (senders and recipients).
+    pub accounts: usize,
+    pub tokens: usize,
+    pub pools: usize,
+    pub commitment: Commitment,
+    pub signatures: Signatures,
+}
+
+impl Default for GenConfig {
+    fn default() -> Self {
+        GenConfig {
+            gas: 30_000_000,
+            seed: 1,
+            mix: Mix::default(),
+            accounts: 2_000,
+            tokens: 8,
+            pools: 12,
+            commitment: Commitment::Sha256Sorted,
+            signatures: Signatures::Unchecked,
+        }
+    }
+}
+
+/// A generated block.
+#[derive(Debug, Clone)]
+pub struct Generated {
+    pub input: BlockInput,
+    /// The journal a correct execution commits (from [`crate::execute`] on the host).
+    pub journal: Journal,
+    /// Per kind: (transactions, gas used).
+    pub by_kind: BTreeMap<Kind, (u64, u64)>,
+}
+
+/// Why a block could not be generated (a bug in the generator or its contracts, not in the user's input).
+#[derive(Debug)]
+pub struct GenError(pub String);
+
+impl std::fmt::Display for GenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "block generation failed: {}", self.0)
+    }
+}
+
+impl std::error::Error for GenError {}
+
+/// Parses a gas amount: `30M`, `1.5M`, `500k`, `21000`.
+pub fn parse_gas(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, mul) = match s.char_indices().last() {
+        Some((i, 'M' | 'm')) => (&s[..i], 1_000_000.0),
+        Some((i, 'k' | 'K')) => (&s[..i], 1_000.0),
+        Some((i, 'G' | 'g')) => (&s[..i], 1_000_000_000.0),
+        _ => (s, 1.0),
+    };
+    let v: f64 = num.replace('_', "").parse().map_err(|_| format!("`{s}` is not a gas amount (e.g. 30M, 500k)"))?;
+    if !(v > 0.0) {
+        return Err(format!("gas amount `{s}` must be positive"));
+    }
+    Ok((v * mul).round() as u64)
+}
+
+/// SHA-256 for the host (the `sha2` crate).
+pub fn host_sha256(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).into()
+}
+
+const GWEI: u128 = 1_000_000_000;
+const CHAIN_ID: u64 = 59_144; // Linea's chain id: these are meant to look like L2 blocks.
+
+fn ether(n: u64) -> U256 {
+    U256::from(n) * U256::from(10u64).pow(U256::from(18))
+}
+
+fn selector(signature: &str) -> [u8; 4] {
+    keccak256(signature.as_bytes())[..4].try_into().unwrap()
+}
+
+fn word_address(a: Address) -> [u8; 32] {
+    let mut w = [0u8; 32];
+    w[12..].copy_from_slice(a.as_slice());
+    w
+}
+
+fn call(signature: &str, words: &[[u8; 32]]) -> Vec<u8> {
+    let mut data = selector(signature).to_vec();
+    for w in words {
+        data.extend_from_slice(w);
+    }
+    data
+}
+
+fn u(v: U256) -> [u8; 32] {
+    v.to_be_bytes::<32>()
+}
+
+/// A user: a secp256k1 key and its address, derived from the seed.
+struct User {
+    key: SigningKey,
+    address: Address,
+    nonce: u64,
+}
+
+fn derive_user(seed: u64, index: u64) -> User {
+    let mut counter = 0u64;
+    loop {
+        let material = [b"cairn-evm/user".as_slice(), &seed.to_le_bytes(), &index.to_le_bytes(), &counter.to_le_bytes()]
+            .concat();
+        if let Ok(key) = SigningKey::from_slice(keccak256(&material).as_slice()) {
+            let point = key.verifying_key().to_encoded_point(false);
+            let address = Address::from_slice(&keccak256(&point.as_bytes()[1..])[12..]);
+            return User { key, address, nonce: 0 };
+        }
+        counter += 1;
+    }
+}
+
+/// The genesis world: contracts deployed and funded, users funded and approved.
+struct World {
+    db: CacheDB<EmptyDB>,
+    users: Vec<User>,
+    tokens: Vec<Address>,
+    pools: Vec<(Address, Address, Address)>, // (pair, token0, token1)
+    router: Address,
+}
+
+fn build_world(cfg: &GenConfig, header: &Header) -> Result<World, GenError> {
+    let err = |what: &str, r: &ExecutionResult| GenError(format!("genesis: {what} failed: {r:?}"));
+    let mut db = CacheDB::new(EmptyDB::default());
+    let deployer = derive_user(cfg.seed, u64::MAX);
+    let mut users: Vec<User> = (0..cfg.accounts as u64).map(|i| derive_user(cfg.seed, i)).collect();
+    for who in std::iter::once(&deployer).chain(users.iter()) {
+        db.insert_account_info(who.address, AccountInfo { balance: ether(1_000), ..Default::default() });
+    }
+    // Genesis runs with no base fee: nothing here is part of the block.
+    let genesis_header = Header { base_fee: 0, gas_limit: u64::MAX / 2, ..header.clone() };
+    let mut evm = evm_for(db, &genesis_header);
+    let mut deployer_nonce = 0u64;
+    let run = |evm: &mut _, from: Address, nonce: &mut u64, to: Option<Address>, data: Vec<u8>| {
+        let tx = Tx {
+            from: from.0 .0,
+            to: to.map(|a| a.0 .0),
+            nonce: *nonce,
+            gas_limit: 5_000_000,
+            max_fee_per_gas: 0,
+            max_priority_fee_per_gas: 0,
+            value: [0; 32],
+            data,
+            signature: vec![],
+        };
+        *nonce += 1;
+        let evm: &mut revm::handler::MainnetEvm<revm::handler::MainnetContext<CacheDB<EmptyDB>>> = evm;
+        evm.transact_commit(tx_env(CHAIN_ID, &tx)).map_err(|e| GenError(format!("genesis: {e}")))
+    };
+    let hex_bytes = |h: &str| hex::decode(h.trim()).expect("committed contract hex is valid");
+    let supply = ether(1_000_000_000_000);
+    let mut tokens = Vec::new();
+    for _ in 0..cfg.tokens {
+        let mut init = hex_bytes(contracts::TOKEN_HEX);
+        init.extend_from_slice(&u(supply));
+        let r = run(&mut evm, deployer.address, &mut deployer_nonce, None, init)?;
+        tokens.push(r.created_address().ok_or_else(|| err("token deployment", &r))?);
+    }
+    let r = run(&mut evm, deployer.address, &mut deployer_nonce, None, hex_bytes(contracts::ROUTER_HEX))?;
+    let router = r.created_address().ok_or_else(|| err("router deployment", &r))?;
+    let mut pools = Vec::new();
+    let t = cfg.tokens;
+    for p in 0..cfg.pools {
+        // Pools i:i+1, then i:i+2, ...: neighbouring pools share a token, so two-hop routes exist.
+        let a = p % t;
+        let b = (a + 1 + p / t) % t;
+        if a == b {
+            continue;
+        }
+        let mut init = hex_bytes(contracts::PAIR_HEX);
+        init.extend_from_slice(&word_address(tokens[a]));
+        init.extend_from_slice(&word_address(tokens[b]));
+        let r = run(&mut evm, deployer.address, &mut deployer_nonce, None, init)?;
+        let pair = r.created_address().ok_or_else(|| err("pool deployment", &r))?;
+        for token in [tokens[a], tokens[b]] {
+            let data = call("transfer(address,uint256)", &[word_address(pair), u(ether(1_000_000))]);
+            let r = run(&mut evm, deployer.address, &mut deployer_nonce, Some(token), data)?;
+            if !r.is_success() {
+                return Err(err("seeding a pool", &r));
+            }
+        }
+        let r = run(&mut evm, deployer.address, &mut deployer_nonce, Some(pair), call("sync()", &[]))?;
+        if !r.is_success() {
+            return Err(err("pool sync", &r));
+        }
+        pools.push((pair, tokens[a], tokens[b]));
+    }
+    for user in users.iter_mut() {
+        for &token in &tokens {
+            let data = call("transfer(address,uint256)", &[word_address(user.address), u(ether(10_000))]);
+            let r = run(&mut evm, deployer.address, &mut deployer_nonce, Some(token), data)?;
+            if !r.is_success() {
+                return Err(err("funding a user", &r));
+            }
+            let data = call("approve(address,uint256)", &[word_address(router), u(U256::MAX)]);
+            let r = run(&mut evm, user.address, &mut user.nonce, Some(token), data)?;
+            if !r.is_success() {
+                return Err(err("approval", &r));
+            }
+        }
+    }
+    let db = evm.ctx.journaled_state.database;
+    Ok(World { db, users, tokens, pools, router })
+}
+
+/// Generates a block.
+pub fn generate(cfg: &GenConfig) -> Result<Generated, GenError> {
+    if cfg.accounts < 2 || cfg.tokens < 2 || cfg.pools < 1 {
+        return Err(GenError("need at least 2 accounts, 2 tokens and 1 pool".into()));
+    }
+    if cfg.gas < 21_000 {
+        return Err(GenError(format!("a gas target of {} is less than one transfer (21000)", cfg.gas)));
+    }
+    let mut rng = ChaCha20Rng::seed_from_u64(cfg.seed);
+    let header = Header {
+        chain_id: CHAIN_ID,
+        number: 1_000_000 + cfg.seed % 1_000_000,
+        timestamp: 1_767_225_600 + cfg.seed % 1_000_000,
+        gas_limit: cfg.gas,
+        base_fee: 7,
+        coinbase: {
+            let mut c = [0u8; 20];
+            c[..4].copy_from_slice(b"cain");
+            c
+        },
+        prevrandao: keccak256(cfg.seed.to_le_bytes()).0,
+    };
+    let World { db: genesis, mut users, tokens, pools, router } = build_world(cfg, &header)?;
+
+    // The block, over a cache in front of genesis (which then holds exactly what the block touched).
+    let mut evm = evm_for(CacheDB::new(genesis), &header);
+    let mut txs = Vec::new();
+    let mut kinds = Vec::new();
+    let mut gas_used = 0u64;
+    let mut fresh = 0u64;
+    loop {
+        let left = cfg.gas - gas_used;
+        if left < Kind::Eth.gas_limit() {
+            break;
+        }
+        let mut kind = cfg.mix.draw(&mut rng);
+        if kind.gas_limit() > left {
+            kind = Kind::Eth; // fill the rest with transfers
+        }
+        let n = users.len();
+        let sender = rng.random_range(0..n);
+        let (to, value, data) = match kind {
+            Kind::Eth => {
+                let to = if rng.random_ratio(1, 10) {
+                    fresh += 1;
+                    Address::from_slice(&keccak256([b"fresh".as_slice(), &cfg.seed.to_le_bytes(), &fresh.to_le_bytes()].concat())[12..])
+                } else {
+                    users[(sender + 1 + rng.random_range(0..n - 1)) % n].address
+                };
+                let wei = U256::from(rng.random_range(1u64..1_000_000)) * U256::from(1_000_000_000_000u64);
+                (Some(to), wei, vec![])
+            }
+            Kind::Erc20 => {
+                let token = tokens[rng.random_range(0..tokens.len())];
+                let to = users[(sender + 1 + rng.random_range(0..n - 1)) % n].address;
+                let amount = U256::from(rng.random_range(1u64..1_000_000)) * U256::from(1_000_000_000_000u64);
+                (Some(token), U256::ZERO, call("transfer(address,uint256)", &[word_address(to), u(amount)]))
+            }
+            Kind::Swap => {
+                let amount = U256::from(rng.random_range(1u64..1_000_000)) * U256::from(1_000_000_000_000u64);
+                let first = rng.random_range(0..pools.len());
+                let (pair, t0, t1) = pools[first];
+                let token_in = if rng.random_bool(0.5) { t0 } else { t1 };
+                let token_mid = if token_in == t0 { t1 } else { t0 };
+                let me = users[sender].address;
+                // Two hops when another pool holds the token this one gives out.
+                let second = pools.iter().position(|&(p, a, b)| p != pair && (a == token_mid || b == token_mid));
+                let data = match second {
+                    Some(i) if rng.random_bool(0.4) => call(
+                        "swap2(uint256,uint256,address,address,address,address)",
+                        &[u(amount), u(U256::ZERO), word_address(pair), word_address(pools[i].0), word_address(token_in), word_address(me)],
+                    ),
+                    _ => call(
+                        "swap1(uint256,uint256,address,address,address)",
+                        &[u(amount), u(U256::ZERO), word_address(pair), word_address(token_in), word_address(me)],
+                    ),
+                };
+                (Some(router), U256::ZERO, data)
+            }
+            Kind::Create => {
+                let mut init = hex::decode(contracts::TOKEN_HEX.trim()).expect("committed contract hex is valid");
+                init.extend_from_slice(&u(ether(rng.random_range(1u64..1_000_000))));
+                (None, U256::ZERO, init)
+            }
+        };
+        let user = &mut users[sender];
+        let mut tx = Tx {
+            from: user.address.0 .0,
+            to: to.map(|a| a.0 .0),
+            nonce: user.nonce,
+            gas_limit: kind.gas_limit(),
+            max_fee_per_gas: 2 * GWEI,
+            max_priority_fee_per_gas: GWEI / 10,
+            value: u(value),
+            data,
+            signature: vec![],
+        };
+        if cfg.signatures == Signatures::Checked {
+            let hash = crate::input::signing_hash(CHAIN_ID, &tx);
+            let (sig, recovery) =
+                user.key.sign_prehash_recoverable(&hash).map_err(|e| GenError(format!("signing: {e}")))?;
+            let mut raw = sig.to_bytes().to_vec();
+            raw.push(recovery.is_y_odd() as u8);
+            tx.signature = raw;
+        }
+        let result = evm
+            .transact_commit(tx_env(CHAIN_ID, &tx))
+            .map_err(|e| GenError(format!("{} transaction {}: {e}", kind.name(), txs.len())))?;
+        user.nonce += 1;
+        gas_used += result.tx_gas_used();
+        kinds.push((kind, result.tx_gas_used()));
+        txs.push(tx);
+    }
+
+    // The witness: genesis values of everything the block touched.
+    let touched = evm.ctx.journaled_state.database;
+    let genesis = &touched.db;
+    let mut accounts = Vec::with_capacity(touched.cache.accounts.len());
+    let mut addresses: Vec<&Address> = touched.cache.accounts.keys().collect();
+    addresses.sort();
+    for address in addresses {
+        let after = &touched.cache.accounts[address];
+        let account = match genesis.basic_ref(*address).expect("in-memory genesis") {
+            Some(info) => {
+                let code = genesis.code_by_hash_ref(info.code_hash).expect("in-memory genesis");
+                let mut keys: Vec<&U256> = after.storage.keys().collect();
+                keys.sort();
+                let storage = keys
+                    .into_iter()
+                    .map(|k| (u(*k), u(genesis.storage_ref(*address, *k).expect("in-memory genesis"))))
+                    .collect();
+                Account {
+                    address: address.0 .0,
+                    nonce: info.nonce,
+                    balance: u(info.balance),
+                    code: code.original_bytes().to_vec(),
+                    storage,
+                }
+            }
+            None => Account { address: address.0 .0, nonce: 0, balance: [0; 32], code: vec![], storage: vec![] },
+        };
+        accounts.push(account);
+    }
+    let input = BlockInput {
+        format: FORMAT,
+        commitment: cfg.commitment,
+        signatures: cfg.signatures,
+        header,
+        accounts,
+        txs,
+    };
+    let executed = crate::execute(&input.encode(), host_sha256, &mut |_| {})
+        .map_err(|e| GenError(format!("the generated block does not execute from its own witness: {e}")))?;
+    if executed.tx_gas != kinds.iter().map(|(_, g)| *g).collect::<Vec<_>>() {
+        return Err(GenError("the block's gas differs between generation and re-execution".into()));
+    }
+    let mut by_kind = BTreeMap::new();
+    for (kind, gas) in kinds {
+        let e = by_kind.entry(kind).or_insert((0, 0));
+        e.0 += 1;
+        e.1 += gas;
+    }
+    Ok(Generated { input, journal: executed.journal, by_kind })
+}
