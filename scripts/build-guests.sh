@@ -30,7 +30,7 @@ env -u RUSTFLAGS -u CARGO_TARGET_DIR \
     --target-dir "$root/guests/target"
 
 # The bundled programs, then the corpus of user-shaped programs (guests/corpus/README.md).
-names=(sha-chain seed-bench user-loop hello-one panics big-input mem-heavy io-journal composes)
+names=(sha-chain seed-bench evm-block user-loop hello-one panics big-input mem-heavy io-journal composes)
 mkdir -p "$root/guests/bin"
 elfs=()
 for name in "${names[@]}"; do

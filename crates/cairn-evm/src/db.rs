@@ -23,10 +23,16 @@ impl core::fmt::Display for MissingWitness {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             MissingWitness::Account(a) => write!(f, "account {a} is not in the block's witness"),
-            MissingWitness::Storage(a, k) => write!(f, "storage slot {k:#x} of {a} is not in the block's witness"),
+            MissingWitness::Storage(a, k) => write!(
+                f,
+                "storage slot {k:#x} of {a} is not in the block's witness"
+            ),
             MissingWitness::Code(h) => write!(f, "code {h} is not in the block's witness"),
             MissingWitness::BlockHash(n) => {
-                write!(f, "BLOCKHASH({n}) was read; block hashes are not part of a block input")
+                write!(
+                    f,
+                    "BLOCKHASH({n}) was read; block hashes are not part of a block input"
+                )
             }
         }
     }
@@ -46,7 +52,11 @@ impl DatabaseRef for WitnessOnly {
         Err(MissingWitness::Code(code_hash))
     }
 
-    fn storage_ref(&self, address: Address, index: StorageKey) -> Result<StorageValue, Self::Error> {
+    fn storage_ref(
+        &self,
+        address: Address,
+        index: StorageKey,
+    ) -> Result<StorageValue, Self::Error> {
         Err(MissingWitness::Storage(address, index))
     }
 

@@ -5,10 +5,10 @@
 use revm::context::{Context, TxEnv};
 use revm::context_interface::result::ExecutionResult;
 use revm::database::CacheDB;
+use revm::handler::{MainnetContext, MainnetEvm};
 use revm::primitives::hardfork::SpecId;
 use revm::primitives::{Address, Bytes, Log, TxKind, B256, KECCAK_EMPTY, U256};
 use revm::state::{AccountInfo, Bytecode};
-use revm::handler::{MainnetContext, MainnetEvm};
 use revm::{Database, ExecuteCommitEvm, MainBuilder, MainContext};
 
 use crate::db::{MissingWitness, WitnessOnly};
@@ -19,6 +19,10 @@ use crate::Sha256Fn;
 
 /// The hard fork blocks execute under.
 pub const SPEC: SpecId = SpecId::PRAGUE;
+
+/// The largest block gas limit an input may set (2^30, ~36x a 30 M-gas block). Far beyond it revm's memory
+/// offsets stop fitting a 32-bit `usize`, where the guest and a 64-bit host would disagree.
+pub const MAX_BLOCK_GAS: u64 = 1 << 30;
 
 /// Domain separator of the logs digest.
 pub const LOGS_DOMAIN: &[u8] = b"cairn-evm/logs/v1";
@@ -51,22 +55,46 @@ impl Phase {
 #[derive(Debug)]
 pub enum BlockError {
     Decode(DecodeError),
+    GasLimitTooHigh(u64),
     DuplicateAccount(Address),
+    /// Nonce 0, no code, yet storage: no such account can exist (EIP-7610), and revm would let a contract be
+    /// created over it.
+    StorageWithoutAccount(Address),
     DuplicateSlot(Address, U256),
     BadCode(Address, String),
     /// The transaction's gas limit exceeds what is left of the block's.
-    BlockGas { index: usize, needed: u64, left: u64 },
-    BadSignature { index: usize, reason: String },
+    BlockGas {
+        index: usize,
+        needed: u64,
+        left: u64,
+    },
+    BadSignature {
+        index: usize,
+        reason: String,
+    },
     /// revm refused the transaction (nonce, balance, fee, ...): the block is invalid.
-    InvalidTx { index: usize, reason: String },
-    MissingWitness { index: usize, missing: MissingWitness },
+    InvalidTx {
+        index: usize,
+        reason: String,
+    },
+    MissingWitness {
+        index: usize,
+        missing: MissingWitness,
+    },
 }
 
 impl core::fmt::Display for BlockError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             BlockError::Decode(e) => e.fmt(f),
+            BlockError::GasLimitTooHigh(g) => {
+                write!(f, "block gas limit {g} is above the {MAX_BLOCK_GAS} a block input may set")
+            }
             BlockError::DuplicateAccount(a) => write!(f, "account {a} appears twice in the witness"),
+            BlockError::StorageWithoutAccount(a) => write!(
+                f,
+                "account {a} has storage but no nonce and no code: no such account can exist"
+            ),
             BlockError::DuplicateSlot(a, k) => write!(f, "slot {k:#x} of {a} appears twice in the witness"),
             BlockError::BadCode(a, e) => write!(f, "code of {a} is not valid bytecode: {e}"),
             BlockError::BlockGas { index, needed, left } => write!(
@@ -91,10 +119,17 @@ pub struct Executed {
 }
 
 /// Executes the block in `input` (its encoded bytes) and returns the journal the guest commits.
-pub fn execute(input: &[u8], sha256: Sha256Fn, on_phase: &mut dyn FnMut(Phase)) -> Result<Executed, BlockError> {
+pub fn execute(
+    input: &[u8],
+    sha256: Sha256Fn,
+    on_phase: &mut dyn FnMut(Phase),
+) -> Result<Executed, BlockError> {
     // Decode.
     let block = BlockInput::decode(input).map_err(BlockError::Decode)?;
     let input_digest = sha256(input);
+    if block.header.gas_limit > MAX_BLOCK_GAS {
+        return Err(BlockError::GasLimitTooHigh(block.header.gas_limit));
+    }
     on_phase(Phase::Decode);
 
     // Pre-state.
@@ -110,21 +145,31 @@ pub fn execute(input: &[u8], sha256: Sha256Fn, on_phase: &mut dyn FnMut(Phase)) 
     let mut tx_gas = Vec::with_capacity(block.txs.len());
     let mut logs = Vec::from(LOGS_DOMAIN);
     for (index, tx) in block.txs.iter().enumerate() {
-        let left = header.gas_limit - gas_used;
+        // Never underflows: a transaction uses at most its gas limit, which was at most what was left.
+        let left = header.gas_limit.saturating_sub(gas_used);
         if tx.gas_limit > left {
-            return Err(BlockError::BlockGas { index, needed: tx.gas_limit, left });
+            return Err(BlockError::BlockGas {
+                index,
+                needed: tx.gas_limit,
+                left,
+            });
         }
         if block.signatures == Signatures::Checked {
             check_signature(header.chain_id, index, tx)?;
         }
-        let result = evm.transact_commit(tx_env(header.chain_id, tx)).map_err(|e| match e {
-            revm::context_interface::result::EVMError::Database(missing) => {
-                BlockError::MissingWitness { index, missing }
-            }
-            other => BlockError::InvalidTx { index, reason: other.to_string() },
-        })?;
-        let used = result.tx_gas_used();
-        gas_used += used;
+        let result = evm
+            .transact_commit(tx_env(header.chain_id, tx))
+            .map_err(|e| match e {
+                revm::context_interface::result::EVMError::Database(missing) => {
+                    BlockError::MissingWitness { index, missing }
+                }
+                other => BlockError::InvalidTx {
+                    index,
+                    reason: other.to_string(),
+                },
+            })?;
+        let used = result.tx_gas_used().min(tx.gas_limit);
+        gas_used += used; // <= header.gas_limit <= MAX_BLOCK_GAS: cannot overflow
         tx_gas.push(used);
         if !matches!(result, ExecutionResult::Success { .. }) {
             reverted += 1;
@@ -137,7 +182,11 @@ pub fn execute(input: &[u8], sha256: Sha256Fn, on_phase: &mut dyn FnMut(Phase)) 
     on_phase(Phase::Execute);
 
     // Post-state.
-    let post_state = commit(&snapshot(&evm.ctx.journaled_state.database), block.commitment, sha256);
+    let post_state = commit(
+        &snapshot(&evm.ctx.journaled_state.database),
+        block.commitment,
+        sha256,
+    );
     on_phase(Phase::PostState);
 
     Ok(Executed {
@@ -198,10 +247,17 @@ pub fn load_witness(block: &BlockInput) -> Result<CacheDB<WitnessOnly>, BlockErr
             ..Default::default()
         };
         db.insert_account_info(address, info);
+        if account.nonce == 0 && account.code.is_empty() && account.storage.iter().any(|(_, v)| *v != [0; 32]) {
+            return Err(BlockError::StorageWithoutAccount(address));
+        }
         let entry = db.cache.accounts.get_mut(&address).expect("just inserted");
         for (slot, value) in &account.storage {
             let slot = U256::from_be_bytes(*slot);
-            if entry.storage.insert(slot, U256::from_be_bytes(*value)).is_some() {
+            if entry
+                .storage
+                .insert(slot, U256::from_be_bytes(*value))
+                .is_some()
+            {
                 return Err(BlockError::DuplicateSlot(address, slot));
             }
         }
@@ -230,13 +286,22 @@ pub fn tx_env(chain_id: u64, tx: &Tx) -> TxEnv {
 
 fn check_signature(chain_id: u64, index: usize, tx: &Tx) -> Result<(), BlockError> {
     let bad = |reason: String| BlockError::BadSignature { index, reason };
-    let raw: &[u8; 65] =
-        tx.signature.as_slice().try_into().map_err(|_| bad(format!("signature is {} bytes, not 65", tx.signature.len())))?;
-    let signature = alloy_primitives::Signature::from_raw_array(raw).map_err(|e| bad(e.to_string()))?;
+    let raw: &[u8; 65] = tx
+        .signature
+        .as_slice()
+        .try_into()
+        .map_err(|_| bad(format!("signature is {} bytes, not 65", tx.signature.len())))?;
+    let signature =
+        alloy_primitives::Signature::from_raw_array(raw).map_err(|e| bad(e.to_string()))?;
     let hash = B256::from(crate::input::signing_hash(chain_id, tx));
-    let signer = signature.recover_address_from_prehash(&hash).map_err(|e| bad(e.to_string()))?;
+    let signer = signature
+        .recover_address_from_prehash(&hash)
+        .map_err(|e| bad(e.to_string()))?;
     if signer != Address::from(tx.from) {
-        return Err(bad(format!("signed by {signer}, not by its sender {}", Address::from(tx.from))));
+        return Err(bad(format!(
+            "signed by {signer}, not by its sender {}",
+            Address::from(tx.from)
+        )));
     }
     Ok(())
 }

@@ -63,7 +63,7 @@ impl Kind {
             Kind::Eth => 21_000,
             Kind::Erc20 => 80_000,
             Kind::Swap => 400_000,
-            Kind::Create => 1_500_000,
+            Kind::Create => 600_000,
         }
     }
 }
@@ -80,14 +80,24 @@ pub struct Mix {
 impl Default for Mix {
     /// Roughly a busy L2 block by count: transfers, token transfers and swaps, a few deployments.
     fn default() -> Self {
-        Mix { eth: 40, erc20: 30, swap: 27, create: 3 }
+        Mix {
+            eth: 40,
+            erc20: 30,
+            swap: 27,
+            create: 3,
+        }
     }
 }
 
 impl Mix {
     /// Only one kind.
     pub fn only(kind: Kind) -> Self {
-        let mut mix = Mix { eth: 0, erc20: 0, swap: 0, create: 0 };
+        let mut mix = Mix {
+            eth: 0,
+            erc20: 0,
+            swap: 0,
+            create: 0,
+        };
         *mix.weight_mut(kind) = 1;
         mix
     }
@@ -118,17 +128,26 @@ impl Mix {
         if s == "mix" || s == "default" {
             return Ok(Mix::default());
         }
-        let mut mix = Mix { eth: 0, erc20: 0, swap: 0, create: 0 };
+        let mut mix = Mix {
+            eth: 0,
+            erc20: 0,
+            swap: 0,
+            create: 0,
+        };
         for part in s.split(',') {
-            let (name, weight) = part
-                .split_once('=')
-                .ok_or_else(|| format!("`{part}` is not kind=weight (kinds: eth, erc20, swap, create)"))?;
+            let (name, weight) = part.split_once('=').ok_or_else(|| {
+                format!("`{part}` is not kind=weight (kinds: eth, erc20, swap, create)")
+            })?;
             let kind = Kind::ALL
                 .into_iter()
                 .find(|k| k.name() == name.trim())
-                .ok_or_else(|| format!("unknown transaction kind `{name}` (kinds: eth, erc20, swap, create)"))?;
-            *mix.weight_mut(kind) =
-                weight.trim().parse().map_err(|_| format!("weight of `{name}` is not a whole number"))?;
+                .ok_or_else(|| {
+                    format!("unknown transaction kind `{name}` (kinds: eth, erc20, swap, create)")
+                })?;
+            *mix.weight_mut(kind) = weight
+                .trim()
+                .parse()
+                .map_err(|_| format!("weight of `{name}` is not a whole number"))?;
         }
         if Kind::ALL.iter().all(|k| mix.weight(*k) == 0) {
             return Err("every weight in the mix is 0".into());
@@ -152,7 +171,11 @@ impl Mix {
 
 impl std::fmt::Display for Mix {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "eth={},erc20={},swap={},create={}", self.eth, self.erc20, self.swap, self.create)
+        write!(
+            f,
+            "eth={},erc20={},swap={},create={}",
+            self.eth, self.erc20, self.swap, self.create
+        )
     }
 }
 
@@ -217,7 +240,10 @@ pub fn parse_gas(s: &str) -> Result<u64, String> {
         Some((i, 'G' | 'g')) => (&s[..i], 1_000_000_000.0),
         _ => (s, 1.0),
     };
-    let v: f64 = num.replace('_', "").parse().map_err(|_| format!("`{s}` is not a gas amount (e.g. 30M, 500k)"))?;
+    let v: f64 = num
+        .replace('_', "")
+        .parse()
+        .map_err(|_| format!("`{s}` is not a gas amount (e.g. 30M, 500k)"))?;
     if !(v > 0.0) {
         return Err(format!("gas amount `{s}` must be positive"));
     }
@@ -269,12 +295,21 @@ struct User {
 fn derive_user(seed: u64, index: u64) -> User {
     let mut counter = 0u64;
     loop {
-        let material = [b"cairn-evm/user".as_slice(), &seed.to_le_bytes(), &index.to_le_bytes(), &counter.to_le_bytes()]
-            .concat();
+        let material = [
+            b"cairn-evm/user".as_slice(),
+            &seed.to_le_bytes(),
+            &index.to_le_bytes(),
+            &counter.to_le_bytes(),
+        ]
+        .concat();
         if let Ok(key) = SigningKey::from_slice(keccak256(&material).as_slice()) {
             let point = key.verifying_key().to_encoded_point(false);
             let address = Address::from_slice(&keccak256(&point.as_bytes()[1..])[12..]);
-            return User { key, address, nonce: 0 };
+            return User {
+                key,
+                address,
+                nonce: 0,
+            };
         }
         counter += 1;
     }
@@ -293,12 +328,24 @@ fn build_world(cfg: &GenConfig, header: &Header) -> Result<World, GenError> {
     let err = |what: &str, r: &ExecutionResult| GenError(format!("genesis: {what} failed: {r:?}"));
     let mut db = CacheDB::new(EmptyDB::default());
     let deployer = derive_user(cfg.seed, u64::MAX);
-    let mut users: Vec<User> = (0..cfg.accounts as u64).map(|i| derive_user(cfg.seed, i)).collect();
+    let mut users: Vec<User> = (0..cfg.accounts as u64)
+        .map(|i| derive_user(cfg.seed, i))
+        .collect();
     for who in std::iter::once(&deployer).chain(users.iter()) {
-        db.insert_account_info(who.address, AccountInfo { balance: ether(1_000), ..Default::default() });
+        db.insert_account_info(
+            who.address,
+            AccountInfo {
+                balance: ether(1_000),
+                ..Default::default()
+            },
+        );
     }
     // Genesis runs with no base fee: nothing here is part of the block.
-    let genesis_header = Header { base_fee: 0, gas_limit: u64::MAX / 2, ..header.clone() };
+    let genesis_header = Header {
+        base_fee: 0,
+        gas_limit: u64::MAX / 2,
+        ..header.clone()
+    };
     let mut evm = evm_for(db, &genesis_header);
     let mut deployer_nonce = 0u64;
     let run = |evm: &mut _, from: Address, nonce: &mut u64, to: Option<Address>, data: Vec<u8>| {
@@ -314,8 +361,10 @@ fn build_world(cfg: &GenConfig, header: &Header) -> Result<World, GenError> {
             signature: vec![],
         };
         *nonce += 1;
-        let evm: &mut revm::handler::MainnetEvm<revm::handler::MainnetContext<CacheDB<EmptyDB>>> = evm;
-        evm.transact_commit(tx_env(CHAIN_ID, &tx)).map_err(|e| GenError(format!("genesis: {e}")))
+        let evm: &mut revm::handler::MainnetEvm<revm::handler::MainnetContext<CacheDB<EmptyDB>>> =
+            evm;
+        evm.transact_commit(tx_env(CHAIN_ID, &tx))
+            .map_err(|e| GenError(format!("genesis: {e}")))
     };
     let hex_bytes = |h: &str| hex::decode(h.trim()).expect("committed contract hex is valid");
     let supply = ether(1_000_000_000_000);
@@ -324,10 +373,21 @@ fn build_world(cfg: &GenConfig, header: &Header) -> Result<World, GenError> {
         let mut init = hex_bytes(contracts::TOKEN_HEX);
         init.extend_from_slice(&u(supply));
         let r = run(&mut evm, deployer.address, &mut deployer_nonce, None, init)?;
-        tokens.push(r.created_address().ok_or_else(|| err("token deployment", &r))?);
+        tokens.push(
+            r.created_address()
+                .ok_or_else(|| err("token deployment", &r))?,
+        );
     }
-    let r = run(&mut evm, deployer.address, &mut deployer_nonce, None, hex_bytes(contracts::ROUTER_HEX))?;
-    let router = r.created_address().ok_or_else(|| err("router deployment", &r))?;
+    let r = run(
+        &mut evm,
+        deployer.address,
+        &mut deployer_nonce,
+        None,
+        hex_bytes(contracts::ROUTER_HEX),
+    )?;
+    let router = r
+        .created_address()
+        .ok_or_else(|| err("router deployment", &r))?;
     let mut pools = Vec::new();
     let t = cfg.tokens;
     for p in 0..cfg.pools {
@@ -341,15 +401,32 @@ fn build_world(cfg: &GenConfig, header: &Header) -> Result<World, GenError> {
         init.extend_from_slice(&word_address(tokens[a]));
         init.extend_from_slice(&word_address(tokens[b]));
         let r = run(&mut evm, deployer.address, &mut deployer_nonce, None, init)?;
-        let pair = r.created_address().ok_or_else(|| err("pool deployment", &r))?;
+        let pair = r
+            .created_address()
+            .ok_or_else(|| err("pool deployment", &r))?;
         for token in [tokens[a], tokens[b]] {
-            let data = call("transfer(address,uint256)", &[word_address(pair), u(ether(1_000_000))]);
-            let r = run(&mut evm, deployer.address, &mut deployer_nonce, Some(token), data)?;
+            let data = call(
+                "transfer(address,uint256)",
+                &[word_address(pair), u(ether(1_000_000))],
+            );
+            let r = run(
+                &mut evm,
+                deployer.address,
+                &mut deployer_nonce,
+                Some(token),
+                data,
+            )?;
             if !r.is_success() {
                 return Err(err("seeding a pool", &r));
             }
         }
-        let r = run(&mut evm, deployer.address, &mut deployer_nonce, Some(pair), call("sync()", &[]))?;
+        let r = run(
+            &mut evm,
+            deployer.address,
+            &mut deployer_nonce,
+            Some(pair),
+            call("sync()", &[]),
+        )?;
         if !r.is_success() {
             return Err(err("pool sync", &r));
         }
@@ -357,12 +434,24 @@ fn build_world(cfg: &GenConfig, header: &Header) -> Result<World, GenError> {
     }
     for user in users.iter_mut() {
         for &token in &tokens {
-            let data = call("transfer(address,uint256)", &[word_address(user.address), u(ether(10_000))]);
-            let r = run(&mut evm, deployer.address, &mut deployer_nonce, Some(token), data)?;
+            let data = call(
+                "transfer(address,uint256)",
+                &[word_address(user.address), u(ether(10_000))],
+            );
+            let r = run(
+                &mut evm,
+                deployer.address,
+                &mut deployer_nonce,
+                Some(token),
+                data,
+            )?;
             if !r.is_success() {
                 return Err(err("funding a user", &r));
             }
-            let data = call("approve(address,uint256)", &[word_address(router), u(U256::MAX)]);
+            let data = call(
+                "approve(address,uint256)",
+                &[word_address(router), u(U256::MAX)],
+            );
             let r = run(&mut evm, user.address, &mut user.nonce, Some(token), data)?;
             if !r.is_success() {
                 return Err(err("approval", &r));
@@ -370,16 +459,27 @@ fn build_world(cfg: &GenConfig, header: &Header) -> Result<World, GenError> {
         }
     }
     let db = evm.ctx.journaled_state.database;
-    Ok(World { db, users, tokens, pools, router })
+    Ok(World {
+        db,
+        users,
+        tokens,
+        pools,
+        router,
+    })
 }
 
 /// Generates a block.
 pub fn generate(cfg: &GenConfig) -> Result<Generated, GenError> {
     if cfg.accounts < 2 || cfg.tokens < 2 || cfg.pools < 1 {
-        return Err(GenError("need at least 2 accounts, 2 tokens and 1 pool".into()));
+        return Err(GenError(
+            "need at least 2 accounts, 2 tokens and 1 pool".into(),
+        ));
     }
     if cfg.gas < 21_000 {
-        return Err(GenError(format!("a gas target of {} is less than one transfer (21000)", cfg.gas)));
+        return Err(GenError(format!(
+            "a gas target of {} is less than one transfer (21000)",
+            cfg.gas
+        )));
     }
     let mut rng = ChaCha20Rng::seed_from_u64(cfg.seed);
     let header = Header {
@@ -395,7 +495,13 @@ pub fn generate(cfg: &GenConfig) -> Result<Generated, GenError> {
         },
         prevrandao: keccak256(cfg.seed.to_le_bytes()).0,
     };
-    let World { db: genesis, mut users, tokens, pools, router } = build_world(cfg, &header)?;
+    let World {
+        db: genesis,
+        mut users,
+        tokens,
+        pools,
+        router,
+    } = build_world(cfg, &header)?;
 
     // The block, over a cache in front of genesis (which then holds exactly what the block touched).
     let mut evm = evm_for(CacheDB::new(genesis), &header);
@@ -418,42 +524,74 @@ pub fn generate(cfg: &GenConfig) -> Result<Generated, GenError> {
             Kind::Eth => {
                 let to = if rng.random_ratio(1, 10) {
                     fresh += 1;
-                    Address::from_slice(&keccak256([b"fresh".as_slice(), &cfg.seed.to_le_bytes(), &fresh.to_le_bytes()].concat())[12..])
+                    Address::from_slice(
+                        &keccak256(
+                            [
+                                b"fresh".as_slice(),
+                                &cfg.seed.to_le_bytes(),
+                                &fresh.to_le_bytes(),
+                            ]
+                            .concat(),
+                        )[12..],
+                    )
                 } else {
                     users[(sender + 1 + rng.random_range(0..n - 1)) % n].address
                 };
-                let wei = U256::from(rng.random_range(1u64..1_000_000)) * U256::from(1_000_000_000_000u64);
+                let wei = U256::from(rng.random_range(1u64..1_000_000))
+                    * U256::from(1_000_000_000_000u64);
                 (Some(to), wei, vec![])
             }
             Kind::Erc20 => {
                 let token = tokens[rng.random_range(0..tokens.len())];
                 let to = users[(sender + 1 + rng.random_range(0..n - 1)) % n].address;
-                let amount = U256::from(rng.random_range(1u64..1_000_000)) * U256::from(1_000_000_000_000u64);
-                (Some(token), U256::ZERO, call("transfer(address,uint256)", &[word_address(to), u(amount)]))
+                let amount = U256::from(rng.random_range(1u64..1_000_000))
+                    * U256::from(1_000_000_000_000u64);
+                (
+                    Some(token),
+                    U256::ZERO,
+                    call("transfer(address,uint256)", &[word_address(to), u(amount)]),
+                )
             }
             Kind::Swap => {
-                let amount = U256::from(rng.random_range(1u64..1_000_000)) * U256::from(1_000_000_000_000u64);
+                let amount = U256::from(rng.random_range(1u64..1_000_000))
+                    * U256::from(1_000_000_000_000u64);
                 let first = rng.random_range(0..pools.len());
                 let (pair, t0, t1) = pools[first];
                 let token_in = if rng.random_bool(0.5) { t0 } else { t1 };
                 let token_mid = if token_in == t0 { t1 } else { t0 };
                 let me = users[sender].address;
                 // Two hops when another pool holds the token this one gives out.
-                let second = pools.iter().position(|&(p, a, b)| p != pair && (a == token_mid || b == token_mid));
+                let second = pools
+                    .iter()
+                    .position(|&(p, a, b)| p != pair && (a == token_mid || b == token_mid));
                 let data = match second {
                     Some(i) if rng.random_bool(0.4) => call(
                         "swap2(uint256,uint256,address,address,address,address)",
-                        &[u(amount), u(U256::ZERO), word_address(pair), word_address(pools[i].0), word_address(token_in), word_address(me)],
+                        &[
+                            u(amount),
+                            u(U256::ZERO),
+                            word_address(pair),
+                            word_address(pools[i].0),
+                            word_address(token_in),
+                            word_address(me),
+                        ],
                     ),
                     _ => call(
                         "swap1(uint256,uint256,address,address,address)",
-                        &[u(amount), u(U256::ZERO), word_address(pair), word_address(token_in), word_address(me)],
+                        &[
+                            u(amount),
+                            u(U256::ZERO),
+                            word_address(pair),
+                            word_address(token_in),
+                            word_address(me),
+                        ],
                     ),
                 };
                 (Some(router), U256::ZERO, data)
             }
             Kind::Create => {
-                let mut init = hex::decode(contracts::TOKEN_HEX.trim()).expect("committed contract hex is valid");
+                let mut init = hex::decode(contracts::TOKEN_HEX.trim())
+                    .expect("committed contract hex is valid");
                 init.extend_from_slice(&u(ether(rng.random_range(1u64..1_000_000))));
                 (None, U256::ZERO, init)
             }
@@ -472,8 +610,10 @@ pub fn generate(cfg: &GenConfig) -> Result<Generated, GenError> {
         };
         if cfg.signatures == Signatures::Checked {
             let hash = crate::input::signing_hash(CHAIN_ID, &tx);
-            let (sig, recovery) =
-                user.key.sign_prehash_recoverable(&hash).map_err(|e| GenError(format!("signing: {e}")))?;
+            let (sig, recovery) = user
+                .key
+                .sign_prehash_recoverable(&hash)
+                .map_err(|e| GenError(format!("signing: {e}")))?;
             let mut raw = sig.to_bytes().to_vec();
             raw.push(recovery.is_y_odd() as u8);
             tx.signature = raw;
@@ -497,12 +637,21 @@ pub fn generate(cfg: &GenConfig) -> Result<Generated, GenError> {
         let after = &touched.cache.accounts[address];
         let account = match genesis.basic_ref(*address).expect("in-memory genesis") {
             Some(info) => {
-                let code = genesis.code_by_hash_ref(info.code_hash).expect("in-memory genesis");
+                let code = genesis
+                    .code_by_hash_ref(info.code_hash)
+                    .expect("in-memory genesis");
                 let mut keys: Vec<&U256> = after.storage.keys().collect();
                 keys.sort();
                 let storage = keys
                     .into_iter()
-                    .map(|k| (u(*k), u(genesis.storage_ref(*address, *k).expect("in-memory genesis"))))
+                    .map(|k| {
+                        (
+                            u(*k),
+                            u(genesis
+                                .storage_ref(*address, *k)
+                                .expect("in-memory genesis")),
+                        )
+                    })
                     .collect();
                 Account {
                     address: address.0 .0,
@@ -512,7 +661,13 @@ pub fn generate(cfg: &GenConfig) -> Result<Generated, GenError> {
                     storage,
                 }
             }
-            None => Account { address: address.0 .0, nonce: 0, balance: [0; 32], code: vec![], storage: vec![] },
+            None => Account {
+                address: address.0 .0,
+                nonce: 0,
+                balance: [0; 32],
+                code: vec![],
+                storage: vec![],
+            },
         };
         accounts.push(account);
     }
@@ -524,10 +679,15 @@ pub fn generate(cfg: &GenConfig) -> Result<Generated, GenError> {
         accounts,
         txs,
     };
-    let executed = crate::execute(&input.encode(), host_sha256, &mut |_| {})
-        .map_err(|e| GenError(format!("the generated block does not execute from its own witness: {e}")))?;
+    let executed = crate::execute(&input.encode(), host_sha256, &mut |_| {}).map_err(|e| {
+        GenError(format!(
+            "the generated block does not execute from its own witness: {e}"
+        ))
+    })?;
     if executed.tx_gas != kinds.iter().map(|(_, g)| *g).collect::<Vec<_>>() {
-        return Err(GenError("the block's gas differs between generation and re-execution".into()));
+        return Err(GenError(
+            "the block's gas differs between generation and re-execution".into(),
+        ));
     }
     let mut by_kind = BTreeMap::new();
     for (kind, gas) in kinds {
@@ -535,5 +695,9 @@ pub fn generate(cfg: &GenConfig) -> Result<Generated, GenError> {
         e.0 += 1;
         e.1 += gas;
     }
-    Ok(Generated { input, journal: executed.journal, by_kind })
+    Ok(Generated {
+        input,
+        journal: executed.journal,
+        by_kind,
+    })
 }

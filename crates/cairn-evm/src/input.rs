@@ -151,7 +151,9 @@ impl BlockInput {
     /// The bytes the guest reads.
     pub fn encode(&self) -> Vec<u8> {
         use bincode::Options;
-        options().serialize(self).expect("a BlockInput always serializes")
+        options()
+            .serialize(self)
+            .expect("a BlockInput always serializes")
     }
 
     /// Reads an input, refusing oversized, malformed, trailing-byte or other-format inputs.
@@ -160,8 +162,9 @@ impl BlockInput {
         if bytes.len() > MAX_INPUT_BYTES {
             return Err(DecodeError::TooLarge(bytes.len()));
         }
-        let input: BlockInput =
-            options().deserialize(bytes).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+        let input: BlockInput = options()
+            .deserialize(bytes)
+            .map_err(|e| DecodeError::Malformed(e.to_string()))?;
         if input.format != FORMAT {
             return Err(DecodeError::Format(input.format));
         }
@@ -170,7 +173,7 @@ impl BlockInput {
 
     /// Total gas limit of the transactions (an upper bound on the block's gas).
     pub fn gas_limit_sum(&self) -> u64 {
-        self.txs.iter().map(|t| t.gas_limit).sum()
+        self.txs.iter().fold(0u64, |sum, t| sum.saturating_add(t.gas_limit))
     }
 }
 

@@ -47,9 +47,14 @@ impl Journal {
         out
     }
 
-    /// Reads a journal; `None` if it is not 148 bytes of format 1.
+    /// Reads a journal; `None` if it is not 148 bytes of format 1 with known flags.
     pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
-        if bytes.len() != JOURNAL_LEN || bytes[0] != crate::input::FORMAT as u8 || bytes[2] > 1 {
+        if bytes.len() != JOURNAL_LEN
+            || bytes[0] != crate::input::FORMAT as u8
+            || bytes[1] > 1
+            || bytes[2] > 1
+            || bytes[3] != 0
+        {
             return None;
         }
         let arr = |at: usize| -> [u8; 32] { bytes[at..at + 32].try_into().unwrap() };
@@ -70,13 +75,25 @@ impl Journal {
 impl core::fmt::Display for Journal {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let hex = |b: &[u8; 32]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
-        writeln!(f, "transactions: {} ({} reverted)", self.tx_count, self.reverted)?;
+        writeln!(
+            f,
+            "transactions: {} ({} reverted)",
+            self.tx_count, self.reverted
+        )?;
         writeln!(f, "gas used:     {}", self.gas_used)?;
         writeln!(
             f,
             "commitment:   {}{}",
-            if self.commitment == 1 { "Merkle-Patricia" } else { "SHA-256 sorted" },
-            if self.signatures_checked { ", signatures checked" } else { "" }
+            if self.commitment == 1 {
+                "Merkle-Patricia"
+            } else {
+                "SHA-256 sorted"
+            },
+            if self.signatures_checked {
+                ", signatures checked"
+            } else {
+                ""
+            }
         )?;
         writeln!(f, "pre-state:    {}", hex(&self.pre_state))?;
         writeln!(f, "post-state:   {}", hex(&self.post_state))?;

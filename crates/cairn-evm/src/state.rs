@@ -22,7 +22,10 @@ pub struct StateAccount {
 impl StateAccount {
     /// Empty in the sense of EIP-161 (no nonce, balance, code or storage): such accounts are not state.
     fn is_empty(&self) -> bool {
-        self.nonce == 0 && self.balance.is_zero() && self.code_hash == KECCAK_EMPTY && self.storage.is_empty()
+        self.nonce == 0
+            && self.balance.is_zero()
+            && self.code_hash == KECCAK_EMPTY
+            && self.storage.is_empty()
     }
 }
 
@@ -41,7 +44,12 @@ pub fn snapshot<D>(db: &CacheDB<D>) -> State {
             nonce: account.info.nonce,
             balance: account.info.balance,
             code_hash: account.info.code_hash,
-            storage: account.storage.iter().filter(|(_, v)| !v.is_zero()).map(|(k, v)| (*k, *v)).collect(),
+            storage: account
+                .storage
+                .iter()
+                .filter(|(_, v)| !v.is_zero())
+                .map(|(k, v)| (*k, *v))
+                .collect(),
         };
         if !entry.is_empty() {
             state.insert(*address, entry);
@@ -62,7 +70,8 @@ pub fn commit(state: &State, mode: Commitment, sha256: Sha256Fn) -> [u8; 32] {
     match mode {
         Commitment::Sha256Sorted => {
             let slots: usize = state.values().map(|a| a.storage.len()).sum();
-            let mut buf = Vec::with_capacity(SHA256_STATE_DOMAIN.len() + 4 + state.len() * 96 + slots * 64);
+            let mut buf =
+                Vec::with_capacity(SHA256_STATE_DOMAIN.len() + 4 + state.len() * 96 + slots * 64);
             buf.extend_from_slice(SHA256_STATE_DOMAIN);
             buf.extend_from_slice(&(state.len() as u32).to_le_bytes());
             for (address, account) in state {
@@ -81,9 +90,20 @@ pub fn commit(state: &State, mode: Commitment, sha256: Sha256Fn) -> [u8; 32] {
         Commitment::MerklePatricia => {
             let accounts = state.iter().map(|(address, account)| {
                 let storage_root = storage_root_unhashed(
-                    account.storage.iter().map(|(k, v)| (B256::from(k.to_be_bytes::<32>()), *v)),
+                    account
+                        .storage
+                        .iter()
+                        .map(|(k, v)| (B256::from(k.to_be_bytes::<32>()), *v)),
                 );
-                (*address, TrieAccount::new(account.nonce, account.balance, storage_root, account.code_hash))
+                (
+                    *address,
+                    TrieAccount::new(
+                        account.nonce,
+                        account.balance,
+                        storage_root,
+                        account.code_hash,
+                    ),
+                )
             });
             state_root_unhashed(accounts).0
         }

@@ -39,8 +39,18 @@ pub const SEED_BENCH: Guest = Guest {
     image_id_hex: include_str!("../../../guests/bin/seed-bench.image-id"),
 };
 
+/// An EVM block: revm executes a `cairn_evm::BlockInput` (header, pre-state witness, transactions) and the
+/// guest commits the 148-byte `cairn_evm::Journal` (tx count, gas used, pre/post-state commitments, logs and
+/// input digests). Inputs come from `cairn block gen`; the layout is in `docs/EVM.md`.
+pub const EVM_BLOCK: Guest = Guest {
+    name: "evm-block",
+    about: "execute an EVM block with revm; input = a block from `cairn block gen` (docs/EVM.md); journal = tx count, gas, state commitments, logs digest (148 bytes)",
+    binary: include_bytes!("../../../guests/bin/evm-block.bin"),
+    image_id_hex: include_str!("../../../guests/bin/evm-block.image-id"),
+};
+
 /// All bundled programs.
-pub const ALL: [Guest; 2] = [SHA_CHAIN, SEED_BENCH];
+pub const ALL: [Guest; 3] = [SHA_CHAIN, SEED_BENCH, EVM_BLOCK];
 
 /// A bundled program by name.
 pub fn by_name(name: &str) -> Option<Guest> {
@@ -97,6 +107,17 @@ pub fn reference_journal(guest: &Guest, input: &[u8]) -> Option<Vec<u8>> {
     match guest.name {
         "sha-chain" => sha_chain_journal(input),
         "seed-bench" => seed_bench_journal(input),
+        "evm-block" => evm_block_journal(input),
         _ => None,
     }
+}
+
+/// The journal `evm-block` commits for `input` (the same `cairn_evm::execute`, run natively), or `None` if the
+/// block is invalid (the guest then fails).
+pub fn evm_block_journal(input: &[u8]) -> Option<Vec<u8>> {
+    fn sha256(bytes: &[u8]) -> [u8; 32] {
+        Sha256::digest(bytes).into()
+    }
+    let executed = cairn_evm::execute(input, sha256, &mut |_| {}).ok()?;
+    Some(executed.journal.to_bytes().to_vec())
 }
