@@ -42,12 +42,63 @@ pub enum Command {
     /// Benchmarks that print measured figures.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// EVM blocks for the bundled `evm-block` program: generate synthetic blocks, or execute one natively.
+    #[command(subcommand)]
+    Block(BlockCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BlockCommand {
+    /// Generate a deterministic synthetic block (ETH and ERC-20 transfers, swaps through constant-product
+    /// pools, contract deployments) up to a gas target, with the pre-state it touches. Writes the input for
+    /// `--program evm-block` and prints the journal a proof of it must carry.
+    Gen(BlockGenArgs),
+    /// Execute a block input natively (the same code as the guest) and print its journal: check your own
+    /// inputs before proving them.
+    Show {
+        /// A block input file (`cairn block gen`, or your own in the layout of docs/EVM.md).
+        input: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct BlockGenArgs {
+    /// Gas target, also the block's gas limit: `30M`, `1M`, `500k`.
+    #[arg(long, default_value = "1M")]
+    pub gas: String,
+    /// Seed: the same seed and settings give the same block, byte for byte.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Transaction mix by count: `eth=40,erc20=30,swap=27,create=3` (the default), or one kind alone
+    /// (`eth`, `erc20`, `swap`, `create`).
+    #[arg(long, default_value = "eth=40,erc20=30,swap=27,create=3")]
+    pub mix: String,
+    /// Users that send and receive.
+    #[arg(long, default_value_t = 2000)]
+    pub accounts: usize,
+    /// ERC-20 tokens deployed at genesis.
+    #[arg(long, default_value_t = 8)]
+    pub tokens: usize,
+    /// Constant-product pools (neighbouring pools share a token, so some swaps take two hops).
+    #[arg(long, default_value_t = 12)]
+    pub pools: usize,
+    /// State commitment in the journal: `sha256` (SHA-256 over the sorted state, cheap in the zkVM) or `mpt`
+    /// (Ethereum's Merkle-Patricia root, keccak-heavy).
+    #[arg(long, default_value = "sha256", value_parser = ["sha256", "mpt"])]
+    pub commitment: String,
+    /// Sign every transaction and have the guest check each signature (secp256k1 recovery, not accelerated:
+    /// millions of cycles each). Default: senders are given, not proved.
+    #[arg(long)]
+    pub signed: bool,
+    /// Where to write the block input.
+    #[arg(long, short, default_value = "block.bin")]
+    pub out: PathBuf,
 }
 
 /// Which program to run and on what input.
 #[derive(Debug, Clone, Args)]
 pub struct ProgramArgs {
-    /// A bundled program name (`sha-chain`, `seed-bench`) or a path to a RISC-V ELF built for
+    /// A bundled program name (`sha-chain`, `seed-bench`, `evm-block`) or a path to a RISC-V ELF built for
     /// riscv32im-risc0-zkvm-elf or a RISC Zero program binary.
     #[arg(long, short, env = "CAIRN_PROGRAM", default_value = "sha-chain")]
     pub program: String,
@@ -387,6 +438,10 @@ pub enum BenchCommand {
     /// The devnet (N single-threaded provers on this machine) against RISC Zero's own prover restricted to one
     /// thread, on the same program: speedup, overhead per segment, and the critical-path bound.
     Devnet(BenchDevnetArgs),
+    /// EVM cycles per gas: generate blocks of each transaction kind and of the mix at several gas sizes,
+    /// execute each in the zkVM, and print user and total cycles, cycles per gas, segments and paging
+    /// inflation per po2, cycles per stage, and executor speed; next to published figures.
+    Evm(BenchEvmArgs),
     /// (internal) Prove one serialized segment in this process and print JSON with time and peak memory.
     #[command(hide = true)]
     ProveOne { segment: PathBuf },
@@ -398,6 +453,37 @@ pub enum BenchCommand {
         #[arg(long)]
         po2: u8,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct BenchEvmArgs {
+    /// Gas sizes of the blocks.
+    #[arg(long, value_delimiter = ',', default_value = "1M,10M,30M")]
+    pub gas: Vec<String>,
+    /// Block kinds: transaction kinds alone and `mix` (the default mix).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "eth,erc20,swap,create,mix"
+    )]
+    pub kinds: Vec<String>,
+    /// Segment sizes to execute the mixed blocks at (total cycles and segments per po2); blocks of one kind
+    /// run at the largest.
+    #[arg(long, value_delimiter = ',', default_value = "16,18,20")]
+    pub po2: Vec<u8>,
+    /// Also measure the Merkle-Patricia commitment and checked signatures on the mix at the smallest size.
+    #[arg(long)]
+    pub modes: bool,
+    /// Write the table as CSV here too.
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+    /// Prove this many segments, evenly sampled, of the largest mixed block at `--sample-po2` and report
+    /// proving seconds per segment and per million gas on this machine (0: no proving).
+    #[arg(long, default_value_t = 0)]
+    pub prove_sample: usize,
+    /// Segment size of the sampled proofs.
+    #[arg(long, default_value_t = 16)]
+    pub sample_po2: u8,
 }
 
 #[derive(Debug, Args)]

@@ -545,6 +545,85 @@ fn devnet_command_ends_with_a_verified_receipt() {
     }
 }
 
+/// A rollup team's first block: `cairn block gen`, then the devnet proves the `evm-block` program on it with
+/// real proofs (po2 18: two segments, one per node); the receipt verifies and its journal is exactly what the
+/// host's native execution of the same block gives (checked by the client, by `cairn verify --expect-input`,
+/// and here against the journal `cairn block gen` printed).
+#[test]
+fn an_evm_block_proves_across_the_devnet_with_the_hosts_journal() {
+    let _g = cores(Proofs::Real);
+    let dir = tmp();
+    let block = dir.path().join("block.bin");
+    let gen = Command::new(CAIRN)
+        .args([
+            "block",
+            "gen",
+            "--gas",
+            "100k",
+            "--mix",
+            "eth=1,erc20=1",
+            "--accounts",
+            "4",
+        ])
+        .args(["--tokens", "2", "--pools", "1", "--seed", "5", "--out"])
+        .arg(&block)
+        .output()
+        .unwrap();
+    assert!(
+        gen.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gen.stderr)
+    );
+    let printed = String::from_utf8_lossy(&gen.stdout);
+    let expected = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("journal hex:"))
+        .expect("block gen prints the journal")
+        .trim()
+        .to_string();
+    let journal = cairn_evm::Journal::from_bytes(&hex::decode(&expected).unwrap()).unwrap();
+    assert!(
+        journal.tx_count >= 2 && journal.gas_used > 50_000,
+        "{journal}"
+    );
+
+    let receipt = dir.path().join("devnet/receipt.bin");
+    let status = Command::new(CAIRN)
+        .args([
+            "devnet",
+            "--nodes",
+            "2",
+            "--program",
+            "evm-block",
+            "--po2",
+            "18",
+            "--input",
+        ])
+        .arg(&block)
+        .arg("--out")
+        .arg(&receipt)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let verified = Command::new(CAIRN)
+        .arg("verify")
+        .arg(&receipt)
+        .args(["--program", "evm-block", "--expect-input"])
+        .arg(&block)
+        .output()
+        .unwrap();
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&verified.stdout);
+    assert!(
+        stdout.contains(&expected),
+        "the proved journal is not the generated block's: {stdout}"
+    );
+}
+
 /// A hostile peer throws oversized, malformed, wrong-version, misdirected and unfulfillable messages at a
 /// running `cairn node` process: each gets an error reply (or, for an offer of a segment that does not
 /// exist, a `Failed` report back), the process survives, and it then proves a job for an honest client.

@@ -29,6 +29,74 @@ use risc0_zkvm::{
 };
 use serde::{Deserialize, Serialize};
 
+/// What one execution (no proving) measured: for benchmarks that need the guest's stderr too.
+#[derive(Debug, Clone)]
+pub struct ExecutionStats {
+    pub user_cycles: u64,
+    pub total_cycles: u64,
+    pub segments: u32,
+    pub journal: Vec<u8>,
+    /// What the guest wrote to stderr.
+    pub stderr: Vec<u8>,
+    pub seconds: f64,
+}
+
+/// Executes `program` on `input` at `po2` without keeping segments, capturing the guest's stderr.
+pub fn execute_stats(
+    program: &[u8],
+    input: &[u8],
+    po2: u8,
+) -> Result<ExecutionStats, BackendError> {
+    check_po2(po2)?;
+    let binary = program_binary(program)?;
+    let stderr = SharedBuf::default();
+    let env = ExecutorEnv::builder()
+        .write_slice(input)
+        .segment_limit_po2(u32::from(po2))
+        .stderr(stderr.clone())
+        .build()
+        .map_err(|e| BackendError::Execution(e.to_string()))?;
+    let started = std::time::Instant::now();
+    let mut exec = ExecutorImpl::from_elf(env, &binary)
+        .map_err(|e| BackendError::BadProgram(e.to_string()))?;
+    let mut segments = 0u32;
+    let session = exec
+        .run_with_callback(|_| {
+            segments += 1;
+            Ok(Box::new(NullSegmentRef))
+        })
+        .map_err(|e| BackendError::GuestFailed(format!("{e:#}")))?;
+    if session.exit_code != ExitCode::Halted(0) {
+        return Err(BackendError::GuestFailed(format!(
+            "guest exited with {:?}",
+            session.exit_code
+        )));
+    }
+    let stderr = stderr.0.lock().expect("poisoned").clone();
+    Ok(ExecutionStats {
+        user_cycles: session.user_cycles,
+        total_cycles: session.total_cycles,
+        segments,
+        journal: session.journal.map(|j| j.bytes).unwrap_or_default(),
+        stderr,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+#[derive(Debug, Clone, Default)]
+struct SharedBuf(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for SharedBuf {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("poisoned").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// ELF machine number of RISC-V.
 const EM_RISCV: u16 = 0xF3;
 

@@ -155,12 +155,17 @@ pub fn run(args: &DevnetArgs) -> anyhow::Result<ExitCode> {
     drop(nodes);
     eprintln!("devnet: all nodes stopped");
     if args.backend == BackendKind::Risc0 {
-        let verified = Command::new(&exe)
+        let mut verify = Command::new(&exe);
+        verify
             .arg("verify")
             .arg(&args.out)
             .arg("--program")
-            .arg(&args.program.program)
-            .status()?;
+            .arg(&args.program.program);
+        if let Some(input) = &args.program.input {
+            // A bundled program's journal is checked against the host's reference for this input too.
+            verify.arg("--expect-input").arg(input);
+        }
+        let verified = verify.status()?;
         if !verified.success() {
             bail!("the receipt did not verify");
         }

@@ -1,6 +1,8 @@
 //! The commands behind the CLI.
 
 mod bench;
+mod bench_evm;
+mod block;
 mod devnet;
 mod execute;
 mod gateway;
@@ -58,6 +60,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(cmd) => bench::run(cmd),
+        Command::Block(cmd) => block::run(cmd),
         Command::Sim(args) => {
             cairn_sim::cli::run(&args)?;
             Ok(ExitCode::SUCCESS)

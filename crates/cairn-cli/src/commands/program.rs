@@ -52,6 +52,7 @@ pub fn resolve(args: &ProgramArgs) -> anyhow::Result<Resolved> {
             Some("sha-chain") => {
                 cairn_guests::sha_chain_input(DEFAULT_SHA_CHAIN_ITERATIONS, b"cairn")
             }
+            Some("evm-block") => default_evm_block(),
             _ => Vec::new(),
         }
     };
@@ -62,3 +63,22 @@ pub fn resolve(args: &ProgramArgs) -> anyhow::Result<Resolved> {
         guest,
     })
 }
+
+/// The block `evm-block` runs without `--input`: a few transfers, a token transfer and a swap (seed 1), small
+/// enough to prove on a laptop in minutes. Larger blocks: `cairn block gen`.
+pub fn default_evm_block() -> Vec<u8> {
+    let cfg = cairn_evm::gen::GenConfig {
+        gas: DEFAULT_EVM_BLOCK_GAS,
+        accounts: 16,
+        tokens: 2,
+        pools: 1,
+        ..Default::default()
+    };
+    cairn_evm::gen::generate(&cfg)
+        .expect("the default block generates")
+        .input
+        .encode()
+}
+
+/// Gas of the default `evm-block` input.
+pub const DEFAULT_EVM_BLOCK_GAS: u64 = 200_000;
