@@ -132,6 +132,8 @@ pub struct RunOutput {
     pub useful_work_s: f64,
     pub events: u64,
     pub end_s: f64,
+    /// With `split_block`: joining the chunks' receipts into the block's (s, after the last chunk).
+    pub stitch_s: Option<f64>,
 }
 
 fn ms(secs: f64) -> u64 {
@@ -861,6 +863,11 @@ impl<B: Brain> Engine<B> {
             useful_work_s: self.useful_work,
             events: self.events,
             end_s: self.now as f64 / 1000.0,
+            stitch_s: self.p.split_block.then(|| {
+                let b = &self.bound;
+                f64::from(model::ceil_log2(self.p.jobs))
+                    * (b.join_in + b.join + b.upload + b.verify)
+            }),
         }
     }
 }

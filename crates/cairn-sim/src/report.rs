@@ -43,6 +43,9 @@ pub struct RunMetrics {
     pub segments_p50: Option<f64>,
     pub events: u64,
     pub sim_end_s: f64,
+    /// With `split_block`, when every chunk completed: from the first submission to the block's receipt (the
+    /// last chunk's proof, then the joins of the chunks).
+    pub block_ttp_s: Option<f64>,
 }
 
 impl RunMetrics {
@@ -94,6 +97,22 @@ impl RunMetrics {
             segments_p50: percentile(&segments, 50.0),
             events: out.events,
             sim_end_s: out.end_s,
+            block_ttp_s: out
+                .stitch_s
+                .filter(|_| completed == n && n > 0)
+                .map(|stitch| {
+                    let first = out
+                        .jobs
+                        .iter()
+                        .map(|j| j.submit_s)
+                        .fold(f64::INFINITY, f64::min);
+                    let last = out
+                        .jobs
+                        .iter()
+                        .filter_map(|j| Some(j.submit_s + j.ttp_s?))
+                        .fold(0.0, f64::max);
+                    last - first + stitch
+                }),
         }
     }
 
@@ -140,6 +159,7 @@ impl RunMetrics {
             ("segments_p50".into(), f(self.segments_p50)),
             ("events".into(), self.events.to_string()),
             ("sim_end_s".into(), format!("{:.3}", self.sim_end_s)),
+            ("block_ttp_s".into(), f(self.block_ttp_s)),
         ]);
         c
     }
@@ -304,6 +324,13 @@ impl Report {
                 m.reassign_share * 100.0,
                 o(m.receipt_kb_p50, 0),
             );
+            if let Some(block) = m.block_ttp_s {
+                let _ = writeln!(
+                    out,
+                    "{:>3} {:<width$} split block: {} chunks, block proved in {block:.1} s",
+                    "", "", m.jobs
+                );
+            }
         }
         out
     }

@@ -128,6 +128,11 @@ pub struct RunParams {
     pub straggler_median: bool,
     /// A node whose result is rejected is quarantined for an hour (false: only excluded from that task).
     pub quarantine: bool,
+    /// The run's jobs are the chunks of one split block (each executed by its own client, all submitted at
+    /// once): the run also reports the block's time-to-proof, the last chunk's plus joining the chunks'
+    /// receipts (ceil(log2 jobs) join steps on the fastest recursion node; the chunks' state commitments chain,
+    /// which each join checks).
+    pub split_block: bool,
 }
 
 impl Default for RunParams {
@@ -180,6 +185,7 @@ impl Default for RunParams {
             slow_factor: 1.5,
             straggler_median: true,
             quarantine: true,
+            split_block: false,
         }
     }
 }
