@@ -247,7 +247,10 @@ pub fn load_witness(block: &BlockInput) -> Result<CacheDB<WitnessOnly>, BlockErr
             ..Default::default()
         };
         db.insert_account_info(address, info);
-        if account.nonce == 0 && account.code.is_empty() && account.storage.iter().any(|(_, v)| *v != [0; 32]) {
+        if account.nonce == 0
+            && account.code.is_empty()
+            && account.storage.iter().any(|(_, v)| *v != [0; 32])
+        {
             return Err(BlockError::StorageWithoutAccount(address));
         }
         let entry = db.cache.accounts.get_mut(&address).expect("just inserted");

@@ -244,7 +244,7 @@ pub fn parse_gas(s: &str) -> Result<u64, String> {
         .replace('_', "")
         .parse()
         .map_err(|_| format!("`{s}` is not a gas amount (e.g. 30M, 500k)"))?;
-    if !(v > 0.0) {
+    if v.is_nan() || v <= 0.0 {
         return Err(format!("gas amount `{s}` must be positive"));
     }
     Ok((v * mul).round() as u64)

@@ -173,7 +173,9 @@ impl BlockInput {
 
     /// Total gas limit of the transactions (an upper bound on the block's gas).
     pub fn gas_limit_sum(&self) -> u64 {
-        self.txs.iter().fold(0u64, |sum, t| sum.saturating_add(t.gas_limit))
+        self.txs
+            .iter()
+            .fold(0u64, |sum, t| sum.saturating_add(t.gas_limit))
     }
 }
 

@@ -153,10 +153,17 @@ fn malformed_inputs_and_invalid_blocks_are_refused_with_a_reason() {
     // A gas limit no real block has (where a 32-bit guest and a 64-bit host would part ways).
     let mut huge = g.input.clone();
     huge.header.gas_limit = u64::MAX;
-    assert!(matches!(execute(&huge.encode(), host_sha256, &mut |_| {}), Err(BlockError::GasLimitTooHigh(_))));
+    assert!(matches!(
+        execute(&huge.encode(), host_sha256, &mut |_| {}),
+        Err(BlockError::GasLimitTooHigh(_))
+    ));
     // Storage under an account that cannot exist.
     let mut ghost = g.input.clone();
-    let empty = ghost.accounts.iter_mut().find(|a| a.nonce == 0 && a.code.is_empty()).unwrap();
+    let empty = ghost
+        .accounts
+        .iter_mut()
+        .find(|a| a.nonce == 0 && a.code.is_empty())
+        .unwrap();
     empty.storage.push(([1; 32], [2; 32]));
     assert!(matches!(
         execute(&ghost.encode(), host_sha256, &mut |_| {}),
