@@ -76,4 +76,17 @@ fn an_invalid_block_fails_the_guest_with_its_reason() {
         "{err}"
     );
     assert!(cairn_guests::reference_journal(&cairn_guests::EVM_BLOCK, &input.encode()).is_none());
+
+    // The committed guest has the same bounds as the host: a gas limit where 32-bit and 64-bit would differ.
+    let mut huge = g.input.clone();
+    huge.header.gas_limit = u64::MAX;
+    let err = RiscZeroBackend::new()
+        .execute(
+            cairn_guests::EVM_BLOCK.binary,
+            &huge.encode(),
+            20,
+            &mut |_| Ok(()),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("block gas limit"), "{err}");
 }
