@@ -12,11 +12,17 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use futures::StreamExt;
-use serde::{Deserialize, Serialize};
+// The response bodies are the Bonsai SDK's own types, so what this server writes is what the stock client
+// parses by construction. Requests are read with the gateway's own, more lenient `ProofReq`.
+use bonsai_sdk::responses::{
+    CreateSessRes, ImgUploadRes, Quotas, ReceiptDownload, SessionStats, SessionStatusRes,
+    UploadRes, VersionInfo,
+};
+use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 
 use crate::config::ApiKey;
-use crate::store::{self, SessionRow, Stats, UploadKind, RUNNING, SUCCEEDED};
+use crate::store::{self, SessionRow, UploadKind, RUNNING, SUCCEEDED};
 use crate::{session, Inner, RISC0_VERSION};
 
 type AppState = State<Arc<Inner>>;
@@ -159,25 +165,10 @@ fn not_found(what: &str, id: &str) -> ApiError {
 
 // ---- small routes ----
 
-#[derive(Serialize)]
-struct VersionInfo {
-    risc0_zkvm: Vec<String>,
-}
-
 async fn version() -> Json<VersionInfo> {
     Json(VersionInfo {
         risc0_zkvm: vec![RISC0_VERSION.to_string()],
     })
-}
-
-#[derive(Serialize)]
-struct Quotas {
-    exec_cycle_limit: i64,
-    concurrent_proofs: i64,
-    cycle_budget: i64,
-    cycle_usage: i64,
-    dedicated_executor: i32,
-    dedicated_gpu: i32,
 }
 
 async fn quotas(State(inner): AppState, headers: HeaderMap) -> ApiResult<Json<Quotas>> {
@@ -212,17 +203,6 @@ async fn metrics(State(inner): AppState) -> impl IntoResponse {
 }
 
 // ---- uploads ----
-
-#[derive(Serialize)]
-struct ImgUploadRes {
-    url: String,
-}
-
-#[derive(Serialize)]
-struct UploadRes {
-    url: String,
-    uuid: String,
-}
 
 async fn image_upload(
     State(inner): AppState,
@@ -408,11 +388,6 @@ struct ProofReq {
     exec_cycle_limit: Option<u64>,
 }
 
-#[derive(Serialize)]
-struct CreateSessRes {
-    uuid: String,
-}
-
 async fn create_session(
     State(inner): AppState,
     headers: HeaderMap,
@@ -500,16 +475,6 @@ async fn owned_session(inner: &Arc<Inner>, key: &ApiKey, uuid: &str) -> ApiResul
     }
 }
 
-#[derive(Serialize)]
-struct SessionStatusRes {
-    status: String,
-    receipt_url: Option<String>,
-    error_msg: Option<String>,
-    state: Option<String>,
-    elapsed_time: Option<f64>,
-    stats: Option<Stats>,
-}
-
 async fn session_status(
     State(inner): AppState,
     headers: HeaderMap,
@@ -527,7 +492,11 @@ async fn session_status(
         error_msg: row.error_msg,
         state,
         elapsed_time: Some(end.saturating_sub(row.created_ms) as f64 / 1000.0),
-        stats: row.stats,
+        stats: row.stats.map(|st| SessionStats {
+            segments: st.segments,
+            total_cycles: st.total_cycles,
+            cycles: st.cycles,
+        }),
     }))
 }
 
@@ -596,11 +565,6 @@ async fn exec_only_journal(
     tokio::fs::read(inner.store.journal_path(&uuid))
         .await
         .map_err(ApiError::internal)
-}
-
-#[derive(Serialize)]
-struct ReceiptDownload {
-    url: String,
 }
 
 async fn receipt_url(
