@@ -1104,14 +1104,15 @@ impl Scheduler {
     }
 
     /// Records `error` from `node` for `task`; if another node already reported the same error, the task
-    /// fails the same way wherever it goes: returns the job's failure reason.
+    /// fails the same way wherever it goes: returns the job's failure reason. Only a node holding a copy of
+    /// the task is heard: otherwise any two peers could end any job by reporting the same made-up error.
     fn poison(&mut self, task: TaskId, node: NodeId, error: &str) -> Option<String> {
         let job = self
             .jobs
             .get_mut(&task.job)
             .filter(|j| j.state == JobState::Running)?;
         let t = job.tasks.get_mut(&task.index)?;
-        if t.phase == Phase::Done {
+        if t.phase == Phase::Done || !t.copies.iter().any(|c| c.node == node) {
             return None;
         }
         if t.errors.iter().any(|(n, e)| *n != node && e == error) {

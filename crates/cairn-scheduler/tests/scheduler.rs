@@ -1213,6 +1213,52 @@ fn a_task_that_fails_the_same_way_on_two_provers_ends_the_job_at_once() {
     }
 }
 
+/// Issue 12 (hostile peers): failure reports from nodes that do not hold the task are ignored, so two peers
+/// cannot end someone's job by reporting the same made-up error, nor take a task from its prover.
+#[test]
+fn failures_reported_by_nodes_not_holding_the_task_change_nothing() {
+    let mut rig = Rig::fifo();
+    rig.node(1, cap(20, false, 1));
+    rig.node(2, cap(20, false, 1));
+    rig.node(3, cap(20, false, 1));
+    let mut spec = composite(14);
+    spec.max_attempts = 10;
+    rig.submit(8, spec);
+    let a = rig.segment(8, 0);
+    let holder = assigns(&a)[0].1;
+    let others: Vec<NodeId> = [1, 2, 3]
+        .into_iter()
+        .map(NodeId)
+        .filter(|n| *n != holder)
+        .collect();
+    for node in &others {
+        let out = rig.input(Input::TaskErrored {
+            node: *node,
+            task: task(8, 0),
+            error: "segment could not be decoded".into(),
+        });
+        assert!(finished(&out).is_empty(), "{out:?}");
+        assert!(assigns(&out).is_empty(), "{out:?}");
+        let out = rig.input(Input::TaskFailed {
+            node: *node,
+            task: task(8, 0),
+            reason: "gave up".into(),
+        });
+        assert!(
+            assigns(&out).is_empty(),
+            "the task was taken from its holder: {out:?}"
+        );
+    }
+    // The holder's own report still counts, and one report alone does not end the job.
+    let out = rig.input(Input::TaskErrored {
+        node: holder,
+        task: task(8, 0),
+        error: "segment could not be decoded".into(),
+    });
+    assert!(finished(&out).is_empty(), "{out:?}");
+    assert_eq!(assigns(&out).len(), 1, "{out:?}");
+}
+
 #[test]
 fn different_errors_from_different_provers_are_retried() {
     let mut rig = Rig::fifo();
