@@ -228,6 +228,14 @@ pub trait ProvingBackend: Send + Sync + 'static {
     /// Verifies a serialized segment receipt and checks that it proves exactly `expected`.
     fn verify_segment(&self, receipt: &[u8], expected: &SegmentClaim) -> Result<(), BackendError>;
 
+    /// A fingerprint of the proof inside a verified receipt (segment, lifted or join): equal for two
+    /// deliveries of one proof however their bytes differ, different for two proofs of the same claim
+    /// (proofs are randomized). The client's copy check compares these, not the bytes, so a copier cannot
+    /// pass off another prover's proof by re-encoding it. Default: the digest of the bytes.
+    fn proof_fingerprint(&self, receipt: &[u8]) -> Result<Digest32, BackendError> {
+        Ok(Digest32::sha256(receipt))
+    }
+
     /// Builds the final receipt from verified segment receipts given in segment order.
     fn assemble(
         &self,

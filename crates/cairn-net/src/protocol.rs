@@ -148,6 +148,11 @@ pub struct TaskResult {
     pub receipt: BlobRef,
     /// The prover's signature over the result, at most [`limits::MAX_SIGNATURE`] bytes.
     pub prover_signature: Vec<u8>,
+    /// How long the prover says proving took, in milliseconds (absent from older nodes). Self-reported and
+    /// unsigned: for reports and calibration (the devnet's overheads, the simulator's model), never for
+    /// deadlines or payment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prove_ms: Option<u64>,
 }
 
 impl TaskResult {
@@ -659,6 +664,15 @@ mod tests {
                 task: 2,
                 receipt: blob,
                 prover_signature: vec![1; 64],
+                prove_ms: Some(52_100),
+            }),
+            // From a node older than `prove_ms`: the field is absent on the wire and reads as None.
+            Request::Result(TaskResult {
+                job: 1,
+                task: 3,
+                receipt: blob,
+                prover_signature: vec![1; 64],
+                prove_ms: None,
             }),
             Request::Cancel { job: 1, task: 2 },
             Request::Failed {
@@ -693,6 +707,7 @@ mod tests {
             task: 2,
             receipt,
             prover_signature: sign(&prover, 2),
+            prove_ms: None,
         };
         let id = prover.public().to_peer_id();
         assert!(result.signed_by(&id));
@@ -817,6 +832,7 @@ mod tests {
             task: 1,
             receipt: BlobRef::of(b""),
             prover_signature: vec![0; limits::MAX_SIGNATURE + 1],
+            prove_ms: None,
         });
         assert!(matches!(
             encode(&r),

@@ -121,6 +121,7 @@ impl JobDb {
                     receipt BLOB,
                     prover TEXT,
                     verified_ms INTEGER,
+                    prove_ms INTEGER,
                     PRIMARY KEY (job, idx)
                  );
                  CREATE TABLE IF NOT EXISTS seen_receipts (
@@ -145,6 +146,13 @@ impl JobDb {
                     at_ms INTEGER NOT NULL
                  );",
             )?;
+            // Databases from before `prove_ms` (the prover's reported proving time) gain the column.
+            let has_prove_ms = conn
+                .prepare("SELECT 1 FROM pragma_table_info('segments') WHERE name = 'prove_ms'")?
+                .exists([])?;
+            if !has_prove_ms {
+                conn.execute_batch("ALTER TABLE segments ADD COLUMN prove_ms INTEGER")?;
+            }
             Ok(conn)
         };
         let conn = open(path).map_err(|source| JobDbError::Open {
@@ -326,7 +334,8 @@ impl JobDb {
         Ok(dropped as usize)
     }
 
-    /// Stores a verified receipt durably (fsync'd before returning).
+    /// Stores a verified receipt durably (fsync'd before returning), with the proving time its prover
+    /// reported (self-reported: for reports, never for payment).
     pub fn store_verified(
         &self,
         job: u64,
@@ -334,11 +343,12 @@ impl JobDb {
         receipt: &[u8],
         prover: &str,
         now_ms: u64,
+        prove_ms: Option<u64>,
     ) -> Result<(), JobDbError> {
         let tx = self.conn.unchecked_transaction()?;
         tx.execute(
-            "UPDATE segments SET receipt = ?3, prover = ?4, verified_ms = ?5 WHERE job = ?1 AND idx = ?2 AND receipt IS NULL",
-            params![job as i64, index, receipt, prover, now_ms as i64],
+            "UPDATE segments SET receipt = ?3, prover = ?4, verified_ms = ?5, prove_ms = ?6 WHERE job = ?1 AND idx = ?2 AND receipt IS NULL",
+            params![job as i64, index, receipt, prover, now_ms as i64, prove_ms.map(|ms| ms as i64)],
         )?;
         tx.commit()?;
         Ok(())
@@ -509,6 +519,32 @@ impl DbHandle {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_database_from_before_prove_ms_gains_the_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jobs.sqlite");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE segments (job INTEGER NOT NULL, idx INTEGER NOT NULL, claim BLOB NOT NULL,
+                 segment BLOB NOT NULL, receipt BLOB, prover TEXT, verified_ms INTEGER, PRIMARY KEY (job, idx));
+                 INSERT INTO segments (job, idx, claim, segment) VALUES (1, 0, x'00', x'00');",
+            )
+            .unwrap();
+        let db = JobDb::open(&path).unwrap();
+        db.store_verified(1, 0, b"r", "peerA", 7, Some(9)).unwrap();
+        let got: (Vec<u8>, Option<i64>) = db
+            .conn
+            .query_row("SELECT receipt, prove_ms FROM segments", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!(got, (b"r".to_vec(), Some(9)));
+        // Opening it again finds the column there.
+        drop(db);
+        JobDb::open(&path).unwrap();
+    }
+
     fn claim(i: u32) -> SegmentClaim {
         SegmentClaim {
             index: i,
@@ -529,8 +565,17 @@ mod tests {
             for i in 0..3 {
                 db.record_segment(job.id, &claim(i), b"segment").unwrap();
             }
-            db.store_verified(job.id, 1, b"receipt-1", "peerA", 5)
+            db.store_verified(job.id, 1, b"receipt-1", "peerA", 5, Some(52_100))
                 .unwrap();
+            let prove_ms: Option<i64> = db
+                .conn
+                .query_row(
+                    "SELECT prove_ms FROM segments WHERE job = ?1 AND idx = 1",
+                    params![job.id as i64],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(prove_ms, Some(52_100));
             let d = Digest32::sha256(b"receipt-1");
             assert_eq!(db.note_receipt(&d, job.id, 1, "peerA").unwrap(), None);
             assert_eq!(
@@ -545,7 +590,8 @@ mod tests {
         assert_eq!(job.id, id);
         assert_eq!(db.verified(id).unwrap(), vec![(1, b"receipt-1".to_vec())]);
         // A second verified copy never overwrites the first.
-        db.store_verified(id, 1, b"other", "peerC", 6).unwrap();
+        db.store_verified(id, 1, b"other", "peerC", 6, None)
+            .unwrap();
         assert_eq!(db.verified(id).unwrap()[0].1, b"receipt-1");
         // Speeds learned in one run are there for the next.
         db.save_speed("peerA", 1000.0, 1).unwrap();

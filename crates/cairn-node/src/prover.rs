@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cairn_backend::{ProvingBackend, WorkerPool};
 use cairn_net::protocol::{
@@ -111,7 +111,7 @@ impl TaskError {
     }
 }
 
-type Done = (Offer, PeerId, Result<Vec<u8>, TaskError>);
+type Done = (Offer, PeerId, Result<Proved, TaskError>);
 
 /// Runs a prover node until `shutdown` resolves, then drains: declines new offers, finishes the tasks in
 /// hand, delivers their results, stays up while clients fetch the receipts (`drain_linger`), and returns.
@@ -238,13 +238,13 @@ pub async fn run_prover(
                     continue;
                 }
                 match result {
-                    Ok(receipt) => {
+                    Ok(Proved { receipt, prove_ms }) => {
                         let c = client.clone();
                         let share = cfg.share_results.clone();
                         let delivered = delivered_tx.clone();
                         delivering += 1;
                         tokio::spawn(async move {
-                            match deliver(&c, peer, &offer, receipt.clone()).await {
+                            match deliver(&c, peer, &offer, receipt.clone(), prove_ms).await {
                                 Ok(()) => {
                                     if let Some(dir) = share {
                                         // Leaked only after delivery, so the original always arrives first.
@@ -398,21 +398,33 @@ struct Work {
     last_receipt: Arc<std::sync::Mutex<Option<Vec<u8>>>>,
 }
 
+/// A finished task: the receipt, and how long proving it took here (reported to the client with the result).
+struct Proved {
+    receipt: Vec<u8>,
+    prove_ms: Option<u64>,
+}
+
 impl Work {
     async fn run(
         &self,
         offer: &Offer,
         client_peer: PeerId,
         cancelled: &AtomicBool,
-    ) -> Result<Vec<u8>, TaskError> {
+    ) -> Result<Proved, TaskError> {
         if self.misbehave == Misbehave::Silent {
             std::future::pending::<()>().await;
         }
         if let Misbehave::Copy(dir) = &self.misbehave {
-            return wait_for_shared(dir, offer)
+            let receipt = wait_for_shared(dir, offer)
                 .await
-                .map_err(TaskError::transient);
+                .map_err(TaskError::transient)?;
+            return Ok(Proved {
+                receipt,
+                prove_ms: None,
+            });
         }
+        // When the inputs are fetched and checked and the proof starts.
+        let started;
         let receipt = match offer.kind {
             TaskKind::Prove {
                 data, po2, lift, ..
@@ -422,8 +434,14 @@ impl Work {
                     return Err(TaskError::transient("cancelled"));
                 }
                 let segment = self.check_segment(segment, po2).await?;
+                started = Instant::now();
                 let receipt = match &self.misbehave {
-                    Misbehave::Garbage => return Ok(b"definitely not a receipt".to_vec()),
+                    Misbehave::Garbage => {
+                        return Ok(Proved {
+                            receipt: b"definitely not a receipt".to_vec(),
+                            prove_ms: None,
+                        })
+                    }
                     Misbehave::OtherJob => {
                         let program = self.fetch(client_peer, offer.program).await?;
                         self.prove_other_job(program, po2, offer).await?
@@ -448,8 +466,12 @@ impl Work {
                     return Err(TaskError::transient("cancelled"));
                 }
                 if self.misbehave == Misbehave::Garbage {
-                    return Ok(b"definitely not a join".to_vec());
+                    return Ok(Proved {
+                        receipt: b"definitely not a join".to_vec(),
+                        prove_ms: None,
+                    });
                 }
+                started = Instant::now();
                 let backend = self.backend.clone();
                 self.blocking(move || backend.join(&left, &right)).await?
             }
@@ -465,7 +487,10 @@ impl Work {
             }
             _ => receipt,
         };
-        Ok(receipt)
+        Ok(Proved {
+            receipt,
+            prove_ms: Some(started.elapsed().as_millis() as u64),
+        })
     }
 
     async fn fetch(&self, peer: PeerId, blob: BlobRef) -> Result<Vec<u8>, TaskError> {
@@ -588,6 +613,7 @@ async fn deliver(
     peer: PeerId,
     offer: &Offer,
     receipt: Vec<u8>,
+    prove_ms: Option<u64>,
 ) -> Result<(), NodeError> {
     let blob = BlobRef::of(&receipt);
     client.publish_blob(receipt, Retention::Evictable).await?;
@@ -596,6 +622,7 @@ async fn deliver(
         task: offer.task,
         receipt: blob,
         prover_signature: client.sign(&TaskResult::signing_bytes(offer.job, offer.task, &blob)),
+        prove_ms,
     });
     let mut wait = Duration::from_secs(1);
     let mut tries = 0;

@@ -352,6 +352,7 @@ async fn item10_a_result_from_a_peer_not_given_the_task_is_refused_before_it_is_
         task: 0,
         receipt,
         prover_signature: intruder.sign(&TaskResult::signing_bytes(handle.id.0, 0, &receipt)),
+        prove_ms: None,
     });
     let answer = intruder.request(service_peer, &result).await;
     match answer {
@@ -360,6 +361,21 @@ async fn item10_a_result_from_a_peer_not_given_the_task_is_refused_before_it_is_
         }
         Ok(Response::Error(e)) => assert_eq!(e.code, ErrorCode::UnknownTask),
         other => panic!("accepted for checking: {other:?}"),
+    }
+    // Issue 12: nor may it report the task as failed (two such peers agreeing on an error would otherwise end
+    // the job as a task no prover can do).
+    let failed = Request::Failed {
+        job: handle.id.0,
+        task: 0,
+        reason: "segment could not be decoded".into(),
+        kind: cairn_net::protocol::FailureKind::Task,
+    };
+    match intruder.request(service_peer, &failed).await {
+        Err(cairn_net::NetError::Remote { reply, .. }) => {
+            assert_eq!(reply.code, ErrorCode::UnknownTask)
+        }
+        Ok(Response::Error(e)) => assert_eq!(e.code, ErrorCode::UnknownTask),
+        other => panic!("a failure report from a stranger was taken: {other:?}"),
     }
     let proof = tokio::time::timeout(Duration::from_secs(60), handle.result)
         .await

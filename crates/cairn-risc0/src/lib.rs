@@ -244,6 +244,19 @@ pub fn composite_receipt(segments: &[SegmentReceipt]) -> Result<CompositeReceipt
     })
 }
 
+/// The digest of a receipt's seal: the proof itself. Segment and succinct receipts both begin with the seal
+/// (`Vec<u32>`), so the prefix is read whatever the kind; the rest (claims that may be pruned or not, trailing
+/// bytes bincode would ignore) does not enter it.
+fn seal_fingerprint(bytes: &[u8]) -> Result<Digest32, BackendError> {
+    let seal: Vec<u32> =
+        bincode::deserialize(bytes).map_err(|e| BackendError::BadReceipt(e.to_string()))?;
+    let mut words = b"cairn/seal/v1".to_vec();
+    for w in &seal {
+        words.extend_from_slice(&w.to_le_bytes());
+    }
+    Ok(Digest32::sha256(&words))
+}
+
 fn decode_segment_receipt(bytes: &[u8]) -> Result<SegmentReceipt, BackendError> {
     bincode::deserialize(bytes).map_err(|e| BackendError::BadReceipt(e.to_string()))
 }
@@ -413,6 +426,10 @@ impl ProvingBackend for RiscZeroBackend {
             });
         }
         Ok(())
+    }
+
+    fn proof_fingerprint(&self, receipt: &[u8]) -> Result<Digest32, BackendError> {
+        seal_fingerprint(receipt)
     }
 
     fn assemble(

@@ -211,6 +211,35 @@ fn modified_journal_is_rejected() {
     assert!(matches!(err, BackendError::InvalidProof(_)), "{err}");
 }
 
+/// Issue 12: a copier cannot pass another prover's proof off as its own by re-encoding it. Bytes appended
+/// (bincode ignores them) or the claim's output pruned to its digest leave a receipt that still verifies for
+/// the same segment, but the proof fingerprint the client's copy check uses is the same; another proof of the
+/// same segment has another fingerprint.
+#[test]
+fn a_re_encoded_copy_of_a_proof_has_the_same_fingerprint() {
+    use risc0_zkvm::sha::Digestible;
+    use risc0_zkvm::{MaybePruned, SegmentReceipt};
+    let backend = RiscZeroBackend::new();
+    let (claim, original) = (&run().segments[0].claim, &run().receipts[0]);
+    let fingerprint = backend.proof_fingerprint(original).unwrap();
+
+    let mut appended = original.clone();
+    appended.extend_from_slice(&[0, 1, 2]);
+    let mut pruned: SegmentReceipt = bincode::deserialize(original).unwrap();
+    pruned.claim.output = MaybePruned::Pruned(pruned.claim.output.digest());
+    let pruned = bincode::serialize(&pruned).unwrap();
+    for copy in [appended, pruned] {
+        assert_ne!(&copy, original);
+        backend
+            .verify_segment(&copy, claim)
+            .expect("the re-encoded copy still verifies");
+        assert_eq!(backend.proof_fingerprint(&copy).unwrap(), fingerprint);
+    }
+    let again = backend.prove_segment(&run().segments[0].bytes).unwrap();
+    backend.verify_segment(&again, claim).unwrap();
+    assert_ne!(backend.proof_fingerprint(&again).unwrap(), fingerprint);
+}
+
 #[test]
 fn corrupted_and_truncated_files_are_rejected() {
     let backend = RiscZeroBackend::new();

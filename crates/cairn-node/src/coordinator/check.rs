@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use cairn_backend::{BackendError, ProvingBackend};
+use cairn_backend::{BackendError, Digest32, ProvingBackend};
 use cairn_net::{BlobRef, Client, PeerId, Retention};
 use cairn_scheduler::{NodeId, RejectReason, TaskId};
 use tokio::sync::mpsc;
@@ -12,8 +12,9 @@ use tracing::{info_span, Instrument};
 use super::job::Expect;
 use super::service::Report;
 
-/// The outcome of checking one result: the verified receipt bytes, or why it was refused.
-pub(super) type Checked = Result<Vec<u8>, (RejectReason, String)>;
+/// The outcome of checking one result: the verified receipt bytes and the fingerprint of the proof in them
+/// (`ProvingBackend::proof_fingerprint`, for the copy check), or why it was refused.
+pub(super) type Checked = Result<(Vec<u8>, Digest32), (RejectReason, String)>;
 
 /// A result to check: the receipt `peer` (scheduler node `node`) delivered for `task`, and what it must prove.
 pub(super) struct Delivery {
@@ -22,6 +23,8 @@ pub(super) struct Delivery {
     pub task: TaskId,
     pub receipt: BlobRef,
     pub expect: Expect,
+    /// The proving time the prover reported (kept with a verified receipt).
+    pub prove_ms: Option<u64>,
 }
 
 /// How many results are fetched and verified at once (each holds a receipt of up to
@@ -44,6 +47,7 @@ pub(super) fn spawn(
         task,
         receipt,
         expect,
+        prove_ms,
     } = delivery;
     let span = info_span!("verify", job = task.job.0, segment = task.index, %peer);
     tokio::spawn(
@@ -55,6 +59,7 @@ pub(super) fn spawn(
                         task,
                         node,
                         outcome,
+                        prove_ms,
                     });
                 }
                 // At most a few checks at once: each holds a receipt in memory. (Closed only when the
@@ -73,7 +78,11 @@ pub(super) fn spawn(
                 let outcome = tokio::task::spawn_blocking(move || {
                     let bytes = std::fs::read(&fetched.path)
                         .map_err(|e| (RejectReason::Malformed, e.to_string()))?;
-                    verify(&*backend, &bytes, &expect).map(|()| bytes)
+                    verify(&*backend, &bytes, &expect)?;
+                    let fingerprint = backend
+                        .proof_fingerprint(&bytes)
+                        .map_err(|e| (RejectReason::Malformed, e.to_string()))?;
+                    Ok((bytes, fingerprint))
                 })
                 .await
                 .unwrap_or_else(|e| Err((RejectReason::InvalidProof, e.to_string())));
@@ -81,6 +90,7 @@ pub(super) fn spawn(
                     task,
                     node,
                     outcome,
+                    prove_ms,
                 })
             }
             .await;

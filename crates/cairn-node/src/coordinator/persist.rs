@@ -433,7 +433,14 @@ impl Core {
 
     /// A result verified: check it is not a copy and commit it (and, for a join tree, publish it), off the
     /// loop; `Report::Stored` brings it back.
-    pub(super) fn store_result(&mut self, task: TaskId, node: NodeId, bytes: Vec<u8>) {
+    pub(super) fn store_result(
+        &mut self,
+        task: TaskId,
+        node: NodeId,
+        bytes: Vec<u8>,
+        fingerprint: Digest32,
+        prove_ms: Option<u64>,
+    ) {
         let Some(job) = self.jobs.get(&task.job) else {
             return;
         };
@@ -444,16 +451,16 @@ impl Core {
         let prover = self.prover_name(node);
         let now = self.now();
         let b = bytes.clone();
-        // Proofs are randomized: the same bytes from a second prover are a copy. Without the check (the
-        // database failed) nothing is accepted: the job stops, to be resumed.
+        // Proofs are randomized: the same proof (by fingerprint, whatever its bytes) from a second prover is a
+        // copy. Without the check (the database failed) nothing is accepted: the job stops, to be resumed.
         let commit = self.db.call(move |db| {
             if let Some(original) =
-                db.note_receipt(&Digest32::sha256(&b), task.job.0, task.index, &prover)?
+                db.note_receipt(&fingerprint, task.job.0, task.index, &prover)?
             {
                 return Ok(Some(original));
             }
             if durable {
-                db.store_verified(task.job.0, task.index, &b, &prover, now)?;
+                db.store_verified(task.job.0, task.index, &b, &prover, now, prove_ms)?;
             }
             Ok(None)
         });
@@ -468,6 +475,7 @@ impl Core {
                             RejectReason::NotProversOwn,
                             format!("identical to the receipt {original} delivered"),
                         )),
+                        prove_ms,
                     },
                     None => {
                         // The input of a join to come: served to whoever is given it.

@@ -278,6 +278,8 @@ pub(super) enum Report {
         task: TaskId,
         node: NodeId,
         outcome: Checked,
+        /// The proving time the prover reported.
+        prove_ms: Option<u64>,
     },
     FetchFailed {
         task: TaskId,
@@ -813,7 +815,13 @@ impl Core {
     }
 
     /// A prover says it finished: fetch its receipt and check it, off the loop.
-    fn on_result(&mut self, peer: PeerId, task: TaskId, receipt: BlobRef) -> Response {
+    fn on_result(
+        &mut self,
+        peer: PeerId,
+        task: TaskId,
+        receipt: BlobRef,
+        prove_ms: Option<u64>,
+    ) -> Response {
         let Some(node) = self.peers.get(&peer).copied() else {
             return Response::Error(ErrorReply::new(ErrorCode::UnknownTask, "unknown prover"));
         };
@@ -835,6 +843,7 @@ impl Core {
                 task,
                 receipt,
                 expect,
+                prove_ms,
             },
         );
         Response::Ack
@@ -842,14 +851,20 @@ impl Core {
 
     /// A result was checked: a verified one goes on to be committed (`persist`); a refused one is recorded
     /// and the scheduler hears of it.
-    fn on_checked(&mut self, task: TaskId, node: NodeId, outcome: Checked) -> Ended {
+    fn on_checked(
+        &mut self,
+        task: TaskId,
+        node: NodeId,
+        outcome: Checked,
+        prove_ms: Option<u64>,
+    ) -> Ended {
         if !self.jobs.contains_key(&task.job) {
             // The job ended while this result was checked.
             return Vec::new();
         }
         match outcome {
-            Ok(bytes) => {
-                self.store_result(task, node, bytes);
+            Ok((bytes, fingerprint)) => {
+                self.store_result(task, node, bytes, fingerprint, prove_ms);
                 Vec::new()
             }
             Err((reason, detail)) => {
@@ -923,7 +938,8 @@ impl Core {
                 task,
                 node,
                 outcome,
-            } => self.on_checked(task, node, outcome),
+                prove_ms,
+            } => self.on_checked(task, node, outcome, prove_ms),
             Report::Stored {
                 task,
                 node,
@@ -1026,7 +1042,12 @@ impl Core {
                 )
             }
             Request::Result(r) => (
-                self.on_result(peer, TaskId::new(JobId(r.job), r.task), r.receipt),
+                self.on_result(
+                    peer,
+                    TaskId::new(JobId(r.job), r.task),
+                    r.receipt,
+                    r.prove_ms,
+                ),
                 None,
             ),
             Request::Heartbeat(hb) => match self.peers.get(&peer).copied() {
@@ -1043,6 +1064,19 @@ impl Core {
             },
             Request::Failed { job, .. } if !self.jobs.contains_key(&JobId(job)) => {
                 refuse(ErrorCode::UnknownJob, "no such job here")
+            }
+            // Like results: only a prover given the task may report on it (the scheduler also ignores reports
+            // from nodes not holding a copy now).
+            Request::Failed { job, task, .. }
+                if !self
+                    .peers
+                    .get(&peer)
+                    .is_some_and(|n| self.sched.was_given(TaskId::new(JobId(job), task), *n)) =>
+            {
+                refuse(
+                    ErrorCode::UnknownTask,
+                    "this task was never assigned to you",
+                )
             }
             Request::Failed {
                 job,
