@@ -420,6 +420,42 @@ fn a_silent_prover_is_penalized_and_its_work_reassigned() {
     );
 }
 
+/// Issue 8: a node stopped with SIGSTOP mid-job (no heartbeats, no answers, its connection still open) is still
+/// penalized for silence and its work reassigned; the job completes.
+#[test]
+fn a_stopped_prover_is_penalized_for_silence_and_its_work_reassigned() {
+    let _g = cores(SLOW);
+    let dir = tmp();
+    let stopped = start_node(dir.path(), "stopped", SLOW, &[]);
+    let good = start_node(dir.path(), "good", SLOW, &[]);
+    let mut client = client_cmd(dir.path(), &[&stopped, &good], SLOW, &[])
+        .spawn()
+        .unwrap();
+    // Both nodes are proving (4 s per proof) once the first segment is verified: stop one.
+    let until = Instant::now() + Duration::from_secs(120);
+    while verified_count(dir.path()) < 1 {
+        assert!(Instant::now() < until, "no segment verified in time");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = stopped.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = client.wait().unwrap();
+    assert!(status.success());
+    assert_receipt_verifies(dir.path(), SLOW);
+    assert!(
+        penalized(dir.path(), &stopped.peer, "Silence"),
+        "{:?}",
+        ledger_of(dir.path(), &stopped.peer)
+    );
+    assert!(summary(dir.path())["proved_by"].get(&good.peer).is_some());
+    // (Dropping the node kills it; SIGKILL ends a stopped process too.)
+}
+
 #[test]
 fn a_prover_killed_mid_proof_does_not_stop_the_job() {
     let _g = cores(SLOW);
