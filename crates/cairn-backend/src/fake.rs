@@ -41,6 +41,9 @@ impl FakeBackend {
         }
     }
 
+    /// An input ending with this makes the fake executor panic (test support for panics in execution).
+    pub const PANIC_EXECUTING: &'static [u8] = FAKE_PANIC_EXECUTING;
+
     /// A fake program with the given name.
     pub fn program(name: &str) -> Vec<u8> {
         [FAKE_PROGRAM_MAGIC, name.as_bytes()].concat()
@@ -57,6 +60,8 @@ impl FakeBackend {
         }
     }
 }
+
+const FAKE_PANIC_EXECUTING: &[u8] = b"cairn-fake:panic-executing";
 
 #[derive(Serialize, Deserialize)]
 struct FakeSegment {
@@ -174,6 +179,10 @@ impl ProvingBackend for FakeBackend {
     ) -> Result<ExecutionSummary, BackendError> {
         check_po2(po2)?;
         let image_id = self.image_id(program)?;
+        // Test support: an input that makes the executor panic, as a bug on hostile input would.
+        if input.ends_with(FAKE_PANIC_EXECUTING) {
+            panic!("the fake executor was asked to panic");
+        }
         let cycles = input
             .get(..8)
             .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))

@@ -290,6 +290,31 @@ async fn item7_the_loop_answers_while_the_job_database_is_locked() {
     svc.shutdown().await;
 }
 
+/// Issue 12: a panic while the client executes a program (an executor bug on hostile input) ends that job at
+/// once with the panic as its error, instead of leaving it waiting for its timeout; the service goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_while_executing_fails_the_job_at_once_and_the_service_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (svc, addr) = start(service_config(dir.path())).await;
+    let _p = start_prover(dir.path(), "honest", &[&addr], ProverOpts::default());
+    let mut panicking = job(2, "boom", Duration::from_secs(600));
+    panicking
+        .input
+        .extend_from_slice(FakeBackend::PANIC_EXECUTING);
+    let err = prove(&svc, panicking, Duration::from_secs(30))
+        .await
+        .expect_err("a panicking execution cannot succeed");
+    assert!(err.to_string().contains("panicked"), "{err}");
+    let proof = prove(
+        &svc,
+        job(2, "after", Duration::from_secs(60)),
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    assert_eq!(proof.proved_by.values().sum::<u32>(), 2);
+}
+
 /// Issue 13, item 10: a result from a peer that was never given the task is refused before anything is
 /// fetched, verified or recorded, so it cannot register someone else's receipt as its own first delivery.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

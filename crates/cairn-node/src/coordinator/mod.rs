@@ -35,6 +35,22 @@ use crate::NodeError;
 /// Largest receipt a prover may hand us (segment receipts are ~200-300 KB).
 pub const MAX_RECEIPT_BYTES: u64 = 16 << 20;
 
+/// Runs backend work (on a blocking thread), turning a panic into `wrap("panicked: ...")`: the job then ends
+/// with that error at once, where a panic would have sent no report and left it waiting for its timeout.
+fn unpanicked<T>(
+    f: impl FnOnce() -> Result<T, cairn_backend::BackendError>,
+    wrap: fn(String) -> cairn_backend::BackendError,
+) -> Result<T, cairn_backend::BackendError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let msg = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".into());
+        Err(wrap(format!("panicked: {msg}")))
+    })
+}
+
 /// Everything `cairn prove --network` needs: the service's settings and the one job's.
 #[derive(Debug, Clone)]
 pub struct CoordinatorConfig {

@@ -277,13 +277,16 @@ impl Core {
             // Execute on a blocking thread, streaming segments to the loop.
             let backend = self.backend.clone();
             tokio::task::spawn_blocking(move || {
-                let r = backend.execute_limited(&program, &input, po2, cycle_limit, &mut |blob| {
-                    reports
-                        .blocking_send(Report::Segment(id, blob, false))
-                        .map_err(|_| {
-                            cairn_backend::BackendError::Execution("coordinator stopped".into())
-                        })
-                });
+                let execute = || {
+                    backend.execute_limited(&program, &input, po2, cycle_limit, &mut |blob| {
+                        reports
+                            .blocking_send(Report::Segment(id, blob, false))
+                            .map_err(|_| {
+                                cairn_backend::BackendError::Execution("coordinator stopped".into())
+                            })
+                    })
+                };
+                let r = super::unpanicked(execute, cairn_backend::BackendError::Execution);
                 let _ = reports.blocking_send(Report::Executed(id, r, false));
             });
         }

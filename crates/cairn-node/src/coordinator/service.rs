@@ -487,7 +487,10 @@ impl Core {
                         NodeError::Internal(format!("the root {root} has no verified receipt"))
                     })?;
                     tokio::task::spawn_blocking(move || {
-                        let r = backend.finish_succinct(&summary, &root);
+                        let r = super::unpanicked(
+                            || backend.finish_succinct(&summary, &root),
+                            cairn_backend::BackendError::Assembly,
+                        );
                         let _ = reports.blocking_send(Report::Assembled(id, r));
                     });
                     return Ok(());
@@ -500,7 +503,10 @@ impl Core {
                     })
                     .collect::<Result<_, _>>()?;
                 tokio::task::spawn_blocking(move || {
-                    let r = backend.assemble(&summary, &receipts);
+                    let r = super::unpanicked(
+                        || backend.assemble(&summary, &receipts),
+                        cairn_backend::BackendError::Assembly,
+                    );
                     let _ = reports.blocking_send(Report::Assembled(id, r));
                 });
                 Ok(())
