@@ -278,6 +278,15 @@ fn verified_count(dir: &Path) -> i64 {
     .unwrap_or(0)
 }
 
+/// Waits until the client's database holds `n` verified segments.
+fn wait_for_verified(dir: &Path, n: i64, within: Duration) {
+    let until = Instant::now() + within;
+    while verified_count(dir) < n {
+        assert!(Instant::now() < until, "no segment verified in time");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn tmp() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }
@@ -432,11 +441,7 @@ fn a_stopped_prover_is_penalized_for_silence_and_its_work_reassigned() {
         .spawn()
         .unwrap();
     // Both nodes are proving (4 s per proof) once the first segment is verified: stop one.
-    let until = Instant::now() + Duration::from_secs(120);
-    while verified_count(dir.path()) < 1 {
-        assert!(Instant::now() < until, "no segment verified in time");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_verified(dir.path(), 1, Duration::from_secs(120));
     std::thread::sleep(Duration::from_millis(500));
     let pid = stopped.child.id().to_string();
     assert!(Command::new("kill")
@@ -466,11 +471,7 @@ fn a_prover_killed_mid_proof_does_not_stop_the_job() {
         .spawn()
         .unwrap();
     // Both nodes are proving (4 s per proof) once the first segment is verified: kill one outright.
-    let until = Instant::now() + Duration::from_secs(120);
-    while verified_count(dir.path()) < 1 {
-        assert!(Instant::now() < until, "no segment verified in time");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_verified(dir.path(), 1, Duration::from_secs(120));
     std::thread::sleep(Duration::from_millis(500));
     doomed.child.kill().unwrap();
     let status = client.wait().unwrap();
