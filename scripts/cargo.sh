@@ -6,8 +6,9 @@
 #   script) cannot be downloaded, sets DOCS_RS=1 so that build script embeds an empty archive instead of
 #   failing. Cairn then detects at run time that lift/join/resolve are absent and uses composite receipts.
 #   Without those programs nothing can prove with the recursion circuit, so the build uses the `offline` profile,
-#   whose recursion kernels (over 15 minutes of -O3 compilation on 2 cores) are built at -O1, like the keccak
-#   circuit's (see Cargo.toml for why not -O0). A networked build uses `dev`, recursion kernels at -O3.
+#   whose recursion kernels (over 15 minutes of -O3 compilation on 2 cores) are built at -O1 (see Cargo.toml
+#   for why not -O0). A networked build uses `dev`, recursion kernels at -O3; it downloads the programs with
+#   `curl` (vendor/downloader).
 set -euo pipefail
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cairn/target}"
 zkr="https://risc0-artifacts.s3.us-west-2.amazonaws.com/zkr/744b999f0a35b3c86753311c7efb2a0054be21727095cf105af6ee7d3f4d8849.zip"
