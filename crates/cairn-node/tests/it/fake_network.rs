@@ -2,16 +2,14 @@
 //! the flow, the faults and the ledger can be checked in seconds. The same paths with real RISC Zero proofs
 //! are tested by `cairn-cli/tests/network.rs`.
 
-mod support;
-
 use std::path::Path;
 use std::time::Duration;
 
+use crate::support::backend;
 use cairn_backend::fake::FakeBackend;
 use cairn_node::coordinator::{prove_network, CoordinatorConfig, NetworkProof, Progress};
 use cairn_node::prover::Misbehave;
 use cairn_scheduler::SchedulerConfig;
-use support::backend;
 use tokio::sync::{mpsc, oneshot};
 
 fn coordinator_config(dir: &Path) -> CoordinatorConfig {
@@ -54,15 +52,15 @@ fn start_prover_with_slots(
     recursion: bool,
     slots: u32,
 ) -> oneshot::Sender<()> {
-    support::start_prover(
+    crate::support::start_prover(
         dir,
         name,
         bootstrap,
-        support::ProverOpts {
+        crate::support::ProverOpts {
             misbehave,
             recursion,
             slots,
-            ..support::ProverOpts::default()
+            ..crate::support::ProverOpts::default()
         },
     )
 }
@@ -98,7 +96,7 @@ async fn run_job_on(
     cycles: u64,
     tweak: impl FnOnce(&mut CoordinatorConfig),
 ) -> Result<Run, cairn_node::NodeError> {
-    support::init_tracing();
+    crate::support::init_tracing();
     let (addr_tx, mut addr_rx) = mpsc::unbounded_channel::<String>();
     let (rej_tx, mut rej_rx) = mpsc::unbounded_channel::<String>();
     let mut cfg = coordinator_config(dir);
@@ -345,7 +343,7 @@ async fn a_restarted_join_tree_job_keeps_its_lifted_segments() {
 /// another prover with no penalty for the one that left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drained_prover_delivers_what_it_holds_and_takes_nothing_new() {
-    support::init_tracing();
+    crate::support::init_tracing();
     let dir = tempfile::tempdir().unwrap();
     let (addr_tx, mut addr_rx) = mpsc::unbounded_channel::<String>();
     let (ver_tx, mut ver_rx) = mpsc::unbounded_channel::<String>();
@@ -400,7 +398,7 @@ async fn a_drained_prover_delivers_what_it_holds_and_takes_nothing_new() {
 /// nobody is penalized.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_clients_with_the_same_job_id_on_one_prover_both_complete() {
-    support::init_tracing();
+    crate::support::init_tracing();
     let dir = tempfile::tempdir().unwrap();
     let mut jobs = Vec::new();
     let mut addrs = Vec::new();

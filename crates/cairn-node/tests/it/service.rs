@@ -1,18 +1,16 @@
 //! The coordinator service with many jobs and hostile or unlucky conditions, over libp2p on loopback with the
 //! (named) fake backend. Tests named after issue 13's items show that each defect stays fixed.
 
-mod support;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::support::{init_tracing, start_prover, ProverOpts};
 use cairn_backend::fake::FakeBackend;
 use cairn_net::protocol::{ErrorCode, NodeCapacity, NodeStatus, Request, Response, TaskResult};
 use cairn_net::{BlobRef, Event, Network, Retention};
 use cairn_node::coordinator::{JobRequest, JobSettings, NetworkProof, Service, ServiceConfig};
 use cairn_node::prover::Misbehave;
 use cairn_scheduler::{Aggregation, JobId, SchedulerConfig};
-use support::{init_tracing, start_prover, ProverOpts};
 
 /// Guest cycles per fake po2 14 segment.
 const PER_SEGMENT: u64 = 14_336;
@@ -45,7 +43,9 @@ fn settings(timeout: Duration) -> JobSettings {
 /// The service and the address provers dial.
 async fn start(cfg: ServiceConfig) -> (Service, String) {
     init_tracing();
-    let svc = Service::start(cfg, support::backend()).await.unwrap();
+    let svc = Service::start(cfg, crate::support::backend())
+        .await
+        .unwrap();
     let addr = format!("{}/p2p/{}", svc.info().listen[0], svc.info().peer_id);
     (svc, addr)
 }
@@ -105,7 +105,7 @@ async fn many_jobs_share_one_service_and_a_duplicate_joins_the_first() {
             .unwrap()
             .unwrap()
             .unwrap();
-        support::backend()
+        crate::support::backend()
             .verify_receipt(&proof.receipt, &proof.summary.image_id)
             .unwrap();
     }

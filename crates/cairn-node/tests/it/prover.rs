@@ -1,14 +1,12 @@
 //! A prover node driven by a bare libp2p client standing in for a coordinator, with the (named) fake backend:
 //! what the prover does when its client misbehaves or drops off.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::{init_tracing, start_prover, ProverOpts};
 use cairn_backend::fake::FakeBackend;
 use cairn_net::protocol::{Offer, Request, Response, TaskKind};
 use cairn_net::{BlobRef, Event, Network, Retention};
-use support::{init_tracing, start_prover, ProverOpts};
 
 /// A bare client listening on loopback, a prover (with `opts`) dialing it, and the prover's peer id.
 async fn client_and_prover(
@@ -51,7 +49,7 @@ async fn offer_first_segment(
 ) -> (cairn_backend::SegmentClaim, Request) {
     let program = FakeBackend::program(name);
     let mut segments = Vec::new();
-    support::backend()
+    crate::support::backend()
         .execute(
             &program,
             &FakeBackend::input(cycles, name.as_bytes()),
@@ -133,7 +131,7 @@ async fn item4_a_result_survives_a_brief_disconnect_of_its_client() {
         .fetch_blob_ref(&[prover], result.receipt, Retention::Evictable)
         .await
         .unwrap();
-    support::backend()
+    crate::support::backend()
         .verify_segment(&std::fs::read(receipt.path).unwrap(), &claim)
         .unwrap();
 }
