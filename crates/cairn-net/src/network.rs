@@ -446,6 +446,7 @@ impl Network {
             control,
             store.clone(),
             config.transfer.clone(),
+            config.test_hooks.clone(),
         ));
 
         let (cmd_tx, cmd_rx) = mpsc::channel(256);

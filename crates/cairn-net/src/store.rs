@@ -1,7 +1,8 @@
 //! A disk-backed, content-addressed blob store with a size cap.
 //!
 //! Layout under the store directory: `blobs/<hex id>` (complete, verified blobs), `partial/<hex id>.data` and
-//! `.manifest` (downloads in progress, kept across restarts), `tmp/` (files being written; cleared on open).
+//! `.manifest` (downloads in progress, kept across restarts for a day, within a quarter of the cap), `tmp/`
+//! (files being written; cleared on open).
 //! Writes go to `tmp/` then are renamed into place, so a crash never leaves a half-written blob under its
 //! name. Content is hashed on every put and every read. When a put would exceed the cap, the least recently
 //! used unpinned blobs are evicted; pinned blobs are never evicted, and a put that cannot fit even after
@@ -19,6 +20,59 @@ use sha2::{Digest, Sha256};
 
 use crate::blob::{sha256, BlobId};
 use crate::error::StoreError;
+
+/// Downloads left in `partial/` longer than this are dropped when a store opens: a restart soon after a cut
+/// transfer resumes it, a download abandoned for a day is not coming back.
+pub const PARTIAL_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Drops what a store's `partial/` should not keep across a restart: files that are not a blob id's
+/// `.data`/`.manifest` pair, downloads older than [`PARTIAL_MAX_AGE`], and the oldest downloads beyond a
+/// quarter of the store's cap (partial files are not counted in the cap while they grow, so without this,
+/// downloads that never finished would pile up outside it run after run).
+fn prune_partials(partial: &Path, config: &StoreConfig) {
+    let Ok(entries) = fs::read_dir(partial) else {
+        return;
+    };
+    let now = std::time::SystemTime::now();
+    // Per blob id: its files, their total size, the newest modification.
+    let mut downloads: HashMap<String, (Vec<PathBuf>, u64, std::time::SystemTime)> = HashMap::new();
+    for e in entries.flatten() {
+        let path = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        let id = name
+            .strip_suffix(".data")
+            .or_else(|| name.strip_suffix(".manifest"))
+            .filter(|id| id.parse::<BlobId>().is_ok());
+        let meta = e.metadata().ok();
+        let (Some(id), Some(meta)) = (id, meta.filter(|m| m.is_file())) else {
+            tracing::warn!(target: "cairn_net::store", file = ?path, "removing a stray file from partial/");
+            let _ = fs::remove_file(&path);
+            continue;
+        };
+        let modified = meta.modified().unwrap_or(now);
+        let d = downloads
+            .entry(id.to_string())
+            .or_insert_with(|| (Vec::new(), 0, std::time::UNIX_EPOCH));
+        d.0.push(path);
+        d.1 += meta.len();
+        d.2 = d.2.max(modified);
+    }
+    let mut kept: Vec<_> = downloads.into_values().collect();
+    kept.sort_by_key(|(_, _, modified)| std::cmp::Reverse(*modified));
+    let budget = config.max_total_bytes / 4;
+    let mut used = 0u64;
+    for (files, size, modified) in kept {
+        let stale = now.duration_since(modified).unwrap_or_default() > PARTIAL_MAX_AGE;
+        if stale || used + size > budget {
+            tracing::info!(target: "cairn_net::store", files = ?files, size, stale, "dropping an unfinished download");
+            for f in files {
+                let _ = fs::remove_file(f);
+            }
+        } else {
+            used += size;
+        }
+    }
+}
 
 /// Limits of a [`BlobStore`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,6 +183,7 @@ impl BlobStore {
         for e in fs::read_dir(&tmp).map_err(io_err(&tmp))?.flatten() {
             let _ = fs::remove_file(e.path());
         }
+        prune_partials(&dir.join("partial"), &config);
         let blobs = dir.join("blobs");
         let mut found = Vec::new();
         for e in fs::read_dir(&blobs).map_err(io_err(&blobs))?.flatten() {
@@ -695,6 +750,50 @@ mod tests {
         drop(s);
         let s = store(d.path(), 700);
         assert!(s.total_bytes() <= 700);
+    }
+
+    /// Issue 12 (partial downloads): opening a store keeps a recent unfinished download (a restart resumes
+    /// it) and drops stray files, downloads older than a day, and the oldest downloads beyond a quarter of
+    /// the cap.
+    #[test]
+    fn unfinished_downloads_are_pruned_when_a_store_opens() {
+        let d = tempfile::tempdir().unwrap();
+        drop(store(d.path(), 4_000));
+        let partial = d.path().join("partial");
+        let put = |seed: u8, len: usize, age_hours: u64| {
+            let id = BlobId::of(&[seed]).to_hex();
+            let modified =
+                std::time::SystemTime::now() - std::time::Duration::from_secs(age_hours * 3600);
+            for (ext, len) in [("data", len), ("manifest", 10)] {
+                let path = partial.join(format!("{id}.{ext}"));
+                fs::write(&path, vec![seed; len]).unwrap();
+                File::options()
+                    .write(true)
+                    .open(&path)
+                    .unwrap()
+                    .set_modified(modified)
+                    .unwrap();
+            }
+            id
+        };
+        let recent = put(1, 500, 0);
+        let older = put(2, 400, 1);
+        let oldest_within_a_day = put(3, 300, 2); // 500 + 400 + 300 + manifests > 1000, a quarter of the cap
+        let stale = put(4, 10, 25);
+        fs::write(partial.join("stray.bin"), b"x").unwrap();
+        drop(store(d.path(), 4_000));
+        let left: std::collections::BTreeSet<String> = fs::read_dir(&partial)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        let expect: std::collections::BTreeSet<String> = [&recent, &older]
+            .iter()
+            .flat_map(|id| [format!("{id}.data"), format!("{id}.manifest")])
+            .collect();
+        assert_eq!(
+            left, expect,
+            "dropped: {oldest_within_a_day} (over the budget), {stale} (stale)"
+        );
     }
 
     #[test]

@@ -102,6 +102,9 @@ pub struct HookState {
     /// Flip a byte of this chunk index *and* advertise the hash of the flipped chunk in the manifest, so
     /// every chunk check passes and only the whole-blob hash catches the lie.
     pub lie_in_manifest: Option<u32>,
+    /// Fetching side: after receiving this many chunks of a range, stop reading the stream (and hold it open)
+    /// for an hour, like a peer that asks for a blob and then reads nothing.
+    pub stall_reading_after_chunks: Option<u32>,
 }
 
 impl TestHooks {
@@ -193,6 +196,26 @@ pub(crate) async fn serve_loop(
     }
 }
 
+/// Writes one frame to a peer fetching from this node, within the stream's idle timeout plus the frame's
+/// length at the slowest throughput this node accepts ([`TransferConfig::min_throughput`], which its own
+/// fetches demand of others too). A peer that asks for chunks and then stops reading (or reads a few bytes a
+/// second) loses the stream and its serving permit instead of holding one of the few for as long as it likes.
+async fn send(stream: &mut Stream, config: &TransferConfig, frame: &[u8]) -> std::io::Result<()> {
+    let limit = config.serve_idle_timeout
+        + Duration::from_secs_f64(frame.len() as f64 / config.min_throughput.max(1) as f64);
+    match tokio::time::timeout(limit, write_frame(stream, frame)).await {
+        Ok(written) => written,
+        Err(_) => {
+            tracing::debug!(
+                bytes = frame.len(),
+                ?limit,
+                "a peer read too slowly; closing its blob stream"
+            );
+            Err(std::io::ErrorKind::TimedOut.into())
+        }
+    }
+}
+
 async fn serve_stream(
     mut stream: Stream,
     permit: Option<OwnedSemaphorePermit>,
@@ -218,14 +241,14 @@ async fn serve_stream(
             Err(_) => return,
         };
         if permit.is_none() {
-            let _ = write_frame(&mut stream, &encode(BlobResponse::Busy)).await;
+            let _ = send(&mut stream, &config, &encode(BlobResponse::Busy)).await;
             let _ = stream.close().await;
             return;
         }
         let request: BlobRequest = match decode(&frame) {
             Ok(r) => r,
             Err(e) => {
-                let _ = write_frame(&mut stream, &encode(BlobResponse::Error(e))).await;
+                let _ = send(&mut stream, &config, &encode(BlobResponse::Error(e))).await;
                 let _ = stream.close().await;
                 return;
             }
@@ -239,7 +262,7 @@ async fn serve_stream(
             let msg = format!(
                 "chunk size {chunk_size} is not a power of two in [{MIN_CHUNK_SIZE}, {MAX_CHUNK_SIZE}]"
             );
-            let _ = write_frame(&mut stream, &encode(BlobResponse::Error(msg))).await;
+            let _ = send(&mut stream, &config, &encode(BlobResponse::Error(msg))).await;
             return;
         }
         let manifest = {
@@ -249,12 +272,17 @@ async fn serve_stream(
         let manifest = match manifest {
             Ok(Ok(m)) => m,
             Ok(Err(StoreError::NotFound(_) | StoreError::Corrupt { .. })) => {
-                let _ = write_frame(&mut stream, &encode(BlobResponse::NotFound)).await;
+                let _ = send(&mut stream, &config, &encode(BlobResponse::NotFound)).await;
                 continue;
             }
             Ok(Err(e)) => {
                 tracing::warn!(blob = %id.short(), error = %e, "cannot serve blob");
-                let _ = write_frame(&mut stream, &encode(BlobResponse::Error(e.to_string()))).await;
+                let _ = send(
+                    &mut stream,
+                    &config,
+                    &encode(BlobResponse::Error(e.to_string())),
+                )
+                .await;
                 return;
             }
             Err(e) => {
@@ -276,7 +304,7 @@ async fn serve_stream(
                     }
                 }
                 let resp = encode(BlobResponse::Manifest(manifest));
-                if write_frame(&mut stream, &resp).await.is_err() {
+                if send(&mut stream, &config, &resp).await.is_err() {
                     return;
                 }
             }
@@ -286,10 +314,10 @@ async fn serve_stream(
                         "chunk range {start}..{end} invalid for {} chunks",
                         manifest.chunks.len()
                     );
-                    let _ = write_frame(&mut stream, &encode(BlobResponse::Error(msg))).await;
+                    let _ = send(&mut stream, &config, &encode(BlobResponse::Error(msg))).await;
                     return;
                 }
-                if write_frame(&mut stream, &encode(BlobResponse::ChunksFollow))
+                if send(&mut stream, &config, &encode(BlobResponse::ChunksFollow))
                     .await
                     .is_err()
                 {
@@ -318,7 +346,7 @@ async fn serve_stream(
                     {
                         chunk[0] ^= 0xff;
                     }
-                    if write_frame(&mut stream, &chunk).await.is_err() {
+                    if send(&mut stream, &config, &chunk).await.is_err() {
                         return;
                     }
                     sent += 1;
@@ -356,6 +384,7 @@ pub(crate) struct Fetcher {
     config: TransferConfig,
     permits: Semaphore,
     in_flight: Mutex<HashMap<BlobId, Arc<tokio::sync::Mutex<()>>>>,
+    hooks: TestHooks,
 }
 
 impl std::fmt::Debug for Fetcher {
@@ -377,6 +406,7 @@ impl Fetcher {
         control: libp2p_stream::Control,
         store: Arc<BlobStore>,
         config: TransferConfig,
+        hooks: TestHooks,
     ) -> Self {
         let permits = Semaphore::new(config.max_concurrent_fetches.max(1));
         Self {
@@ -385,6 +415,7 @@ impl Fetcher {
             config,
             permits,
             in_flight: Mutex::new(HashMap::new()),
+            hooks,
         }
     }
 
@@ -635,6 +666,15 @@ impl Fetcher {
                     BlobResponse::Manifest(_) => return Err(bad("unexpected manifest".into())),
                 }
                 for index in start..end {
+                    if self
+                        .hooks
+                        .get()
+                        .stall_reading_after_chunks
+                        .is_some_and(|n| index - start >= n)
+                    {
+                        tracing::debug!(index, "test hook: reading nothing more");
+                        tokio::time::sleep(Duration::from_secs(3600)).await;
+                    }
                     let len = manifest.chunk_len(index);
                     let chunk =
                         tokio::time::timeout(cfg.chunk_timeout, read_frame(&mut stream, len))

@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use cairn_net::{BlobId, HookState, Identity, NetError, Retention};
 
 use crate::common::*;
@@ -428,6 +430,66 @@ async fn item9_a_blob_larger_than_announced_is_refused_before_download() {
             .await
             .unwrap();
         assert_eq!(got.size, SIZE as u64);
+    })
+    .await;
+}
+
+/// Issue 12 (slow readers): a peer that asks for a blob's chunks and then reads nothing loses its stream
+/// within the serving side's write limit (idle timeout + the frame at the slowest accepted throughput), so it
+/// cannot keep the node's serving permits: with a single permit, another peer that found the server busy
+/// fetches the same blob a moment later. Before, the stalled write held the permit for as long as the stalled
+/// peer kept its stream open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_stops_reading_cannot_hold_a_serving_permit() {
+    init_tracing();
+    bounded(async {
+        let server = spawn_node(vec![], |c| {
+            c.transfer.max_concurrent_serves = 1;
+            c.transfer.serve_idle_timeout = Duration::from_secs(1);
+        })
+        .await;
+        // 16 MiB: far more than a stream's flow-control window, so the server's writes block.
+        let data = test_bytes(256 * CHUNK, 9);
+        let id = server
+            .client
+            .publish_blob(data.clone(), Retention::Evictable)
+            .await
+            .unwrap();
+        let addr = server.tcp_addr().await;
+        let hooks = cairn_net::TestHooks::default();
+        hooks.set(HookState {
+            stall_reading_after_chunks: Some(1),
+            ..HookState::default()
+        });
+        let stalled = spawn_node(vec![addr.clone()], |c| c.test_hooks = hooks.clone()).await;
+        wait_connected(&stalled.client, server.id()).await;
+        let (staller, server_id) = (stalled.client.clone(), server.id());
+        let stall = tokio::spawn(async move {
+            staller
+                .fetch_blob(&[server_id], id, Retention::Evictable)
+                .await
+        });
+        // Let the stalled fetch take the permit and fill the stream's window.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let patient = spawn_node(vec![addr], |c| {
+            c.transfer.fetch_rounds = 8;
+            c.transfer.retry_backoff = Duration::from_millis(400);
+        })
+        .await;
+        wait_connected(&patient.client, server.id()).await;
+        let got = patient
+            .client
+            .fetch_blob(&[server.id()], id, Retention::Evictable)
+            .await
+            .expect("the stalled reader kept the only serving permit");
+        assert_eq!(got.chunks_downloaded, 256);
+        assert!(
+            got.failures.iter().any(|(_, why)| why.contains("busy")),
+            "the stalled reader never held the permit, so this shows nothing: {:?}",
+            got.failures
+        );
+        assert!(!stall.is_finished(), "the stalled fetch ended early");
+        stall.abort();
     })
     .await;
 }

@@ -1,12 +1,12 @@
 //! One job's state inside the service: its segments and their expected claims, its verified results, who
 //! waits for it, and the blobs it pinned.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use cairn_backend::{ExecutionSummary, SegmentClaim};
 use cairn_net::{BlobId, BlobRef, Client};
-use cairn_scheduler::{Aggregation, JobId};
+use cairn_scheduler::{Aggregation, JobId, NodeId};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{JobSettings, NetworkProof, Progress};
@@ -52,6 +52,8 @@ pub(super) struct JobRun {
     pub deadline: tokio::time::Instant,
     pub execute_secs: f64,
     pub segment_latency_secs: Vec<f64>,
+    /// Per segment verified in this run (by index): the proving time its prover reported.
+    pub segment_prove_ms: BTreeMap<u32, u64>,
     pub assemble_started: Option<Instant>,
     pub assembling: bool,
     /// Who waits for the result (a job submitted twice while it runs has two).
@@ -61,6 +63,11 @@ pub(super) struct JobRun {
     /// Blobs this job pinned in the store (program, segments, published results): unpinned when the job goes
     /// away, however it ends, so a long-running service's store can evict them.
     pub pinned: Vec<BlobId>,
+    /// The receipt each prover delivered for each task (task index, node), while it is checked and after: a
+    /// prover answers a task once. A repeat of the same receipt (a retried request) is acknowledged without a
+    /// second fetch; another receipt is refused, so a prover cannot make this client fetch and verify
+    /// receipt after receipt for one task. Forgotten when the transfer fails (the prover may deliver again).
+    pub delivered: HashMap<(u32, NodeId), BlobId>,
 }
 
 impl Drop for JobRun {

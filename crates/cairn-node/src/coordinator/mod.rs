@@ -159,6 +159,10 @@ pub struct NetworkProof {
     /// Per segment proved in this run: seconds from its first offer to its verified result (proving,
     /// transfers, verification, queueing at the prover).
     pub segment_latency_secs: Vec<f64>,
+    /// Per segment proved in this run, by index: the proving time its prover reported
+    /// (`TaskResult::prove_ms`; self-reported, absent from provers that do not report it). With the latencies
+    /// above, what the network added to each proof.
+    pub segment_prove_secs: BTreeMap<u32, f64>,
     pub assemble_secs: f64,
     pub total_secs: f64,
     /// How the final receipt was made.

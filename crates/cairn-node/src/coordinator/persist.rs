@@ -9,7 +9,7 @@
 //!   and the scheduler hears that execution finished only once every segment is stored and published;
 //! - a verified receipt is checked for copies and committed before the scheduler hears of it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use cairn_backend::{Digest32, ExecutionSummary, SegmentBlob, SegmentClaim};
@@ -222,11 +222,13 @@ impl Core {
             deadline: tokio::time::Instant::now() + settings.timeout,
             execute_secs: 0.0,
             segment_latency_secs: Vec::new(),
+            segment_prove_ms: BTreeMap::new(),
             assemble_started: None,
             assembling: false,
             waiters: Vec::new(),
             watchers: Vec::new(),
             pinned: vec![p.program_blob],
+            delivered: HashMap::new(),
             settings,
         };
         info!(job = id.0, %owner, %image_id, po2 = run.settings.po2, "job submitted");
@@ -491,6 +493,7 @@ impl Core {
                             node,
                             bytes,
                             published,
+                            prove_ms,
                         }
                     }
                 })
@@ -509,6 +512,7 @@ impl Core {
         node: NodeId,
         bytes: Vec<u8>,
         published: Option<(BlobRef, BlobId)>,
+        prove_ms: Option<u64>,
     ) -> Ended {
         let peer = self.nodes.get(&node).copied();
         let prover = self.prover_name(node);
@@ -530,6 +534,9 @@ impl Core {
                 info!(%prover, %task, "join verified");
             } else {
                 *job.proved_by.entry(prover).or_default() += 1;
+                if let Some(ms) = prove_ms {
+                    job.segment_prove_ms.insert(task.index, ms);
+                }
                 if let Some(p) = peer {
                     job.emit(Progress::Verified {
                         segment: task.index,

@@ -264,6 +264,8 @@ pub(super) enum Report {
         node: NodeId,
         bytes: Vec<u8>,
         published: Option<(BlobRef, cairn_net::BlobId)>,
+        /// The proving time its prover reported.
+        prove_ms: Option<u64>,
     },
     /// Storing something of this job failed: the job stops (submit it again to resume).
     JobError(JobId, NodeError),
@@ -593,6 +595,10 @@ impl Core {
             proved_by: std::mem::take(&mut job.proved_by),
             execute_secs: job.execute_secs,
             segment_latency_secs: std::mem::take(&mut job.segment_latency_secs),
+            segment_prove_secs: std::mem::take(&mut job.segment_prove_ms)
+                .into_iter()
+                .map(|(index, ms)| (index, ms as f64 / 1000.0))
+                .collect(),
             assemble_secs: job
                 .assemble_started
                 .map_or(0.0, |t| t.elapsed().as_secs_f64()),
@@ -831,13 +837,26 @@ impl Core {
         let Some(node) = self.peers.get(&peer).copied() else {
             return Response::Error(ErrorReply::new(ErrorCode::UnknownTask, "unknown prover"));
         };
-        let Some(job) = self.jobs.get(&task.job) else {
+        let Some(job) = self.jobs.get_mut(&task.job) else {
             return Response::Error(ErrorReply::new(ErrorCode::UnknownJob, "no such job here"));
         };
+        // One answer per task from each prover (`JobRun::delivered`).
+        match job.delivered.get(&(task.index, node)) {
+            Some(first) if *first == receipt.id => return Response::Ack,
+            Some(first) => {
+                warn!(%peer, job = task.job.0, task = task.index, first = %first.short(), again = %receipt.id.short(), "a second result for one task refused");
+                return Response::Error(ErrorReply::new(
+                    ErrorCode::Refused,
+                    "you already delivered a result for this task; a prover answers a task once",
+                ));
+            }
+            None => {}
+        }
         let expect = match job.expectation(task.index) {
             Ok(e) => e,
             Err(why) => return Response::Error(ErrorReply::new(ErrorCode::UnknownTask, why)),
         };
+        job.delivered.insert((task.index, node), receipt.id);
         check::spawn(
             self.client.clone(),
             self.backend.clone(),
@@ -951,12 +970,19 @@ impl Core {
                 node,
                 bytes,
                 published,
-            } => self.on_stored(task, node, bytes, published),
-            Report::FetchFailed { task, node, reason } => self.feed(Input::TaskFailed {
-                node,
-                task,
-                reason: format!("receipt transfer failed: {reason}"),
-            }),
+                prove_ms,
+            } => self.on_stored(task, node, bytes, published, prove_ms),
+            Report::FetchFailed { task, node, reason } => {
+                // Not the prover's lie, necessarily: it may deliver this task again.
+                if let Some(job) = self.jobs.get_mut(&task.job) {
+                    job.delivered.remove(&(task.index, node));
+                }
+                self.feed(Input::TaskFailed {
+                    node,
+                    task,
+                    reason: format!("receipt transfer failed: {reason}"),
+                })
+            }
             Report::Assembled(id, result) => {
                 if let Err(e) = self.assembled(id, result) {
                     self.abort(id, e);

@@ -416,6 +416,118 @@ async fn item10_a_result_from_a_peer_not_given_the_task_is_refused_before_it_is_
     svc.shutdown().await;
 }
 
+/// Issue 12 (result floods): a prover answers a task once. It accepts an offer and delivers a garbage
+/// receipt, then repeats that delivery (a retried request: acknowledged, not fetched again) and then floods
+/// the client with other receipts for the same task: each is refused before anything is fetched or verified,
+/// so one assignment costs the client one fetch and one check however often its prover answers. The job
+/// completes on the honest prover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prover_answers_a_task_once_and_a_flood_of_results_is_refused_unfetched() {
+    let dir = tempfile::tempdir().unwrap();
+    let (svc, addr) = start(service_config(dir.path())).await;
+    let slow = ProverOpts {
+        scale: 0.05,
+        ..ProverOpts::default()
+    };
+    let _p = start_prover(dir.path(), "honest", &[&addr], slow);
+    let handle = svc
+        .submit(job(6, "flooded", Duration::from_secs(60)))
+        .await
+        .unwrap();
+
+    // The flooder joins as a prover and accepts the first offer it gets; the rest it declines.
+    let (flooder, mut events, event_loop) =
+        Network::new(cairn_net::Config::loopback(dir.path().join("flooder")))
+            .await
+            .unwrap();
+    tokio::spawn(event_loop.run());
+    let (offers, mut offered) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut taken = false;
+        while let Some(ev) = events.recv().await {
+            if let Event::InboundRequest {
+                request, responder, ..
+            } = ev
+            {
+                responder.respond(match request {
+                    Request::Status => Response::Status(NodeStatus {
+                        capacity: NodeCapacity {
+                            memory_bytes: 4 << 30,
+                            max_po2: 18,
+                            cycles_per_sec: 50_000_000,
+                            slots: 1,
+                            recursion: false,
+                        },
+                        free_slots: u32::from(!taken),
+                        benchmark: None,
+                    }),
+                    Request::Offer(offer) if !taken => {
+                        taken = true;
+                        let _ = offers.send(offer);
+                        Response::Accept
+                    }
+                    Request::Offer(_) => Response::Decline {
+                        reason: "busy: a flooder".into(),
+                        kind: Some(cairn_net::protocol::DeclineKind::Busy),
+                    },
+                    _ => Response::Ack,
+                });
+            }
+        }
+    });
+    let service_peer = flooder.dial(addr.parse().unwrap()).await.unwrap();
+    let offer = tokio::time::timeout(Duration::from_secs(30), offered.recv())
+        .await
+        .expect("the flooder got no offer")
+        .unwrap();
+    let result_for = |bytes: &[u8]| {
+        let receipt = BlobRef::of(bytes);
+        Request::Result(TaskResult {
+            job: offer.job,
+            task: offer.task,
+            receipt,
+            prover_signature: flooder
+                .sign(&TaskResult::signing_bytes(offer.job, offer.task, &receipt)),
+            prove_ms: None,
+        })
+    };
+    let first = b"not a receipt at all".to_vec();
+    flooder
+        .publish_blob(first.clone(), Retention::Pinned)
+        .await
+        .unwrap();
+    let first_result = result_for(&first);
+    for attempt in ["first delivery", "a retried delivery"] {
+        match flooder.request(service_peer, &first_result).await {
+            Ok(Response::Ack) => {}
+            other => panic!("{attempt} was not acknowledged: {other:?}"),
+        }
+    }
+    for i in 0..40u32 {
+        // Never published: fetching any of them would fail, and a check would be spawned per result before.
+        let other = format!("flood {i}").into_bytes();
+        match flooder.request(service_peer, &result_for(&other)).await {
+            Err(cairn_net::NetError::Remote { reply, .. }) => {
+                assert_eq!(reply.code, ErrorCode::Refused, "{}", reply.message)
+            }
+            Ok(Response::Error(e)) => assert_eq!(e.code, ErrorCode::Refused, "{}", e.message),
+            other => panic!("result {i} of the flood was taken: {other:?}"),
+        }
+    }
+    let proof = tokio::time::timeout(Duration::from_secs(60), handle.result)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(proof.proved_by.values().sum::<u32>(), 6);
+    let who = flooder.local_peer_id().to_string();
+    assert!(
+        !proof.proved_by.contains_key(&who),
+        "the flooder's garbage was counted as a proof"
+    );
+    svc.shutdown().await;
+}
+
 /// Issue 13, item 6: a verified result that cannot be made durable (the job database is locked past its
 /// busy timeout) is not accepted: the job stops with the database's error, nothing is recorded as verified
 /// or rewarded, and submitting it again later proves it in full.
@@ -478,6 +590,135 @@ async fn item6_a_result_that_cannot_be_stored_stops_the_job_instead_of_being_acc
     assert_eq!(
         proof.proved_by.values().sum::<u32>() + proof.resumed_segments,
         4
+    );
+    svc.shutdown().await;
+}
+
+/// Issue 12 (resource limits, the flood test): several hostile peers flood a client for the whole of a job
+/// with what a stranger can send (garbage frames, oversized frames, status requests, results and failure
+/// reports for tasks they were never given, fetches of blobs that do not exist, junk gossip). The client
+/// answers each with a refusal and proves the job on its honest prover at about the speed it proved the same
+/// job with nobody attacking it. (Fake backend, named as such: the proof adds nothing here; the hostile peers
+/// run in this test's process and take CPU from it, hence the margin.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_flooded_by_hostile_peers_still_proves_at_normal_speed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (svc, addr) = start(service_config(dir.path())).await;
+    let slow = ProverOpts {
+        scale: 0.05,
+        ..ProverOpts::default()
+    };
+    let _p = start_prover(dir.path(), "honest", &[&addr], slow);
+    let t0 = Instant::now();
+    prove(
+        &svc,
+        job(8, "calm", Duration::from_secs(60)),
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    let calm = t0.elapsed();
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut floods = Vec::new();
+    for h in 0..4 {
+        let (peer, mut events, event_loop) = Network::new(cairn_net::Config::loopback(
+            dir.path().join(format!("hostile{h}")),
+        ))
+        .await
+        .unwrap();
+        tokio::spawn(event_loop.run());
+        tokio::spawn(async move { while events.recv().await.is_some() {} });
+        let target = peer.dial(addr.parse().unwrap()).await.unwrap();
+        let stop = stop.clone();
+        floods.push(tokio::spawn(async move {
+            let (mut sent, mut refused) = (0u32, 0u32);
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                i += 1;
+                let junk = BlobRef::of(&i.to_le_bytes());
+                let answer = match i % 7 {
+                    0 => peer.request_raw(target, vec![0xff; 100]).await.map(|_| ()),
+                    1 => peer
+                        .request_raw(target, vec![0; 70 * 1024])
+                        .await
+                        .map(|_| ()),
+                    2 => peer.request(target, &Request::Status).await.map(|_| ()),
+                    3 => peer
+                        .request(
+                            target,
+                            &Request::Result(TaskResult {
+                                job: i % 3,
+                                task: 0,
+                                receipt: junk,
+                                prover_signature: peer.sign(&TaskResult::signing_bytes(
+                                    i % 3,
+                                    0,
+                                    &junk,
+                                )),
+                                prove_ms: Some(1),
+                            }),
+                        )
+                        .await
+                        .map(|_| ()),
+                    4 => peer
+                        .request(
+                            target,
+                            &Request::Failed {
+                                job: i % 3,
+                                task: 0,
+                                reason: "made up".into(),
+                                kind: cairn_net::protocol::FailureKind::Task,
+                            },
+                        )
+                        .await
+                        .map(|_| ()),
+                    5 => peer
+                        .fetch_blob(&[target], junk.id, Retention::Evictable)
+                        .await
+                        .map(|_| ()),
+                    _ => peer
+                        .publish_raw(cairn_net::Topic::Jobs, vec![0xab; 512])
+                        .await
+                        .map(|_| ()),
+                };
+                sent += 1;
+                refused += u32::from(answer.is_err());
+            }
+            (sent, refused)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let t1 = Instant::now();
+    let proof = prove(
+        &svc,
+        job(8, "flooded", Duration::from_secs(60)),
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    let flooded = t1.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut total = (0, 0);
+    for f in floods {
+        let (sent, refused) = f.await.unwrap();
+        total.0 += sent;
+        total.1 += refused;
+    }
+    assert_eq!(proof.proved_by.values().sum::<u32>(), 8);
+    assert!(
+        total.0 >= 100,
+        "the flood was too thin to show anything: {total:?}"
+    );
+    assert!(
+        flooded <= calm * 2 + Duration::from_secs(2),
+        "flooded by {} requests ({} refused) the job took {flooded:?}, against {calm:?} in calm",
+        total.0,
+        total.1
+    );
+    eprintln!(
+        "flood: {} requests ({} refused); job {flooded:?} flooded, {calm:?} calm",
+        total.0, total.1
     );
     svc.shutdown().await;
 }
