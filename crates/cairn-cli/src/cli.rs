@@ -500,6 +500,9 @@ pub struct BenchDevnetArgs {
     /// Pin node i to core i (taskset).
     #[arg(long, env = "CAIRN_BENCH_PIN")]
     pub pin_cores: bool,
+    /// Devnet runs, to show the spread (the risc0 baseline and the one-segment sample run once).
+    #[arg(long, env = "CAIRN_BENCH_RUNS", default_value_t = 1)]
+    pub runs: usize,
     /// Write the table as Markdown to this file too.
     #[arg(long, env = "CAIRN_BENCH_MARKDOWN")]
     pub markdown: Option<PathBuf>,

@@ -314,7 +314,8 @@ fn child_json(cmd: &mut Command) -> anyhow::Result<serde_json::Value> {
     Ok(serde_json::from_slice(&out.stdout)?)
 }
 
-/// Devnet of N single-threaded provers vs risc0's prover on one thread, same program, one run.
+/// Devnet of N single-threaded provers vs risc0's prover on one thread, same program; `--runs` devnet runs,
+/// each against the critical-path bound from its own provers' timings.
 fn devnet(args: &BenchDevnetArgs) -> anyhow::Result<ExitCode> {
     check_po2(args.po2)?;
     let exe = std::env::current_exe().context("finding the cairn executable")?;
@@ -356,10 +357,66 @@ fn devnet(args: &BenchDevnetArgs) -> anyhow::Result<ExitCode> {
     )?;
     let t_seg = one["secs"].as_f64().context("segment time")?;
 
-    eprintln!("bench: devnet, {} single-threaded provers...", args.nodes);
+    let mut runs = Vec::new();
+    for run in 1..=args.runs.max(1) {
+        eprintln!(
+            "bench: devnet, {} single-threaded provers (run {run} of {})...",
+            args.nodes,
+            args.runs.max(1)
+        );
+        runs.push(devnet_run(&exe, &dir, args, &iters, &po2, t_seg)?);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let md = devnet_report(args, cores, base_secs, t_seg, &runs)?;
+    println!("{md}");
+    if let Some(path) = &args.markdown {
+        std::fs::write(path, &md).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One devnet run, as its client reported it.
+struct DevnetRun {
+    segments: u64,
+    /// Client start to verified receipt.
+    client_secs: f64,
+    /// The whole command: nodes start, prove, verify, stop.
+    wall_secs: f64,
+    execute: f64,
+    assemble: f64,
+    /// Per segment: first offer to verified result.
+    latency: Vec<f64>,
+    /// Per segment: the proving time its prover reported for it.
+    prove: Vec<f64>,
+}
+
+impl DevnetRun {
+    /// The job's critical path with `nodes` provers, from the provers' own timings of the segments they
+    /// proved in this run: execute + the longer of the slowest segment and an even share of all proving +
+    /// assemble. No schedule of these proofs on these nodes can finish sooner.
+    fn bound(&self, nodes: usize) -> f64 {
+        let slowest = self.prove.iter().copied().fold(0.0, f64::max);
+        let share = self.prove.iter().sum::<f64>() / nodes.max(1) as f64;
+        self.execute + slowest.max(share) + self.assemble
+    }
+    fn mean(v: &[f64]) -> f64 {
+        v.iter().sum::<f64>() / v.len().max(1) as f64
+    }
+}
+
+fn devnet_run(
+    exe: &std::path::Path,
+    dir: &std::path::Path,
+    args: &BenchDevnetArgs,
+    iters: &str,
+    po2: &str,
+    t_seg: f64,
+) -> anyhow::Result<DevnetRun> {
     let receipt = dir.join("devnet/receipt.bin");
+    let _ = std::fs::remove_dir_all(dir.join("devnet"));
     let t = Instant::now();
-    let mut cmd = Command::new(&exe);
+    let mut cmd = Command::new(exe);
     cmd.args([
         "devnet",
         "--threads-per-node",
@@ -367,9 +424,9 @@ fn devnet(args: &BenchDevnetArgs) -> anyhow::Result<ExitCode> {
         "--program",
         "sha-chain",
         "--iterations",
-        &iters,
+        iters,
         "--po2",
-        &po2,
+        po2,
     ])
     .arg("--nodes")
     .arg(args.nodes.to_string())
@@ -381,66 +438,77 @@ fn devnet(args: &BenchDevnetArgs) -> anyhow::Result<ExitCode> {
     }
     let status = cmd.status()?;
     anyhow::ensure!(status.success(), "the devnet run failed");
-    let devnet_wall = t.elapsed().as_secs_f64();
+    let wall_secs = t.elapsed().as_secs_f64();
     let s: serde_json::Value =
         serde_json::from_slice(&std::fs::read(receipt.with_extension("json"))?)?;
-    let _ = std::fs::remove_dir_all(&dir);
-
+    let floats = |v: &serde_json::Value| -> Vec<f64> {
+        match v {
+            serde_json::Value::Array(a) => a.iter().filter_map(|v| v.as_f64()).collect(),
+            serde_json::Value::Object(o) => o.values().filter_map(|v| v.as_f64()).collect(),
+            _ => Vec::new(),
+        }
+    };
+    let mut prove = floats(&s["segment_prove_secs"]);
     let segments = s["segments"].as_u64().unwrap_or(0);
-    let client_secs = s["total_secs"].as_f64().unwrap_or(0.0);
-    let execute = s["execute_secs"].as_f64().unwrap_or(0.0);
-    let assemble = s["assemble_secs"].as_f64().unwrap_or(0.0);
-    let lat: Vec<f64> = s["segment_latency_secs"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|v| v.as_f64()).collect())
-        .unwrap_or_default();
-    let mean_lat = lat.iter().sum::<f64>() / lat.len().max(1) as f64;
-    let waves = segments.div_ceil(args.nodes as u64) as f64;
-    let bound_n = execute + waves * t_seg + assemble;
-    let bound_inf = execute + t_seg + assemble;
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-
-    let mut md = String::new();
-    writeln!(md, "sha-chain x{}, po2 {}, {segments} segments; {} provers x 1 thread; machine: {cores} cores.\n", args.iterations, args.po2, args.nodes)?;
-    writeln!(md, "| measure | value |")?;
-    writeln!(md, "|---|---|")?;
-    writeln!(
-        md,
-        "| risc0 `prove()`, 1 thread (whole program) | {base_secs:.1} s |"
-    )?;
-    writeln!(
-        md,
-        "| Cairn devnet, client start to verified receipt | {client_secs:.1} s |"
-    )?;
-    writeln!(
-        md,
-        "| Cairn devnet, whole command (nodes start, prove, verify, stop) | {devnet_wall:.1} s |"
-    )?;
-    writeln!(
-        md,
-        "| **speedup** (risc0 1 thread / devnet client) | **{:.2}x** |",
-        base_secs / client_secs
-    )?;
-    writeln!(md, "| one segment proof, 1 thread | {t_seg:.1} s |")?;
-    writeln!(
-        md,
-        "| per-segment latency at the client (offer to verified), mean | {mean_lat:.1} s |"
-    )?;
-    writeln!(
-        md,
-        "| overhead per segment (latency - proof), share of proving time | {:.1} s ({:.0}%) |",
-        mean_lat - t_seg,
-        100.0 * (mean_lat - t_seg) / t_seg
-    )?;
-    writeln!(
-        md,
-        "| execute (client) / assemble + verify | {execute:.1} s / {assemble:.1} s |"
-    )?;
-    writeln!(md, "| critical-path bound, {} provers: execute + ceil(S/{}) x segment + assemble | {bound_n:.1} s (devnet is {:.2}x of it) |", args.nodes, args.nodes, client_secs / bound_n)?;
-    writeln!(md, "| critical-path bound, unlimited provers: execute + slowest segment + assemble | {bound_inf:.1} s |")?;
-    println!("{md}");
-    if let Some(path) = &args.markdown {
-        std::fs::write(path, &md).with_context(|| format!("writing {}", path.display()))?;
+    if prove.is_empty() {
+        // Provers that do not report their proving time: the separately measured sample stands in.
+        prove = vec![t_seg; segments as usize];
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(DevnetRun {
+        segments,
+        client_secs: s["total_secs"].as_f64().unwrap_or(0.0),
+        wall_secs,
+        execute: s["execute_secs"].as_f64().unwrap_or(0.0),
+        assemble: s["assemble_secs"].as_f64().unwrap_or(0.0),
+        latency: floats(&s["segment_latency_secs"]),
+        prove,
+    })
+}
+
+fn devnet_report(
+    args: &BenchDevnetArgs,
+    cores: usize,
+    base_secs: f64,
+    t_seg: f64,
+    runs: &[DevnetRun],
+) -> anyhow::Result<String> {
+    let n = args.nodes;
+    let mut md = String::new();
+    let segments = runs.first().map_or(0, |r| r.segments);
+    writeln!(md, "sha-chain x{}, po2 {}, {segments} segments; {n} provers x 1 thread; machine: {cores} cores; {} run(s).\n", args.iterations, args.po2, runs.len())?;
+    writeln!(md, "risc0 `prove()`, 1 thread, whole program: **{base_secs:.1} s**. One segment proved alone, 1 thread: {t_seg:.1} s.\n")?;
+    writeln!(md, "| run | client start to verified receipt | whole command | speedup over risc0 | provers' proving, per segment (min-max) | latency per segment, mean | overhead per segment (latency - own proof) | execute / assemble | bound: execute + max(slowest, all/{n}) + assemble | devnet / bound |")?;
+    writeln!(md, "|---|---|---|---|---|---|---|---|---|---|")?;
+    for (i, r) in runs.iter().enumerate() {
+        let (lo, hi) = r
+            .prove
+            .iter()
+            .fold((f64::MAX, 0.0f64), |(lo, hi), p| (lo.min(*p), hi.max(*p)));
+        let (lat, own) = (DevnetRun::mean(&r.latency), DevnetRun::mean(&r.prove));
+        let bound = r.bound(n);
+        writeln!(
+            md,
+            "| {} | {:.1} s | {:.1} s | {:.2}x | {lo:.1}-{hi:.1} s | {lat:.1} s | {:.1} s ({:.0}%) | {:.1} / {:.1} s | {bound:.1} s | {:.2}x |",
+            i + 1,
+            r.client_secs,
+            r.wall_secs,
+            base_secs / r.client_secs,
+            lat - own,
+            100.0 * (lat - own) / own.max(1e-9),
+            r.execute,
+            r.assemble,
+            r.client_secs / bound
+        )?;
+    }
+    if runs.len() > 1 {
+        let spread = |f: &dyn Fn(&DevnetRun) -> f64| {
+            let mut v: Vec<f64> = runs.iter().map(f).collect();
+            v.sort_by(f64::total_cmp);
+            (v[0], v[v.len() / 2], v[v.len() - 1])
+        };
+        let (a, b, c) = spread(&|r| r.client_secs);
+        let (d, e, f) = spread(&|r| r.client_secs / r.bound(n));
+        writeln!(md, "\nOver {} runs: client time {a:.1} / {b:.1} / {c:.1} s (min / median / max); devnet over its bound {d:.2} / {e:.2} / {f:.2}x.", runs.len())?;
+    }
+    Ok(md)
 }

@@ -34,6 +34,8 @@ struct NetworkSummary {
     proved_by: std::collections::BTreeMap<String, u32>,
     execute_secs: f64,
     segment_latency_secs: Vec<f64>,
+    /// The proving time each segment's prover reported (by segment index).
+    segment_prove_secs: std::collections::BTreeMap<u32, f64>,
     assemble_secs: f64,
     total_secs: f64,
     aggregation: &'static str,
@@ -159,6 +161,7 @@ pub fn run(args: &ProveArgs) -> anyhow::Result<ExitCode> {
         proved_by: proof.proved_by.clone(),
         execute_secs: proof.execute_secs,
         segment_latency_secs: proof.segment_latency_secs.clone(),
+        segment_prove_secs: proof.segment_prove_secs.clone(),
         assemble_secs: proof.assemble_secs,
         total_secs: proof.total_secs,
         aggregation: aggregation_name(proof.aggregation),
