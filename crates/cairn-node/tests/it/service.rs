@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use crate::support::{init_tracing, start_prover, ProverOpts};
 use cairn_backend::fake::FakeBackend;
-use cairn_net::protocol::{ErrorCode, NodeCapacity, NodeStatus, Request, Response, TaskResult};
+use cairn_net::protocol::{
+    ErrorCode, NodeCapacity, NodeStatus, Offer, Request, Response, TaskResult,
+};
 use cairn_net::{BlobRef, Event, Network, Retention};
 use cairn_node::coordinator::{JobRequest, JobSettings, NetworkProof, Service, ServiceConfig};
 use cairn_node::prover::Misbehave;
@@ -69,6 +71,72 @@ async fn prove(
         .await
         .expect("the job ended in time")
         .expect("the service answered")
+}
+
+/// A bare libp2p peer posing as a prover: it answers `Status` with one slot of `cycles_per_sec` and declines
+/// offers as busy, except that with `accept_first` it takes the first offer it gets and passes it to the test
+/// through the returned channel. Anything else it acknowledges.
+async fn posing_prover(
+    dir: &Path,
+    name: &str,
+    cycles_per_sec: u64,
+    accept_first: bool,
+) -> (
+    cairn_net::Client,
+    tokio::sync::mpsc::UnboundedReceiver<Offer>,
+) {
+    let (peer, mut events, event_loop) = Network::new(cairn_net::Config::loopback(dir.join(name)))
+        .await
+        .unwrap();
+    tokio::spawn(event_loop.run());
+    let (offers, offered) = tokio::sync::mpsc::unbounded_channel();
+    let reason = format!("busy: {name}");
+    tokio::spawn(async move {
+        let mut taken = !accept_first;
+        let mut holding = false;
+        while let Some(ev) = events.recv().await {
+            if let Event::InboundRequest {
+                request, responder, ..
+            } = ev
+            {
+                responder.respond(match request {
+                    Request::Status => Response::Status(NodeStatus {
+                        capacity: NodeCapacity {
+                            memory_bytes: 4 << 30,
+                            max_po2: 18,
+                            cycles_per_sec,
+                            slots: 1,
+                            recursion: false,
+                        },
+                        free_slots: u32::from(!holding),
+                        benchmark: None,
+                    }),
+                    Request::Offer(offer) if !taken => {
+                        (taken, holding) = (true, true);
+                        let _ = offers.send(offer);
+                        Response::Accept
+                    }
+                    Request::Offer(_) => Response::Decline {
+                        reason: reason.clone(),
+                        kind: Some(cairn_net::protocol::DeclineKind::Busy),
+                    },
+                    _ => Response::Ack,
+                });
+            }
+        }
+    });
+    (peer, offered)
+}
+
+/// A `Result` for `task` of `job` delivering `receipt`, signed by `peer`.
+fn signed_result(peer: &cairn_net::Client, job: u64, task: u32, receipt: BlobRef) -> Request {
+    Request::Result(TaskResult {
+        job,
+        task,
+        receipt,
+        prover_signature: peer.sign(&TaskResult::signing_bytes(job, task, &receipt)),
+        prove_ms: None,
+    })
 }
 
 fn ledger(dir: &Path) -> Vec<(String, String, Option<String>)> {
@@ -332,38 +400,7 @@ async fn item10_a_result_from_a_peer_not_given_the_task_is_refused_before_it_is_
         .unwrap();
 
     // An intruder joins as a prover (it answers Status with a capacity) and declines every offer.
-    let (intruder, mut events, event_loop) =
-        Network::new(cairn_net::Config::loopback(dir.path().join("intruder")))
-            .await
-            .unwrap();
-    tokio::spawn(event_loop.run());
-    tokio::spawn(async move {
-        while let Some(ev) = events.recv().await {
-            if let Event::InboundRequest {
-                request, responder, ..
-            } = ev
-            {
-                responder.respond(match request {
-                    Request::Status => Response::Status(NodeStatus {
-                        capacity: NodeCapacity {
-                            memory_bytes: 4 << 30,
-                            max_po2: 18,
-                            cycles_per_sec: 2_000_000,
-                            slots: 1,
-                            recursion: false,
-                        },
-                        free_slots: 1,
-                        benchmark: None,
-                    }),
-                    Request::Offer(_) => Response::Decline {
-                        reason: "busy: an intruder".into(),
-                        kind: Some(cairn_net::protocol::DeclineKind::Busy),
-                    },
-                    _ => Response::Ack,
-                });
-            }
-        }
-    });
+    let (intruder, _) = posing_prover(dir.path(), "intruder", 2_000_000, false).await;
     let service_peer = intruder.dial(addr.parse().unwrap()).await.unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let bytes = b"somebody else's receipt".to_vec();
@@ -372,13 +409,7 @@ async fn item10_a_result_from_a_peer_not_given_the_task_is_refused_before_it_is_
         .publish_blob(bytes, Retention::Pinned)
         .await
         .unwrap();
-    let result = Request::Result(TaskResult {
-        job: handle.id.0,
-        task: 0,
-        receipt,
-        prover_signature: intruder.sign(&TaskResult::signing_bytes(handle.id.0, 0, &receipt)),
-        prove_ms: None,
-    });
+    let result = signed_result(&intruder, handle.id.0, 0, receipt);
     let answer = intruder.request(service_peer, &result).await;
     match answer {
         Err(cairn_net::NetError::Remote { reply, .. }) => {
@@ -436,61 +467,14 @@ async fn a_prover_answers_a_task_once_and_a_flood_of_results_is_refused_unfetche
         .unwrap();
 
     // The flooder joins as a prover and accepts the first offer it gets; the rest it declines.
-    let (flooder, mut events, event_loop) =
-        Network::new(cairn_net::Config::loopback(dir.path().join("flooder")))
-            .await
-            .unwrap();
-    tokio::spawn(event_loop.run());
-    let (offers, mut offered) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut taken = false;
-        while let Some(ev) = events.recv().await {
-            if let Event::InboundRequest {
-                request, responder, ..
-            } = ev
-            {
-                responder.respond(match request {
-                    Request::Status => Response::Status(NodeStatus {
-                        capacity: NodeCapacity {
-                            memory_bytes: 4 << 30,
-                            max_po2: 18,
-                            cycles_per_sec: 50_000_000,
-                            slots: 1,
-                            recursion: false,
-                        },
-                        free_slots: u32::from(!taken),
-                        benchmark: None,
-                    }),
-                    Request::Offer(offer) if !taken => {
-                        taken = true;
-                        let _ = offers.send(offer);
-                        Response::Accept
-                    }
-                    Request::Offer(_) => Response::Decline {
-                        reason: "busy: a flooder".into(),
-                        kind: Some(cairn_net::protocol::DeclineKind::Busy),
-                    },
-                    _ => Response::Ack,
-                });
-            }
-        }
-    });
+    let (flooder, mut offered) = posing_prover(dir.path(), "flooder", 50_000_000, true).await;
     let service_peer = flooder.dial(addr.parse().unwrap()).await.unwrap();
     let offer = tokio::time::timeout(Duration::from_secs(30), offered.recv())
         .await
         .expect("the flooder got no offer")
         .unwrap();
-    let result_for = |bytes: &[u8]| {
-        let receipt = BlobRef::of(bytes);
-        Request::Result(TaskResult {
-            job: offer.job,
-            task: offer.task,
-            receipt,
-            prover_signature: flooder
-                .sign(&TaskResult::signing_bytes(offer.job, offer.task, &receipt)),
-            prove_ms: None,
-        })
-    };
+    let result_for =
+        |bytes: &[u8]| signed_result(&flooder, offer.job, offer.task, BlobRef::of(bytes));
     let first = b"not a receipt at all".to_vec();
     flooder
         .publish_blob(first.clone(), Retention::Pinned)
@@ -645,20 +629,7 @@ async fn a_client_flooded_by_hostile_peers_still_proves_at_normal_speed() {
                         .map(|_| ()),
                     2 => peer.request(target, &Request::Status).await.map(|_| ()),
                     3 => peer
-                        .request(
-                            target,
-                            &Request::Result(TaskResult {
-                                job: i % 3,
-                                task: 0,
-                                receipt: junk,
-                                prover_signature: peer.sign(&TaskResult::signing_bytes(
-                                    i % 3,
-                                    0,
-                                    &junk,
-                                )),
-                                prove_ms: Some(1),
-                            }),
-                        )
+                        .request(target, &signed_result(&peer, i % 3, 0, junk))
                         .await
                         .map(|_| ()),
                     4 => peer
