@@ -42,6 +42,7 @@ mod error;
 mod identity;
 mod network;
 pub mod protocol;
+mod reach;
 mod store;
 mod transfer;
 
@@ -50,6 +51,7 @@ pub use error::{NetError, StoreError};
 pub use identity::Identity;
 pub use libp2p::{Multiaddr, PeerId};
 pub use network::{Client, Config, ConnectionLimits, Event, EventLoop, Network, Responder, Topic};
+pub use reach::{Reachability, ReachabilityStatus, RelayServerConfig, RelayState};
 pub use store::{BlobStore, Manifest, Retention, StoreConfig};
 pub use transfer::{FetchedBlob, TransferConfig, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE};
 #[doc(hidden)]

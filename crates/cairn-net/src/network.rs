@@ -8,13 +8,14 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
+use libp2p::core::transport::ListenerId;
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
 use libp2p::{
-    connection_limits, gossipsub, identify, kad, mdns, noise, ping, tcp, yamux, Multiaddr, PeerId,
-    StreamProtocol, Swarm,
+    autonat, connection_limits, dcutr, gossipsub, identify, kad, mdns, noise, ping, relay, tcp,
+    yamux, Multiaddr, PeerId, StreamProtocol, Swarm,
 };
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
@@ -25,6 +26,10 @@ use crate::error::NetError;
 use crate::identity::{self, Identity};
 use crate::protocol::{
     self, limits, CapacityAnnouncement, ErrorCode, ErrorReply, JobAnnouncement, Request, Response,
+};
+use crate::reach::{
+    self, addr_is_relayed, Backoff, Reachability, ReachabilityStatus, Redialer, RelayServerConfig,
+    RelayState,
 };
 use crate::store::{BlobStore, Retention, StoreConfig};
 use crate::transfer::{self, FetchedBlob, Fetcher, TestHooks, TransferConfig};
@@ -81,7 +86,9 @@ impl Default for ConnectionLimits {
     fn default() -> Self {
         Self {
             max_established: 128,
-            max_per_peer: 2,
+            // A relayed and a direct connection (after hole punching) to the same peer, plus the brief
+            // extra one of a simultaneous dial.
+            max_per_peer: 4,
             max_pending_incoming: 32,
             max_pending_outgoing: 32,
         }
@@ -95,8 +102,27 @@ pub struct Config {
     pub identity: Identity,
     /// Listen addresses, e.g. `/ip4/0.0.0.0/tcp/4011` and `/ip4/0.0.0.0/udp/4011/quic-v1`.
     pub listen: Vec<Multiaddr>,
-    /// Peers to dial at start; each address must end in `/p2p/<peer id>`.
+    /// Peers to dial at start and stay connected to (redialled with backoff whenever the connection drops);
+    /// each address must end in `/p2p/<peer id>`.
     pub bootstrap: Vec<Multiaddr>,
+    /// How this node decides which addresses to advertise (see [`Reachability`]).
+    pub reachability: Reachability,
+    /// Addresses others can dial this node at, known to the operator (a forwarded port, a public IP);
+    /// advertised as they are.
+    pub external_addrs: Vec<Multiaddr>,
+    /// Relays to hold a reservation on (each ending in `/p2p/<relay peer id>`), so this node is dialable at
+    /// `<relay>/p2p-circuit/p2p/<me>` from behind NAT. Kept connected like bootstrap peers.
+    pub relays: Vec<Multiaddr>,
+    /// Serve as a circuit relay for nodes behind NAT (a public node), with these limits.
+    pub relay_server: Option<RelayServerConfig>,
+    /// Let AutoNAT count private and documentation ranges (192.168/16, 203.0.113/24, ...) as reachable:
+    /// for networks that are all on one LAN, and the NAT test lab.
+    pub autonat_private_ips: bool,
+    /// Ping interval: keeps NAT entries alive; a connection whose ping fails is closed (and redialled if
+    /// it was a bootstrap peer or relay).
+    pub ping_interval: Duration,
+    /// Longest wait between redials of a bootstrap peer or relay.
+    pub redial_max_backoff: Duration,
     /// Discover peers on the LAN with mDNS.
     pub mdns: bool,
     /// Run Kademlia (peer discovery through the bootstrap peers).
@@ -140,6 +166,13 @@ impl Config {
                     .expect("valid multiaddr"),
             ],
             bootstrap: Vec::new(),
+            reachability: Reachability::Auto,
+            external_addrs: Vec::new(),
+            relays: Vec::new(),
+            relay_server: None,
+            autonat_private_ips: false,
+            ping_interval: Duration::from_secs(15),
+            redial_max_backoff: Duration::from_secs(30),
             mdns: true,
             kademlia: true,
             store_dir,
@@ -149,7 +182,7 @@ impl Config {
             request_timeout: Duration::from_secs(30),
             max_concurrent_requests: 64,
             gossip_heartbeat: Duration::from_secs(1),
-            idle_connection_timeout: Duration::from_secs(60),
+            idle_connection_timeout: Duration::from_secs(120),
             event_buffer: 1024,
             test_hooks: TestHooks::default(),
         }
@@ -167,6 +200,8 @@ impl Config {
                 .expect("valid multiaddr"),
         ];
         c.mdns = false;
+        // Loopback addresses are reachable from the same machine: advertise them.
+        c.reachability = Reachability::Public;
         c.gossip_heartbeat = Duration::from_millis(100);
         c
     }
@@ -178,6 +213,10 @@ struct Behaviour {
     limits: connection_limits::Behaviour,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
+    relay_client: relay::client::Behaviour,
+    relay: Toggle<relay::Behaviour>,
+    dcutr: dcutr::Behaviour,
+    autonat: Toggle<autonat::Behaviour>,
     kad: Toggle<kad::Behaviour<kad::store::MemoryStore>>,
     mdns: Toggle<mdns::tokio::Behaviour>,
     gossipsub: gossipsub::Behaviour,
@@ -308,6 +347,12 @@ enum Command {
         id: BlobId,
         reply: oneshot::Sender<Result<Vec<PeerId>, NetError>>,
     },
+    Advertised {
+        reply: oneshot::Sender<Vec<Multiaddr>>,
+    },
+    Reachability {
+        reply: oneshot::Sender<ReachabilityStatus>,
+    },
     Shutdown,
 }
 
@@ -338,7 +383,9 @@ impl Network {
             )
             .map_err(|e| NetError::Setup(e.to_string()))?
             .with_quic()
-            .with_behaviour(move |key| build_behaviour(key, &cfg))
+            .with_relay_client(noise::Config::new, yamux::Config::default)
+            .map_err(|e| NetError::Setup(e.to_string()))?
+            .with_behaviour(move |key, relay_client| build_behaviour(key, relay_client, &cfg))
             .map_err(|e| NetError::Setup(e.to_string()))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_connection_timeout))
             .build();
@@ -418,15 +465,60 @@ impl Network {
             });
         }
 
-        let mut bootstrapped = false;
-        for addr in &config.bootstrap {
+        // What this node advertises: the operator's external addresses, and its listen addresses where it
+        // is said to be public. Behind NAT, AutoNAT and relay reservations add the rest as they are confirmed.
+        for addr in &config.external_addrs {
+            swarm.add_external_address(addr.clone());
+        }
+        let explicit_loopback = config.listen.iter().any(reach::is_loopback);
+        for addr in &listen_addrs {
+            if advertise_listen_addr(config.reachability, explicit_loopback, addr) {
+                swarm.add_external_address(addr.clone());
+            }
+        }
+
+        let mut redialer = Redialer::new(
+            Backoff {
+                first: Duration::from_secs(1),
+                max: config.redial_max_backoff.max(Duration::from_secs(1)),
+            },
+            u64::from_le_bytes(
+                local_peer_id.to_bytes()[2..10]
+                    .try_into()
+                    .expect("a peer id has more than 10 bytes"),
+            ),
+        );
+        let mut relays = HashMap::new();
+        for addr in &config.relays {
             let peer = peer_of(addr).ok_or_else(|| NetError::AddressWithoutPeerId(addr.clone()))?;
+            relays.insert(
+                peer,
+                RelaySlot {
+                    addr: addr.clone(),
+                    listener: None,
+                    reserved: false,
+                    reserved_at: None,
+                },
+            );
+        }
+        let mut bootstrapped = false;
+        for addr in config.bootstrap.iter().chain(&config.relays) {
+            let peer = peer_of(addr).ok_or_else(|| NetError::AddressWithoutPeerId(addr.clone()))?;
+            if redialer.is_kept(&peer) {
+                continue;
+            }
+            redialer.keep(peer, addr.clone());
             if let Some(kad) = swarm.behaviour_mut().kad.as_mut() {
                 kad.add_address(&peer, addr.clone());
                 bootstrapped = true;
             }
+            if let Some(autonat) = swarm.behaviour_mut().autonat.as_mut() {
+                // Bootstrap peers and relays are the natural servers for this node's dial-back probes.
+                autonat.add_server(peer, Some(addr.clone()));
+            }
             if let Err(e) = swarm.dial(addr.clone()) {
                 tracing::warn!(target: "cairn_net", %addr, error = %e, "could not dial bootstrap peer");
+                redialer.lost(&peer, std::time::Instant::now());
             }
         }
         if bootstrapped {
@@ -468,6 +560,21 @@ impl Network {
             pending_providers: HashMap::new(),
             serve: Some((incoming, store, config.transfer, config.test_hooks)),
             dropped_events: 0,
+            reachability: config.reachability,
+            explicit_loopback,
+            operator_addrs: config.external_addrs.clone(),
+            redialer,
+            relays,
+            relayed: HashMap::new(),
+            is_relay_server: config.relay_server.is_some(),
+            inbound: HashMap::new(),
+            closing: Vec::new(),
+            nat: if config.reachability == Reachability::Private {
+                "off".into()
+            } else {
+                "unknown".into()
+            },
+            punches: (0, 0),
         };
         Ok((client, event_rx, event_loop))
     }
@@ -475,6 +582,7 @@ impl Network {
 
 fn build_behaviour(
     key: &libp2p::identity::Keypair,
+    relay_client: relay::client::Behaviour,
     config: &Config,
 ) -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
     let peer_id = key.public().to_peer_id();
@@ -488,7 +596,9 @@ fn build_behaviour(
     );
     let identify = identify::Behaviour::new(
         identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public())
-            .with_agent_version(format!("cairn-net/{}", env!("CARGO_PKG_VERSION"))),
+            .with_agent_version(format!("cairn-net/{}", env!("CARGO_PKG_VERSION")))
+            // Behind NAT, listen addresses are private: tell peers only the confirmed external ones.
+            .with_hide_listen_addrs(config.reachability != Reachability::Public),
     );
     let kad = config.kademlia.then(|| {
         let mut k = kad::Behaviour::with_config(
@@ -496,7 +606,14 @@ fn build_behaviour(
             kad::store::MemoryStore::new(peer_id),
             kad::Config::new(KAD_PROTOCOL),
         );
-        k.set_mode(Some(kad::Mode::Server));
+        // Public: serve the DHT at once. Otherwise kad serves only once an external address is confirmed
+        // (AutoNAT, a relay reservation), so a node behind NAT does not enter others' routing tables with
+        // addresses nobody can dial.
+        k.set_mode(match config.reachability {
+            Reachability::Public => Some(kad::Mode::Server),
+            Reachability::Auto => None,
+            Reachability::Private => Some(kad::Mode::Client),
+        });
         k
     });
     let mdns = if config.mdns {
@@ -527,10 +644,33 @@ fn build_behaviour(
             .with_request_timeout(config.request_timeout)
             .with_max_concurrent_streams(config.max_concurrent_requests),
     );
+    let autonat = (config.reachability != Reachability::Private).then(|| {
+        autonat::Behaviour::new(
+            peer_id,
+            autonat::Config {
+                boot_delay: Duration::from_secs(2),
+                retry_interval: Duration::from_secs(20),
+                refresh_interval: Duration::from_secs(300),
+                only_global_ips: !config.autonat_private_ips,
+                ..autonat::Config::default()
+            },
+        )
+    });
     Ok(Behaviour {
         limits,
         identify,
-        ping: ping::Behaviour::default(),
+        ping: ping::Behaviour::new(
+            ping::Config::new()
+                .with_interval(config.ping_interval)
+                .with_timeout((config.ping_interval * 2 / 3).max(Duration::from_secs(5))),
+        ),
+        relay_client,
+        relay: config
+            .relay_server
+            .map(|r| relay::Behaviour::new(peer_id, r.to_libp2p()))
+            .into(),
+        dcutr: dcutr::Behaviour::new(peer_id),
+        autonat: autonat.into(),
         kad: kad.into(),
         mdns: mdns.into(),
         gossipsub,
@@ -615,13 +755,34 @@ impl Client {
         self.call(|reply| Command::Disconnect { peer, reply }).await
     }
 
-    /// Publishes this node's capacity on [`Topic::Capacity`].
+    /// Publishes this node's capacity on [`Topic::Capacity`], with the addresses it advertises in place of
+    /// `announcement.addrs` (so a client that hears of it through other peers can dial it).
     pub async fn publish_capacity(
         &self,
         announcement: &CapacityAnnouncement,
     ) -> Result<(), NetError> {
-        self.publish_raw(Topic::Capacity, protocol::encode(announcement)?)
+        let mut announcement = announcement.clone();
+        announcement.addrs = self
+            .advertised_addrs()
+            .await?
+            .into_iter()
+            .map(|a| a.to_string())
+            .filter(|a| a.len() <= protocol::limits::MAX_ADDR_LEN)
+            .take(protocol::limits::MAX_ADDRS)
+            .collect();
+        self.publish_raw(Topic::Capacity, protocol::encode(&announcement)?)
             .await
+    }
+
+    /// Addresses this node advertises: the ones others can dial (confirmed external addresses and relay
+    /// circuits), each ending in `/p2p/<local peer id>`. Empty for a node behind NAT with no relay.
+    pub async fn advertised_addrs(&self) -> Result<Vec<Multiaddr>, NetError> {
+        self.call(|reply| Command::Advertised { reply }).await
+    }
+
+    /// Where this node stands: what it advertises, its relay reservations, AutoNAT's verdict, hole punches.
+    pub async fn reachability(&self) -> Result<ReachabilityStatus, NetError> {
+        self.call(|reply| Command::Reachability { reply }).await
     }
 
     /// Publishes a job on [`Topic::Jobs`].
@@ -754,6 +915,66 @@ pub struct EventLoop {
         TestHooks,
     )>,
     dropped_events: u64,
+    reachability: Reachability,
+    /// The node was told to listen on a loopback address (see [`advertise_listen_addr`]).
+    explicit_loopback: bool,
+    /// External addresses the operator gave (never withdrawn on an AutoNAT verdict).
+    operator_addrs: Vec<Multiaddr>,
+    /// Bootstrap peers and relays: redialled whenever their connection drops.
+    redialer: Redialer,
+    relays: HashMap<PeerId, RelaySlot>,
+    /// Open relayed connections per peer (closed a little after a hole punch succeeds).
+    relayed: HashMap<PeerId, Vec<ConnectionId>>,
+    /// This node relays for others.
+    is_relay_server: bool,
+    /// A relay's inbound direct connections per peer, with their remote addresses (see `replace_moved`).
+    inbound: HashMap<PeerId, Vec<(ConnectionId, Multiaddr)>>,
+    /// Relayed connections to close, and when.
+    closing: Vec<(std::time::Instant, ConnectionId)>,
+    /// AutoNAT's verdict: `unknown`, `public`, `private` or `off`.
+    nat: String,
+    /// Hole punches (succeeded, failed).
+    punches: (u64, u64),
+}
+
+/// A relay this node reserves a slot on.
+#[derive(Debug)]
+struct RelaySlot {
+    addr: Multiaddr,
+    listener: Option<ListenerId>,
+    reserved: bool,
+    reserved_at: Option<u64>,
+}
+
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// How long a relayed connection stays open after a hole punch to the same peer succeeded: requests and
+/// blob streams already on it finish, new ones go direct.
+const CLOSE_RELAYED_AFTER_PUNCH: Duration = Duration::from_secs(3);
+
+/// Whether a listen address is advertised as soon as it is bound: always where the node is public; in
+/// `Auto` mode a non-private IP (a host with a public address on its interface is not behind NAT), or a
+/// loopback address the node was told to listen on (a devnet on one machine), the rest waiting for an
+/// AutoNAT dial-back; never in `Private` mode.
+fn advertise_listen_addr(mode: Reachability, explicit_loopback: bool, addr: &Multiaddr) -> bool {
+    let concrete = !addr.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_unspecified(),
+        Protocol::Ip6(ip) => ip.is_unspecified(),
+        _ => false,
+    });
+    concrete
+        && !addr_is_relayed(addr)
+        && match mode {
+            Reachability::Public => true,
+            Reachability::Auto => {
+                !reach::is_private_ip(addr) || (explicit_loopback && reach::is_loopback(addr))
+            }
+            Reachability::Private => false,
+        }
 }
 
 impl std::fmt::Debug for EventLoop {
@@ -777,9 +998,12 @@ impl EventLoop {
         let server = self.serve.take().map(|(incoming, store, cfg, hooks)| {
             tokio::spawn(transfer::serve_loop(incoming, store, cfg, hooks).in_current_span())
         });
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                _ = tick.tick() => self.on_tick(),
                 command = self.commands.recv() => match command {
                     Some(Command::Shutdown) | None => break,
                     Some(c) => self.on_command(c),
@@ -925,7 +1149,128 @@ impl EventLoop {
                     self.pending_providers.insert(query, reply);
                 }
             },
+            Command::Advertised { reply } => {
+                let _ = reply.send(self.advertised());
+            }
+            Command::Reachability { reply } => {
+                let relayed_connections = self.relayed.values().map(Vec::len).sum();
+                let _ = reply.send(ReachabilityStatus {
+                    mode: self.reachability.to_string(),
+                    nat: self.nat.clone(),
+                    advertised: self.advertised().iter().map(|a| a.to_string()).collect(),
+                    relays: self
+                        .relays
+                        .iter()
+                        .map(|(peer, slot)| RelayState {
+                            peer: peer.to_string(),
+                            addr: slot.addr.to_string(),
+                            reserved: slot.reserved,
+                            reserved_at: slot.reserved_at,
+                        })
+                        .collect(),
+                    connected_peers: self.swarm.connected_peers().count(),
+                    relayed_connections,
+                    hole_punches: self.punches,
+                });
+            }
             Command::Shutdown => {}
+        }
+    }
+
+    /// The addresses this node advertises (its confirmed external addresses), with its peer id.
+    fn advertised(&self) -> Vec<Multiaddr> {
+        let me = *self.swarm.local_peer_id();
+        let mut out: Vec<Multiaddr> = Vec::new();
+        for a in self.swarm.external_addresses() {
+            let a = with_peer(a.clone(), me);
+            if !out.contains(&a) {
+                out.push(a);
+            }
+        }
+        out
+    }
+
+    /// Timers: redials that are due, relayed connections to close after a hole punch.
+    fn on_tick(&mut self) {
+        let now = std::time::Instant::now();
+        for (peer, addr) in self.redialer.due(now) {
+            if self.swarm.is_connected(&peer) {
+                self.redialer.connected(&peer);
+                continue;
+            }
+            tracing::info!(target: "cairn_net", %peer, %addr, "redialling");
+            if let Err(e) = self.swarm.dial(addr.clone()) {
+                tracing::debug!(target: "cairn_net", %peer, %addr, error = %e, "redial refused");
+                self.redialer.lost(&peer, now);
+            }
+        }
+        let (due, later): (Vec<_>, Vec<_>) = self.closing.drain(..).partition(|(at, _)| *at <= now);
+        self.closing = later;
+        for (_, connection) in due {
+            tracing::debug!(target: "cairn_net", ?connection, "closing the relayed connection: a direct one exists");
+            self.swarm.close_connection(connection);
+        }
+    }
+
+    /// Remembers where an announcing peer says it can be dialled. Only addresses of the author itself (the
+    /// announcement is signed by it), so nobody can point others at a third party.
+    fn learn_addrs(&mut self, from: PeerId, addrs: &[String]) {
+        if from == *self.swarm.local_peer_id() {
+            return;
+        }
+        for a in addrs {
+            let Ok(addr) = a.parse::<Multiaddr>() else {
+                continue;
+            };
+            // The address must name the author as its final peer (a relay circuit names the relay first).
+            let last = addr.iter().filter_map(|p| match p {
+                Protocol::P2p(id) => Some(id),
+                _ => None,
+            });
+            if last.last() != Some(from) {
+                continue;
+            }
+            self.swarm.add_peer_address(from, addr);
+        }
+    }
+
+    /// A relay's view of a node that moved: a new connection from it arrives from another IP while the old
+    /// one, from an address the node no longer has, looks open until its pings time out. Circuits to the node
+    /// could be routed over the dead one, so it is closed now.
+    fn replace_moved(&mut self, peer: PeerId, connection: ConnectionId, remote: Multiaddr) {
+        let ip = |a: &Multiaddr| {
+            a.iter().find_map(|p| match p {
+                Protocol::Ip4(ip) => Some(std::net::IpAddr::V4(ip)),
+                Protocol::Ip6(ip) => Some(std::net::IpAddr::V6(ip)),
+                _ => None,
+            })
+        };
+        let new_ip = ip(&remote);
+        let conns = self.inbound.entry(peer).or_default();
+        for (old, addr) in conns.iter() {
+            if ip(addr) != new_ip {
+                tracing::info!(target: "cairn_net", %peer, old = %addr, new = %remote, "node moved: closing its old connection");
+                self.swarm.close_connection(*old);
+            }
+        }
+        conns.retain(|(_, addr)| ip(addr) == new_ip);
+        conns.push((connection, remote));
+    }
+
+    /// Reserves a slot on `relay` (listening on its circuit address) unless one is held or pending.
+    fn reserve_on(&mut self, relay: PeerId) {
+        let Some(slot) = self.relays.get_mut(&relay) else {
+            return;
+        };
+        if slot.listener.is_some() {
+            return;
+        }
+        let circuit = slot.addr.clone().with(Protocol::P2pCircuit);
+        match self.swarm.listen_on(circuit.clone()) {
+            Ok(id) => slot.listener = Some(id),
+            Err(e) => {
+                tracing::warn!(target: "cairn_net", %relay, addr = %circuit, error = %e, "could not reserve on relay")
+            }
         }
     }
 
@@ -933,18 +1278,68 @@ impl EventLoop {
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 let me = *self.swarm.local_peer_id();
+                if advertise_listen_addr(self.reachability, self.explicit_loopback, &address) {
+                    self.swarm.add_external_address(address.clone());
+                }
+                if addr_is_relayed(&address) {
+                    tracing::info!(target: "cairn_net", %address, "reachable through a relay");
+                }
                 self.listen_addrs.push(address.clone());
                 self.emit(Event::Listening {
                     address: with_peer(address, me),
                 });
             }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                // An interface went away (the machine moved to another network): stop advertising it.
+                self.listen_addrs.retain(|a| a != &address);
+                if !self.operator_addrs.contains(&address) {
+                    self.swarm.remove_external_address(&address);
+                }
+                // Connections from the old address are dead though they look open until their pings time
+                // out; drop the ones to bootstrap peers and relays now so they are redialled from the new one.
+                if !addr_is_relayed(&address) && !reach::is_loopback(&address) {
+                    let kept: Vec<PeerId> = self
+                        .swarm
+                        .connected_peers()
+                        .filter(|p| self.redialer.is_kept(p))
+                        .copied()
+                        .collect();
+                    for peer in kept {
+                        tracing::info!(target: "cairn_net", %peer, %address, "address gone: reconnecting");
+                        let _ = self.swarm.disconnect_peer_id(peer);
+                    }
+                }
+            }
+            SwarmEvent::ListenerClosed { listener_id, .. } => {
+                for (relay, slot) in &mut self.relays {
+                    if slot.listener == Some(listener_id) {
+                        tracing::info!(target: "cairn_net", %relay, "relay reservation lost; renewed when the relay is back");
+                        slot.listener = None;
+                        slot.reserved = false;
+                    }
+                }
+            }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
                 num_established,
                 endpoint,
+                connection_id,
                 ..
             } => {
                 tracing::debug!(target: "cairn_net", peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
+                self.redialer.connected(&peer_id);
+                if addr_is_relayed(endpoint.get_remote_address()) {
+                    self.relayed.entry(peer_id).or_default().push(connection_id);
+                } else if self.is_relay_server && endpoint.is_listener() {
+                    self.replace_moved(
+                        peer_id,
+                        connection_id,
+                        endpoint.get_remote_address().clone(),
+                    );
+                }
+                if self.relays.contains_key(&peer_id) {
+                    self.reserve_on(peer_id);
+                }
                 for reply in self.pending_dials.remove(&peer_id).unwrap_or_default() {
                     let _ = reply.send(Ok(()));
                 }
@@ -954,15 +1349,36 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established: 0,
+                num_established,
+                connection_id,
                 ..
-            } => self.emit(Event::PeerDisconnected { peer: peer_id }),
+            } => {
+                if let Some(conns) = self.inbound.get_mut(&peer_id) {
+                    conns.retain(|(c, _)| *c != connection_id);
+                    if conns.is_empty() {
+                        self.inbound.remove(&peer_id);
+                    }
+                }
+                if let Some(conns) = self.relayed.get_mut(&peer_id) {
+                    conns.retain(|c| *c != connection_id);
+                    if conns.is_empty() {
+                        self.relayed.remove(&peer_id);
+                    }
+                }
+                if num_established == 0 {
+                    self.redialer.lost(&peer_id, std::time::Instant::now());
+                    self.emit(Event::PeerDisconnected { peer: peer_id });
+                }
+            }
             SwarmEvent::OutgoingConnectionError {
                 peer_id: Some(peer),
                 error,
                 ..
             } => {
                 tracing::debug!(target: "cairn_net", %peer, %error, "outgoing connection failed");
+                if !self.swarm.is_connected(&peer) {
+                    self.redialer.lost(&peer, std::time::Instant::now());
+                }
                 for reply in self.pending_dials.remove(&peer).unwrap_or_default() {
                     let _ = reply.send(Err(NetError::Dial {
                         peer,
@@ -1027,6 +1443,69 @@ impl EventLoop {
             }
             BehaviourEvent::Gossipsub(event) => self.on_gossip(event),
             BehaviourEvent::Tasks(event) => self.on_request_response(event),
+            BehaviourEvent::Ping(ping::Event {
+                peer,
+                connection,
+                result: Err(error),
+            }) => {
+                // A connection that cannot carry a ping is dead (an uplink down, a router that forgot the NAT
+                // entry); close it now rather than at TCP's timeout, so it is redialled.
+                tracing::info!(target: "cairn_net", %peer, %error, "ping failed; closing the connection");
+                self.swarm.close_connection(connection);
+            }
+            BehaviourEvent::RelayClient(relay::client::Event::ReservationReqAccepted {
+                relay_peer_id,
+                renewal,
+                ..
+            }) => {
+                if let Some(slot) = self.relays.get_mut(&relay_peer_id) {
+                    slot.reserved = true;
+                    slot.reserved_at = Some(unix_secs());
+                }
+                if !renewal {
+                    tracing::info!(target: "cairn_net", relay = %relay_peer_id, "reservation accepted by relay");
+                }
+            }
+            BehaviourEvent::Dcutr(dcutr::Event {
+                remote_peer_id,
+                result,
+            }) => match result {
+                Ok(_) => {
+                    self.punches.0 += 1;
+                    tracing::info!(target: "cairn_net", peer = %remote_peer_id, "hole punch succeeded: direct connection");
+                    let at = std::time::Instant::now() + CLOSE_RELAYED_AFTER_PUNCH;
+                    for c in self.relayed.get(&remote_peer_id).into_iter().flatten() {
+                        self.closing.push((at, *c));
+                    }
+                }
+                Err(error) => {
+                    self.punches.1 += 1;
+                    tracing::info!(target: "cairn_net", peer = %remote_peer_id, %error, "hole punch failed: staying on the relay");
+                }
+            },
+            BehaviourEvent::Autonat(autonat::Event::StatusChanged { old, new }) => {
+                tracing::info!(target: "cairn_net", ?old, ?new, "AutoNAT verdict changed");
+                self.nat = match &new {
+                    autonat::NatStatus::Public(_) => "public",
+                    autonat::NatStatus::Private => "private",
+                    autonat::NatStatus::Unknown => "unknown",
+                }
+                .into();
+                if matches!(new, autonat::NatStatus::Private)
+                    && self.reachability == Reachability::Auto
+                {
+                    // Nobody could dial back: withdraw the direct addresses (relay circuits stay).
+                    let withdraw: Vec<Multiaddr> = self
+                        .swarm
+                        .external_addresses()
+                        .filter(|a| !addr_is_relayed(a) && !self.operator_addrs.contains(a))
+                        .cloned()
+                        .collect();
+                    for a in withdraw {
+                        self.swarm.remove_external_address(&a);
+                    }
+                }
+            }
             _ => {}
         }
     }
@@ -1043,8 +1522,10 @@ impl EventLoop {
                 let decoded = match topic {
                     Some(Topic::Capacity) => {
                         protocol::decode::<CapacityAnnouncement>(&message.data).map(|a| {
+                            let from = author.unwrap_or(propagation_source);
+                            self.learn_addrs(from, &a.addrs);
                             Event::Capacity {
-                                from: author.unwrap_or(propagation_source),
+                                from,
                                 announcement: a,
                             }
                         })

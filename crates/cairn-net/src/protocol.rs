@@ -46,6 +46,10 @@ pub mod limits {
     pub const MAX_TEXT: usize = 1024;
     /// Proof-of-workload benchmark result, raw bytes.
     pub const MAX_BENCHMARK: usize = 16 * 1024;
+    /// Addresses in a capacity announcement.
+    pub const MAX_ADDRS: usize = 8;
+    /// Length of one address (text form).
+    pub const MAX_ADDR_LEN: usize = 300;
     /// Prover signature on a result, raw bytes.
     pub const MAX_SIGNATURE: usize = 1024;
     /// Busy tasks listed in one heartbeat.
@@ -384,6 +388,10 @@ pub struct CapacityAnnouncement {
     pub free_slots: u32,
     /// Proof-of-workload benchmark for clients to check.
     pub benchmark: Option<WorkloadBenchmark>,
+    /// Addresses the author can be dialled at (multiaddrs ending in its peer id: a public address or a relay
+    /// circuit), at most [`limits::MAX_ADDRS`]; filled in by [`crate::Client::publish_capacity`]. A client
+    /// that hears of a prover through other peers dials it there.
+    pub addrs: Vec<String>,
 }
 
 /// Gossip: a client looking for provers, published on [`crate::Topic::Jobs`].
@@ -536,7 +544,12 @@ impl WireMessage for CapacityAnnouncement {
         limits::CAPACITY_ANNOUNCEMENT
     }
     fn validate(&self) -> Result<(), ProtocolError> {
-        validate_benchmark(&self.benchmark)
+        validate_benchmark(&self.benchmark)?;
+        check_len("addrs", self.addrs.len(), limits::MAX_ADDRS)?;
+        for a in &self.addrs {
+            check_len("addrs[]", a.len(), limits::MAX_ADDR_LEN)?;
+        }
+        Ok(())
     }
 }
 

@@ -97,6 +97,7 @@ async fn gossip_is_validated_before_forwarding() {
                 capacity: capacity(),
                 free_slots: 1,
                 benchmark: None,
+                addrs: Vec::new(),
             })
             .await
             .unwrap();
