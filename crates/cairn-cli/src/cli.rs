@@ -25,8 +25,12 @@ pub enum Command {
     Execute(ExecuteArgs),
     /// Prove a program: execute once, prove every segment, verify each, and assemble the final receipt.
     Prove(ProveArgs),
-    /// Run a prover node: offer this machine's spare capacity to Cairn clients.
+    /// Run a prover node: offer this machine's spare capacity to Cairn clients. `cairn node status` asks a
+    /// running node what it is doing.
     Node(NodeArgs),
+    /// Run a public relay and bootstrap node: nodes behind NAT reserve a slot on it and are dialled through
+    /// it (then upgraded to a direct connection by hole punching where the NATs allow).
+    Relay(RelayArgs),
     /// Start N prover nodes and a client as separate processes on this machine, prove a bundled program
     /// across them, verify the receipt, and stop everything.
     Devnet(DevnetArgs),
@@ -208,6 +212,8 @@ pub struct NetworkClientArgs {
     /// Discover provers on the LAN with mDNS.
     #[arg(long, env = "CAIRN_MDNS")]
     pub mdns: bool,
+    #[command(flatten)]
+    pub reach: ReachArgs,
     /// Job database (SQLite). Rerunning the same job with the same database resumes it.
     #[arg(long, env = "CAIRN_DB", default_value = "cairn-out/jobs.sqlite")]
     pub db: PathBuf,
@@ -250,8 +256,96 @@ pub enum AggregationArg {
     JoinTree,
 }
 
+/// How a node or client is reached from behind NAT (shared by `cairn node`, `cairn prove --network` and
+/// `cairn gateway`).
+#[derive(Debug, Args, Clone)]
+pub struct ReachArgs {
+    /// Relays to hold a reservation on, each ending in /p2p/<relay peer id> (see `cairn relay`). Behind a
+    /// home router this is how clients reach the node; hole punching then tries a direct connection.
+    #[arg(long, env = "CAIRN_RELAY", value_delimiter = ',')]
+    pub relay: Vec<String>,
+    /// What to advertise: `auto` (public interface addresses at once, private ones once a peer could dial
+    /// back, relay circuits), `public` (every listen address: a public host or a one-machine devnet),
+    /// `private` (behind NAT: relay circuits and --external-addr only).
+    #[arg(long, env = "CAIRN_REACHABILITY", default_value = "auto")]
+    pub reachability: cairn_net::Reachability,
+    /// Addresses others can dial this node at that it cannot see itself (a forwarded port on the router, a
+    /// public IP), advertised as given.
+    #[arg(long, env = "CAIRN_EXTERNAL_ADDR", value_delimiter = ',')]
+    pub external_addr: Vec<String>,
+    /// Let reachability checks count private address ranges (192.168/16, 10/8, 203.0.113/24, ...) as
+    /// reachable: for networks entirely on one LAN, and the NAT test lab.
+    #[arg(long, env = "CAIRN_AUTONAT_PRIVATE_IPS")]
+    pub autonat_private_ips: bool,
+}
+
+/// `cairn relay`.
 #[derive(Debug, Args)]
+pub struct RelayArgs {
+    /// Addresses to listen on.
+    #[arg(
+        long,
+        env = "CAIRN_LISTEN",
+        value_delimiter = ',',
+        default_value = "/ip4/0.0.0.0/tcp/4001,/ip4/0.0.0.0/udp/4001/quic-v1"
+    )]
+    pub listen: Vec<String>,
+    /// Other relays or bootstrap peers to connect to.
+    #[arg(long, env = "CAIRN_BOOTSTRAP", value_delimiter = ',')]
+    pub bootstrap: Vec<String>,
+    /// Public addresses of this relay, where its interfaces do not show them (behind a 1:1 NAT, a cloud VM).
+    #[arg(long, env = "CAIRN_EXTERNAL_ADDR", value_delimiter = ',')]
+    pub external_addr: Vec<String>,
+    /// Directory for the relay's identity key (its peer id stays the same across restarts).
+    #[arg(long, env = "CAIRN_DATA_DIR", default_value = "cairn-relay")]
+    pub data_dir: PathBuf,
+    /// Nodes that may hold a reservation at once.
+    #[arg(long, env = "CAIRN_RELAY_MAX_RESERVATIONS", default_value_t = 1024)]
+    pub max_reservations: usize,
+    /// Relayed connections at once (each carries one client-prover pair's segments and receipts until
+    /// hole punching moves them to a direct connection).
+    #[arg(long, env = "CAIRN_RELAY_MAX_CIRCUITS", default_value_t = 256)]
+    pub max_circuits: usize,
+    /// Answer reachability probes from nodes at private addresses (the NAT test lab, a LAN).
+    #[arg(long, env = "CAIRN_AUTONAT_PRIVATE_IPS")]
+    pub autonat_private_ips: bool,
+    /// Print each listen address as `listening <addr>` on stdout (for scripts).
+    #[arg(long, env = "CAIRN_PRINT_ADDR")]
+    pub print_addr: bool,
+}
+
+/// `cairn node status`.
+#[derive(Debug, Subcommand)]
+pub enum NodeAction {
+    /// Ask the node running with this data directory what it is doing: tasks in hand and done, results
+    /// refused and why, and whether clients can reach it.
+    Status(NodeStatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NodeStatusArgs {
+    /// The node's data directory (where it recorded its status address).
+    #[arg(long, env = "CAIRN_DATA_DIR", default_value = "cairn-node")]
+    pub data_dir: PathBuf,
+    /// The node's status address, instead of reading it from the data directory.
+    #[arg(long)]
+    pub addr: Option<std::net::SocketAddr>,
+    /// Print the raw JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `cairn node`. Settings come from flags, then environment variables, then the file given with `--config`
+/// (keys are the long flag names: `max-po2 = 18`, `relay = ["/ip4/.../p2p/..."]`; `docs/NODE.md`).
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct NodeArgs {
+    #[command(subcommand)]
+    pub action: Option<NodeAction>,
+    /// A TOML file of settings (keys are the long flag names). Flags win over environment variables, which
+    /// win over the file.
+    #[arg(long, env = "CAIRN_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Addresses to listen on (multiaddrs), e.g. /ip4/0.0.0.0/tcp/4011,/ip4/0.0.0.0/udp/4011/quic-v1.
     #[arg(
         long,
@@ -260,9 +354,19 @@ pub struct NodeArgs {
         default_value = "/ip4/0.0.0.0/tcp/4011,/ip4/0.0.0.0/udp/4011/quic-v1"
     )]
     pub listen: Vec<String>,
-    /// Peers to connect to at start, each ending in /p2p/<peer id>.
+    /// Peers to connect to at start and stay connected to (redialled when the connection drops), each ending
+    /// in /p2p/<peer id>: a client, a gateway or a relay. A node behind NAT gets work over these connections.
     #[arg(long, env = "CAIRN_BOOTSTRAP", value_delimiter = ',')]
     pub bootstrap: Vec<String>,
+    #[command(flatten)]
+    pub reach: ReachArgs,
+    /// Serve this node's status page (read by `cairn node status`) here; port 0 picks one, recorded in the
+    /// data directory.
+    #[arg(long, env = "CAIRN_STATUS_ADDR", default_value = "127.0.0.1:0")]
+    pub status_addr: std::net::SocketAddr,
+    /// Re-announce this node's capacity every this many seconds, so clients that joined since hear of it.
+    #[arg(long, env = "CAIRN_ANNOUNCE_SECS", default_value_t = 30)]
+    pub announce_secs: u64,
     /// Disable mDNS discovery on the LAN.
     #[arg(long, env = "CAIRN_NO_MDNS")]
     pub no_mdns: bool,

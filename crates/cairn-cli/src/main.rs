@@ -3,12 +3,19 @@
 
 mod cli;
 mod commands;
+mod config_file;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // Settings from `--config FILE` fill the environment variables the command line does not override.
+    let args: Vec<String> = std::env::args().collect();
+    if let Err(err) = config_file::apply_from_args(&args) {
+        eprintln!("error: {err:#}");
+        return ExitCode::FAILURE;
+    }
     let cli = cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log))

@@ -18,6 +18,9 @@ use std::time::{Duration, Instant};
 /// Real-proof tests hold it exclusively; fake-backend tests share it.
 static CORES: RwLock<()> = RwLock::new(());
 
+/// Provers behind NAT routers (a lab of network namespaces).
+mod nat;
+
 const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
 /// The real tests prove a program Cairn was not written around: the corpus guest `user-loop` (two u64s read
 /// with `env::read`, as a user's host writes them), given as a bare RISC-V ELF the way a user's own build

@@ -158,6 +158,8 @@ fn start_prover(dir: &Path, bootstrap: &str, scale: f64) -> oneshot::Sender<()> 
         share_results: None,
         print_addr: false,
         drain_linger: Duration::from_secs(5),
+        announce_every: Duration::from_secs(30),
+        status_addr: None,
     };
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     tokio::spawn(async move {

@@ -20,12 +20,17 @@ use cairn_net::{BlobRef, Client, Event, Network, PeerId, Retention, Topic};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, info_span, warn, Instrument};
 
+use crate::node_status::{self, unix_now, NodeLog, Problem, SharedLog, TaskInHand};
 use crate::NodeError;
 
 /// Largest segment or receipt a prover fetches for a task. A segment carries only the memory pages its
 /// cycles touch (a few MB even at po2 22), so this is generous; it keeps a hostile client from making a node
 /// download and hold a gigabyte for one offer. Fetches also refuse a blob whose size differs from the offer's.
 pub const MAX_TASK_BLOB_BYTES: u64 = 256 << 20;
+
+/// How long a prover keeps trying to deliver a result to a client it cannot reach (its own uplink down, a
+/// laptop lid closed, the client restarting), retrying every few seconds.
+const DELIVER_FOR: Duration = Duration::from_secs(150);
 
 /// How a node misbehaves, for fault tests and the simulator's real-world counterpart. Honest by default.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +84,11 @@ pub struct ProverConfig {
     /// When draining, how long to stay up after the last result was delivered, serving its receipt blob to
     /// the client that fetches it (and declining offers), unless every client has gone before.
     pub drain_linger: Duration,
+    /// How often the node re-announces its capacity, so clients that joined the network since (through a
+    /// relay, say, and not connected to it directly) hear of it.
+    pub announce_every: Duration,
+    /// Serve the owner's status page (`GET /status`, read by `cairn node status`) here.
+    pub status_addr: Option<std::net::SocketAddr>,
 }
 
 /// A task in hand, keyed by (client, job, task).
@@ -123,6 +133,24 @@ pub async fn run_prover(
     let (client, mut events, event_loop) = Network::new(cfg.net.clone()).await?;
     tokio::spawn(event_loop.run());
     print_listen_addrs(&client, cfg.print_addr).await?;
+    let log: SharedLog = Arc::new(std::sync::Mutex::new(NodeLog {
+        started: unix_now(),
+        peer: client.local_peer_id().to_string(),
+        workers: cfg.workers,
+        max_po2: cfg.capacity.max_po2,
+        ..NodeLog::default()
+    }));
+    if let Some(addr) = cfg.status_addr {
+        let bound =
+            node_status::serve(addr, &cfg.net.store_dir, log.clone(), client.clone()).await?;
+        info!(%bound, "owner's status page up (`cairn node status`)");
+    }
+    let note = |f: &mut dyn FnMut(&mut NodeLog)| {
+        if let Ok(mut l) = log.lock() {
+            f(&mut l)
+        }
+    };
+    let mut last_announce = tokio::time::Instant::now();
     let pool = Arc::new(WorkerPool::new("cairn-prove", cfg.workers));
     let slots = cfg.capacity.slots.max(1);
     info!(peer = %client.local_peer_id(), workers = cfg.workers, max_po2 = cfg.capacity.max_po2, "prover node up");
@@ -163,8 +191,15 @@ pub async fn run_prover(
                                     info!(job = offer.job, task = offer.task, "offered a task already in progress: carrying on");
                                     Response::Accept
                                 } else { match check_offer(&offer, &cfg.capacity, running.len() as u32, slots, draining, running.contains_key(&key)) {
-                                    Err((kind, reason)) => Response::Decline { reason, kind: Some(kind) },
+                                    Err((kind, reason)) => {
+                                        note(&mut |l| l.declined += 1);
+                                        Response::Decline { reason, kind: Some(kind) }
+                                    }
                                     Ok(()) => {
+                                        note(&mut |l| {
+                                            l.accepted += 1;
+                                            l.running.push(TaskInHand { client: peer.to_string(), job: offer.job, task: offer.task, since: unix_now() });
+                                        });
                                         let cancelled = Arc::new(AtomicBool::new(false));
                                         running.insert(key, Running { cancelled: cancelled.clone() });
                                         let work = Work {
@@ -214,6 +249,7 @@ pub async fn run_prover(
                             capacity: cfg.capacity,
                             free_slots: slots.saturating_sub(running.len() as u32),
                             benchmark: None,
+                            addrs: Vec::new(),
                         };
                         let c = client.clone();
                         tokio::spawn(async move { let _ = c.publish_capacity(&announcement).await; });
@@ -233,6 +269,8 @@ pub async fn run_prover(
             }
             Some((offer, peer, result)) = done_rx.recv() => {
                 let Some(r) = running.remove(&(peer, offer.job, offer.task)) else { continue };
+                let who = peer.to_string();
+                note(&mut |l| l.running.retain(|t| !(t.client == who && t.job == offer.job && t.task == offer.task)));
                 // A copier is dishonest: it submits even when told to stop.
                 if r.cancelled.load(Ordering::SeqCst) && !matches!(cfg.misbehave, Misbehave::Copy(_)) {
                     continue;
@@ -243,8 +281,23 @@ pub async fn run_prover(
                         let share = cfg.share_results.clone();
                         let delivered = delivered_tx.clone();
                         delivering += 1;
+                        let log = log.clone();
                         tokio::spawn(async move {
-                            match deliver(&c, peer, &offer, receipt.clone(), prove_ms).await {
+                            let outcome = deliver(&c, peer, &offer, receipt.clone(), prove_ms).await;
+                            if let Ok(mut l) = log.lock() {
+                                match &outcome {
+                                    Ok(()) => l.delivered += 1,
+                                    Err(e) => l.problem(Problem {
+                                        at: unix_now(),
+                                        client: peer.to_string(),
+                                        job: offer.job,
+                                        task: offer.task,
+                                        kind: if matches!(e, NodeError::Net(n) if matches!(**n, cairn_net::NetError::Remote { .. })) { "refused" } else { "undelivered" },
+                                        reason: e.to_string(),
+                                    }),
+                                }
+                            }
+                            match outcome {
                                 Ok(()) => {
                                     if let Some(dir) = share {
                                         // Leaked only after delivery, so the original always arrives first.
@@ -259,6 +312,7 @@ pub async fn run_prover(
                     }
                     Err(e) => {
                         warn!(job = offer.job, task = offer.task, error = %e.message, kind = ?e.kind, "task failed; telling the client to reassign it");
+                        note(&mut |l| l.problem(Problem { at: unix_now(), client: peer.to_string(), job: offer.job, task: offer.task, kind: "failed", reason: e.message.clone() }));
                         let c = client.clone();
                         let failed = Request::Failed { job: offer.job, task: offer.task, reason: truncate(e.message, limits::MAX_TEXT), kind: e.kind };
                         tokio::spawn(async move { let _ = c.request(peer, &failed).await; });
@@ -302,9 +356,21 @@ pub async fn run_prover(
                     let hb = Request::Heartbeat(Heartbeat { busy, capacity: cfg.capacity });
                     tokio::spawn(async move { let _ = c.request(peer, &hb).await; });
                 }
+                if last_announce.elapsed() >= cfg.announce_every && !draining {
+                    last_announce = tokio::time::Instant::now();
+                    let announcement = CapacityAnnouncement {
+                        capacity: cfg.capacity,
+                        free_slots: slots.saturating_sub(running.len() as u32),
+                        benchmark: None,
+                        addrs: Vec::new(),
+                    };
+                    let c = client.clone();
+                    tokio::spawn(async move { let _ = c.publish_capacity(&announcement).await; });
+                }
             }
             () = &mut shutdown, if !draining => {
                 draining = true;
+                note(&mut |l| l.draining = true);
                 info!(in_flight = running.len(), "draining: declining new work, finishing what is in hand");
             }
         }
@@ -625,7 +691,7 @@ async fn deliver(
         prove_ms,
     });
     let mut wait = Duration::from_secs(1);
-    let mut tries = 0;
+    let started = Instant::now();
     loop {
         match client.request(peer, &result).await {
             Ok(_) => {
@@ -634,12 +700,12 @@ async fn deliver(
             }
             // The client answered and refused it: asking again changes nothing.
             Err(e @ cairn_net::NetError::Remote { .. }) => return Err(e.into()),
-            Err(e) if tries >= 5 => return Err(e.into()),
+            // The client stays unreachable past the time it keeps a gone prover's tasks: give up.
+            Err(e) if started.elapsed() >= DELIVER_FOR => return Err(e.into()),
             Err(e) => {
-                tries += 1;
                 info!(job = offer.job, task = offer.task, error = %e, retry_in = ?wait, "result not delivered yet");
                 tokio::time::sleep(wait).await;
-                wait *= 2;
+                wait = (wait * 2).min(Duration::from_secs(10));
             }
         }
     }

@@ -8,8 +8,10 @@ mod execute;
 mod gateway;
 mod network;
 mod node;
+mod node_status;
 mod program;
 mod prove;
+mod relay;
 mod verify;
 
 use std::process::ExitCode;
@@ -66,6 +68,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Node(args) => node::run(&args),
+        Command::Relay(args) => relay::run(&args),
         Command::Devnet(args) => devnet::run(&args),
     }
 }

@@ -207,9 +207,11 @@ pub(super) fn net_config(n: &NetworkClientArgs) -> anyhow::Result<cairn_net::Con
     net.listen = parse_addrs(&n.listen)?;
     net.bootstrap = parse_addrs(&n.bootstrap)?;
     net.mdns = n.mdns;
+    super::node::apply_reach(&mut net, &n.reach)?;
     anyhow::ensure!(
-        !net.bootstrap.is_empty() || net.mdns,
-        "no way to find provers: pass --bootstrap <addr/p2p/peer-id> (see `cairn node --print-addr`) or --mdns"
+        !net.bootstrap.is_empty() || !net.relays.is_empty() || net.mdns,
+        "no way to find provers: pass --bootstrap <addr/p2p/peer-id> (see `cairn node --print-addr`), \
+         --relay <relay addr/p2p/peer-id> (see `cairn relay`) or --mdns"
     );
     Ok(net)
 }

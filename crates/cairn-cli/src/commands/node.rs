@@ -10,12 +10,15 @@ use cairn_backend::ProvingBackend;
 use cairn_node::prover::{run_prover, ProverConfig};
 use cairn_risc0::RiscZeroBackend;
 
-use crate::cli::{BackendKind, NodeArgs};
+use crate::cli::{BackendKind, NodeAction, NodeArgs, ReachArgs};
 
 /// How long a node keeps proving for a client that dropped off the network before it gives the work up.
 const ORPHAN_GRACE: Duration = Duration::from_secs(60);
 
 pub fn run(args: &NodeArgs) -> anyhow::Result<ExitCode> {
+    if let Some(NodeAction::Status(s)) = &args.action {
+        return super::node_status::run(s);
+    }
     if let Some(cores) = &args.cores {
         if std::env::var_os("CAIRN_PINNED").is_none() {
             // Re-run this very command pinned to the chosen cores.
@@ -82,6 +85,9 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<ExitCode> {
     net.listen = parse_addrs(&args.listen)?;
     net.bootstrap = parse_addrs(&args.bootstrap)?;
     net.mdns = !args.no_mdns;
+    apply_reach(&mut net, &args.reach)?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let cfg = ProverConfig {
         net,
         capacity,
@@ -92,6 +98,8 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<ExitCode> {
         share_results: args.share_results.clone(),
         print_addr: args.print_addr,
         drain_linger: Duration::from_secs(10),
+        announce_every: Duration::from_secs(args.announce_secs.max(1)),
+        status_addr: Some(args.status_addr),
     };
     eprintln!(
         "cairn node: {workers} workers, max po2 {}, {} MB, recursion {}",
@@ -217,6 +225,21 @@ pub async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+}
+
+/// Relays, reachability mode and external addresses (`ReachArgs`) into a network config.
+pub fn apply_reach(net: &mut cairn_net::Config, r: &ReachArgs) -> anyhow::Result<()> {
+    net.relays = parse_addrs(&r.relay)?;
+    for a in &net.relays {
+        anyhow::ensure!(
+            a.to_string().contains("/p2p/"),
+            "--relay {a} does not end in /p2p/<relay peer id> (`cairn relay --print-addr` prints it)"
+        );
+    }
+    net.reachability = r.reachability;
+    net.external_addrs = parse_addrs(&r.external_addr)?;
+    net.autonat_private_ips = r.autonat_private_ips;
+    Ok(())
 }
 
 pub fn parse_addrs(addrs: &[String]) -> anyhow::Result<Vec<cairn_net::Multiaddr>> {

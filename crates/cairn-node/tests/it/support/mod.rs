@@ -84,6 +84,8 @@ pub fn start_prover(
         share_results: None,
         print_addr: false,
         drain_linger: Duration::from_secs(5),
+        announce_every: Duration::from_secs(30),
+        status_addr: None,
     };
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let backend = backend_at(opts.scale);
