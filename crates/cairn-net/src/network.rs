@@ -471,12 +471,19 @@ impl Network {
             swarm.add_external_address(addr.clone());
         }
         let explicit_loopback = config.listen.iter().any(reach::is_loopback);
+        let direct_known =
+            |swarm: &Swarm<Behaviour>| swarm.external_addresses().any(|a| !addr_is_relayed(a));
         for addr in &listen_addrs {
             if advertise_listen_addr(config.reachability, explicit_loopback, addr) {
                 swarm.add_external_address(addr.clone());
             }
         }
 
+        if config.reachability == Reachability::Auto && direct_known(&swarm) {
+            if let Some(kad) = swarm.behaviour_mut().kad.as_mut() {
+                kad.set_mode(Some(kad::Mode::Server));
+            }
+        }
         let mut redialer = Redialer::new(
             Backoff {
                 first: Duration::from_secs(1),
@@ -606,14 +613,14 @@ fn build_behaviour(
             kad::store::MemoryStore::new(peer_id),
             kad::Config::new(KAD_PROTOCOL),
         );
-        // Public: serve the DHT at once. Otherwise kad serves only once an external address is confirmed
-        // (AutoNAT, a relay reservation), so a node behind NAT does not enter others' routing tables with
-        // addresses nobody can dial.
-        k.set_mode(match config.reachability {
-            Reachability::Public => Some(kad::Mode::Server),
-            Reachability::Auto => None,
-            Reachability::Private => Some(kad::Mode::Client),
-        });
+        // Public: serve the DHT at once. Otherwise kad serves only once a direct external address is
+        // confirmed: a node behind NAT does not enter others' routing tables, where it could be reached only
+        // through a relay (DHT lookups would then open relayed connections to every node they touch).
+        k.set_mode(Some(match config.reachability {
+            Reachability::Public => kad::Mode::Server,
+            // Until a direct address is confirmed (see `EventLoop::update_kad_mode`).
+            Reachability::Auto | Reachability::Private => kad::Mode::Client,
+        }));
         k
     });
     let mdns = if config.mdns {
@@ -1234,6 +1241,21 @@ impl EventLoop {
         }
     }
 
+    /// In `Auto` mode, Kademlia serves while the node has a direct (not relayed) confirmed address.
+    fn update_kad_mode(&mut self) {
+        if self.reachability != Reachability::Auto {
+            return;
+        }
+        let direct = self.swarm.external_addresses().any(|a| !addr_is_relayed(a));
+        if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
+            kad.set_mode(Some(if direct {
+                kad::Mode::Server
+            } else {
+                kad::Mode::Client
+            }));
+        }
+    }
+
     /// A relay's view of a node that moved: a new connection from it arrives from another IP while the old
     /// one, from an address the node no longer has, looks open until its pings time out. Circuits to the node
     /// could be routed over the dead one, so it is closed now.
@@ -1280,6 +1302,7 @@ impl EventLoop {
                 let me = *self.swarm.local_peer_id();
                 if advertise_listen_addr(self.reachability, self.explicit_loopback, &address) {
                     self.swarm.add_external_address(address.clone());
+                    self.update_kad_mode();
                 }
                 if addr_is_relayed(&address) {
                     tracing::info!(target: "cairn_net", %address, "reachable through a relay");
@@ -1289,11 +1312,20 @@ impl EventLoop {
                     address: with_peer(address, me),
                 });
             }
+            SwarmEvent::ExternalAddrConfirmed { address } => {
+                tracing::info!(target: "cairn_net", %address, "advertising");
+                self.update_kad_mode();
+            }
+            SwarmEvent::ExternalAddrExpired { address } => {
+                tracing::info!(target: "cairn_net", %address, "no longer advertised");
+                self.update_kad_mode();
+            }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
                 // An interface went away (the machine moved to another network): stop advertising it.
                 self.listen_addrs.retain(|a| a != &address);
                 if !self.operator_addrs.contains(&address) {
                     self.swarm.remove_external_address(&address);
+                    self.update_kad_mode();
                 }
                 // Connections from the old address are dead though they look open until their pings time
                 // out; drop the ones to bootstrap peers and relays now so they are redialled from the new one.
@@ -1504,6 +1536,7 @@ impl EventLoop {
                     for a in withdraw {
                         self.swarm.remove_external_address(&a);
                     }
+                    self.update_kad_mode();
                 }
             }
             _ => {}
