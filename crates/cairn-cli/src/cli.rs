@@ -277,6 +277,9 @@ pub struct ReachArgs {
     /// reachable: for networks entirely on one LAN, and the NAT test lab.
     #[arg(long, env = "CAIRN_AUTONAT_PRIVATE_IPS")]
     pub autonat_private_ips: bool,
+    /// Also relay for nodes behind NAT, as `cairn relay` does (a node or gateway on a public address).
+    #[arg(long, env = "CAIRN_SERVE_RELAY")]
+    pub serve_relay: bool,
 }
 
 /// `cairn relay`.
@@ -394,6 +397,17 @@ pub struct NodeArgs {
     /// Cap the largest segment size accepted (po2).
     #[arg(long, env = "CAIRN_MAX_PO2")]
     pub max_po2: Option<u8>,
+    /// Disk for blobs (segments, receipts), in MB: least recently used blobs are evicted beyond it.
+    #[arg(long, env = "CAIRN_MAX_DISK_MB", default_value_t = 8192)]
+    pub max_disk_mb: u64,
+    /// Take new work only in these hours of the day, local time: `22-7` is 22:00 to 06:59. Tasks in hand
+    /// finish; outside the hours offers are declined as busy, at no cost to the node's reputation.
+    #[arg(long, env = "CAIRN_HOURS")]
+    pub hours: Option<cairn_node::availability::HourWindow>,
+    /// Take new work only while other programs use less than this share of the CPU, in percent (say 25):
+    /// the node steps aside while its owner uses the machine.
+    #[arg(long, env = "CAIRN_IDLE_BELOW_PERCENT")]
+    pub idle_below_percent: Option<f64>,
     /// Seconds between heartbeats to clients.
     #[arg(long, env = "CAIRN_HEARTBEAT_SECS", default_value_t = 5)]
     pub heartbeat_secs: u64,

@@ -193,6 +193,45 @@ mod tests {
         assert_eq!(flag_value(&args, "--config").as_deref(), Some("n.toml"));
     }
 
+    /// `deploy/node.toml` lists every setting of `cairn node`, each line valid once uncommented.
+    #[test]
+    fn the_example_config_documents_every_setting_and_each_line_is_valid() {
+        let example = include_str!("../../../deploy/node.toml");
+        let lines: Vec<&str> = example
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| {
+                l.split_once(" = ").is_some_and(|(k, _)| {
+                    !k.is_empty()
+                        && k.chars()
+                            .all(|c| c.is_ascii_lowercase() || c == '-' || c.is_ascii_digit())
+                })
+            })
+            .collect();
+        let mut documented: Vec<&str> = lines
+            .iter()
+            .map(|l| l.split_once(" = ").unwrap().0)
+            .collect();
+        documented.sort();
+        documented.dedup();
+        let mut flags: Vec<&str> = Vec::new();
+        let cmd = node();
+        for a in cmd.get_arguments() {
+            if let (Some(long), false) = (a.get_long(), a.is_hide_set()) {
+                if a.get_env().is_some() && long != "config" {
+                    flags.push(long);
+                }
+            }
+        }
+        flags.sort();
+        assert_eq!(
+            documented, flags,
+            "deploy/node.toml and `cairn node`'s flags differ"
+        );
+        let uncommented = lines.join("\n");
+        env_assignments(&cmd, &uncommented, Path::new("deploy/node.toml")).unwrap();
+    }
+
     #[test]
     fn every_documented_node_setting_can_come_from_the_file() {
         // Every visible flag of `cairn node` has an environment variable, so the file can set it.

@@ -160,6 +160,7 @@ fn start_prover(dir: &Path, bootstrap: &str, scale: f64) -> oneshot::Sender<()> 
         drain_linger: Duration::from_secs(5),
         announce_every: Duration::from_secs(30),
         status_addr: None,
+        availability: Default::default(),
     };
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     tokio::spawn(async move {

@@ -6,9 +6,11 @@
 //! - [`coordinator::prove_network`]: `cairn prove --network`. Executes once, streams segments to provers,
 //!   drives the scheduler, verifies every result against its expected claim, persists verified receipts in
 //!   SQLite ([`jobdb`]) before acting on them, assembles the final receipt, serves status ([`status`]).
+//! - [`availability`]: the owner's limits on when the node takes work (hours of the day, idle-only).
 //! - [`node_status`]: the prover node's status page for its owner (`cairn node status`).
 //! - [`capacity`]: what this machine can prove (memory, max po2, a short proof-of-workload benchmark).
 
+pub mod availability;
 pub mod capacity;
 pub mod coordinator;
 pub mod jobdb;

@@ -56,6 +56,9 @@ pub struct NodeLog {
     pub workers: usize,
     pub max_po2: u8,
     pub draining: bool,
+    /// Why the owner's limits keep the node from taking new work right now (outside its hours, the
+    /// machine in use), if they do.
+    pub paused: Option<String>,
     pub running: Vec<TaskInHand>,
     /// Offers accepted.
     pub accepted: u64,

@@ -20,6 +20,7 @@ use cairn_net::{BlobRef, Client, Event, Network, PeerId, Retention, Topic};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, info_span, warn, Instrument};
 
+use crate::availability::{local_hour, Availability, IdleProbe};
 use crate::node_status::{self, unix_now, NodeLog, Problem, SharedLog, TaskInHand};
 use crate::NodeError;
 
@@ -89,6 +90,8 @@ pub struct ProverConfig {
     pub announce_every: Duration,
     /// Serve the owner's status page (`GET /status`, read by `cairn node status`) here.
     pub status_addr: Option<std::net::SocketAddr>,
+    /// When the owner lets the node take work (hours of the day, idle-only).
+    pub availability: Availability,
 }
 
 /// A task in hand, keyed by (client, job, task).
@@ -145,12 +148,33 @@ pub async fn run_prover(
             node_status::serve(addr, &cfg.net.store_dir, log.clone(), client.clone()).await?;
         info!(%bound, "owner's status page up (`cairn node status`)");
     }
+    // Tell the owner plainly whether clients can reach this node (once the network has had a moment to find
+    // out), and again whenever that changes.
+    {
+        let c = client.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            let mut last = String::new();
+            loop {
+                let Ok(r) = c.reachability().await else { break };
+                let summary = r.summary();
+                if summary != last {
+                    eprintln!("cairn node: {summary}");
+                    last = summary;
+                }
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            }
+        });
+    }
     let note = |f: &mut dyn FnMut(&mut NodeLog)| {
         if let Ok(mut l) = log.lock() {
             f(&mut l)
         }
     };
     let mut last_announce = tokio::time::Instant::now();
+    // Why the owner's limits keep the node from taking new work right now (hours, idle-only), if they do.
+    let mut paused: Option<String> = None;
+    let mut idle_probe = IdleProbe::default();
     let pool = Arc::new(WorkerPool::new("cairn-prove", cfg.workers));
     let slots = cfg.capacity.slots.max(1);
     info!(peer = %client.local_peer_id(), workers = cfg.workers, max_po2 = cfg.capacity.max_po2, "prover node up");
@@ -190,7 +214,11 @@ pub async fn run_prover(
                                     r.cancelled.store(false, Ordering::SeqCst);
                                     info!(job = offer.job, task = offer.task, "offered a task already in progress: carrying on");
                                     Response::Accept
-                                } else { match check_offer(&offer, &cfg.capacity, running.len() as u32, slots, draining, running.contains_key(&key)) {
+                                } else { match check_offer(&offer, &cfg.capacity, running.len() as u32, slots, draining, running.contains_key(&key)).and_then(|()| match &paused {
+                                    // Outside the owner's hours, or the owner is using the machine: a passing "busy".
+                                    Some(why) => Err((DeclineKind::Busy, why.clone())),
+                                    None => Ok(()),
+                                }) {
                                     Err((kind, reason)) => {
                                         note(&mut |l| l.declined += 1);
                                         Response::Decline { reason, kind: Some(kind) }
@@ -229,7 +257,7 @@ pub async fn run_prover(
                             }
                             Request::Status => Response::Status(NodeStatus {
                                 capacity: cfg.capacity,
-                                free_slots: if draining { 0 } else { slots.saturating_sub(running.len() as u32) },
+                                free_slots: if draining || paused.is_some() { 0 } else { slots.saturating_sub(running.len() as u32) },
                                 benchmark: None,
                             }),
                             Request::Result(_) | Request::Heartbeat(_) | Request::Failed { .. } => Response::Error(ErrorReply::new(
@@ -247,7 +275,7 @@ pub async fn run_prover(
                         }
                         let announcement = CapacityAnnouncement {
                             capacity: cfg.capacity,
-                            free_slots: slots.saturating_sub(running.len() as u32),
+                            free_slots: if paused.is_some() { 0 } else { slots.saturating_sub(running.len() as u32) },
                             benchmark: None,
                             addrs: Vec::new(),
                         };
@@ -356,11 +384,22 @@ pub async fn run_prover(
                     let hb = Request::Heartbeat(Heartbeat { busy, capacity: cfg.capacity });
                     tokio::spawn(async move { let _ = c.request(peer, &hb).await; });
                 }
+                let now_paused = cfg.availability.refusal(local_hour(), idle_probe.others_busy());
+                if now_paused != paused {
+                    match &now_paused {
+                        Some(why) => info!(reason = %why, "taking no new work for now"),
+                        None => info!("taking work again"),
+                    }
+                    paused = now_paused;
+                    note(&mut |l| l.paused = paused.clone());
+                    // Say so at once: clients stop (or start) offering.
+                    last_announce = tokio::time::Instant::now() - cfg.announce_every;
+                }
                 if last_announce.elapsed() >= cfg.announce_every && !draining {
                     last_announce = tokio::time::Instant::now();
                     let announcement = CapacityAnnouncement {
                         capacity: cfg.capacity,
-                        free_slots: slots.saturating_sub(running.len() as u32),
+                        free_slots: if paused.is_some() { 0 } else { slots.saturating_sub(running.len() as u32) },
                         benchmark: None,
                         addrs: Vec::new(),
                     };

@@ -86,6 +86,7 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<ExitCode> {
     net.bootstrap = parse_addrs(&args.bootstrap)?;
     net.mdns = !args.no_mdns;
     apply_reach(&mut net, &args.reach)?;
+    net.store.max_total_bytes = args.max_disk_mb.max(64) << 20;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let cfg = ProverConfig {
@@ -100,6 +101,12 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<ExitCode> {
         drain_linger: Duration::from_secs(10),
         announce_every: Duration::from_secs(args.announce_secs.max(1)),
         status_addr: Some(args.status_addr),
+        availability: cairn_node::availability::Availability {
+            hours: args.hours,
+            idle_below: args
+                .idle_below_percent
+                .map(|p| (p / 100.0).clamp(0.01, 1.0)),
+        },
     };
     eprintln!(
         "cairn node: {workers} workers, max po2 {}, {} MB, recursion {}",
@@ -239,6 +246,9 @@ pub fn apply_reach(net: &mut cairn_net::Config, r: &ReachArgs) -> anyhow::Result
     net.reachability = r.reachability;
     net.external_addrs = parse_addrs(&r.external_addr)?;
     net.autonat_private_ips = r.autonat_private_ips;
+    if r.serve_relay {
+        net.relay_server = Some(cairn_net::RelayServerConfig::default());
+    }
     Ok(())
 }
 

@@ -86,6 +86,7 @@ pub fn start_prover(
         drain_linger: Duration::from_secs(5),
         announce_every: Duration::from_secs(30),
         status_addr: None,
+        availability: Default::default(),
     };
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let backend = backend_at(opts.scale);
