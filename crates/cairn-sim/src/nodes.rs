@@ -50,6 +50,8 @@ pub struct NodeSpec {
     /// Link bandwidth in bytes per second and one-way latency in seconds.
     pub bandwidth: f64,
     pub latency: f64,
+    /// Its link goes through a relay (see `RunParams::relayed`).
+    pub relayed: bool,
     pub churns: bool,
     pub stake: u64,
     /// Asking price per task (reverse auction).
@@ -127,6 +129,7 @@ pub fn population(p: &RunParams, rng: &mut ChaCha8Rng) -> Vec<NodeSpec> {
                 speed: p.aggregator_speed,
                 bandwidth: bandwidth * 4.0,
                 latency,
+                relayed: false,
                 churns: false,
                 stake: p.stake,
                 ask,
@@ -150,6 +153,7 @@ pub fn population(p: &RunParams, rng: &mut ChaCha8Rng) -> Vec<NodeSpec> {
                 speed: machine_speed / k as f64,
                 bandwidth,
                 latency,
+                relayed: false,
                 churns: false,
                 stake: p.stake / k as u64,
                 ask: ask / 2,
@@ -175,12 +179,27 @@ pub fn population(p: &RunParams, rng: &mut ChaCha8Rng) -> Vec<NodeSpec> {
                 speed,
                 bandwidth,
                 latency,
+                relayed: false,
                 churns: churns && behavior == Behavior::Honest,
                 stake: p.stake,
                 ask,
             }
         };
         nodes.push(spec);
+    }
+    // Relayed links (behind NAT, hole punching failed): drawn on another stream of the same generator, so a
+    // population without relays is the same as before the knob existed.
+    if p.relayed > 0.0 {
+        let mut relay_rng = rng.clone();
+        relay_rng.set_stream(0x7e1a7);
+        let relay_bw = p.relay_mbps * 1e6 / 8.0;
+        for node in nodes.iter_mut().filter(|n| !n.aggregator) {
+            if relay_rng.random::<f64>() < p.relayed {
+                node.relayed = true;
+                node.latency += p.relay_latency_ms / 1000.0;
+                node.bandwidth = node.bandwidth.min(relay_bw);
+            }
+        }
     }
     // Sybil identities of one machine share it: the group's machine speed comes from its first identity.
     if sybil_ids > 0 {
@@ -235,5 +254,42 @@ mod tests {
             .iter()
             .zip(&again)
             .all(|(a, b)| a.speed == b.speed && a.behavior == b.behavior));
+    }
+
+    #[test]
+    fn relayed_links_are_slower_and_leave_every_other_draw_alone() {
+        let base = RunParams {
+            nodes: 2000,
+            aggregators: 0.05,
+            noise: 0.2,
+            ..RunParams::default()
+        };
+        let relayed = RunParams {
+            relayed: 0.3,
+            relay_latency_ms: 40.0,
+            relay_mbps: 20.0,
+            ..base.clone()
+        };
+        let a = population(&base, &mut ChaCha8Rng::seed_from_u64(3));
+        let b = population(&relayed, &mut ChaCha8Rng::seed_from_u64(3));
+        assert!(a.iter().all(|n| !n.relayed));
+        let count = b.iter().filter(|n| n.relayed).count();
+        assert!(
+            (500..650).contains(&count),
+            "{count} of 1900 ordinary nodes relayed"
+        );
+        assert!(b.iter().filter(|n| n.aggregator).all(|n| !n.relayed));
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!(
+                (x.speed, x.behavior, x.capacity),
+                (y.speed, y.behavior, y.capacity)
+            );
+            if y.relayed {
+                assert!((y.latency - x.latency - 0.040).abs() < 1e-9);
+                assert_eq!(y.bandwidth, x.bandwidth.min(20e6 / 8.0));
+            } else {
+                assert_eq!((x.latency, x.bandwidth), (y.latency, y.bandwidth));
+            }
+        }
     }
 }

@@ -111,6 +111,13 @@ pub struct RunParams {
     /// Node link bandwidth (Mbit/s) and the client's uplink (Mbit/s), shared by all segment uploads of a job.
     pub bandwidth_mbps: f64,
     pub client_uplink_mbps: f64,
+    /// Share of ordinary nodes whose traffic goes through a relay (behind NAT where hole punching failed;
+    /// docs/NODE.md, "At scale"). Drawn on a stream of its own, so other draws do not move.
+    pub relayed: f64,
+    /// Extra one-way latency of a relayed link (ms): the detour through the relay.
+    pub relay_latency_ms: f64,
+    /// Bandwidth one relayed link gets at the relay (Mbit/s); the link is the slower of this and its own.
+    pub relay_mbps: f64,
     /// Heartbeat period (s); 0 disables heartbeats.
     pub heartbeat_s: f64,
     /// The run stops at this simulated time even if jobs are unfinished.
@@ -178,6 +185,9 @@ impl Default for RunParams {
             latency_ms: 50.0,
             bandwidth_mbps: 50.0,
             client_uplink_mbps: 100.0,
+            relayed: 0.0,
+            relay_latency_ms: 40.0,
+            relay_mbps: 20.0,
             heartbeat_s: 30.0,
             max_sim_hours: 48.0,
             prefer_fast_joins: true,
@@ -264,6 +274,14 @@ impl RunParams {
         pos("exec_mhz", self.exec_mhz)?;
         pos("bandwidth_mbps", self.bandwidth_mbps)?;
         pos("client_uplink_mbps", self.client_uplink_mbps)?;
+        frac("relayed", self.relayed)?;
+        pos("relay_mbps", self.relay_mbps)?;
+        if !(self.relay_latency_ms >= 0.0 && self.relay_latency_ms.is_finite()) {
+            return Err((
+                "relay_latency_ms",
+                format!("must be >= 0, got {}", self.relay_latency_ms),
+            ));
+        }
         pos("fast_speed", self.fast_speed)?;
         pos("aggregator_speed", self.aggregator_speed)?;
         pos("max_sim_hours", self.max_sim_hours)?;
