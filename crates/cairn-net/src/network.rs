@@ -1426,6 +1426,11 @@ impl EventLoop {
     fn on_behaviour_event(&mut self, event: BehaviourEvent) {
         match event {
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                // Only peers that serve the DHT go into the routing table: a node behind NAT (Kademlia
+                // client) listed there would be handed to others' lookups and dialled through its relay.
+                if !info.protocols.contains(&KAD_PROTOCOL) {
+                    return;
+                }
                 if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
                     for addr in info.listen_addrs {
                         kad.add_address(&peer_id, addr);
