@@ -4,6 +4,7 @@
 //! keeps from the real thing is the shape that matters to Cairn:
 //! - a program is `FAKE_PROGRAM_MAGIC` followed by a name; its image id is the SHA-256 of the bytes;
 //! - the input's first 8 bytes (u64 LE) are the guest's cycle count; shorter input is "rejected by the guest";
+//!   the rest rides in every segment, as a real segment carries the pages of memory holding its input;
 //! - execution yields `ceil(cycles / usable)` segments whose pre/post states chain, bound to this program and
 //!   input, each with a claim digest computed before proving; like RISC Zero's, the last segment is only as
 //!   large as the cycles it holds (down to po2 13), so short final segments reach every path;
@@ -71,6 +72,9 @@ struct FakeSegment {
     user_cycles: u64,
     last: bool,
     journal: Vec<u8>,
+    /// The input after its cycle count, carried by every segment as a real segment carries the memory pages
+    /// holding its input: a large input makes large segment blobs (tests of transfers).
+    pages: Vec<u8>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -221,6 +225,7 @@ impl ProvingBackend for FakeBackend {
                 user_cycles,
                 last,
                 journal: journal.clone(),
+                pages: input[8..].to_vec(),
             };
             let claim = SegmentClaim {
                 index,

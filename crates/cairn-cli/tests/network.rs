@@ -168,6 +168,8 @@ fn client_cmd(dir: &Path, bootstrap: &[&Node], proofs: Proofs, extra: &[&str]) -
         cmd.args(["--po2", "14"]);
     }
     match proofs {
+        // The test names its own program (and input).
+        _ if given("--program") => &mut cmd,
         Proofs::Real if given("--input-hex") => cmd.args(["--program", USER_ELF]),
         Proofs::Real => cmd.args(["--program", USER_ELF, "--input-hex", &user_input_hex()]),
         // The fake guest's input is its cycle count; its receipts are assembled here (no fake join tree).
