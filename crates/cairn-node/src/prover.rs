@@ -257,7 +257,7 @@ pub async fn run_prover(
                             }
                             Request::Status => Response::Status(NodeStatus {
                                 capacity: cfg.capacity,
-                                free_slots: if draining || paused.is_some() { 0 } else { slots.saturating_sub(running.len() as u32) },
+                                free_slots: free_slots(slots, running.len(), draining || paused.is_some()),
                                 benchmark: None,
                             }),
                             Request::Result(_) | Request::Heartbeat(_) | Request::Failed { .. } => Response::Error(ErrorReply::new(
@@ -273,14 +273,7 @@ pub async fn run_prover(
                                 info!(%peer, "client back: its tasks go on");
                             }
                         }
-                        let announcement = CapacityAnnouncement {
-                            capacity: cfg.capacity,
-                            free_slots: if paused.is_some() { 0 } else { slots.saturating_sub(running.len() as u32) },
-                            benchmark: None,
-                            addrs: Vec::new(),
-                        };
-                        let c = client.clone();
-                        tokio::spawn(async move { let _ = c.publish_capacity(&announcement).await; });
+                        announce(&client, cfg.capacity, free_slots(slots, running.len(), paused.is_some()));
                     }
                     Event::ProtocolViolation { peer, reason } => warn!(%peer, %reason, "refused a bad message"),
                     Event::PeerDisconnected { peer } => {
@@ -397,14 +390,7 @@ pub async fn run_prover(
                 }
                 if last_announce.elapsed() >= cfg.announce_every && !draining {
                     last_announce = tokio::time::Instant::now();
-                    let announcement = CapacityAnnouncement {
-                        capacity: cfg.capacity,
-                        free_slots: if paused.is_some() { 0 } else { slots.saturating_sub(running.len() as u32) },
-                        benchmark: None,
-                        addrs: Vec::new(),
-                    };
-                    let c = client.clone();
-                    tokio::spawn(async move { let _ = c.publish_capacity(&announcement).await; });
+                    announce(&client, cfg.capacity, free_slots(slots, running.len(), paused.is_some()));
                 }
             }
             () = &mut shutdown, if !draining => {
@@ -426,6 +412,29 @@ pub async fn run_prover(
     }
     client.shutdown().await;
     Ok(())
+}
+
+/// Slots a node offers: none while it takes no new work (draining, or its owner's limits), else the idle ones.
+fn free_slots(slots: u32, busy: usize, closed: bool) -> u32 {
+    if closed {
+        0
+    } else {
+        slots.saturating_sub(busy as u32)
+    }
+}
+
+/// Publishes this node's capacity in the background (the network fills in its addresses).
+fn announce(client: &Client, capacity: NodeCapacity, free_slots: u32) {
+    let announcement = CapacityAnnouncement {
+        capacity,
+        free_slots,
+        benchmark: None,
+        addrs: Vec::new(),
+    };
+    let c = client.clone();
+    tokio::spawn(async move {
+        let _ = c.publish_capacity(&announcement).await;
+    });
 }
 
 /// Reports the addresses clients can dial: `listening <addr>` lines on stdout for scripts, or a line on

@@ -18,7 +18,6 @@ use super::*;
 /// Every namespace and cable of one lab; deleted when dropped.
 struct NatLab {
     prefix: String,
-    symmetric: bool,
 }
 
 const HOMES: [(char, u8); 3] = [('a', 1), ('b', 2), ('c', 3)];
@@ -34,7 +33,6 @@ impl NatLab {
         let n = NEXT_LAB.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let lab = NatLab {
             prefix: format!("cn{id}{n}"),
-            symmetric,
         };
         let p = &lab.prefix;
         let net = lab.ns("net");
@@ -236,6 +234,21 @@ impl NatLab {
         spawn_node(c)
     }
 
+    /// The relay and provers in homes A and B, once both hold a reservation on it.
+    fn relay_and_two_provers(&self, dir: &Path, proofs: Proofs) -> (Node, Node, Node) {
+        let relay = self.relay(dir);
+        let a = self.prover('a', dir, &relay, proofs, &[]);
+        let b = self.prover('b', dir, &relay, proofs, &[]);
+        for (h, name) in [("ha", "home-a"), ("hb", "home-b")] {
+            wait_until(
+                "the prover holds a relay reservation",
+                Duration::from_secs(30),
+                || self.status(h, dir, name)["reachability"]["relays"][0]["reserved"] == true,
+            );
+        }
+        (relay, a, b)
+    }
+
     /// The client command in namespace `name` (`pub`, or a home host `ha`/`hb`/`hc`), knowing only the relay.
     fn client(
         &self,
@@ -345,7 +358,6 @@ impl Drop for NatLab {
                 .args(["netns", "del", &self.ns(&n)])
                 .status();
         }
-        let _ = self.symmetric;
     }
 }
 
@@ -418,16 +430,7 @@ fn provers_behind_two_nats_prove_for_a_public_client_then_one_behind_nat_adverti
     let _g = cores(QUICK);
     let Some(lab) = lab(false) else { return };
     let dir = tmp();
-    let relay = lab.relay(dir.path());
-    let a = lab.prover('a', dir.path(), &relay, QUICK, &[]);
-    let b = lab.prover('b', dir.path(), &relay, QUICK, &[]);
-    for (h, name) in [("ha", "home-a"), ("hb", "home-b")] {
-        wait_until(
-            "the prover holds a relay reservation",
-            Duration::from_secs(30),
-            || lab.status(h, dir.path(), name)["reachability"]["relays"][0]["reserved"] == true,
-        );
-    }
+    let (relay, a, b) = lab.relay_and_two_provers(dir.path(), QUICK);
     let out = lab
         .client("pub", dir.path(), &relay, QUICK, &[])
         .output()
@@ -483,16 +486,7 @@ fn behind_symmetric_nats_client_and_provers_move_large_blobs_through_the_relay()
     let _g = cores(QUICK);
     let Some(lab) = lab(true) else { return };
     let dir = tmp();
-    let relay = lab.relay(dir.path());
-    let a = lab.prover('a', dir.path(), &relay, QUICK, &[]);
-    let b = lab.prover('b', dir.path(), &relay, QUICK, &[]);
-    for (h, name) in [("ha", "home-a"), ("hb", "home-b")] {
-        wait_until(
-            "the prover holds a relay reservation",
-            Duration::from_secs(30),
-            || lab.status(h, dir.path(), name)["reachability"]["relays"][0]["reserved"] == true,
-        );
-    }
+    let (relay, a, b) = lab.relay_and_two_provers(dir.path(), QUICK);
     let input = dir.path().join("input.bin");
     let mut bytes = 60_000u64.to_le_bytes().to_vec();
     bytes.extend((0..200 * 1024u32).map(|i| (i * 7 + i / 251) as u8));
@@ -552,16 +546,7 @@ fn a_prover_that_loses_its_uplink_or_moves_reconnects_by_itself_and_gets_work_ag
     // real-proof tests, and holding the guard for its ~80 s would keep them waiting.
     let Some(lab) = lab(false) else { return };
     let dir = tmp();
-    let relay = lab.relay(dir.path());
-    let a = lab.prover('a', dir.path(), &relay, SLOW, &[]);
-    let _b = lab.prover('b', dir.path(), &relay, SLOW, &[]);
-    for (h, name) in [("ha", "home-a"), ("hb", "home-b")] {
-        wait_until(
-            "the prover holds a relay reservation",
-            Duration::from_secs(30),
-            || lab.status(h, dir.path(), name)["reachability"]["relays"][0]["reserved"] == true,
-        );
-    }
+    let (relay, a, _b) = lab.relay_and_two_provers(dir.path(), SLOW);
     let job1 = dir.path().join("job1");
     std::fs::create_dir_all(&job1).unwrap();
     let mut client = lab.client("pub", &job1, &relay, SLOW, &[]).spawn().unwrap();
