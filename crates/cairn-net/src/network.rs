@@ -1225,18 +1225,7 @@ impl EventLoop {
         if from == *self.swarm.local_peer_id() {
             return;
         }
-        for a in addrs {
-            let Ok(addr) = a.parse::<Multiaddr>() else {
-                continue;
-            };
-            // The address must name the author as its final peer (a relay circuit names the relay first).
-            let last = addr.iter().filter_map(|p| match p {
-                Protocol::P2p(id) => Some(id),
-                _ => None,
-            });
-            if last.last() != Some(from) {
-                continue;
-            }
+        for addr in addrs_of(from, addrs) {
             self.swarm.add_peer_address(from, addr);
         }
     }
@@ -1702,4 +1691,23 @@ impl EventLoop {
             request_response::Event::ResponseSent { .. } => {}
         }
     }
+}
+
+/// The addresses in `from`'s capacity announcement that parse and name `from` as their final peer (a relay
+/// circuit names the relay first): nobody can point clients at a third party's address.
+pub(crate) fn addrs_of(from: PeerId, addrs: &[String]) -> Vec<Multiaddr> {
+    addrs
+        .iter()
+        .filter_map(|a| a.parse::<Multiaddr>().ok())
+        .filter(|addr| {
+            let last = addr
+                .iter()
+                .filter_map(|p| match p {
+                    Protocol::P2p(id) => Some(id),
+                    _ => None,
+                })
+                .last();
+            last == Some(from)
+        })
+        .collect()
 }

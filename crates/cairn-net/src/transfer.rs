@@ -118,13 +118,13 @@ impl TestHooks {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-struct BlobEnvelope<T> {
+pub(crate) struct BlobEnvelope<T> {
     version: u16,
     body: T,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-enum BlobRequest {
+pub(crate) enum BlobRequest {
     Manifest {
         id: BlobId,
         chunk_size: u32,
@@ -138,7 +138,7 @@ enum BlobRequest {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-enum BlobResponse {
+pub(crate) enum BlobResponse {
     Manifest(Manifest),
     ChunksFollow,
     NotFound,
@@ -146,7 +146,7 @@ enum BlobResponse {
     Error(String),
 }
 
-fn encode<T: Serialize>(body: T) -> Vec<u8> {
+pub(crate) fn encode<T: Serialize>(body: T) -> Vec<u8> {
     let mut out = Vec::new();
     // Writing CBOR into a Vec cannot fail for these types.
     let _ = ciborium::into_writer(
@@ -159,7 +159,7 @@ fn encode<T: Serialize>(body: T) -> Vec<u8> {
     out
 }
 
-fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     let env: BlobEnvelope<T> = ciborium::from_reader(bytes).map_err(|e| e.to_string())?;
     if env.version != BLOB_PROTOCOL_VERSION {
         return Err(format!(
@@ -171,9 +171,93 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
 }
 
 /// Largest manifest frame for blobs up to `max_blob` in chunks of `chunk_size`.
-fn manifest_frame_limit(max_blob: u64, chunk_size: u32) -> usize {
+pub(crate) fn manifest_frame_limit(max_blob: u64, chunk_size: u32) -> usize {
     let chunks = Manifest::chunk_count(max_blob, chunk_size) as usize;
     4096 + chunks * 40
+}
+
+impl BlobRequest {
+    fn blob(&self) -> (BlobId, u32) {
+        match self {
+            BlobRequest::Manifest { id, chunk_size }
+            | BlobRequest::Chunks { id, chunk_size, .. } => (*id, *chunk_size),
+        }
+    }
+}
+
+/// Serving side: decodes a peer's request and checks its chunk size.
+pub(crate) fn parse_request(frame: &[u8]) -> Result<BlobRequest, String> {
+    let request: BlobRequest = decode(frame)?;
+    let (_, chunk_size) = request.blob();
+    if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&chunk_size) || !chunk_size.is_power_of_two() {
+        return Err(format!(
+            "chunk size {chunk_size} is not a power of two in [{MIN_CHUNK_SIZE}, {MAX_CHUNK_SIZE}]"
+        ));
+    }
+    Ok(request)
+}
+
+/// Serving side: whether `start..end` names chunks of a blob of `chunks` chunks.
+pub(crate) fn check_range(start: u32, end: u32, chunks: usize) -> Result<(), String> {
+    if start >= end || end as usize > chunks {
+        return Err(format!(
+            "chunk range {start}..{end} invalid for {chunks} chunks"
+        ));
+    }
+    Ok(())
+}
+
+/// What the fetching side asked for, to check a manifest against.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Wanted {
+    pub(crate) peer: PeerId,
+    pub(crate) id: BlobId,
+    pub(crate) chunk_size: u32,
+    /// The size the blob was announced at, if any.
+    pub(crate) expected_size: Option<u64>,
+    /// The local store's largest blob.
+    pub(crate) max_blob_bytes: u64,
+}
+
+/// Fetching side: decodes a peer's answer to a manifest request and checks that it describes the blob asked
+/// for (id, chunk size, chunk count, announced size) within the store's cap, before any data moves.
+pub(crate) fn accept_manifest(frame: &[u8], want: Wanted) -> Result<Manifest, NetError> {
+    let Wanted {
+        peer,
+        id,
+        chunk_size,
+        expected_size,
+        max_blob_bytes,
+    } = want;
+    let bad = |reason: String| NetError::BadManifest { peer, id, reason };
+    let manifest = match decode::<BlobResponse>(frame).map_err(bad)? {
+        BlobResponse::Manifest(m) => m,
+        BlobResponse::NotFound => return Err(NetError::BlobNotFound { peer, id }),
+        BlobResponse::Busy => return Err(NetError::ProviderBusy { peer }),
+        BlobResponse::Error(e) => return Err(NetError::Stream { peer, reason: e }),
+        BlobResponse::ChunksFollow => return Err(bad("unexpected ChunksFollow".into())),
+    };
+    if manifest.id != id
+        || manifest.chunk_size != chunk_size
+        || manifest.chunks.len() as u64 != Manifest::chunk_count(manifest.size, chunk_size)
+    {
+        return Err(bad(format!(
+            "manifest does not describe blob {id} in chunks of {chunk_size} bytes"
+        )));
+    }
+    if let Some(n) = expected_size.filter(|n| *n != manifest.size) {
+        return Err(bad(format!(
+            "the blob is {} bytes, not the {n} bytes it was announced as",
+            manifest.size
+        )));
+    }
+    if manifest.size > max_blob_bytes {
+        return Err(NetError::Store(StoreError::TooLarge {
+            size: manifest.size,
+            max: max_blob_bytes,
+        }));
+    }
+    Ok(manifest)
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -245,7 +329,7 @@ async fn serve_stream(
             let _ = stream.close().await;
             return;
         }
-        let request: BlobRequest = match decode(&frame) {
+        let request = match parse_request(&frame) {
             Ok(r) => r,
             Err(e) => {
                 let _ = send(&mut stream, &config, &encode(BlobResponse::Error(e))).await;
@@ -253,18 +337,7 @@ async fn serve_stream(
                 return;
             }
         };
-        let (id, chunk_size) = match &request {
-            BlobRequest::Manifest { id, chunk_size }
-            | BlobRequest::Chunks { id, chunk_size, .. } => (*id, *chunk_size),
-        };
-        if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&chunk_size) || !chunk_size.is_power_of_two()
-        {
-            let msg = format!(
-                "chunk size {chunk_size} is not a power of two in [{MIN_CHUNK_SIZE}, {MAX_CHUNK_SIZE}]"
-            );
-            let _ = send(&mut stream, &config, &encode(BlobResponse::Error(msg))).await;
-            return;
-        }
+        let (id, chunk_size) = request.blob();
         let manifest = {
             let store = store.clone();
             tokio::task::spawn_blocking(move || store.manifest(&id, chunk_size)).await
@@ -309,11 +382,7 @@ async fn serve_stream(
                 }
             }
             BlobRequest::Chunks { start, end, .. } => {
-                if start >= end || end as usize > manifest.chunks.len() {
-                    let msg = format!(
-                        "chunk range {start}..{end} invalid for {} chunks",
-                        manifest.chunks.len()
-                    );
+                if let Err(msg) = check_range(start, end, manifest.chunks.len()) {
                     let _ = send(&mut stream, &config, &encode(BlobResponse::Error(msg))).await;
                     return;
                 }
@@ -578,36 +647,17 @@ impl Fetcher {
         .await
         .map_err(|_| timeout("the manifest"))?
         .map_err(stream_err)?;
+        let manifest = accept_manifest(
+            &manifest,
+            Wanted {
+                peer,
+                id,
+                chunk_size: cfg.chunk_size,
+                expected_size,
+                max_blob_bytes: max_blob,
+            },
+        )?;
         let bad = |reason: String| NetError::BadManifest { peer, id, reason };
-        let manifest = match decode::<BlobResponse>(&manifest).map_err(bad)? {
-            BlobResponse::Manifest(m) => m,
-            BlobResponse::NotFound => return Err(NetError::BlobNotFound { peer, id }),
-            BlobResponse::Busy => return Err(NetError::ProviderBusy { peer }),
-            BlobResponse::Error(e) => return Err(NetError::Stream { peer, reason: e }),
-            BlobResponse::ChunksFollow => return Err(bad("unexpected ChunksFollow".into())),
-        };
-        if manifest.id != id
-            || manifest.chunk_size != cfg.chunk_size
-            || manifest.chunks.len() as u64 != Manifest::chunk_count(manifest.size, cfg.chunk_size)
-        {
-            return Err(bad(format!(
-                "manifest does not describe blob {id} in chunks of {} bytes",
-                cfg.chunk_size
-            )));
-        }
-        if let Some(n) = expected_size.filter(|n| *n != manifest.size) {
-            return Err(bad(format!(
-                "the blob is {} bytes, not the {n} bytes it was announced as",
-                manifest.size
-            )));
-        }
-        let store_cfg = self.store.config();
-        if manifest.size > store_cfg.max_blob_bytes {
-            return Err(NetError::Store(StoreError::TooLarge {
-                size: manifest.size,
-                max: store_cfg.max_blob_bytes,
-            }));
-        }
 
         // 2. What is already on disk.
         let (data_path, manifest_path) = self.store.partial_paths(&id);
@@ -771,7 +821,7 @@ fn missing_ranges(have: &[bool]) -> Vec<(u32, u32)> {
 
 /// Makes the partial file match `manifest` and returns which chunks it already holds (re-hashed, so a crash
 /// between writing and syncing never counts a bad chunk as done).
-fn prepare_partial(
+pub(crate) fn prepare_partial(
     data_path: &std::path::Path,
     manifest_path: &std::path::Path,
     manifest: &Manifest,

@@ -309,6 +309,28 @@ impl JobDb {
         Ok(Some((summary, claims)))
     }
 
+    /// Fuzzing only (`crates/cairn-fuzz`): overwrites a job's stored execution summary and its first
+    /// segment's claim with raw bytes, as a corrupted or hand-edited database would hold them, without
+    /// syncing each write.
+    #[doc(hidden)]
+    pub fn overwrite_records_for_fuzzing(
+        &self,
+        job: u64,
+        summary: &[u8],
+        claim: &[u8],
+    ) -> Result<(), JobDbError> {
+        self.conn.pragma_update(None, "synchronous", "OFF")?;
+        self.conn.execute(
+            "UPDATE jobs SET summary = ?2 WHERE id = ?1",
+            params![job as i64, summary],
+        )?;
+        self.conn.execute(
+            "UPDATE segments SET claim = ?2 WHERE job = ?1 AND idx = 0",
+            params![job as i64, claim],
+        )?;
+        Ok(())
+    }
+
     /// The bytes of one recorded segment.
     pub fn segment(&self, job: u64, index: u32) -> Result<Vec<u8>, JobDbError> {
         self.conn

@@ -13,6 +13,10 @@
 pub mod availability;
 pub mod capacity;
 pub mod coordinator;
+// Entry points for the fuzz targets of crates/cairn-fuzz (not behind a feature: a feature only the fuzz crate
+// enables would make `cargo build -p cairn-cli` and a workspace build compile this crate twice).
+#[doc(hidden)]
+pub mod fuzz;
 pub mod jobdb;
 pub mod node_status;
 pub mod prover;

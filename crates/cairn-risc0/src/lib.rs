@@ -283,6 +283,15 @@ fn recursion_error(e: impl std::fmt::Display) -> BackendError {
     }
 }
 
+/// Decodes a serialized segment as a prover does before proving it, with its size checked. Short final
+/// segments (po2 13) included: whatever RISC Zero's executor makes, it proves.
+pub fn decode_segment(bytes: &[u8]) -> Result<risc0_zkvm::Segment, BackendError> {
+    let segment: risc0_zkvm::Segment =
+        bincode::deserialize(bytes).map_err(|e| BackendError::BadSegment(e.to_string()))?;
+    check_segment_po2(u32::try_from(segment.po2()).unwrap_or(u32::MAX), MAX_PO2)?;
+    Ok(segment)
+}
+
 /// Decodes a final receipt file's bytes.
 pub fn decode_receipt(bytes: &[u8]) -> Result<Receipt, BackendError> {
     bincode::deserialize(bytes).map_err(|e| BackendError::BadReceipt(e.to_string()))
@@ -402,10 +411,7 @@ impl ProvingBackend for RiscZeroBackend {
     }
 
     fn prove_segment(&self, segment: &[u8]) -> Result<Vec<u8>, BackendError> {
-        let segment: risc0_zkvm::Segment =
-            bincode::deserialize(segment).map_err(|e| BackendError::BadSegment(e.to_string()))?;
-        // Short final segments (po2 13) included: whatever RISC Zero's executor makes, it proves.
-        check_segment_po2(u32::try_from(segment.po2()).unwrap_or(u32::MAX), MAX_PO2)?;
+        let segment = decode_segment(segment)?;
         let receipt = prover()?
             .prove_segment(&VerifierContext::default(), &segment)
             .map_err(|e| BackendError::Proving(format!("{e:#}")))?;
