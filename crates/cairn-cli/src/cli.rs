@@ -34,6 +34,10 @@ pub enum Command {
     /// Start N prover nodes and a client as separate processes on this machine, prove a bundled program
     /// across them, verify the receipt, and stop everything.
     Devnet(DevnetArgs),
+    /// Run a devnet under chaos for a set time (provers killed, stalled and cut off, lying provers, the client
+    /// killed mid-job) while submitting jobs, then check that every job ended with a verifying receipt, no
+    /// invalid result was accepted, nothing verified was given out again, and nothing leaked.
+    Soak(SoakArgs),
     /// Serve the Bonsai REST API in front of a Cairn network: a stock RISC Zero host proves through it with
     /// BONSAI_API_URL and BONSAI_API_KEY set, unchanged. A live dashboard is at its address.
     Gateway(GatewayArgs),
@@ -49,6 +53,41 @@ pub enum Command {
     /// EVM blocks for the bundled `evm-block` program: generate synthetic blocks, or execute one natively.
     #[command(subcommand)]
     Block(BlockCommand),
+}
+
+/// `cairn soak`.
+#[derive(Debug, Args)]
+pub struct SoakArgs {
+    /// How long to submit jobs, in minutes (the job running at the end is finished first).
+    #[arg(long, env = "CAIRN_SOAK_MINUTES", default_value_t = 10.0)]
+    pub minutes: f64,
+    /// Honest fake-backend prover nodes (node 0 is observed for leaks and never disturbed).
+    #[arg(long, env = "CAIRN_SOAK_NODES", default_value_t = 4)]
+    pub nodes: usize,
+    /// Lying fake-backend provers (garbage, replayed, other-job and silent answers, in turn).
+    #[arg(long, env = "CAIRN_SOAK_LIARS", default_value_t = 2)]
+    pub liars: usize,
+    /// Every Nth job is proved for real (RISC Zero, po2 14) on a lane of two more nodes; 0: none.
+    #[arg(long, env = "CAIRN_SOAK_REAL_EVERY", default_value_t = 10)]
+    pub real_every: u32,
+    /// Mean seconds between faults (exponentially distributed).
+    #[arg(long, env = "CAIRN_SOAK_CHAOS_SECS", default_value_t = 15.0)]
+    pub chaos_secs: f64,
+    /// Seed of the faults' randomness.
+    #[arg(long, env = "CAIRN_SOAK_SEED", default_value_t = 1)]
+    pub seed: u64,
+    /// Blob store cap of every node, MB (checked at the end).
+    #[arg(long, env = "CAIRN_SOAK_MAX_DISK_MB", default_value_t = 64)]
+    pub max_disk_mb: u64,
+    /// A fake proof's time as a share of a real one's (po2 14: 8.2 s).
+    #[arg(long, env = "CAIRN_SOAK_FAKE_TIME_SCALE", default_value_t = 0.1)]
+    pub fake_time_scale: f64,
+    /// Cycles of the first fake job (each job adds 1,000, so each is new).
+    #[arg(long, env = "CAIRN_SOAK_FAKE_CYCLES", default_value_t = 60_000)]
+    pub fake_cycles: u64,
+    /// Directory for the nodes, the job databases, the logs, the receipts and `soak.json` (emptied first).
+    #[arg(long, env = "CAIRN_SOAK_OUT", default_value = "cairn-out/soak")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -246,6 +285,18 @@ pub struct NetworkClientArgs {
     /// with the segment count), or `auto` (join-tree where recursion is installed here, else composite).
     #[arg(long, env = "CAIRN_AGGREGATION", value_enum, default_value_t = AggregationArg::Auto)]
     pub aggregation: AggregationArg,
+    /// Speculative backup copies: a second prover races a straggler, and the last tasks of a job, and the
+    /// first verified result wins. `off` where the provers share one machine's cores (as `cairn devnet`'s
+    /// do): there a backup only slows the copy it races.
+    #[arg(long, env = "CAIRN_BACKUPS", value_enum, default_value_t = OnOff::On)]
+    pub backups: OnOff,
+}
+
+/// A switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
 }
 
 /// See `--aggregation`.
@@ -460,6 +511,11 @@ pub struct DevnetArgs {
     /// Provers per task.
     #[arg(long, env = "CAIRN_REDUNDANCY", default_value_t = 1)]
     pub redundancy: u32,
+    /// Speculative backup copies of stragglers and of a job's last tasks (see `cairn prove --backups`). Off
+    /// by default here: the devnet's provers share this machine's cores, so a backup only halves the speed of
+    /// the copy it races (a po2 18 segment proved twice at once took twice as long).
+    #[arg(long, env = "CAIRN_DEVNET_BACKUPS", value_enum, default_value_t = OnOff::Off)]
+    pub backups: OnOff,
     /// Where the receipt goes (a JSON summary and the job database are written beside it).
     #[arg(
         long,

@@ -1001,3 +1001,51 @@ fn a_join_tree_is_refused_plainly_where_recursion_is_missing() {
     assert!(err.contains("join-tree needs recursion"), "{err}");
     assert!(err.contains("composite"), "{err}");
 }
+
+/// `cairn soak`, short: fake-backend provers (named as such: the soak's volume comes from fake proofs; the real
+/// lane runs in the recorded one-hour soak, docs/SECURITY.md), two of them lying, a fault every few seconds
+/// (provers killed and restarted, stalled, their connections cut, the client killed mid-job), jobs submitted
+/// back to back for 75 s. Every guarantee the soak checks must hold, and faults must actually have happened.
+#[test]
+fn a_short_soak_under_chaos_keeps_every_guarantee() {
+    let _g = cores(QUICK);
+    let dir = tmp();
+    let out_dir = dir.path().join("soak");
+    let out = Command::new(CAIRN)
+        .args(["soak", "--minutes", "1.25", "--nodes", "3", "--liars", "2"])
+        .args([
+            "--real-every",
+            "0",
+            "--chaos-secs",
+            "5",
+            "--seed",
+            "7",
+            "--out",
+        ])
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "the soak found problems:\n{stdout}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("soak.json")).unwrap()).unwrap();
+    let v = &report["verdict"];
+    assert!(v["jobs"].as_u64().unwrap() >= 3, "{v}");
+    assert_eq!(v["jobs"], v["receipts_verified"], "{v}");
+    assert_eq!(v["invalid_results_accepted"], 0, "{v}");
+    assert_eq!(v["verified_segments_given_out_again"], 0, "{v}");
+    assert!(v["verifications_logged"].as_u64().unwrap() > 10, "{v}");
+    assert!(v["acceptances_logged"].as_u64().unwrap() > 10, "{v}");
+    let chaos = &report["chaos"];
+    let faults: u64 = [
+        "prover_kills",
+        "prover_stalls",
+        "connection_cuts",
+        "client_kills",
+    ]
+    .iter()
+    .map(|k| chaos[k].as_u64().unwrap())
+    .sum();
+    assert!(faults >= 5, "too few faults happened: {chaos}");
+}

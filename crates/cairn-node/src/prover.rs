@@ -224,6 +224,7 @@ pub async fn run_prover(
                                         Response::Decline { reason, kind: Some(kind) }
                                     }
                                     Ok(()) => {
+                                        info!(job = offer.job, task = offer.task, client = %peer, "task accepted");
                                         note(&mut |l| {
                                             l.accepted += 1;
                                             l.running.push(TaskInHand { client: peer.to_string(), job: offer.job, task: offer.task, since: unix_now() });

@@ -132,6 +132,8 @@ pub fn run(args: &DevnetArgs) -> anyhow::Result<ExitCode> {
         .arg(args.po2.to_string())
         .arg("--redundancy")
         .arg(args.redundancy.to_string())
+        .arg("--backups")
+        .arg(on_off(args.backups))
         .arg("--db")
         .arg(&db)
         .arg("--data-dir")
@@ -199,6 +201,8 @@ fn serve_gateway(
         .arg(args.po2.to_string())
         .arg("--redundancy")
         .arg(args.redundancy.to_string())
+        .arg("--backups")
+        .arg(on_off(args.backups))
         .arg("--db")
         .arg(out_dir.join("gateway-jobs.sqlite"))
         .arg("--data-dir")
@@ -215,4 +219,11 @@ fn serve_gateway(
     } else {
         ExitCode::FAILURE
     })
+}
+
+fn on_off(v: crate::cli::OnOff) -> &'static str {
+    match v {
+        crate::cli::OnOff::On => "on",
+        crate::cli::OnOff::Off => "off",
+    }
 }

@@ -12,6 +12,7 @@ mod node_status;
 mod program;
 mod prove;
 mod relay;
+mod soak;
 mod verify;
 
 use std::process::ExitCode;
@@ -70,5 +71,6 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Node(args) => node::run(&args),
         Command::Relay(args) => relay::run(&args),
         Command::Devnet(args) => devnet::run(&args),
+        Command::Soak(args) => soak::run(&args),
     }
 }

@@ -217,10 +217,12 @@ pub(super) fn net_config(n: &NetworkClientArgs) -> anyhow::Result<cairn_net::Con
 }
 
 pub(super) fn scheduler_config(n: &NetworkClientArgs) -> SchedulerConfig {
-    SchedulerConfig {
+    let mut cfg = SchedulerConfig {
         heartbeat_timeout_ms: Some(n.heartbeat_timeout_secs * 1000),
         ..SchedulerConfig::default()
-    }
+    };
+    cfg.speculative.enabled = n.backups == crate::cli::OnOff::On;
+    cfg
 }
 
 /// `--aggregation`, checked against what this machine can finish.

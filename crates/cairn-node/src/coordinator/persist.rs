@@ -533,6 +533,7 @@ impl Core {
                 job.joins_verified += 1;
                 info!(%prover, %task, "join verified");
             } else {
+                info!(job = task.job.0, task = task.index, %prover, "segment verified");
                 *job.proved_by.entry(prover).or_default() += 1;
                 if let Some(ms) = prove_ms {
                     job.segment_prove_ms.insert(task.index, ms);

@@ -1,0 +1,907 @@
+//! `cairn soak`: a devnet run for a set time under chaos. Prover nodes (the fake backend for volume, and a
+//! lane of real RISC Zero nodes for a share of jobs), some of them lying, while jobs are submitted one after
+//! another and provers are killed and restarted, stopped and resumed, their connections cut, and the client
+//! itself killed mid-job and restarted (it resumes from its job database). At the end it checks what must
+//! hold: every job finished with a receipt that verifies, no invalid result accepted, no segment given out
+//! again once verified, and the long-lived node's memory, file handles and disk within bounds.
+//!
+//! The stages: [`Lane::start`] (nodes), [`Chaos::run`] (a thread of random faults), [`run_jobs`] (the job
+//! loop), then [`check`] over the receipts, the job databases and the logs.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use cairn_backend::fake::FakeBackend;
+use cairn_backend::ProvingBackend;
+
+use crate::cli::SoakArgs;
+
+/// Misbehaviours of the lying provers, in turn.
+const LIES: &[&str] = &["garbage", "replay", "other-job", "silent"];
+
+/// One `cairn node` process, restartable under the same identity and port.
+struct NodeProc {
+    name: String,
+    args: Vec<String>,
+    log: PathBuf,
+    child: Option<Child>,
+    addr: String,
+    peer: String,
+    liar: bool,
+}
+
+impl NodeProc {
+    fn spawn(&mut self, exe: &Path) -> anyhow::Result<()> {
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let mut child = Command::new(exe)
+            .args(&self.args)
+            .env("CAIRN_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .with_context(|| format!("starting {}", self.name))?;
+        let stdout = child.stdout.take().expect("piped");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(a) = line.strip_prefix("listening ") {
+                    let _ = tx.send(a.to_string());
+                }
+            }
+        });
+        let addr = rx.recv_timeout(Duration::from_secs(120)).with_context(|| {
+            format!(
+                "{} did not report its address (see {})",
+                self.name,
+                self.log.display()
+            )
+        })?;
+        self.peer = addr.rsplit("/p2p/").next().unwrap_or_default().to_string();
+        self.addr = addr;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid() {
+            let _ = signal(pid, "CONT");
+        }
+        self.kill();
+    }
+}
+
+fn signal(pid: u32, sig: &str) -> bool {
+    Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A free TCP port on loopback (a node keeps it across restarts, so clients find it again).
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Nodes of one backend, and the client state (job database, data directory, log) that proves on them.
+struct Lane {
+    name: &'static str,
+    backend: &'static str,
+    nodes: Vec<NodeProc>,
+    dir: PathBuf,
+}
+
+impl Lane {
+    #[allow(clippy::too_many_arguments)]
+    fn start(
+        exe: &Path,
+        name: &'static str,
+        backend: &'static str,
+        honest: usize,
+        liars: usize,
+        out: &Path,
+        args: &SoakArgs,
+    ) -> anyhow::Result<Self> {
+        let dir = out.join(name);
+        std::fs::create_dir_all(&dir)?;
+        let mut nodes = Vec::new();
+        for i in 0..honest + liars {
+            let liar = i >= honest;
+            let node_name = if liar {
+                format!("liar-{}", i - honest)
+            } else {
+                format!("node-{i}")
+            };
+            let port = free_port()?;
+            let mut a: Vec<String> = [
+                "node",
+                "--listen",
+                &format!("/ip4/127.0.0.1/tcp/{port}"),
+                "--no-mdns",
+                "--print-addr",
+                "--heartbeat-secs",
+                "2",
+                "--workers",
+                "1",
+                "--threads",
+                "1",
+                "--no-benchmark",
+                "--announce-secs",
+                "5",
+                "--max-disk-mb",
+                &args.max_disk_mb.to_string(),
+                "--backend",
+                backend,
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            a.push("--data-dir".into());
+            a.push(dir.join(&node_name).display().to_string());
+            if backend == "fake" {
+                a.extend(["--fake-time-scale".into(), args.fake_time_scale.to_string()]);
+            }
+            if liar {
+                a.extend(["--misbehave".into(), LIES[(i - honest) % LIES.len()].into()]);
+            }
+            let mut node = NodeProc {
+                log: dir.join(format!("{node_name}.log")),
+                name: format!("{name}/{node_name}"),
+                args: a,
+                child: None,
+                addr: String::new(),
+                peer: String::new(),
+                liar,
+            };
+            node.spawn(exe)?;
+            nodes.push(node);
+        }
+        Ok(Self {
+            name,
+            backend,
+            nodes,
+            dir,
+        })
+    }
+
+    fn bootstrap(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| n.addr.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// What the chaos thread did.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+struct ChaosCounts {
+    prover_kills: u32,
+    prover_restarts: u32,
+    prover_stalls: u32,
+    client_kills: u32,
+    connection_cuts: u32,
+    sockets_cut: u32,
+}
+
+/// Random faults, one every `mean` seconds on average, until `stop`.
+struct Chaos {
+    lanes: Arc<Vec<Mutex<Lane>>>,
+    client_pid: Arc<Mutex<Option<u32>>>,
+    exe: PathBuf,
+    rng: rng::Rng,
+    mean: f64,
+    counts: Arc<Mutex<ChaosCounts>>,
+}
+
+/// A tiny xorshift generator (the soak must be reproducible from `--seed`; no need for `rand` here).
+mod rng {
+    #[derive(Debug)]
+    pub struct Rng(u64);
+    impl Rng {
+        pub fn new(seed: u64) -> Self {
+            Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+        }
+        pub fn f64(&mut self) -> f64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+        }
+        pub fn below(&mut self, n: usize) -> usize {
+            ((self.f64() * n as f64) as usize).min(n.saturating_sub(1))
+        }
+        pub fn range(&mut self, lo: f64, hi: f64) -> f64 {
+            lo + (hi - lo) * self.f64()
+        }
+    }
+}
+
+impl Chaos {
+    fn run(mut self, stop: Arc<AtomicBool>) {
+        // Restarts due: (when, lane, node).
+        let mut restarts: Vec<(Instant, usize, usize)> = Vec::new();
+        let mut resumes: Vec<(Instant, u32)> = Vec::new();
+        let mut next = Instant::now() + Duration::from_secs_f64(self.mean);
+        while !stop.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(200));
+            let now = Instant::now();
+            restarts.retain(|&(at, l, n)| {
+                if at > now {
+                    return true;
+                }
+                let mut lane = self.lanes[l].lock().unwrap_or_else(|p| p.into_inner());
+                match lane.nodes[n].spawn(&self.exe) {
+                    Ok(()) => {
+                        self.counts
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .prover_restarts += 1
+                    }
+                    Err(e) => eprintln!("soak: restarting {}: {e:#}", lane.nodes[n].name),
+                }
+                false
+            });
+            resumes.retain(|&(at, pid)| {
+                if at > now {
+                    return true;
+                }
+                signal(pid, "CONT");
+                false
+            });
+            if now < next {
+                continue;
+            }
+            // Exponential gaps between faults.
+            next = now + Duration::from_secs_f64(-self.mean * (1.0 - self.rng.f64()).ln());
+            // Faults fall on the fake lane's nodes (lane 0) and on the client; the real lane proves undisturbed
+            // but for client kills (its proofs are the expensive, slow part).
+            let mut lane = self.lanes[0].lock().unwrap_or_else(|p| p.into_inner());
+            // Node 0 is the observer (sampled for leaks): never touched. Liars are left alone too.
+            let victims: Vec<usize> = (1..lane.nodes.len())
+                .filter(|&i| !lane.nodes[i].liar && lane.nodes[i].child.is_some())
+                .filter(|&i| !restarts.iter().any(|r| r.2 == i))
+                .collect();
+            let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+            match self.rng.below(4) {
+                0 if !victims.is_empty() => {
+                    let i = victims[self.rng.below(victims.len())];
+                    lane.nodes[i].kill();
+                    counts.prover_kills += 1;
+                    let back = now + Duration::from_secs_f64(self.rng.range(2.0, 20.0));
+                    restarts.push((back, 0, i));
+                }
+                1 if !victims.is_empty() => {
+                    let i = victims[self.rng.below(victims.len())];
+                    if let Some(pid) = lane.nodes[i].pid() {
+                        if !resumes.iter().any(|r| r.1 == pid) && signal(pid, "STOP") {
+                            counts.prover_stalls += 1;
+                            resumes.push((
+                                now + Duration::from_secs_f64(self.rng.range(3.0, 30.0)),
+                                pid,
+                            ));
+                        }
+                    }
+                }
+                2 if !victims.is_empty() => {
+                    // Cut every TCP connection of a node (ss -K: needs root and a kernel with sock_destroy).
+                    let i = victims[self.rng.below(victims.len())];
+                    let port = lane.nodes[i]
+                        .addr
+                        .split("/tcp/")
+                        .nth(1)
+                        .and_then(|s| s.split('/').next());
+                    if let Some(port) = port {
+                        let out = Command::new("ss")
+                            .args([
+                                "-K",
+                                "-t",
+                                "-n",
+                                &format!("( sport = :{port} or dport = :{port} )"),
+                            ])
+                            .output();
+                        if let Some(out) = out.ok().filter(|o| o.status.success()) {
+                            let cut =
+                                String::from_utf8_lossy(&out.stdout).lines().skip(1).count() as u32;
+                            counts.connection_cuts += 1;
+                            counts.sockets_cut += cut;
+                        }
+                    }
+                }
+                _ => {
+                    if let Some(pid) = *self.client_pid.lock().unwrap_or_else(|p| p.into_inner()) {
+                        if signal(pid, "KILL") {
+                            counts.client_kills += 1;
+                        }
+                    }
+                }
+            }
+        }
+        for (_, pid) in resumes {
+            signal(pid, "CONT");
+        }
+        for (_, l, n) in restarts {
+            let mut lane = self.lanes[l].lock().unwrap_or_else(|p| p.into_inner());
+            let _ = lane.nodes[n].spawn(&self.exe);
+        }
+    }
+}
+
+/// One job of the soak.
+#[derive(Debug, Clone, serde::Serialize)]
+struct JobRun {
+    lane: &'static str,
+    number: u64,
+    receipt: PathBuf,
+    /// Client processes it took (each kill or failure starts another, which resumes).
+    runs: u32,
+    finished: bool,
+    secs: f64,
+}
+
+/// Submits jobs one after another until `until`; returns them.
+fn run_jobs(
+    exe: &Path,
+    lanes: &Arc<Vec<Mutex<Lane>>>,
+    args: &SoakArgs,
+    client_pid: &Arc<Mutex<Option<u32>>>,
+    until: Instant,
+) -> anyhow::Result<Vec<JobRun>> {
+    let mut jobs = Vec::new();
+    let mut n = 0u64;
+    while Instant::now() < until {
+        n += 1;
+        let real = lanes.len() > 1 && args.real_every > 0 && n % u64::from(args.real_every) == 0;
+        let l = usize::from(real);
+        let (lane_name, backend, bootstrap, dir) = {
+            let lane = lanes[l].lock().unwrap_or_else(|p| p.into_inner());
+            (lane.name, lane.backend, lane.bootstrap(), lane.dir.clone())
+        };
+        let receipt = dir.join(format!("receipts/job-{n}.bin"));
+        // Each job's input differs, so each is a new job in the database: for the fake backend the cycle
+        // count, for sha-chain one iteration and the job's number as seed bytes.
+        let input: [String; 2] = if real {
+            ["--input-hex".into(), format!("0100000000000000{n:016x}")]
+        } else {
+            [
+                "--iterations".into(),
+                (args.fake_cycles + n * 1_000).to_string(),
+            ]
+        };
+        let mut cmd_args: Vec<String> = [
+            "prove",
+            "--network",
+            "--no-progress",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--program",
+            "sha-chain",
+            "--po2",
+            "14",
+            "--backend",
+            backend,
+            "--aggregation",
+            "composite",
+            "--backups",
+            "off",
+            "--task-slack-secs",
+            "30",
+            "--heartbeat-timeout-secs",
+            "10",
+            "--job-timeout-secs",
+            "600",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        cmd_args.extend(input);
+        cmd_args.extend([
+            "--bootstrap".into(),
+            bootstrap,
+            "--db".into(),
+            dir.join("jobs.sqlite").display().to_string(),
+            "--data-dir".into(),
+            dir.join("client").display().to_string(),
+            "--out".into(),
+            receipt.display().to_string(),
+        ]);
+        let started = Instant::now();
+        let mut job = JobRun {
+            lane: lane_name,
+            number: n,
+            receipt: receipt.clone(),
+            runs: 0,
+            finished: false,
+            secs: 0.0,
+        };
+        // A job gets ten minutes, whatever happens to its clients.
+        while started.elapsed() < Duration::from_secs(600) {
+            job.runs += 1;
+            let log = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join("client.log"))?;
+            let mut child = Command::new(exe)
+                .args(&cmd_args)
+                .env("CAIRN_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(Stdio::from(log))
+                .spawn()
+                .context("starting a client")?;
+            *client_pid.lock().unwrap_or_else(|p| p.into_inner()) = Some(child.id());
+            let status = child.wait()?;
+            *client_pid.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            if status.success() {
+                job.finished = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        job.secs = started.elapsed().as_secs_f64();
+        eprintln!(
+            "soak: job {n} ({lane_name}) {} in {:.0} s, {} client run(s)",
+            if job.finished {
+                "finished"
+            } else {
+                "DID NOT FINISH"
+            },
+            job.secs,
+            job.runs
+        );
+        jobs.push(job);
+    }
+    Ok(jobs)
+}
+
+/// Memory and file handles of the observer node over the run.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+struct Samples {
+    /// (seconds since start, RSS in KiB, open file descriptors).
+    points: Vec<(f64, u64, u64)>,
+}
+
+fn sample(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())?;
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64;
+    Some((rss, fds))
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_bytes(&e.path()),
+            _ => e.metadata().map(|m| m.len()).unwrap_or(0),
+        })
+        .sum()
+}
+
+/// `(timestamp, job, task)` of every line of `log` holding `what` (tracing's format: an RFC 3339 time first,
+/// then `job=N task=M` among the fields).
+fn events(log: &Path, what: &str) -> Vec<(chrono::DateTime<chrono::FixedOffset>, u64, u32)> {
+    let Ok(f) = File::open(log) else {
+        return Vec::new();
+    };
+    let field = |line: &str, key: &str| -> Option<u64> {
+        let at = line.find(&format!(" {key}="))? + key.len() + 2;
+        line[at..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    };
+    BufReader::new(f)
+        .lines()
+        .map_while(Result::ok)
+        .filter(|l| l.contains(what))
+        .filter_map(|l| {
+            let plain = strip_ansi(&l);
+            let ts = chrono::DateTime::parse_from_rfc3339(plain.split_whitespace().next()?).ok()?;
+            Some((
+                ts,
+                field(&plain, "job")?,
+                u32::try_from(field(&plain, "task")?).ok()?,
+            ))
+        })
+        .collect()
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Verifies every stored segment receipt of every job in the job database at `db` against its segment's
+/// recorded claim. Returns how many there are, the ones that fail, and how many came from `liars` (a lying
+/// prover's honest answer, such as a replayer's first, is valid and may count).
+fn recheck_segments(
+    db: &Path,
+    backend: &dyn ProvingBackend,
+    liars: &[&str],
+) -> anyhow::Result<(usize, Vec<String>, usize)> {
+    let conn = rusqlite::Connection::open(db)?;
+    let jobs: Vec<i64> = conn
+        .prepare("SELECT id FROM jobs ORDER BY id")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let from_liars = liars
+        .iter()
+        .map(|p| {
+            conn.query_row(
+                "SELECT COUNT(*) FROM segments WHERE receipt IS NOT NULL AND prover = ?1",
+                [p],
+                |r| r.get::<_, i64>(0),
+            )
+        })
+        .sum::<Result<i64, _>>()? as usize;
+    drop(conn);
+    let db = cairn_node::jobdb::JobDb::open(db)?;
+    let (mut count, mut invalid) = (0, Vec::new());
+    for job in jobs {
+        let Some((_, claims)) = db.execution_claims(job as u64)? else {
+            continue;
+        };
+        for (index, receipt) in db.verified(job as u64)? {
+            count += 1;
+            let check = claims
+                .get(index as usize)
+                .ok_or_else(|| "no claim recorded".to_string())
+                .and_then(|claim| {
+                    backend
+                        .verify_segment(&receipt, claim)
+                        .map_err(|e| e.to_string())
+                });
+            if let Err(e) = check {
+                invalid.push(format!(
+                    "job {job} segment {index}: an accepted receipt does not verify: {e}"
+                ));
+            }
+        }
+    }
+    Ok((count, invalid, from_liars))
+}
+
+/// What the soak found.
+#[derive(Debug, Default, serde::Serialize)]
+struct Verdict {
+    jobs: usize,
+    jobs_finished: usize,
+    receipts_verified: usize,
+    invalid_results_accepted: usize,
+    verified_segments_given_out_again: usize,
+    /// Segment verifications found in the clients' logs and task acceptances in the nodes' logs: what the
+    /// check above compared (zero would make it vacuous).
+    verifications_logged: usize,
+    acceptances_logged: usize,
+    segments_verified: usize,
+    segments_from_lying_provers: usize,
+    rss_kib_after_warmup: u64,
+    rss_kib_at_end: u64,
+    fds_after_warmup: u64,
+    fds_at_end: u64,
+    largest_node_store_mb: f64,
+    node_store_cap_mb: u64,
+    client_store_mb: f64,
+    problems: Vec<String>,
+}
+
+fn check(lanes: &[Mutex<Lane>], jobs: &[JobRun], samples: &Samples, args: &SoakArgs) -> Verdict {
+    let mut v = Verdict {
+        jobs: jobs.len(),
+        jobs_finished: jobs.iter().filter(|j| j.finished).count(),
+        node_store_cap_mb: args.max_disk_mb,
+        ..Verdict::default()
+    };
+    // 1. Every job finished with a receipt that verifies, checked here again from the file.
+    let fake = FakeBackend::new(0.0);
+    let real = cairn_risc0::RiscZeroBackend::new();
+    for job in jobs {
+        if !job.finished {
+            v.problems.push(format!(
+                "job {} ({}) did not finish in 10 minutes",
+                job.number, job.lane
+            ));
+            continue;
+        }
+        let (backend, program): (&dyn ProvingBackend, Vec<u8>) = if job.lane == "real" {
+            (&real, cairn_guests::SHA_CHAIN.binary.to_vec())
+        } else {
+            (&fake, FakeBackend::program("sha-chain"))
+        };
+        let ok = std::fs::read(&job.receipt)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| {
+                let id = backend.image_id(&program).map_err(|e| e.to_string())?;
+                backend
+                    .verify_receipt(&bytes, &id)
+                    .map_err(|e| e.to_string())
+            });
+        match ok {
+            Ok(_) => v.receipts_verified += 1,
+            Err(e) => v.problems.push(format!(
+                "job {} ({}): receipt does not verify: {e}",
+                job.number, job.lane
+            )),
+        }
+    }
+    for lane in lanes {
+        let lane = lane.lock().unwrap_or_else(|p| p.into_inner());
+        // 2. Every accepted segment receipt proves its segment: verified again here, against the claim the
+        // client recorded when it executed the job, whoever delivered it.
+        let backend: &dyn ProvingBackend = if lane.backend == "risc0" {
+            &real
+        } else {
+            &fake
+        };
+        let liars: Vec<&str> = lane
+            .nodes
+            .iter()
+            .filter(|n| n.liar)
+            .map(|n| n.peer.as_str())
+            .collect();
+        match recheck_segments(&lane.dir.join("jobs.sqlite"), backend, &liars) {
+            Ok((verified, invalid, from_liars)) => {
+                v.segments_verified += verified;
+                v.segments_from_lying_provers += from_liars;
+                v.invalid_results_accepted += invalid.len();
+                v.problems
+                    .extend(invalid.into_iter().map(|e| format!("{}: {e}", lane.name)));
+            }
+            Err(e) => v
+                .problems
+                .push(format!("{}: job database: {e:#}", lane.name)),
+        }
+        // 3. Nothing verified is given out again: no prover accepts a task after the client verified it.
+        let verified_at: HashMap<(u64, u32), chrono::DateTime<chrono::FixedOffset>> =
+            events(&lane.dir.join("client.log"), "segment verified")
+                .into_iter()
+                .fold(HashMap::new(), |mut m, (ts, job, task)| {
+                    m.entry((job, task))
+                        .and_modify(|t: &mut _| *t = (*t).min(ts))
+                        .or_insert(ts);
+                    m
+                });
+        v.verifications_logged += verified_at.len();
+        for node in &lane.nodes {
+            let accepted = events(&node.log, "task accepted");
+            v.acceptances_logged += accepted.len();
+            for (ts, job, task) in accepted {
+                if let Some(at) = verified_at.get(&(job, task)) {
+                    if ts > *at + chrono::Duration::seconds(1) {
+                        v.verified_segments_given_out_again += 1;
+                        v.problems.push(format!(
+                            "{}: job {job} segment {task} was accepted by {} at {ts}, after it was verified at {at}",
+                            lane.name, node.name
+                        ));
+                    }
+                }
+            }
+            let mb = dir_bytes(
+                &lane
+                    .dir
+                    .join(node.name.rsplit('/').next().unwrap_or_default())
+                    .join("blobs"),
+            ) as f64
+                / 1e6;
+            v.largest_node_store_mb = v.largest_node_store_mb.max(mb);
+        }
+        v.client_store_mb += dir_bytes(&lane.dir.join("client/blobs")) as f64 / 1e6;
+    }
+    if v.verifications_logged == 0 || v.acceptances_logged == 0 {
+        v.problems.push(format!(
+            "the logs hold {} verifications and {} acceptances: nothing to check re-proving against",
+            v.verifications_logged, v.acceptances_logged
+        ));
+    }
+    if v.largest_node_store_mb > args.max_disk_mb as f64 * 1.05 {
+        v.problems.push(format!(
+            "a node's blob store holds {:.1} MB, over its cap of {} MB",
+            v.largest_node_store_mb, args.max_disk_mb
+        ));
+    }
+    // 4. The observer node's memory and file handles: after a warm-up (the first quarter), the last quarter's
+    // peak may not exceed the second quarter's peak by more than half plus a margin.
+    let pts = &samples.points;
+    if pts.len() >= 8 {
+        let q = pts.len() / 4;
+        let peak = |s: &[(f64, u64, u64)]| {
+            (
+                s.iter().map(|p| p.1).max().unwrap_or(0),
+                s.iter().map(|p| p.2).max().unwrap_or(0),
+            )
+        };
+        let (rss_a, fds_a) = peak(&pts[q..2 * q]);
+        let (rss_b, fds_b) = peak(&pts[pts.len() - q..]);
+        (
+            v.rss_kib_after_warmup,
+            v.rss_kib_at_end,
+            v.fds_after_warmup,
+            v.fds_at_end,
+        ) = (rss_a, rss_b, fds_a, fds_b);
+        if rss_b > rss_a + rss_a / 2 + 32 * 1024 {
+            v.problems.push(format!(
+                "the observer node's memory grew from {rss_a} KiB to {rss_b} KiB"
+            ));
+        }
+        if fds_b > fds_a + fds_a / 2 + 16 {
+            v.problems.push(format!(
+                "the observer node's open files grew from {fds_a} to {fds_b}"
+            ));
+        }
+    } else {
+        v.problems.push(format!(
+            "too few samples of the observer node ({}): run the soak for longer",
+            pts.len()
+        ));
+    }
+    v
+}
+
+pub fn run(args: &SoakArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        args.nodes >= 2,
+        "a soak needs at least 2 honest nodes (one is observed, never disturbed)"
+    );
+    let exe = std::env::current_exe().context("finding the cairn executable")?;
+    let out = &args.out;
+    if out.exists() {
+        std::fs::remove_dir_all(out).with_context(|| format!("clearing {}", out.display()))?;
+    }
+    std::fs::create_dir_all(out)?;
+    let duration = Duration::from_secs_f64(args.minutes * 60.0);
+    eprintln!(
+        "soak: {:.1} min, {} honest + {} lying fake-backend nodes{}, a fault every ~{} s; logs in {}",
+        args.minutes,
+        args.nodes,
+        args.liars,
+        if args.real_every > 0 { format!(", every {}th job real on 2 RISC Zero nodes", args.real_every) } else { String::new() },
+        args.chaos_secs,
+        out.display()
+    );
+    let mut lanes = vec![Mutex::new(Lane::start(
+        &exe, "fake", "fake", args.nodes, args.liars, out, args,
+    )?)];
+    if args.real_every > 0 {
+        lanes.push(Mutex::new(Lane::start(
+            &exe, "real", "risc0", 2, 0, out, args,
+        )?));
+    }
+    let lanes = Arc::new(lanes);
+    let observer = lanes[0].lock().unwrap_or_else(|p| p.into_inner()).nodes[0].pid();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let client_pid = Arc::new(Mutex::new(None));
+    let counts = Arc::new(Mutex::new(ChaosCounts::default()));
+    let chaos = Chaos {
+        lanes: lanes.clone(),
+        client_pid: client_pid.clone(),
+        exe: exe.clone(),
+        rng: rng::Rng::new(args.seed),
+        mean: args.chaos_secs,
+        counts: counts.clone(),
+    };
+    let chaos_thread = {
+        let stop = stop.clone();
+        std::thread::spawn(move || chaos.run(stop))
+    };
+    let samples = Arc::new(Mutex::new(Samples::default()));
+    let sampler = {
+        let (stop, samples) = (stop.clone(), samples.clone());
+        let start = Instant::now();
+        let every = (duration / 40).clamp(Duration::from_secs(2), Duration::from_secs(30));
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                if let Some((rss, fds)) = observer.and_then(sample) {
+                    samples
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .points
+                        .push((start.elapsed().as_secs_f64(), rss, fds));
+                }
+                std::thread::sleep(every);
+            }
+        })
+    };
+
+    let jobs = run_jobs(&exe, &lanes, args, &client_pid, Instant::now() + duration);
+    stop.store(true, Ordering::SeqCst);
+    let _ = chaos_thread.join();
+    let _ = sampler.join();
+    let jobs = jobs?;
+    let samples = samples.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let counts = counts.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let verdict = check(&lanes, &jobs, &samples, args);
+
+    let report = serde_json::json!({
+        "minutes": args.minutes,
+        "seed": args.seed,
+        "chaos": counts,
+        "verdict": verdict,
+        "jobs": jobs,
+        "observer_samples": samples.points,
+    });
+    let path = out.join("soak.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&report)?)?;
+    let c = &counts;
+    println!(
+        "soak: {} jobs ({} real), {} finished, {} receipts verified; {} segments verified, {} invalid accepted, {} given out again after verification",
+        verdict.jobs,
+        jobs.iter().filter(|j| j.lane == "real").count(),
+        verdict.jobs_finished,
+        verdict.receipts_verified,
+        verdict.segments_verified,
+        verdict.invalid_results_accepted,
+        verdict.verified_segments_given_out_again
+    );
+    println!(
+        "soak: faults: {} prover kills ({} restarts), {} stalls, {} connection cuts ({} sockets), {} client kills",
+        c.prover_kills, c.prover_restarts, c.prover_stalls, c.connection_cuts, c.sockets_cut, c.client_kills
+    );
+    println!(
+        "soak: observer node: RSS {} -> {} KiB, open files {} -> {}; largest node blob store {:.1} MB (cap {} MB), client store {:.1} MB",
+        verdict.rss_kib_after_warmup,
+        verdict.rss_kib_at_end,
+        verdict.fds_after_warmup,
+        verdict.fds_at_end,
+        verdict.largest_node_store_mb,
+        verdict.node_store_cap_mb,
+        verdict.client_store_mb
+    );
+    println!("soak: report in {}", path.display());
+    if verdict.jobs == 0 {
+        bail!("no job ran: give the soak more minutes");
+    }
+    if verdict.problems.is_empty() {
+        println!("soak: PASSED");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for p in &verdict.problems {
+            println!("soak: PROBLEM: {p}");
+        }
+        println!("soak: FAILED");
+        Ok(ExitCode::FAILURE)
+    }
+}
