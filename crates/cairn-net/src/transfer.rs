@@ -221,6 +221,8 @@ pub(crate) struct Wanted {
 
 /// Fetching side: decodes a peer's answer to a manifest request and checks that it describes the blob asked
 /// for (id, chunk size, chunk count, announced size) within the store's cap, before any data moves.
+// The fetch path's own error type, as the async fetch returned it before this was pulled out of it.
+#[allow(clippy::result_large_err)]
 pub(crate) fn accept_manifest(frame: &[u8], want: Wanted) -> Result<Manifest, NetError> {
     let Wanted {
         peer,

@@ -376,7 +376,8 @@ fn run_jobs(
     let mut n = 0u64;
     while Instant::now() < until {
         n += 1;
-        let real = lanes.len() > 1 && args.real_every > 0 && n % u64::from(args.real_every) == 0;
+        let real =
+            lanes.len() > 1 && args.real_every > 0 && n.is_multiple_of(u64::from(args.real_every));
         let l = usize::from(real);
         let (lane_name, backend, bootstrap, dir) = {
             let lane = lanes[l].lock().unwrap_or_else(|p| p.into_inner());
