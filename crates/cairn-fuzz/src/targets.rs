@@ -115,6 +115,22 @@ pub static TARGETS: &[Target] = &[
         seeds: scenario_seeds,
     },
     Target {
+        name: "session_request",
+        about: "a gateway session request body (POST /sessions/create): JSON, image id, upload ids",
+        cheap: true,
+        accepts_seeds: true,
+        run: cairn_gateway::fuzz::session_request,
+        seeds: cairn_gateway::fuzz::seed_session_requests,
+    },
+    Target {
+        name: "api_keys",
+        about: "the gateway's API keys: a key file (TOML) or a name:key list",
+        cheap: true,
+        accepts_seeds: true,
+        run: cairn_gateway::fuzz::api_keys,
+        seeds: cairn_gateway::fuzz::seed_api_keys,
+    },
+    Target {
         name: "evm_block",
         about: "an EVM block input (`cairn block`, the evm-block guest): decode, witness, execution",
         cheap: true,

@@ -377,15 +377,27 @@ async fn put_assumption(
 // ---- sessions ----
 
 #[derive(Deserialize)]
-struct ProofReq {
-    img: String,
-    input: String,
+pub(crate) struct ProofReq {
+    pub(crate) img: String,
+    pub(crate) input: String,
     #[serde(default)]
-    assumptions: Vec<String>,
+    pub(crate) assumptions: Vec<String>,
     #[serde(default)]
-    execute_only: bool,
+    pub(crate) execute_only: bool,
     #[serde(default)]
-    exec_cycle_limit: Option<u64>,
+    pub(crate) exec_cycle_limit: Option<u64>,
+}
+
+/// A session request's body: the JSON, then the image id it names (returned lower-cased).
+pub(crate) fn parse_session_request(body: &[u8]) -> ApiResult<(ProofReq, String)> {
+    let req: ProofReq = serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("not a session request: {e} (expected {{img, input, assumptions, execute_only, exec_cycle_limit}})"),
+        )
+    })?;
+    let img = check_image_id(&req.img)?;
+    Ok((req, img))
 }
 
 async fn create_session(
@@ -394,13 +406,7 @@ async fn create_session(
     body: axum::body::Bytes,
 ) -> ApiResult<Json<CreateSessRes>> {
     let key = authorize(&inner, &headers)?;
-    let req: ProofReq = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("not a session request: {e} (expected {{img, input, assumptions, execute_only, exec_cycle_limit}})"),
-        )
-    })?;
-    let img = check_image_id(&req.img)?;
+    let (req, img) = parse_session_request(&body)?;
     if !inner.store.has_image(&img) {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,

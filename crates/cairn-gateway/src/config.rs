@@ -128,7 +128,12 @@ impl ApiKeys {
         let text = std::fs::read_to_string(path).map_err(|e| {
             GatewayError::Config(format!("cannot read the key file {}: {e}", path.display()))
         })?;
-        let file: KeysFile = toml::from_str(&text).map_err(|e| {
+        Self::from_toml(&text, path)
+    }
+
+    /// Parses a key file's text (see [`ApiKeys::from_file`]); `path` names it in errors.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Self, GatewayError> {
+        let file: KeysFile = toml::from_str(text).map_err(|e| {
             GatewayError::Config(format!("the key file {} is not valid: {e}", path.display()))
         })?;
         let mut keys = Vec::new();
@@ -145,7 +150,14 @@ impl ApiKeys {
                 k.max_sessions = n;
             }
             if let Some(mb) = e.max_upload_mb {
-                k.max_upload_bytes = mb << 20;
+                // `mb << 20` dropped the high bits: 2^44 MB and up became a cap of 0 or of anything.
+                k.max_upload_bytes = mb.checked_mul(1 << 20).ok_or_else(|| {
+                    GatewayError::Config(format!(
+                        "max_upload_mb of {} in {} is {mb}, more than a u64 of bytes holds",
+                        e.name,
+                        path.display()
+                    ))
+                })?;
             }
             keys.push(k);
         }
@@ -188,5 +200,13 @@ mod tests {
         )
         .unwrap();
         assert!(ApiKeys::from_file(&p).is_err());
+        // Found by reading the key file's parser: a size whose bytes overflow is refused, not wrapped.
+        std::fs::write(
+            &p,
+            "[[key]]\nname = \"e\"\nkey = \"long-enough\"\nmax_upload_mb = 17592186044416\n",
+        )
+        .unwrap();
+        let e = ApiKeys::from_file(&p).unwrap_err().to_string();
+        assert!(e.contains("max_upload_mb"), "{e}");
     }
 }

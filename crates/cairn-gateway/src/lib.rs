@@ -14,6 +14,9 @@
 mod api;
 pub mod config;
 mod dashboard;
+// Entry points for the fuzz targets of crates/cairn-fuzz (doc-hidden, not part of the API).
+#[doc(hidden)]
+pub mod fuzz;
 mod metrics;
 mod session;
 pub mod store;
