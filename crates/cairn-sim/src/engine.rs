@@ -16,6 +16,7 @@ use cairn_scheduler::types::{
     TaskId, TaskKind, Time,
 };
 
+use crate::bounds;
 use crate::model;
 use crate::nodes::{self, Behavior, NodeSpec};
 use crate::scenario::{AggregationMode, RunParams};
@@ -88,6 +89,10 @@ struct JobState {
     assigns: u64,
     reassigned: bool,
     backup: bool,
+    /// Leaves (segments) with a verified result, and when the last of them got one.
+    leaf_done: Vec<bool>,
+    leaves_left: u32,
+    leaves_at: Option<Time>,
 }
 
 /// One job's result.
@@ -104,6 +109,11 @@ pub struct JobRecord {
     pub ttp_s: Option<f64>,
     /// Lower bound: the actual proof tree with every task on the fastest eligible node, no queueing.
     pub cp_bound_s: Option<f64>,
+    /// Lower bound from the network's capacity (`bounds`): the leaves packed onto the honest fitting nodes,
+    /// deepest leaves first, each followed by its chain of joins on the fastest recursion node.
+    pub cap_bound_s: Option<f64>,
+    /// Submission to the last leaf's first verified result: the rest (`ttp_s` minus this) is the join tail.
+    pub leaves_s: Option<f64>,
     /// The formula on a typical (median-speed) eligible node: execute + transfer + one segment + lift +
     /// ceil(log2 S) joins (+ uploads, verification). An estimate in the seed's style, not a bound.
     pub cp_formula_s: f64,
@@ -215,6 +225,9 @@ pub struct Engine<B: Brain> {
     useful_work: f64,
     events: u64,
     bound: BoundParts,
+    /// Seconds per leaf (prove, + lift with a join tree) on each honest node lane that fits the po2, fastest
+    /// first: the capacity bound's provers.
+    leaf_secs: Vec<f64>,
 }
 
 impl<B: Brain> std::fmt::Debug for Engine<B> {
@@ -267,6 +280,24 @@ impl<B: Brain> Engine<B> {
                 .collect(),
         );
         let join_tree = p.aggregation == AggregationMode::JoinTree;
+        let leaf_units = model::prove_secs(p.po2)
+            + if join_tree {
+                model::RECURSION_SECS
+            } else {
+                0.0
+            };
+        let mut leaf_secs: Vec<f64> = specs
+            .iter()
+            .filter(|n| {
+                n.behavior == Behavior::Honest
+                    && n.capacity.max_po2 >= p.po2
+                    && (!join_tree || n.capacity.recursion)
+            })
+            .flat_map(|n| {
+                std::iter::repeat_n(leaf_units / n.speed, n.capacity.slots.max(1) as usize)
+            })
+            .collect();
+        leaf_secs.sort_by(f64::total_cmp);
         let receipt = if join_tree {
             model::SUCCINCT_RECEIPT_BYTES
         } else {
@@ -326,6 +357,9 @@ impl<B: Brain> Engine<B> {
                 assigns: 0,
                 reassigned: false,
                 backup: false,
+                leaf_done: vec![false; segments as usize],
+                leaves_left: segments,
+                leaves_at: None,
             });
         }
         let operators = specs.iter().map(|n| n.operator).max().unwrap_or(0) as usize;
@@ -361,6 +395,7 @@ impl<B: Brain> Engine<B> {
             useful_work: 0.0,
             events: 0,
             bound,
+            leaf_secs,
         }
     }
 
@@ -678,7 +713,10 @@ impl<B: Brain> Engine<B> {
             }
         } else {
             match self.nodes[n].spec.behavior {
-                Behavior::Honest => Input::ResultVerified { node, task },
+                Behavior::Honest => {
+                    self.leaf_verified(task);
+                    Input::ResultVerified { node, task }
+                }
                 Behavior::Invalid => Input::ResultRejected {
                     node,
                     task,
@@ -698,6 +736,23 @@ impl<B: Brain> Engine<B> {
             }
         };
         self.feed(input);
+    }
+
+    fn leaf_verified(&mut self, task: TaskId) {
+        if task.is_join() {
+            return;
+        }
+        let now = self.now;
+        let job = &mut self.jobs[task.job.0 as usize];
+        if let Some(done) = job.leaf_done.get_mut(task.index as usize) {
+            if !*done {
+                *done = true;
+                job.leaves_left -= 1;
+                if job.leaves_left == 0 {
+                    job.leaves_at = Some(now);
+                }
+            }
+        }
     }
 
     /// Stops a work: partial compute counts as spent.
@@ -792,6 +847,32 @@ impl<B: Brain> Engine<B> {
         Some(end + final_verify)
     }
 
+    /// The capacity bound (see `bounds`) of job `j`, whose tree ended at `root`.
+    fn cap_bound(&self, j: usize, root: Option<TaskId>) -> Option<f64> {
+        let job = &self.jobs[j];
+        let b = self.bound;
+        let (depths, final_verify) = match self.p.aggregation {
+            AggregationMode::Composite => (
+                vec![0; job.segments as usize],
+                f64::from(job.segments) * model::VERIFY_SECS_PER_RECEIPT,
+            ),
+            AggregationMode::JoinTree => (
+                bounds::leaf_depths(job.segments, &job.joins, root?.index)?,
+                model::VERIFY_SECS_PER_RECEIPT,
+            ),
+        };
+        let provers = &self.leaf_secs[..self.leaf_secs.len().min(depths.len())];
+        bounds::capacity_bound(
+            provers,
+            &depths,
+            bounds::Chain {
+                lead: b.xfer_in,
+                tail: b.upload + b.verify + final_verify,
+                per_join: b.join_in + b.join + b.upload + b.verify,
+            },
+        )
+    }
+
     fn cp_formula(&self, j: usize) -> f64 {
         let job = &self.jobs[j];
         let b = self.bound;
@@ -843,6 +924,11 @@ impl<B: Brain> Engine<B> {
                 outcome,
                 ttp_s: ttp,
                 cp_bound_s: root.and_then(|r| self.cp_bound(j, r)),
+                cap_bound_s: root.and_then(|r| self.cap_bound(j, r)),
+                leaves_s: job
+                    .leaves_at
+                    .filter(|_| completed)
+                    .map(|t| (t - job.submit_at) as f64 / 1000.0),
                 cp_formula_s: self.cp_formula(j),
                 within_deadline: job
                     .finished_at

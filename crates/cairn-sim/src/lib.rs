@@ -6,6 +6,7 @@
 //! - [`scenario`]: TOML scenario files with a base, variants and sweeps, expanded into runs.
 //! - [`model`]: the calibrated cost model (proving time and memory per po2, recursion, blob and receipt sizes).
 //! - [`nodes`]: the population (memory 2-32 GB, lognormal speeds, aggregators, faulty nodes, churn, sybils).
+//! - [`bounds`]: lower bounds no scheduler can beat (the network's capacity; the critical path is in `engine`).
 //! - [`engine`]: the event queue and the node/link/client models around the scheduler (the [`engine::Brain`]).
 //! - [`report`], [`metrics`], [`charts`]: metrics, CSV, the terminal table and SVG charts.
 //! - [`cli`]: `cairn sim` (clap `Args` + [`cli::run`]).
@@ -13,6 +14,7 @@
 //! Same scenario and seed give byte-identical outputs: one seeded ChaCha RNG per purpose, an event queue ordered
 //! by (time, insertion), integer milliseconds, and no hash-map iteration in anything that reaches an output.
 
+pub mod bounds;
 pub mod charts;
 pub mod cli;
 mod driver;

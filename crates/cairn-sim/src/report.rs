@@ -23,6 +23,13 @@ pub struct RunMetrics {
     pub cp_formula_p50_s: Option<f64>,
     /// Median over jobs of simulated time / critical-path bound.
     pub overhead_p50: Option<f64>,
+    /// The tight lower bound: per job the larger of the critical-path and capacity bounds (`bounds`).
+    pub tight_bound_p50_s: Option<f64>,
+    /// Median over jobs of simulated time / tight bound: what scheduling costs over what the network allows.
+    pub tight_overhead_p50: Option<f64>,
+    /// Submission to the last leaf's verified result, and from there to the final receipt (the join tail).
+    pub leaves_p50_s: Option<f64>,
+    pub tail_p50_s: Option<f64>,
     /// Jobs completed within their deadline / all jobs.
     pub liveness: f64,
     /// Total compute / useful compute (1.0 = nothing wasted).
@@ -58,6 +65,24 @@ impl RunMetrics {
             .iter()
             .filter_map(|j| Some(j.ttp_s? / j.cp_bound_s?.max(1e-9)))
             .collect();
+        let tight: Vec<Option<f64>> = done
+            .iter()
+            .map(|j| match (j.cp_bound_s, j.cap_bound_s) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            })
+            .collect();
+        let tight_overhead: Vec<f64> = done
+            .iter()
+            .zip(&tight)
+            .filter_map(|(j, t)| Some(j.ttp_s? / t.as_ref()?.max(1e-9)))
+            .collect();
+        let tight: Vec<f64> = tight.into_iter().flatten().collect();
+        let leaves: Vec<f64> = done.iter().filter_map(|j| j.leaves_s).collect();
+        let tails: Vec<f64> = done
+            .iter()
+            .filter_map(|j| Some(j.ttp_s? - j.leaves_s?))
+            .collect();
         let receipts: Vec<f64> = done.iter().map(|j| j.receipt_bytes / 1e3).collect();
         let segments: Vec<f64> = out.jobs.iter().map(|j| f64::from(j.segments)).collect();
         let n = out.jobs.len();
@@ -78,6 +103,10 @@ impl RunMetrics {
             cp_bound_p50_s: percentile(&bound, 50.0),
             cp_formula_p50_s: percentile(&formula, 50.0),
             overhead_p50: percentile(&overhead, 50.0),
+            tight_bound_p50_s: percentile(&tight, 50.0),
+            tight_overhead_p50: percentile(&tight_overhead, 50.0),
+            leaves_p50_s: percentile(&leaves, 50.0),
+            tail_p50_s: percentile(&tails, 50.0),
             liveness: out.jobs.iter().filter(|j| j.within_deadline).count() as f64
                 / n.max(1) as f64,
             wasted_ratio: (out.useful_work_s > 0.0).then(|| out.total_work_s / out.useful_work_s),
@@ -130,6 +159,10 @@ impl RunMetrics {
             ("cp_bound_p50_s".into(), f(self.cp_bound_p50_s)),
             ("cp_formula_p50_s".into(), f(self.cp_formula_p50_s)),
             ("overhead_p50".into(), f(self.overhead_p50)),
+            ("tight_bound_p50_s".into(), f(self.tight_bound_p50_s)),
+            ("tight_overhead_p50".into(), f(self.tight_overhead_p50)),
+            ("leaves_p50_s".into(), f(self.leaves_p50_s)),
+            ("tail_p50_s".into(), f(self.tail_p50_s)),
             ("liveness".into(), format!("{:.4}", self.liveness)),
             ("wasted_ratio".into(), f(self.wasted_ratio)),
             ("cost_per_proof".into(), f(self.cost_per_proof)),
@@ -254,12 +287,12 @@ impl Report {
     pub fn jobs_csv(run: &RunResult) -> String {
         let f = |v: Option<f64>| v.map(|x| format!("{x:.3}")).unwrap_or_default();
         let mut out = String::from(
-            "job,submit_s,segments,total_cycles,exec_s,outcome,ttp_s,cp_bound_s,cp_formula_s,within_deadline,reassigned,backup,assigns,receipt_kb\n",
+            "job,submit_s,segments,total_cycles,exec_s,outcome,ttp_s,cp_bound_s,cap_bound_s,leaves_s,cp_formula_s,within_deadline,reassigned,backup,assigns,receipt_kb\n",
         );
         for j in &run.jobs {
             let _ = writeln!(
                 out,
-                "{},{:.3},{},{:.0},{:.3},{},{},{},{:.3},{},{},{},{},{:.1}",
+                "{},{:.3},{},{:.0},{:.3},{},{},{},{},{},{:.3},{},{},{},{},{:.1}",
                 j.job,
                 j.submit_s,
                 j.segments,
@@ -268,6 +301,8 @@ impl Report {
                 csv_field(&j.outcome),
                 f(j.ttp_s),
                 f(j.cp_bound_s),
+                f(j.cap_bound_s),
+                f(j.leaves_s),
                 j.cp_formula_s,
                 j.within_deadline,
                 j.reassigned,
@@ -293,8 +328,9 @@ impl Report {
             .clamp(3, 48);
         let _ = writeln!(
             out,
-            "{:>3} {:<width$} {:>5} {:>8} {:>8} {:>8} {:>8} {:>8} {:>5} {:>5} {:>6} {:>7} {:>5} {:>5} {:>4} {:>4} {:>6} {:>5} {:>8}",
-            "#", "run", "done", "p50 s", "p95 s", "p99 s", "bound s", "formula", "ovh", "live", "waste", "cost",
+            "{:>3} {:<width$} {:>5} {:>8} {:>8} {:>8} {:>8} {:>8} {:>5} {:>8} {:>5} {:>8} {:>8} {:>5} {:>6} {:>7} {:>5} {:>5} {:>4} {:>4} {:>6} {:>5} {:>8}",
+            "#", "run", "done", "p50 s", "p95 s", "p99 s", "bound s", "formula", "ovh", "tight s", "ovh*", "leaves s", "tail s",
+            "live", "waste", "cost",
             "gini", "hhi", "N33", "N50", "slash", "re%", "rcpt KB"
         );
         for r in &self.runs {
@@ -303,7 +339,7 @@ impl Report {
             label.truncate(width);
             let _ = writeln!(
                 out,
-                "{:>3} {:<width$} {:>5} {:>8} {:>8} {:>8} {:>8} {:>8} {:>5} {:>5.2} {:>6} {:>7} {:>5.2} {:>5.3} {:>4} {:>4} {:>6} {:>5.1} {:>8}",
+                "{:>3} {:<width$} {:>5} {:>8} {:>8} {:>8} {:>8} {:>8} {:>5} {:>8} {:>5} {:>8} {:>8} {:>5.2} {:>6} {:>7} {:>5.2} {:>5.3} {:>4} {:>4} {:>6} {:>5.1} {:>8}",
                 r.spec.index,
                 label,
                 format!("{}/{}", m.completed, m.jobs),
@@ -313,6 +349,10 @@ impl Report {
                 o(m.cp_bound_p50_s, 1),
                 o(m.cp_formula_p50_s, 1),
                 o(m.overhead_p50, 2),
+                o(m.tight_bound_p50_s, 1),
+                o(m.tight_overhead_p50, 2),
+                o(m.leaves_p50_s, 1),
+                o(m.tail_p50_s, 1),
                 m.liveness,
                 o(m.wasted_ratio, 2),
                 o(m.cost_per_proof, 0),

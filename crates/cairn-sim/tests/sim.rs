@@ -145,6 +145,15 @@ fn small_scenario_finishes_penalizes_faults_and_respects_the_bound() {
                 job.job
             );
             assert!(job.exec_s < bound, "the bound includes execution");
+            // The capacity bound (leaves packed on the honest nodes, then their joins) is a bound too.
+            let cap = job.cap_bound_s.expect("capacity bound for a completed job");
+            assert!(
+                cap > 0.0 && cap <= ttp + 1e-9,
+                "job {}: capacity bound {cap} > simulated {ttp}",
+                job.job
+            );
+            let leaves = job.leaves_s.expect("every leaf verified");
+            assert!(leaves > job.exec_s && leaves <= ttp + 1e-9, "{leaves}");
         }
         let receipt = m.receipt_kb_p50.expect("receipt");
         match run.spec.params.aggregation {
