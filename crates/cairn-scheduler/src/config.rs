@@ -33,6 +33,23 @@ pub struct SchedulerConfig {
     pub decline_backoff_ms: u64,
     /// Which tasks go to the fastest free nodes rather than to whoever the policy would pick among all of them.
     pub prefer_fast: PreferFastConfig,
+    /// Finish-time placement: a task is not given to a free node that would finish it after the class's
+    /// horizon, the moment by which its queue could be done on the fitting slots, busy ones counted from when
+    /// they are expected to be free (`horizon.rs`). The slow node stays idle and the task waits a little for a
+    /// faster one, instead of becoming the job's last leaf. Only first copies of tasks that no node has failed
+    /// are held, and a busy slot past its expected end is not waited for.
+    pub finish_time_placement: bool,
+    /// How much sooner faster slots must finish a task before a free node is passed over for them: at least
+    /// this many times sooner than that node would (>= 1). At 1 a node idles whenever it would be last; under
+    /// sustained load that lets the fast nodes' queues grow until waiting for them costs as much as proving on
+    /// a slow node (the simulator's 10,000-node stream of jobs got slower); at 2 a slow node is passed over only
+    /// when waiting is clearly better.
+    pub finish_time_gain: f64,
+    /// A task that failed on some node, and a speculative backup, go to the fastest free nodes that have
+    /// delivered a verified result before, when any is free (else to whoever the policy picks). Unproven
+    /// nodes are the ones never tried, and a faulty one is caught only by trying it: a retry should not be
+    /// the try.
+    pub proven_retries: bool,
     /// Learn each node's speed from what it does instead of trusting its claim: a verified result sets the
     /// speed to what the copy took (assignment to verification, transfers included; averaged with earlier
     /// results), and a missed deadline caps it at half of what the node has shown it cannot beat. Later
@@ -124,6 +141,9 @@ impl Default for SchedulerConfig {
             quarantine: Some(QuarantineConfig::default()),
             decline_backoff_ms: 5_000,
             prefer_fast: PreferFastConfig::default(),
+            finish_time_placement: true,
+            finish_time_gain: 2.0,
+            proven_retries: true,
             learn_speed: true,
             slow_extensions: 3,
             po2_step_growth: default_po2_step_growth(),
@@ -158,6 +178,10 @@ pub struct SpeculativeConfig {
     pub only_if_faster: bool,
     /// Backups per task at most (over the task's life).
     pub max_backups_per_task: u32,
+    /// Idle trigger: once nothing of a job waits for a node, while some node is free, its running tasks get
+    /// straggler backups (started only where a free node is expected to finish first). With it, a straggler's
+    /// backup request that no free node would win waits for one instead of being dropped.
+    pub idle_backups: bool,
 }
 
 impl Default for SpeculativeConfig {
@@ -170,6 +194,7 @@ impl Default for SpeculativeConfig {
             reference_refresh_ms: 10_000,
             only_if_faster: true,
             max_backups_per_task: 1,
+            idle_backups: true,
         }
     }
 }

@@ -47,6 +47,7 @@
 //! conserved and rewards are only paid for verified winning results.
 
 pub mod config;
+mod horizon;
 pub mod ledger;
 mod plan;
 pub mod policy;

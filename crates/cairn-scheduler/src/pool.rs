@@ -49,8 +49,9 @@ pub(crate) struct NodeEntry {
     /// Position in its bucket's vector while it has a free slot.
     vec_pos: usize,
     pub last_seen: Time,
-    /// Tasks it has a copy of in flight.
+    /// Tasks it has a copy of in flight, and when each is expected to be done (same order).
     pub tasks: Vec<TaskId>,
+    ends: Vec<Time>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -121,6 +122,7 @@ impl NodeIndex {
                 vec_pos: 0,
                 last_seen: now,
                 tasks: Vec::new(),
+                ends: Vec::new(),
             };
             self.put(node, e);
         }
@@ -205,14 +207,16 @@ impl NodeIndex {
         self.free_total -= 1;
     }
 
-    /// A copy of `task` starts at `node`. The node goes to the back of the pull order if it still has a free slot.
-    pub fn on_assign(&mut self, node: NodeId, task: TaskId) {
+    /// A copy of `task` starts at `node`, expected to be done at `expected_end`. The node goes to the back of the
+    /// pull order if it still has a free slot.
+    pub fn on_assign(&mut self, node: NodeId, task: TaskId, expected_end: Time) {
         let Some(mut e) = self.nodes.remove(&node) else {
             return;
         };
         self.unfree(node, &mut e);
         e.running += 1;
         e.tasks.push(task);
+        e.ends.push(expected_end);
         if e.running < e.limit {
             self.make_free(node, &mut e);
         }
@@ -226,6 +230,7 @@ impl NodeIndex {
         };
         if let Some(i) = e.tasks.iter().position(|t| *t == task) {
             e.tasks.swap_remove(i);
+            e.ends.swap_remove(i);
             e.running -= 1;
             if e.running < e.limit && e.free_key.is_none() {
                 self.make_free(node, &mut e);
@@ -278,15 +283,50 @@ impl NodeIndex {
         Some(f64::from_bits(*k))
     }
 
+    /// The speed of the slowest free node that fits the class (`None` if none is free). O(buckets).
+    pub fn slowest_free_speed(&self, po2: u8, recursion: bool) -> Option<f64> {
+        self.buckets
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| bucket_fits(*i, po2, recursion))
+            .filter_map(|(_, b)| b.by_speed.first().map(|k| f64::from_bits(k.0)))
+            .reduce(f64::min)
+    }
+
+    /// When each slot of the live nodes that fit the class can start a new task, with the node's speed: a free
+    /// slot now, a busy one when its copy is expected to be done. A copy already past its expected end tells
+    /// nothing about when it will be (a slow or silent node): that slot is left out. A scan of the live nodes:
+    /// callers cache what they make of it.
+    pub fn slots(&self, po2: u8, recursion: bool, now: Time) -> Vec<(Time, f64)> {
+        let mut out = Vec::new();
+        for e in self.nodes.values() {
+            if !Self::fits(&e.cap, po2, recursion) {
+                continue;
+            }
+            let speed = e.cap.cycles_per_sec;
+            for _ in e.running..e.limit {
+                out.push((now, speed));
+            }
+            out.extend(
+                e.ends
+                    .iter()
+                    .filter(|end| **end > now)
+                    .map(|end| (*end, speed)),
+            );
+        }
+        out
+    }
+
     /// The fastest free nodes that fit the class and are not `excluded`, fastest first (equal speeds: longest
-    /// waiting first): at most `max`, and only those at least `1 / within` as fast as the fastest of them.
-    /// Costs O(buckets + (max + excluded) x buckets), whatever the number of nodes.
+    /// waiting first): at most `max`, only those at least `1 / within` as fast as the fastest of them, and none
+    /// slower than `min_speed`. Costs O(buckets + (max + excluded) x buckets), whatever the number of nodes.
     pub fn fastest_free(
         &self,
         po2: u8,
         recursion: bool,
         excluded: &[NodeId],
         within: f64,
+        min_speed: f64,
         max: usize,
     ) -> Vec<NodeId> {
         let mut heads: Vec<_> = self
@@ -320,6 +360,9 @@ impl NodeIndex {
                 continue;
             }
             let speed = f64::from_bits(speed);
+            if speed < min_speed {
+                break;
+            }
             match floor {
                 None => floor = Some(speed / within),
                 Some(f) if speed < f => break,

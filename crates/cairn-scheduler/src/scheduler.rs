@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::ops::Bound;
 
 use crate::config::SchedulerConfig;
+use crate::horizon;
 use crate::ledger::{ComputeKind, Ledger};
 use crate::plan::{PlannedJoin, Planner};
 use crate::policy::{SelectionPolicy, SelectionRequest};
@@ -46,6 +47,35 @@ enum Timer {
         node: NodeId,
         task: TaskId,
     },
+    /// A placement was held for faster slots expected to be free by now: dispatch again (a slot that did not
+    /// finish is then past its expected end and no longer waited for).
+    Recheck,
+}
+
+/// A class's horizon as last computed (finish-time placement).
+#[derive(Debug, Clone, Copy)]
+struct HorizonMemo {
+    at: Time,
+    queued: usize,
+    arrivals: u64,
+    horizon: Option<Time>,
+    /// The earliest expected end of a busy slot of the class, after `at`.
+    next_end: Option<Time>,
+}
+
+/// Backup requests looked at per dispatch.
+const MAX_BACKUP_TRIES: usize = 32;
+
+/// How many of the fastest free nodes a retry looks through for ones that have delivered before.
+const PROVEN_SCAN: usize = 256;
+
+/// What `try_assign` did with a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Placement {
+    Placed,
+    NotPlaced,
+    /// Every free node would finish after the class's horizon (finish-time placement).
+    Held,
 }
 
 #[derive(Debug, Clone)]
@@ -209,6 +239,15 @@ pub struct Scheduler {
     /// Tasks that have excluded some node after a failure (a superset: entries of finished tasks are dropped
     /// lazily). Swept when a node leaves the pool, so a task is never left waiting only for nodes it excluded.
     with_exclusions: BTreeSet<TaskId>,
+    /// Finish-time placement: per class, the horizon last computed (at, queue length, arrivals then, horizon,
+    /// the earliest expected end of a busy slot).
+    horizons: BTreeMap<Class, HorizonMemo>,
+    /// Tasks ever queued per class (finish-time placement recomputes a horizon when new ones have come).
+    arrivals: BTreeMap<Class, u64>,
+    /// The earliest `Timer::Recheck` pending.
+    recheck_at: Option<Time>,
+    /// Where `dispatch_backups` stopped looking at the backup queue last time.
+    backup_cursor: Option<QKey>,
 }
 
 /// A node's speed as measured by the scheduler, from its verified results (and capped after a missed
@@ -250,6 +289,23 @@ fn needs_recursion(kind: &TaskKind, aggregation: Aggregation) -> bool {
 
 fn class_of(kind: &TaskKind, aggregation: Aggregation) -> Class {
     (kind.po2(), needs_recursion(kind, aggregation))
+}
+
+/// When a straggler's backup must be done to win: the earliest expected end of its running copies that are not
+/// yet past it (a copy past its own expected time might never finish: it does not count).
+fn straggler_beat(t: &Task, now: Time) -> Time {
+    t.copies
+        .iter()
+        .map(|c| {
+            let end = c.started.saturating_add(c.expected_ms);
+            if end > now {
+                end
+            } else {
+                Time::MAX
+            }
+        })
+        .min()
+        .unwrap_or(Time::MAX)
 }
 
 /// If every live node that could take `t` has failed it, lifts its exclusions of live nodes (the second
@@ -294,6 +350,10 @@ impl Scheduler {
             reference_speed: BTreeMap::new(),
             learned: BTreeMap::new(),
             with_exclusions: BTreeSet::new(),
+            horizons: BTreeMap::new(),
+            arrivals: BTreeMap::new(),
+            recheck_at: None,
+            backup_cursor: None,
         }
     }
 
@@ -819,6 +879,7 @@ impl Scheduler {
         let class = class_of(&t.kind, aggregation);
         job.queued += 1;
         self.queues.entry(class).or_default().insert(key);
+        *self.arrivals.entry(class).or_default() += 1;
         if let Some(stall) = self.cfg.stall_timeout_ms {
             self.push_timer(
                 now + stall,
@@ -1335,7 +1396,7 @@ impl Scheduler {
     /// corrected time.
     fn timer_state(&self, at: Time, timer: &Timer) -> TimerState {
         match *timer {
-            Timer::ReleaseDeclined { .. } => TimerState::Due,
+            Timer::ReleaseDeclined { .. } | Timer::Recheck => TimerState::Due,
             Timer::Deadline { task, copy } => {
                 if self.copy_live(task, copy).is_some() {
                     TimerState::Due
@@ -1434,6 +1495,13 @@ impl Scheduler {
             Timer::Straggler { task, .. } => self.want_backup(task, true),
             Timer::Liveness { node } => self.on_node_gone(now, node, true, out),
             Timer::ReleaseDeclined { node, task } => self.index.on_release(node, task),
+            Timer::Recheck => {
+                // Dispatch runs after the timers; the horizon is recomputed there.
+                if self.recheck_at.is_some_and(|at| at <= now) {
+                    self.recheck_at = None;
+                }
+                self.horizons.clear();
+            }
             Timer::Wake { task } => {
                 // Back into its class queue; dispatch runs after the timers.
                 let job = self.jobs.get_mut(&task.job).expect("due");
@@ -1536,8 +1604,10 @@ impl Scheduler {
         self.backup_queue.insert(key);
     }
 
-    /// Tail trigger: for each job touched by this input, if nothing of it waits for a node and few tasks remain,
-    /// every running task gets a backup.
+    /// Tail and idle triggers, for each job touched by this input once nothing of it waits for a node: if few
+    /// tasks remain, every running task gets a backup (tail); otherwise, while some node is free, every running
+    /// task gets a straggler's backup request (idle: it starts only on a node expected to finish first, so
+    /// equal nodes never copy each other, and idle fast nodes take over what slow or unproven ones hold).
     fn tail_backups(&mut self) {
         let dirty = std::mem::take(&mut self.dirty);
         let sc = &self.cfg.speculative;
@@ -1545,25 +1615,31 @@ impl Scheduler {
             return;
         }
         let tail = sc.tail_tasks as usize;
+        let max_backups = sc.max_backups_per_task;
+        let idle = sc.idle_backups && self.index.free_total() > 0;
         for id in dirty {
             let Some(job) = self.jobs.get(&id).filter(|j| j.state == JobState::Running) else {
                 continue;
             };
-            if !job.plan_done
-                || job.queued > 0
-                || !job.local_ready.is_empty()
-                || job.unfinished.len() > tail
-            {
+            if !job.plan_done || job.queued > 0 || !job.local_ready.is_empty() {
+                continue;
+            }
+            let is_tail = job.unfinished.len() <= tail;
+            if !is_tail && !idle {
                 continue;
             }
             let running: Vec<u32> = job
                 .unfinished
                 .iter()
                 .copied()
-                .filter(|i| !job.tasks[i].copies.is_empty())
+                .filter(|i| {
+                    let t = &job.tasks[i];
+                    !t.copies.is_empty()
+                        && (is_tail || (!t.backup_queued && t.backups < max_backups))
+                })
                 .collect();
             for i in running {
-                self.want_backup(TaskId::new(id, i), false);
+                self.want_backup(TaskId::new(id, i), !is_tail);
             }
         }
     }
@@ -1763,8 +1839,11 @@ impl Scheduler {
             }
             cursors.insert(class, key);
             let placed = self.try_assign(now, TaskId::new(key.3, key.2), false, out);
-            if placed {
+            if placed == Placement::Placed {
                 self.vtime = self.vtime.max(key.0);
+            } else if placed == Placement::Held {
+                // The class's head waits for a faster slot; so does the rest of its queue.
+                blocked.insert(class);
             } else {
                 let s = skipped.entry(class).or_insert(0);
                 *s += 1;
@@ -1776,26 +1855,199 @@ impl Scheduler {
     }
 
     fn dispatch_backups(&mut self, now: Time, out: &mut Vec<Action>) {
-        let keys: Vec<QKey> = self.backup_queue.iter().copied().collect();
-        for key in keys {
+        // Straggler requests wait in the queue until some free node would win, so the queue can be long: look
+        // at a bounded number per call, round-robin from where the last call stopped, and skip at a glance
+        // (the fastest free node of the class, exclusions aside, would not finish first) those nobody can win.
+        // Without idle backups requests that cannot start are dropped, the queue stays short: look at all of it.
+        let tries = if self.cfg.speculative.idle_backups {
+            MAX_BACKUP_TRIES
+        } else {
+            usize::MAX
+        };
+        let cursor = self
+            .backup_cursor
+            .filter(|_| self.cfg.speculative.idle_backups);
+        let after: Vec<QKey> = match cursor {
+            Some(c) => self
+                .backup_queue
+                .range((Bound::Excluded(c), Bound::Unbounded))
+                .take(tries)
+                .copied()
+                .collect(),
+            None => Vec::new(),
+        };
+        let wrap = tries - after.len();
+        let keys: Vec<QKey> = after
+            .into_iter()
+            .chain(self.backup_queue.iter().take(wrap).copied())
+            .collect();
+        // The fastest free speed per class, exclusions aside (few classes: a vector).
+        let mut fastest: Vec<(Class, Option<f64>)> = Vec::new();
+        let first = keys.first().copied();
+        for (i, key) in keys.into_iter().enumerate() {
             if self.index.free_total() == 0 {
                 return;
             }
-            self.try_assign(now, TaskId::new(key.3, key.2), true, out);
+            if i > 0 && Some(key) == first {
+                break;
+            }
+            self.backup_cursor = Some(key);
+            let task = TaskId::new(key.3, key.2);
+            let need = if self.cfg.speculative.idle_backups {
+                self.straggler_need(task, now)
+            } else {
+                None
+            };
+            if let Some((class, cycles, beat)) = need {
+                let speed = match fastest.iter().find(|(c, _)| *c == class) {
+                    Some(&(_, sp)) => sp,
+                    None => {
+                        let sp = self
+                            .index
+                            .fastest_free(class.0, class.1, &[], f64::MAX, 0.0, 1)
+                            .first()
+                            .and_then(|n| self.index.get(*n))
+                            .map(|e| e.cap.cycles_per_sec);
+                        fastest.push((class, sp));
+                        sp
+                    }
+                };
+                let wins =
+                    speed.is_some_and(|sp| now.saturating_add(horizon::task_ms(cycles, sp)) < beat);
+                if !wins {
+                    self.stats.backups_skipped += 1;
+                    continue;
+                }
+            }
+            if self.try_assign(now, task, true, out) == Placement::Placed {
+                fastest.clear();
+            }
         }
     }
 
-    /// Ask the policy for nodes for `task` and assign them. Returns whether any copy started.
-    fn try_assign(&mut self, now: Time, task: TaskId, backup: bool, out: &mut Vec<Action>) -> bool {
+    /// For a queued straggler backup that must beat its running copies: its class, work and the time to
+    /// beat. `None` for any other request.
+    fn straggler_need(&self, task: TaskId, now: Time) -> Option<(Class, u64, Time)> {
+        if !self.cfg.speculative.only_if_faster {
+            return None;
+        }
+        let job = self.jobs.get(&task.job)?;
+        let t = job.tasks.get(&task.index)?;
+        if !t.backup_if_faster {
+            return None;
+        }
+        let aggregation = job.spec.aggregation;
+        Some((
+            class_of(&t.kind, aggregation),
+            self.task_cycles(t, aggregation),
+            straggler_beat(t, now),
+        ))
+    }
+
+    /// Finish-time placement (`SchedulerConfig::finish_time_placement`): the slowest speed a free node may have
+    /// to be given `task` now, when that excludes some free node (`None`: any fitting free node will do).
+    /// Only a first copy of a task no node has failed is held back.
+    fn hold_floor(&mut self, now: Time, task: TaskId) -> Option<f64> {
+        if !self.cfg.finish_time_placement {
+            return None;
+        }
+        let job = self.jobs.get(&task.job)?;
+        let t = job.tasks.get(&task.index)?;
+        if !t.excluded.is_empty() || !t.copies.is_empty() || t.failures > 0 {
+            return None;
+        }
+        let class = class_of(&t.kind, job.spec.aggregation);
+        let cycles = self.task_cycles(t, job.spec.aggregation);
+        let queued = self.queues.get(&class).map_or(0, BTreeSet::len).max(1);
+        let h = self.class_horizon(now, class, cycles, queued)?;
+        let gain = self.cfg.finish_time_gain;
+        let gain = if gain.is_finite() && gain >= 1.0 {
+            gain
+        } else {
+            1.0
+        };
+        let floor = horizon::min_speed(cycles, now, h) / gain;
+        let slowest = self.index.slowest_free_speed(class.0, class.1)?;
+        (slowest < floor).then_some(floor)
+    }
+
+    /// The class's horizon for `queued` tasks of `cycles` (see `horizon.rs`), recomputed (a scan of the live
+    /// nodes) at most once a second of scheduler time unless the queue has changed by more than a quarter.
+    fn class_horizon(
+        &mut self,
+        now: Time,
+        class: Class,
+        cycles: u64,
+        queued: usize,
+    ) -> Option<Time> {
+        let arrivals = self.arrivals.get(&class).copied().unwrap_or(0);
+        if let Some(m) = self.horizons.get(&class) {
+            // Placing queued tasks the way the horizon assumes leaves it where it was (each takes the slot that
+            // finishes it first); new tasks move it later. Recompute when a quarter of the queue (at least one
+            // task) has arrived since, or after a second.
+            let new = arrivals - m.arrivals;
+            let fresh = new == 0 || new * 4 <= m.queued as u64;
+            if fresh && now < m.at.saturating_add(1_000) {
+                return m.horizon;
+            }
+        }
+        // Cheap refusal before the scan: far more tasks than fitting nodes means every node will be needed.
+        let nodes = self.index.live_fitting(class.0, class.1) as usize;
+        if queued
+            > nodes.max(1)
+                * horizon::MAX_QUEUE_PER_SLOT
+                * self.cfg.per_node_in_flight_cap.max(1) as usize
+        {
+            self.horizons.insert(
+                class,
+                HorizonMemo {
+                    at: now,
+                    queued,
+                    arrivals,
+                    horizon: None,
+                    next_end: None,
+                },
+            );
+            return None;
+        }
+        let slots = self.index.slots(class.0, class.1, now);
+        let h = horizon::horizon(&slots, cycles, queued);
+        let next_end = slots.iter().map(|s| s.0).filter(|at| *at > now).min();
+        self.horizons.insert(
+            class,
+            HorizonMemo {
+                at: now,
+                queued,
+                arrivals,
+                horizon: h,
+                next_end,
+            },
+        );
+        h
+    }
+
+    /// Ask the policy for nodes for `task` and assign them.
+    fn try_assign(
+        &mut self,
+        now: Time,
+        task: TaskId,
+        backup: bool,
+        out: &mut Vec<Action>,
+    ) -> Placement {
+        let hold_floor = if backup {
+            None
+        } else {
+            self.hold_floor(now, task)
+        };
         let Some(job) = self
             .jobs
             .get(&task.job)
             .filter(|j| j.state == JobState::Running)
         else {
-            return false;
+            return Placement::NotPlaced;
         };
         let Some(t) = job.tasks.get(&task.index) else {
-            return false;
+            return Placement::NotPlaced;
         };
         let aggregation = job.spec.aggregation;
         let (po2, rec) = class_of(&t.kind, aggregation);
@@ -1813,7 +2065,7 @@ impl Scheduler {
             } else {
                 self.dequeue(task.job, task.index);
             }
-            return false;
+            return Placement::NotPlaced;
         }
         let max_extra = if backup || t.failures == 0 {
             0
@@ -1822,6 +2074,27 @@ impl Scheduler {
         };
         let mut excluded = t.excluded.clone();
         excluded.extend(t.copies.iter().map(|c| c.node));
+        if backup && t.backup_if_faster && self.cfg.speculative.only_if_faster {
+            // Cheap first look (O(buckets)): if even the fastest free node would not finish first, nobody
+            // would; waiting requests are looked at on every input, so this must not ask the policy.
+            let beat = straggler_beat(t, now);
+            let Some(fastest) = self
+                .index
+                .fastest_free(po2, rec, &excluded, f64::MAX, 0.0, 1)
+                .first()
+                .and_then(|n| self.index.get(*n))
+            else {
+                // Nobody to ask now: the request waits.
+                return Placement::NotPlaced;
+            };
+            if now.saturating_add(self.expected_ms(t, aggregation, &fastest.cap)) >= beat {
+                self.stats.backups_skipped += 1;
+                if !self.cfg.speculative.idle_backups {
+                    self.dequeue_backup(task);
+                }
+                return Placement::NotPlaced;
+            }
+        }
         let mut hints = Vec::new();
         match t.kind {
             TaskKind::Join { left, right } => {
@@ -1854,15 +2127,56 @@ impl Scheduler {
             reward: job.spec.reward_per_task,
             backup,
         };
-        let fast: Vec<NodeId> = if self.prefers_fast(&t.kind, aggregation)
-            || (backup && self.cfg.prefer_fast.backups)
-        {
+        let prefer_fast =
+            self.prefers_fast(&t.kind, aggregation) || (backup && self.cfg.prefer_fast.backups);
+        let fast: Vec<NodeId> = if prefer_fast || hold_floor.is_some() {
             let pf = &self.cfg.prefer_fast;
             let max = (pf.max_candidates.max(1)).max(wanted + max_extra) as usize;
-            self.index.fastest_free(po2, rec, &excluded, pf.within, max)
+            let within = if prefer_fast { pf.within } else { f64::MAX };
+            let floor = hold_floor.unwrap_or(0.0);
+            self.index
+                .fastest_free(po2, rec, &excluded, within, floor, max)
         } else {
             Vec::new()
         };
+        if fast.is_empty() && hold_floor.is_some() {
+            // No free node would finish before faster slots: wait for them, and look again when the first
+            // busy slot should be free (it delivers by then, or is past its expected end and no longer
+            // waited for).
+            self.stats.held += 1;
+            let at = self
+                .horizons
+                .get(&(po2, rec))
+                .and_then(|m| m.next_end.or(m.horizon))
+                .unwrap_or(now)
+                .max(now + 1);
+            if self.recheck_at.is_none_or(|r| at < r) {
+                self.recheck_at = Some(at);
+                self.push_timer(at, Timer::Recheck);
+            }
+            return Placement::Held;
+        }
+        // A task that failed (or a backup) goes to nodes that have delivered a verified result before, when one
+        // is free: the nodes that wait longest for work are the ones never tried, and among them the faulty
+        // ones are not caught yet (the simulator showed one segment going to five unproven nodes in a row, all
+        // lying, each costing a full proving time).
+        let proven: Vec<NodeId> = if self.cfg.proven_retries && (backup || t.failures > 0) {
+            let pf = &self.cfg.prefer_fast;
+            let max = (pf.max_candidates.max(1)).max(wanted + max_extra) as usize;
+            let from: Vec<NodeId> = if fast.is_empty() {
+                self.index
+                    .fastest_free(po2, rec, &excluded, f64::MAX, 0.0, PROVEN_SCAN)
+            } else {
+                fast.clone()
+            };
+            from.into_iter()
+                .filter(|n| self.learned.get(n).is_some_and(|l| l.samples > 0))
+                .take(max)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let fast = if proven.is_empty() { fast } else { proven };
         let mut pool = Candidates::new(&self.index, po2, rec, &excluded);
         if !fast.is_empty() {
             pool = pool.restricted_to(&fast);
@@ -1883,29 +2197,21 @@ impl Scheduler {
         if backup && t.backup_if_faster && !picks.is_empty() {
             // A straggler's backup must be expected to finish first; a copy past its own expected time might
             // never finish, so it does not count.
-            let beat = t
-                .copies
-                .iter()
-                .map(|c| {
-                    let end = c.started.saturating_add(c.expected_ms);
-                    if end > now {
-                        end
-                    } else {
-                        Time::MAX
-                    }
-                })
-                .min()
-                .unwrap_or(Time::MAX);
+            let beat = straggler_beat(t, now);
             picks.retain(|p| {
                 self.index.get(p.node).is_some_and(|e| {
                     now.saturating_add(self.expected_ms(t, aggregation, &e.cap)) < beat
                 })
             });
             if picks.is_empty() {
-                // Nobody free now would win the race: drop the request (the tail trigger still guards the end).
+                // Nobody free now would win the race. With idle backups, keep the request: a faster node may be
+                // free before the straggler is done, and once the straggler is past its expected time any node
+                // will do. Without, drop it (the tail trigger still guards the end).
                 self.stats.backups_skipped += 1;
-                self.dequeue_backup(task);
-                return false;
+                if !self.cfg.speculative.idle_backups {
+                    self.dequeue_backup(task);
+                }
+                return Placement::NotPlaced;
             }
         }
         if picks.is_empty() {
@@ -1921,7 +2227,7 @@ impl Scheduler {
                     self.push_timer(at, Timer::Wake { task });
                 }
             }
-            return false;
+            return Placement::NotPlaced;
         }
         let spec_timeout = job.spec.task_timeout_ms;
         let slow = self
@@ -1980,7 +2286,10 @@ impl Scheduler {
                 deadline,
             });
             self.stats.assignments += 1;
-            self.index.on_assign(p.node, task);
+            // The slot is counted busy until a quarter past the copy's expected time: a little slack before
+            // finish-time placement stops waiting for it.
+            self.index
+                .on_assign(p.node, task, now.saturating_add(expected + expected / 4));
             self.push_timer(deadline, Timer::Deadline { task, copy: id });
             if let Some(k) = slow {
                 let base = reference_ms.map_or(expected, |r| r.min(expected));
@@ -1998,7 +2307,7 @@ impl Scheduler {
         } else if t.copies.len() as u32 >= job.spec.redundancy {
             self.dequeue(task.job, task.index);
         }
-        true
+        Placement::Placed
     }
 
     fn dequeue_backup(&mut self, task: TaskId) {

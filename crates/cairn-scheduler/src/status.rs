@@ -106,8 +106,13 @@ pub struct SchedulerStats {
     pub late_duplicates: u64,
     /// Nodes put in quarantine for rejected results.
     pub quarantines: u64,
-    /// Straggler backups not launched because no free node was expected to finish before the straggler.
+    /// Straggler backups not launched because no free node was expected to finish before the straggler (with
+    /// idle backups a request waits and is counted each time it is looked at).
     pub backups_skipped: u64,
     /// Deadlines extended because the node was still heard from (slow, not silent; no penalty).
     pub extensions: u64,
+    /// Placements held back because every free node would finish after the class's horizon (finish-time
+    /// placement: faster slots will be free in time).
+    #[serde(default)]
+    pub held: u64,
 }

@@ -1071,6 +1071,8 @@ fn straggler_config(reference_quantile: Option<f64>) -> SchedulerConfig {
             tail_tasks: 0,
             slow_factor: Some(1.5),
             reference_quantile,
+            // The straggler trigger alone (the idle trigger has its own tests in placement.rs).
+            idle_backups: false,
             ..SpeculativeConfig::default()
         },
         ..quiet_config()

@@ -52,8 +52,12 @@ pub fn config_for(p: &RunParams) -> SchedulerConfig {
                 None
             },
             only_if_faster: defaults.speculative.only_if_faster && p.straggler_median,
+            idle_backups: p.idle_backups,
             ..defaults.speculative.clone()
         },
+        finish_time_placement: p.finish_time_placement,
+        finish_time_gain: p.finish_time_gain,
+        proven_retries: p.proven_retries,
         quarantine: if p.quarantine {
             defaults.quarantine.or(Some(QuarantineConfig::default()))
         } else {

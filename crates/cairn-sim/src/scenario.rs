@@ -126,6 +126,15 @@ pub struct RunParams {
     pub prefer_fast_joins: bool,
     /// Prove+lift tasks of join-tree jobs go to the fastest free nodes too.
     pub prefer_fast_proves: bool,
+    /// Finish-time placement: a slow free node is not given a task that faster slots, free now or soon, would
+    /// finish first (`SchedulerConfig::finish_time_placement`).
+    pub finish_time_placement: bool,
+    /// `SchedulerConfig::finish_time_gain`.
+    pub finish_time_gain: f64,
+    /// Retries and backups go to nodes that have delivered before (`SchedulerConfig::proven_retries`).
+    pub proven_retries: bool,
+    /// Idle-capacity backups (`SpeculativeConfig::idle_backups`).
+    pub idle_backups: bool,
     /// Straggler trigger: a copy running past `slow_factor` x its expected time gets a backup (0: off).
     pub slow_factor: f64,
     /// Straggler backups as the scheduler does them now: the trigger's expected time is the median live node's
@@ -192,6 +201,10 @@ impl Default for RunParams {
             max_sim_hours: 48.0,
             prefer_fast_joins: true,
             prefer_fast_proves: false,
+            finish_time_placement: true,
+            finish_time_gain: 2.0,
+            proven_retries: true,
+            idle_backups: true,
             slow_factor: 1.5,
             straggler_median: true,
             quarantine: true,

@@ -27,6 +27,9 @@ pub fn quiet_config() -> SchedulerConfig {
     SchedulerConfig {
         heartbeat_timeout_ms: None,
         learn_speed: false,
+        // Placement as the policy alone makes it; finish-time placement and proven retries have their own tests.
+        finish_time_placement: false,
+        proven_retries: false,
         speculative: SpeculativeConfig {
             enabled: false,
             ..SpeculativeConfig::default()

@@ -1,0 +1,166 @@
+//! Finish-time placement, retries on proven nodes and idle-capacity backups (issue 14), each against the
+//! scheduler without it.
+
+mod rig;
+
+use cairn_scheduler::*;
+use rig::*;
+
+fn speed(cycles_per_sec: f64) -> NodeCapacity {
+    NodeCapacity {
+        cycles_per_sec,
+        ..cap(20, false, 1)
+    }
+}
+
+fn ftp(on: bool) -> SchedulerConfig {
+    SchedulerConfig {
+        finish_time_placement: on,
+        ..quiet_config()
+    }
+}
+
+/// Node 1 proves a segment in 250 ms, node 2 in 2,000 ms; segment 0 arrives, then segment 1 while node 1 is busy.
+fn fast_busy_slow_free(cfg: SchedulerConfig) -> (Rig, Vec<Action>) {
+    let mut r = Rig::new(cfg, "fifo");
+    r.node(1, speed(40_000.0));
+    r.node(2, speed(5_000.0));
+    r.submit(1, composite(18));
+    assert_eq!(assigns(&r.segment(1, 0)), vec![(task(1, 0), NodeId(1))]);
+    let a = r.segment(1, 1);
+    (r, a)
+}
+
+#[test]
+fn a_slow_free_node_is_left_idle_when_a_busy_fast_one_would_finish_first() {
+    // Greedy: the slow node takes segment 1 at once and finishes it at 2,000 ms.
+    let (_, a) = fast_busy_slow_free(ftp(false));
+    assert_eq!(assigns(&a), vec![(task(1, 1), NodeId(2))]);
+
+    // Finish-time placement: node 1 is expected free at 312 ms (250 ms and a quarter of slack) and would be
+    // done at 562 ms, under half the slow node's time: segment 1 waits for it.
+    let (mut r, a) = fast_busy_slow_free(ftp(true));
+    assert!(assigns(&a).is_empty(), "{a:?}");
+    assert_eq!(r.s.stats().held, 1);
+    r.now = 250;
+    let a = r.verify(1, task(1, 0));
+    assert_eq!(assigns(&a), vec![(task(1, 1), NodeId(1))]);
+
+    // Against a node only a little slower (1,000 ms) waiting gains less than the default factor of 2: no hold.
+    let mut r = Rig::new(ftp(true), "fifo");
+    r.node(1, speed(40_000.0));
+    r.node(2, speed(10_000.0));
+    r.submit(1, composite(18));
+    r.segment(1, 0);
+    assert_eq!(assigns(&r.segment(1, 1)), vec![(task(1, 1), NodeId(2))]);
+}
+
+#[test]
+fn a_held_task_stops_waiting_for_a_slot_past_its_expected_end() {
+    let (mut r, a) = fast_busy_slow_free(ftp(true));
+    assert!(assigns(&a).is_empty());
+    // Node 1 says nothing. Once its slot was expected free (312 ms) the scheduler looks again, no longer counts
+    // on it, and the slow node takes the segment.
+    let mut placed = Vec::new();
+    while placed.is_empty() {
+        let at = r.s.next_deadline().expect("a recheck is due");
+        assert!(at <= 312, "{at}");
+        placed = assigns(&r.tick_at(at));
+    }
+    assert_eq!(placed, vec![(task(1, 1), NodeId(2))]);
+    assert_eq!(r.now, 312);
+}
+
+#[test]
+fn a_long_queue_uses_the_slow_nodes_too() {
+    // Ten segments at once on one fast and one slow node: the fast node cannot do them all before the slow
+    // one would have finished one, so both work.
+    let mut r = Rig::new(ftp(true), "fifo");
+    r.node(1, speed(40_000.0));
+    r.node(2, speed(10_000.0));
+    r.submit(1, composite(18));
+    for s in 0..10 {
+        r.segment(1, s);
+    }
+    let mut nodes: Vec<u64> = assigns(&r.log).iter().map(|(_, n)| n.0).collect();
+    nodes.sort();
+    assert_eq!(nodes, vec![1, 2]);
+}
+
+fn proven(on: bool) -> SchedulerConfig {
+    SchedulerConfig {
+        proven_retries: on,
+        learn_speed: true,
+        ..quiet_config()
+    }
+}
+
+/// Three equal nodes; node 1 proves segment 0, node 2 returns an invalid proof of segment 1. Who gets the retry?
+fn retry_of_a_rejected_segment(cfg: SchedulerConfig) -> NodeId {
+    let mut r = Rig::new(cfg, "fifo");
+    for n in 1..=3 {
+        r.node(n, cap(20, false, 1));
+    }
+    r.submit(1, composite(18));
+    assert_eq!(assigns(&r.segment(1, 0)), vec![(task(1, 0), NodeId(1))]);
+    r.now = 1_000;
+    r.verify(1, task(1, 0));
+    assert_eq!(assigns(&r.segment(1, 1)), vec![(task(1, 1), NodeId(2))]);
+    r.now = 1_100;
+    let a = r.reject(2, task(1, 1), RejectReason::InvalidProof);
+    let retry = assigns(&a);
+    assert_eq!(retry.len(), 1, "{a:?}");
+    retry[0].1
+}
+
+#[test]
+fn a_retry_goes_to_a_node_that_has_delivered_before() {
+    // FIFO alone gives the retry to node 3, which has waited longest and has never been tried.
+    assert_eq!(retry_of_a_rejected_segment(proven(false)), NodeId(3));
+    assert_eq!(retry_of_a_rejected_segment(proven(true)), NodeId(1));
+}
+
+fn idle(on: bool) -> SchedulerConfig {
+    let q = quiet_config();
+    SchedulerConfig {
+        speculative: SpeculativeConfig {
+            enabled: true,
+            tail_tasks: 0,
+            slow_factor: None,
+            idle_backups: on,
+            ..q.speculative.clone()
+        },
+        ..q
+    }
+}
+
+/// Node 1 (claims `slow`) takes segment 0, node 2 (10,000 cycles/s: 1,000 ms) segment 1; execution is over and
+/// node 2 delivers at `at`. What does node 2 get next?
+fn after_the_queue_ran_dry(cfg: SchedulerConfig, slow: f64, at: Time) -> Vec<(TaskId, NodeId)> {
+    let mut r = Rig::new(cfg, "fifo");
+    r.node(1, speed(slow));
+    r.node(2, speed(10_000.0));
+    r.submit(1, composite(18));
+    r.segment(1, 0);
+    r.segment(1, 1);
+    r.finish_exec(1, 2);
+    assert_eq!(
+        assigns(&r.log),
+        vec![(task(1, 0), NodeId(1)), (task(1, 1), NodeId(2))]
+    );
+    r.now = at;
+    assigns(&r.verify(2, task(1, 1)))
+}
+
+#[test]
+fn an_idle_fast_node_backs_up_what_a_slow_node_holds() {
+    // Node 1 needs 4,000 ms; node 2, free at 1,000 ms, would be done at 2,000 ms.
+    assert_eq!(
+        after_the_queue_ran_dry(idle(true), 2_500.0, 1_000),
+        vec![(task(1, 0), NodeId(2))]
+    );
+    // Without the idle trigger nothing happens until the tail or straggler triggers (off here).
+    assert!(after_the_queue_ran_dry(idle(false), 2_500.0, 1_000).is_empty());
+    // Equal nodes on time do not copy each other: node 2 would finish at 1,600 ms, node 1 at 1,000 ms.
+    assert!(after_the_queue_ran_dry(idle(true), 10_000.0, 600).is_empty());
+}
