@@ -59,6 +59,8 @@ struct Bucket {
     order: BTreeSet<(u64, NodeId)>,
     free: Vec<NodeId>,
     by_speed: BTreeSet<SpeedKey>,
+    /// Every live node of the bucket by speed, free or not (finish-time placement looks only at the fast end).
+    all_by_speed: BTreeSet<(u64, NodeId)>,
     live: u32,
 }
 
@@ -68,6 +70,8 @@ pub(crate) struct NodeIndex {
     buckets: Vec<Bucket>,
     seq: u64,
     free_total: usize,
+    /// Bumped whenever a slot becomes free.
+    free_events: u64,
     /// Bumped whenever the set of live nodes or a claimed capacity changes.
     version: u64,
 }
@@ -79,6 +83,7 @@ impl NodeIndex {
             buckets: vec![Bucket::default(); BUCKETS],
             seq: 0,
             free_total: 0,
+            free_events: 0,
             version: 0,
         }
     }
@@ -90,6 +95,11 @@ impl NodeIndex {
 
     pub fn free_total(&self) -> usize {
         self.free_total
+    }
+
+    /// Changes whenever a slot becomes free (a node joins, a copy ends, a speed changes its free entry).
+    pub fn free_events(&self) -> u64 {
+        self.free_events
     }
 
     pub fn get(&self, node: NodeId) -> Option<&NodeEntry> {
@@ -137,6 +147,9 @@ impl NodeIndex {
             return;
         }
         let mut e = self.nodes.remove(&node).expect("present");
+        let all = &mut self.buckets[e.bucket].all_by_speed;
+        all.remove(&(speed_key(e.cap.cycles_per_sec), node));
+        all.insert((speed_key(cycles_per_sec), node));
         let key = e.free_key;
         if let Some(k) = key {
             self.buckets[e.bucket].by_speed.remove(&(
@@ -150,6 +163,7 @@ impl NodeIndex {
             self.buckets[e.bucket]
                 .by_speed
                 .insert((speed_key(cycles_per_sec), Reverse(k), node));
+            self.free_events += 1;
         }
         self.nodes.insert(node, e);
         self.version += 1;
@@ -165,12 +179,18 @@ impl NodeIndex {
     fn take(&mut self, node: NodeId) -> Option<NodeEntry> {
         let mut e = self.nodes.remove(&node)?;
         self.unfree(node, &mut e);
-        self.buckets[e.bucket].live -= 1;
+        let b = &mut self.buckets[e.bucket];
+        b.live -= 1;
+        b.all_by_speed
+            .remove(&(speed_key(e.cap.cycles_per_sec), node));
         Some(e)
     }
 
     fn put(&mut self, node: NodeId, mut e: NodeEntry) {
-        self.buckets[e.bucket].live += 1;
+        let b = &mut self.buckets[e.bucket];
+        b.live += 1;
+        b.all_by_speed
+            .insert((speed_key(e.cap.cycles_per_sec), node));
         if e.running < e.limit {
             self.make_free(node, &mut e);
         }
@@ -188,6 +208,7 @@ impl NodeIndex {
         e.vec_pos = b.free.len();
         b.free.push(node);
         self.free_total += 1;
+        self.free_events += 1;
     }
 
     fn unfree(&mut self, node: NodeId, e: &mut NodeEntry) {
@@ -293,26 +314,36 @@ impl NodeIndex {
             .reduce(f64::min)
     }
 
-    /// When each slot of the live nodes that fit the class can start a new task, with the node's speed: a free
-    /// slot now, a busy one when its copy is expected to be done. A copy already past its expected end tells
-    /// nothing about when it will be (a slow or silent node): that slot is left out. A scan of the live nodes:
-    /// callers cache what they make of it.
-    pub fn slots(&self, po2: u8, recursion: bool, now: Time) -> Vec<(Time, f64)> {
+    /// When each slot of the live nodes that fit the class and are at least `min_speed` fast can start a new
+    /// task, with the node's speed: a free slot now, a busy one when its copy is expected to be done. A copy
+    /// already past its expected end tells nothing about when it will be (a slow or silent node): that slot is
+    /// left out. Walks the nodes from the fastest down, so a high `min_speed` looks at few of them.
+    pub fn slots(&self, po2: u8, recursion: bool, now: Time, min_speed: f64) -> Vec<(Time, f64)> {
         let mut out = Vec::new();
-        for e in self.nodes.values() {
-            if !Self::fits(&e.cap, po2, recursion) {
-                continue;
+        for (_, b) in self
+            .buckets
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| bucket_fits(*i, po2, recursion))
+        {
+            for &(key, node) in b.all_by_speed.iter().rev() {
+                let speed = f64::from_bits(key);
+                if key == 0 || speed < min_speed {
+                    break;
+                }
+                let Some(e) = self.nodes.get(&node) else {
+                    continue;
+                };
+                for _ in e.running..e.limit {
+                    out.push((now, speed));
+                }
+                out.extend(
+                    e.ends
+                        .iter()
+                        .filter(|end| **end > now)
+                        .map(|end| (*end, speed)),
+                );
             }
-            let speed = e.cap.cycles_per_sec;
-            for _ in e.running..e.limit {
-                out.push((now, speed));
-            }
-            out.extend(
-                e.ends
-                    .iter()
-                    .filter(|end| **end > now)
-                    .map(|end| (*end, speed)),
-            );
         }
         out
     }

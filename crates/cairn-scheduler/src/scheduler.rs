@@ -248,6 +248,12 @@ pub struct Scheduler {
     recheck_at: Option<Time>,
     /// Where `dispatch_backups` stopped looking at the backup queue last time.
     backup_cursor: Option<QKey>,
+    /// Requests ever added to the backup queue.
+    backup_inserts: u64,
+    /// After a full look at the backup queue that placed nothing: (freed slots, requests added) then, and the
+    /// earliest moment a waiting straggler passes its expected end. Until one of those changes, no request can
+    /// have become winnable.
+    backup_idle_until: Option<((u64, u64), Time)>,
 }
 
 /// A node's speed as measured by the scheduler, from its verified results (and capped after a missed
@@ -354,6 +360,8 @@ impl Scheduler {
             arrivals: BTreeMap::new(),
             recheck_at: None,
             backup_cursor: None,
+            backup_inserts: 0,
+            backup_idle_until: None,
         }
     }
 
@@ -1602,6 +1610,7 @@ impl Scheduler {
         t.backup_if_faster = if_faster;
         let key = qkey(job, task.index, height);
         self.backup_queue.insert(key);
+        self.backup_inserts += 1;
     }
 
     /// Tail and idle triggers, for each job touched by this input once nothing of it waits for a node: if few
@@ -1859,11 +1868,22 @@ impl Scheduler {
         // at a bounded number per call, round-robin from where the last call stopped, and skip at a glance
         // (the fastest free node of the class, exclusions aside, would not finish first) those nobody can win.
         // Without idle backups requests that cannot start are dropped, the queue stays short: look at all of it.
-        let tries = if self.cfg.speculative.idle_backups {
-            MAX_BACKUP_TRIES
-        } else {
-            usize::MAX
-        };
+        let idle = self.cfg.speculative.idle_backups;
+        let tries = if idle { MAX_BACKUP_TRIES } else { usize::MAX };
+        // Nothing can have become winnable since the last full look if no node was freed, no request was
+        // added and no waiting straggler has passed its expected end (then any node would win).
+        let stamp = (self.index.free_events(), self.backup_inserts);
+        if idle
+            && self
+                .backup_idle_until
+                .is_some_and(|(st, until)| st == stamp && now < until)
+        {
+            return;
+        }
+        self.backup_idle_until = None;
+        let whole = self.backup_queue.len() <= tries;
+        let mut until = Time::MAX;
+        let mut placed_any = false;
         let cursor = self
             .backup_cursor
             .filter(|_| self.cfg.speculative.idle_backups);
@@ -1916,12 +1936,20 @@ impl Scheduler {
                     speed.is_some_and(|sp| now.saturating_add(horizon::task_ms(cycles, sp)) < beat);
                 if !wins {
                     self.stats.backups_skipped += 1;
+                    until = until.min(beat);
                     continue;
                 }
             }
             if self.try_assign(now, task, true, out) == Placement::Placed {
                 fastest.clear();
+                placed_any = true;
+            } else {
+                // Not placed for another reason (no candidate the policy would take): look again next time.
+                until = now;
             }
+        }
+        if idle && whole && !placed_any && until > now {
+            self.backup_idle_until = Some((stamp, until));
         }
     }
 
@@ -1959,6 +1987,7 @@ impl Scheduler {
         let class = class_of(&t.kind, job.spec.aggregation);
         let cycles = self.task_cycles(t, job.spec.aggregation);
         let queued = self.queues.get(&class).map_or(0, BTreeSet::len).max(1);
+        let slowest = self.index.slowest_free_speed(class.0, class.1)?;
         let h = self.class_horizon(now, class, cycles, queued)?;
         let gain = self.cfg.finish_time_gain;
         let gain = if gain.is_finite() && gain >= 1.0 {
@@ -1967,7 +1996,6 @@ impl Scheduler {
             1.0
         };
         let floor = horizon::min_speed(cycles, now, h) / gain;
-        let slowest = self.index.slowest_free_speed(class.0, class.1)?;
         (slowest < floor).then_some(floor)
     }
 
@@ -2010,7 +2038,18 @@ impl Scheduler {
             );
             return None;
         }
-        let slots = self.index.slots(class.0, class.1, now);
+        // Only slots that can finish a task before the free nodes alone would finish the queue can matter:
+        // an upper bound from the `queued` fastest free nodes sets how far down the speeds to look.
+        let free: Vec<(Time, f64)> = self
+            .index
+            .fastest_free(class.0, class.1, &[], f64::MAX, 0.0, queued)
+            .into_iter()
+            .filter_map(|n| self.index.get(n))
+            .map(|e| (now, e.cap.cycles_per_sec))
+            .collect();
+        let floor = horizon::horizon(&free, cycles, queued)
+            .map_or(0.0, |upper| horizon::min_speed(cycles, now, upper));
+        let slots = self.index.slots(class.0, class.1, now, floor);
         let h = horizon::horizon(&slots, cycles, queued);
         let next_end = slots.iter().map(|s| s.0).filter(|at| *at > now).min();
         self.horizons.insert(
