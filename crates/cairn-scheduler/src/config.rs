@@ -48,7 +48,7 @@ pub struct SchedulerConfig {
     /// A task that failed on some node, and a speculative backup, go to the fastest free nodes that have
     /// delivered a verified result before, when any is free (else to whoever the policy picks). Unproven
     /// nodes are the ones never tried, and a faulty one is caught only by trying it: a retry should not be
-    /// the try.
+    /// the try. While some proven node fits, a backup waits for one rather than go to a node never tried.
     pub proven_retries: bool,
     /// Learn each node's speed from what it does instead of trusting its claim: a verified result sets the
     /// speed to what the copy took (assignment to verification, transfers included; averaged with earlier

@@ -1581,11 +1581,16 @@ impl Scheduler {
     /// finish before the running copies would (a copy already past its own expected time counts as never);
     /// a tail backup (against silent failures) goes to any free node.
     fn want_backup(&mut self, task: TaskId, if_faster: bool) {
+        self.want_backup_with(task, if_faster, 0);
+    }
+
+    /// `want_backup`, allowing `extra` backups beyond `max_backups_per_task`.
+    fn want_backup_with(&mut self, task: TaskId, if_faster: bool, extra: u32) {
         let sc = &self.cfg.speculative;
         if !sc.enabled {
             return;
         }
-        let max = sc.max_backups_per_task;
+        let max = sc.max_backups_per_task.saturating_add(extra);
         let if_faster = if_faster && sc.only_if_faster;
         let Some(job) = self
             .jobs
@@ -1749,6 +1754,12 @@ impl Scheduler {
         if !alive || c.extensions >= max {
             return false;
         }
+        // A node that has never delivered may be a griefer that heartbeats and never answers: its copy keeps
+        // its extension (an honest slow node is not punished), but the task may get one backup beyond the
+        // usual limit, on a proven node (the simulator saw segments held by silent nodes through every
+        // extension, ~1,000 s, after their one backup had gone to another silent node).
+        let untried =
+            self.cfg.proven_retries && !self.learned.get(&c.node).is_some_and(|l| l.samples > 0);
         let Some(c) = self
             .jobs
             .get_mut(&task.job)
@@ -1763,7 +1774,7 @@ impl Scheduler {
         let deadline = c.deadline;
         self.stats.extensions += 1;
         self.push_timer(deadline, Timer::Deadline { task, copy });
-        self.want_backup(task, true);
+        self.want_backup_with(task, true, u32::from(untried));
         true
     }
 
@@ -1951,6 +1962,20 @@ impl Scheduler {
         if idle && whole && !placed_any && until > now {
             self.backup_idle_until = Some((stamp, until));
         }
+    }
+
+    /// Whether some live node that fits the class has delivered a verified result (looks at a bounded number of
+    /// the proven nodes).
+    fn proven_fits(&self, po2: u8, rec: bool) -> bool {
+        self.learned
+            .iter()
+            .filter(|(_, l)| l.samples > 0)
+            .take(PROVEN_SCAN)
+            .any(|(n, _)| {
+                self.index
+                    .get(*n)
+                    .is_some_and(|e| NodeIndex::fits(&e.cap, po2, rec))
+            })
     }
 
     /// For a queued straggler backup that must beat its running copies: its class, work and the time to
@@ -2215,6 +2240,12 @@ impl Scheduler {
         } else {
             Vec::new()
         };
+        if backup && proven.is_empty() && self.cfg.proven_retries && self.proven_fits(po2, rec) {
+            // A backup exists to finish first; on a node never tried it may be a second faulty copy (the
+            // simulator saw a backup land on another silent node and the segment wait out both deadlines).
+            // Wait for a proven node while one exists; the copy's own deadline still guards the task.
+            return Placement::NotPlaced;
+        }
         let fast = if proven.is_empty() { fast } else { proven };
         let mut pool = Candidates::new(&self.index, po2, rec, &excluded);
         if !fast.is_empty() {

@@ -164,3 +164,51 @@ fn an_idle_fast_node_backs_up_what_a_slow_node_holds() {
     // Equal nodes on time do not copy each other: node 2 would finish at 1,600 ms, node 1 at 1,000 ms.
     assert!(after_the_queue_ran_dry(idle(true), 10_000.0, 600).is_empty());
 }
+
+fn proven_backups(on: bool) -> SchedulerConfig {
+    let q = quiet_config();
+    SchedulerConfig {
+        learn_speed: true,
+        proven_retries: on,
+        speculative: SpeculativeConfig {
+            enabled: true,
+            tail_tasks: 0,
+            slow_factor: None,
+            idle_backups: true,
+            ..q.speculative.clone()
+        },
+        ..q
+    }
+}
+
+/// Nodes 1-3 take segments 0-2; node 1 delivers at 1,000 ms (proven) and takes segment 3; node 4, never
+/// tried, joins free; execution ends. The copies on nodes 2 and 3 are at their expected end: any node would
+/// win a backup. Returns the assignments after that, and the rig.
+fn backup_with_an_untried_node_free(cfg: SchedulerConfig) -> (Rig, Vec<(TaskId, NodeId)>) {
+    let mut r = Rig::new(cfg, "fifo");
+    for n in 1..=3 {
+        r.node(n, cap(20, false, 1));
+    }
+    r.submit(1, composite(18));
+    for s in 0..3 {
+        r.segment(1, s);
+    }
+    r.now = 1_000;
+    r.verify(1, task(1, 0));
+    assert_eq!(assigns(&r.segment(1, 3)), vec![(task(1, 3), NodeId(1))]);
+    let mut a = r.node(4, cap(20, false, 1));
+    a.extend(r.finish_exec(1, 4));
+    (r, assigns(&a))
+}
+
+#[test]
+fn a_backup_waits_for_a_proven_node_rather_than_try_an_untried_one() {
+    let (_, a) = backup_with_an_untried_node_free(proven_backups(false));
+    assert_eq!(a, vec![(task(1, 1), NodeId(4))]);
+    let (mut r, a) = backup_with_an_untried_node_free(proven_backups(true));
+    assert!(a.is_empty(), "{a:?}");
+    // Node 1 delivers segment 3 and takes the backup of segment 1.
+    r.now = 2_000;
+    let a = assigns(&r.verify(1, task(1, 3)));
+    assert_eq!(a, vec![(task(1, 1), NodeId(1))]);
+}
