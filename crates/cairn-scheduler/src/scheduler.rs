@@ -1759,7 +1759,7 @@ impl Scheduler {
         // usual limit, on a proven node (the simulator saw segments held by silent nodes through every
         // extension, ~1,000 s, after their one backup had gone to another silent node).
         let untried =
-            self.cfg.proven_retries && !self.learned.get(&c.node).is_some_and(|l| l.samples > 0);
+            self.cfg.proven_retries && self.learned.get(&c.node).is_none_or(|l| l.samples == 0);
         let Some(c) = self
             .jobs
             .get_mut(&task.job)
