@@ -197,6 +197,9 @@ fn shipped_scenarios_parse() {
         "linea.toml",
         "policies.toml",
         "scale.toml",
+        "scheduler-changes.toml",
+        "claim-smallest.toml",
+        "relay.toml",
     ] {
         let s = Scenario::load(&root.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(!s.runs.is_empty(), "{name}");
