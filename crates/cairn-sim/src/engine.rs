@@ -144,6 +144,8 @@ pub struct RunOutput {
     pub end_s: f64,
     /// With `split_block`: joining the chunks' receipts into the block's (s, after the last chunk).
     pub stitch_s: Option<f64>,
+    /// The po2 the run used (chosen by the run when `po2_auto`).
+    pub po2: u8,
 }
 
 fn ms(secs: f64) -> u64 {
@@ -239,6 +241,162 @@ impl<B: Brain> std::fmt::Debug for Engine<B> {
     }
 }
 
+/// The fastest possible parts of a job at `p.po2` on `specs` (see `BoundParts`).
+fn bound_parts(p: &RunParams, specs: &[NodeSpec]) -> BoundParts {
+    let bw_max = specs
+        .iter()
+        .map(|n| n.bandwidth)
+        .fold(f64::MIN_POSITIVE, f64::max);
+    let lat_min = specs.iter().map(|n| n.latency).fold(f64::MAX, f64::min);
+    let prove_speed = specs
+        .iter()
+        .filter(|n| n.capacity.max_po2 >= p.po2)
+        .map(|n| n.speed)
+        .fold(f64::MIN_POSITIVE, f64::max);
+    let rec_speed = specs
+        .iter()
+        .filter(|n| n.capacity.recursion)
+        .map(|n| n.speed)
+        .fold(f64::MIN_POSITIVE, f64::max);
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(f64::MIN_POSITIVE)
+    };
+    let prove_median = median(
+        specs
+            .iter()
+            .filter(|n| n.capacity.max_po2 >= p.po2)
+            .map(|n| n.speed)
+            .collect(),
+    );
+    let rec_median = median(
+        specs
+            .iter()
+            .filter(|n| n.capacity.recursion)
+            .map(|n| n.speed)
+            .collect(),
+    );
+    let join_tree = p.aggregation == AggregationMode::JoinTree;
+    let receipt = if join_tree {
+        model::SUCCINCT_RECEIPT_BYTES
+    } else {
+        model::segment_receipt_bytes(p.po2)
+    };
+    BoundParts {
+        leaf_median: model::prove_secs(p.po2) / prove_median
+            + if join_tree {
+                model::RECURSION_SECS / prove_median
+            } else {
+                0.0
+            },
+        join_median: model::RECURSION_SECS / rec_median,
+        xfer_in: lat_min + model::segment_blob_bytes(p.po2) / bw_max,
+        leaf: model::prove_secs(p.po2) / prove_speed
+            + if join_tree {
+                model::RECURSION_SECS / prove_speed
+            } else {
+                0.0
+            },
+        join_in: lat_min + 2.0 * model::SUCCINCT_RECEIPT_BYTES / bw_max,
+        join: model::RECURSION_SECS / rec_speed,
+        upload: lat_min + receipt / bw_max,
+        verify: model::VERIFY_SECS_PER_RECEIPT,
+    }
+}
+
+/// Seconds per leaf (prove, + lift with a join tree) on each node lane that fits `p.po2`, fastest first: of the
+/// honest nodes only (the capacity bound), or of every node (what a client can know, for `po2_auto`).
+fn leaf_secs(p: &RunParams, specs: &[NodeSpec], honest_only: bool) -> Vec<f64> {
+    let join_tree = p.aggregation == AggregationMode::JoinTree;
+    let leaf_units = model::prove_secs(p.po2)
+        + if join_tree {
+            model::RECURSION_SECS
+        } else {
+            0.0
+        };
+    let mut out: Vec<f64> = specs
+        .iter()
+        .filter(|n| {
+            (!honest_only || n.behavior == Behavior::Honest)
+                && n.capacity.max_po2 >= p.po2
+                && (!join_tree || n.capacity.recursion)
+        })
+        .flat_map(|n| std::iter::repeat_n(leaf_units / n.speed, n.capacity.slots.max(1) as usize))
+        .collect();
+    out.sort_by(f64::total_cmp);
+    out
+}
+
+/// What a client could predict of one job at `p.po2` from the network it sees (every node's memory, speed and
+/// recursion, faulty or not) and the program's size: the larger of the critical-path and capacity bounds of
+/// the job's own tree, execution streamed at `exec_mhz`. `None` if no node can take a segment of that size.
+pub fn predict_secs(p: &RunParams, specs: &[NodeSpec]) -> Option<f64> {
+    let lanes = leaf_secs(p, specs, false);
+    if lanes.is_empty() {
+        return None;
+    }
+    let b = bound_parts(p, specs);
+    let (segments, total_cycles) = model::split_program(p.user_cycles, p.po2);
+    let seg_secs = total_cycles / f64::from(segments) / (p.exec_mhz * 1e6);
+    let join_tree = p.aggregation == AggregationMode::JoinTree;
+    let depths = if join_tree {
+        model::mountain_range_depths(segments)
+    } else {
+        vec![0; segments as usize]
+    };
+    let final_verify = if join_tree {
+        model::VERIFY_SECS_PER_RECEIPT
+    } else {
+        f64::from(segments) * model::VERIFY_SECS_PER_RECEIPT
+    };
+    let per_join = b.join_in + b.join + b.upload + b.verify;
+    let critical = depths
+        .iter()
+        .enumerate()
+        .map(|(s, d)| {
+            seg_secs * (s + 1) as f64
+                + b.xfer_in
+                + b.leaf
+                + b.upload
+                + b.verify
+                + f64::from(*d) * per_join
+        })
+        .fold(0.0, f64::max)
+        + final_verify;
+    let capacity = bounds::capacity_bound(
+        &lanes[..lanes.len().min(depths.len())],
+        &depths,
+        bounds::Chain {
+            lead: b.xfer_in,
+            tail: b.upload + b.verify + final_verify,
+            per_join,
+        },
+    )?;
+    Some(critical.max(capacity))
+}
+
+/// `p` with its po2 chosen when `po2_auto` is set: the po2 (from 14 up to the largest any node can take) with
+/// the shortest `predict_secs`; the smaller po2 on a tie.
+fn choose_po2(p: &RunParams, specs: &[NodeSpec]) -> RunParams {
+    let mut p = p.clone();
+    if !p.po2_auto {
+        return p;
+    }
+    let mut best: Option<(f64, u8)> = None;
+    for po2 in model::MIN_PO2..=model::MAX_PO2 {
+        let q = RunParams { po2, ..p.clone() };
+        if let Some(t) = predict_secs(&q, specs) {
+            if best.is_none_or(|(b, _)| t < b) {
+                best = Some((t, po2));
+            }
+        }
+    }
+    if let Some((_, po2)) = best {
+        p.po2 = po2;
+    }
+    p
+}
+
 impl<B: Brain> Engine<B> {
     /// Builds the population and the job arrivals from `seed`. The population uses its own RNG stream, so runs
     /// that differ only in scheduling knobs see the same nodes.
@@ -246,83 +404,9 @@ impl<B: Brain> Engine<B> {
         let mut pop_rng = ChaCha8Rng::seed_from_u64(seed);
         let specs = nodes::population(p, &mut pop_rng);
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_CA1E_0000_0001);
-        let bw_max = specs
-            .iter()
-            .map(|n| n.bandwidth)
-            .fold(f64::MIN_POSITIVE, f64::max);
-        let lat_min = specs.iter().map(|n| n.latency).fold(f64::MAX, f64::min);
-        let prove_speed = specs
-            .iter()
-            .filter(|n| n.capacity.max_po2 >= p.po2)
-            .map(|n| n.speed)
-            .fold(f64::MIN_POSITIVE, f64::max);
-        let rec_speed = specs
-            .iter()
-            .filter(|n| n.capacity.recursion)
-            .map(|n| n.speed)
-            .fold(f64::MIN_POSITIVE, f64::max);
-        let median = |mut v: Vec<f64>| {
-            v.sort_by(f64::total_cmp);
-            v.get(v.len() / 2).copied().unwrap_or(f64::MIN_POSITIVE)
-        };
-        let prove_median = median(
-            specs
-                .iter()
-                .filter(|n| n.capacity.max_po2 >= p.po2)
-                .map(|n| n.speed)
-                .collect(),
-        );
-        let rec_median = median(
-            specs
-                .iter()
-                .filter(|n| n.capacity.recursion)
-                .map(|n| n.speed)
-                .collect(),
-        );
-        let join_tree = p.aggregation == AggregationMode::JoinTree;
-        let leaf_units = model::prove_secs(p.po2)
-            + if join_tree {
-                model::RECURSION_SECS
-            } else {
-                0.0
-            };
-        let mut leaf_secs: Vec<f64> = specs
-            .iter()
-            .filter(|n| {
-                n.behavior == Behavior::Honest
-                    && n.capacity.max_po2 >= p.po2
-                    && (!join_tree || n.capacity.recursion)
-            })
-            .flat_map(|n| {
-                std::iter::repeat_n(leaf_units / n.speed, n.capacity.slots.max(1) as usize)
-            })
-            .collect();
-        leaf_secs.sort_by(f64::total_cmp);
-        let receipt = if join_tree {
-            model::SUCCINCT_RECEIPT_BYTES
-        } else {
-            model::segment_receipt_bytes(p.po2)
-        };
-        let bound = BoundParts {
-            leaf_median: model::prove_secs(p.po2) / prove_median
-                + if join_tree {
-                    model::RECURSION_SECS / prove_median
-                } else {
-                    0.0
-                },
-            join_median: model::RECURSION_SECS / rec_median,
-            xfer_in: lat_min + model::segment_blob_bytes(p.po2) / bw_max,
-            leaf: model::prove_secs(p.po2) / prove_speed
-                + if join_tree {
-                    model::RECURSION_SECS / prove_speed
-                } else {
-                    0.0
-                },
-            join_in: lat_min + 2.0 * model::SUCCINCT_RECEIPT_BYTES / bw_max,
-            join: model::RECURSION_SECS / rec_speed,
-            upload: lat_min + receipt / bw_max,
-            verify: model::VERIFY_SECS_PER_RECEIPT,
-        };
+        let p = &choose_po2(p, &specs);
+        let bound = bound_parts(p, &specs);
+        let leaf_secs = leaf_secs(p, &specs, true);
 
         let mut jobs = Vec::with_capacity(p.jobs as usize);
         let mut t = 1000.0f64;
@@ -949,6 +1033,7 @@ impl<B: Brain> Engine<B> {
             useful_work_s: self.useful_work,
             events: self.events,
             end_s: self.now as f64 / 1000.0,
+            po2: self.p.po2,
             stitch_s: self.p.split_block.then(|| {
                 let b = &self.bound;
                 f64::from(model::ceil_log2(self.p.jobs))

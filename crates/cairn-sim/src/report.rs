@@ -50,6 +50,8 @@ pub struct RunMetrics {
     pub segments_p50: Option<f64>,
     pub events: u64,
     pub sim_end_s: f64,
+    /// The po2 the run used (its own choice with `po2_auto`).
+    pub po2_used: u8,
     /// With `split_block`, when every chunk completed: from the first submission to the block's receipt (the
     /// last chunk's proof, then the joins of the chunks).
     pub block_ttp_s: Option<f64>,
@@ -126,6 +128,7 @@ impl RunMetrics {
             segments_p50: percentile(&segments, 50.0),
             events: out.events,
             sim_end_s: out.end_s,
+            po2_used: out.po2,
             block_ttp_s: out
                 .stitch_s
                 .filter(|_| completed == n && n > 0)
@@ -192,6 +195,7 @@ impl RunMetrics {
             ("segments_p50".into(), f(self.segments_p50)),
             ("events".into(), self.events.to_string()),
             ("sim_end_s".into(), format!("{:.3}", self.sim_end_s)),
+            ("po2_used".into(), self.po2_used.to_string()),
             ("block_ttp_s".into(), f(self.block_ttp_s)),
         ]);
         c

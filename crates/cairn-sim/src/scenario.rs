@@ -126,6 +126,9 @@ pub struct RunParams {
     pub prefer_fast_joins: bool,
     /// Prove+lift tasks of join-tree jobs go to the fastest free nodes too.
     pub prefer_fast_proves: bool,
+    /// Choose the po2 as a client would (`engine::predict_secs`: the bounds of the job on the nodes it sees, faulty
+    /// ones included), ignoring `po2`; the po2 used is reported as `po2_used`.
+    pub po2_auto: bool,
     /// Finish-time placement: a slow free node is not given a task that faster slots, free now or soon, would
     /// finish first (`SchedulerConfig::finish_time_placement`).
     pub finish_time_placement: bool,
@@ -201,6 +204,7 @@ impl Default for RunParams {
             max_sim_hours: 48.0,
             prefer_fast_joins: true,
             prefer_fast_proves: false,
+            po2_auto: false,
             finish_time_placement: true,
             finish_time_gain: 2.0,
             proven_retries: true,

@@ -199,9 +199,38 @@ fn shipped_scenarios_parse() {
         "scale.toml",
         "scheduler-changes.toml",
         "claim-smallest.toml",
+        "seed-claim-auto.toml",
         "relay.toml",
     ] {
         let s = Scenario::load(&root.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(!s.runs.is_empty(), "{name}");
     }
+}
+
+#[test]
+fn po2_auto_chooses_a_segment_size_the_network_can_take() {
+    // Configured po2 22 would fit no node of 2-8 GB; with po2_auto the run picks its own and completes.
+    let dir = temp_dir("po2auto");
+    let path = dir.join("auto.toml");
+    std::fs::write(
+        &path,
+        r#"
+name = "auto"
+seed = 3
+[base]
+nodes = 40
+user_cycles = 20e6
+po2 = 22
+po2_auto = true
+memory_gb = [2.0, 4.0, 8.0]
+memory_weights = [0.3, 0.4, 0.3]
+aggregation = "join_tree"
+"#,
+    )
+    .expect("write");
+    let report = run(&args(&path, &dir.join("out"), None)).expect("run");
+    let m = &report.runs[0].metrics;
+    assert!((14..=19).contains(&m.po2_used), "{}", m.po2_used);
+    assert_eq!(m.completed, 1, "{m:?}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
