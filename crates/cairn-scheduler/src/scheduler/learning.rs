@@ -1,0 +1,115 @@
+//! What the scheduler learns of nodes from what they do: speeds from verified results and missed deadlines,
+//! deadline extensions for nodes still heard from, and the straggler trigger's reference speed.
+
+use super::*;
+
+impl Scheduler {
+    /// `node` verified a result of `task` `took_ms` after it was given the task: that is its speed now
+    /// (averaged with earlier results).
+    pub(super) fn learn_from_result(&mut self, task: TaskId, node: NodeId, took_ms: Time) {
+        if !self.cfg.learn_speed {
+            return;
+        }
+        let Some(cycles) = self.cycles_of(task) else {
+            return;
+        };
+        let observed = cycles as f64 * 1000.0 / took_ms.max(1) as f64;
+        let l = self.learned.entry(node).or_insert(LearnedSpeed {
+            cycles_per_sec: observed,
+            delivered: observed,
+            samples: 0,
+        });
+        l.delivered = if l.samples == 0 {
+            observed
+        } else {
+            (l.delivered + observed) / 2.0
+        };
+        l.cycles_per_sec = l.delivered;
+        l.samples = l.samples.saturating_add(1);
+        let speed = l.cycles_per_sec;
+        self.index.set_speed(node, speed);
+    }
+
+    /// At a missed deadline: if the copy's node is still heard from and has extensions left, give it one more
+    /// allowance (its original one) and ask for a backup where that would finish sooner. Returns whether it
+    /// did (then the node is slow, not silent: no penalty, no cancel).
+    pub(super) fn extend_if_alive(&mut self, now: Time, task: TaskId, copy: u64) -> bool {
+        let Some(hb) = self.cfg.heartbeat_timeout_ms else {
+            return false;
+        };
+        let max = self.cfg.slow_extensions;
+        let Some(c) = self.copy_live(task, copy) else {
+            return false;
+        };
+        let alive = self
+            .index
+            .get(c.node)
+            .is_some_and(|e| now.saturating_sub(e.last_seen) <= hb);
+        if !alive || c.extensions >= max {
+            return false;
+        }
+        // A node that has never delivered may be a griefer that heartbeats and never answers: its copy keeps
+        // its extension (an honest slow node is not punished), but the task may get one backup beyond the
+        // usual limit, on a proven node (the simulator saw segments held by silent nodes through every
+        // extension, ~1,000 s, after their one backup had gone to another silent node).
+        let untried =
+            self.cfg.proven_retries && self.learned.get(&c.node).is_none_or(|l| l.samples == 0);
+        let Some(c) = self
+            .jobs
+            .get_mut(&task.job)
+            .and_then(|j| j.tasks.get_mut(&task.index))
+            .and_then(|t| t.copies.iter_mut().find(|c| c.id == copy))
+        else {
+            return false;
+        };
+        let allowance = c.deadline.saturating_sub(c.started).max(1) / (u64::from(c.extensions) + 1);
+        c.extensions += 1;
+        c.deadline = now.saturating_add(allowance);
+        let deadline = c.deadline;
+        self.stats.extensions += 1;
+        self.push_timer(deadline, Timer::Deadline { task, copy });
+        self.want_backup_with(task, true, u32::from(untried));
+        true
+    }
+
+    /// `node` held `task` for `held_ms` without a result: it is slower than `cycles / held_ms`. A node that has
+    /// delivered before is assumed to need up to twice that long next time (never less than a quarter of the
+    /// speed its results showed), so that its next deadline is one it can meet. A node that never delivered
+    /// gains nothing: a silent node must not earn ever longer deadlines by missing them (the simulator showed
+    /// silent-but-heartbeating nodes doubling every retry's wait).
+    pub(super) fn learn_from_deadline(&mut self, task: TaskId, node: NodeId, held_ms: Time) {
+        if !self.cfg.learn_speed {
+            return;
+        }
+        let Some(cycles) = self.cycles_of(task) else {
+            return;
+        };
+        let Some(l) = self.learned.get_mut(&node).filter(|l| l.samples > 0) else {
+            return;
+        };
+        let bound = cycles as f64 * 1000.0 / (2 * held_ms.max(1)) as f64;
+        let floor = l.delivered / 4.0;
+        let speed = l.cycles_per_sec.min(bound).max(floor);
+        if speed < l.cycles_per_sec {
+            l.cycles_per_sec = speed;
+            self.index.set_speed(node, speed);
+        }
+    }
+
+    /// The straggler trigger's reference speed for a class: the configured quantile of the claimed speeds of the
+    /// live nodes that fit it. Cached; recomputed (a scan of the live nodes) only when the node set changed and
+    /// the cached value is older than `reference_refresh_ms`, so its cost does not grow with placements.
+    pub(super) fn reference_speed(&mut self, now: Time, class: Class) -> Option<f64> {
+        let q = self.cfg.speculative.reference_quantile?;
+        let version = self.index.version();
+        let refresh = self.cfg.speculative.reference_refresh_ms;
+        if let Some(&(at, v, speed)) = self.reference_speed.get(&class) {
+            if v == version || now < at.saturating_add(refresh) {
+                return speed;
+            }
+        }
+        let speed = self.index.live_speed_quantile(class.0, class.1, q);
+        self.reference_speed.insert(class, (now, version, speed));
+        speed
+    }
+}

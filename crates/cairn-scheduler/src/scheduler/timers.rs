@@ -1,0 +1,206 @@
+//! The scheduler's timers: deadlines, straggler checks, liveness, wake-ups of parked tasks, stall checks, declined
+//! slots and finish-time rechecks; when each is still due, and what firing it does.
+
+use super::*;
+
+/// What a popped timer is now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum TimerState {
+    Due,
+    Stale,
+    Moved(Time),
+}
+
+impl Scheduler {
+    pub(super) fn push_timer(&mut self, at: Time, timer: Timer) {
+        self.timer_seq += 1;
+        self.timers.push(Reverse((at, self.timer_seq, timer)));
+    }
+
+    pub(super) fn copy_live(&self, task: TaskId, copy: u64) -> Option<&CopyRun> {
+        let job = self
+            .jobs
+            .get(&task.job)
+            .filter(|j| j.state == JobState::Running)?;
+        job.tasks
+            .get(&task.index)?
+            .copies
+            .iter()
+            .find(|c| c.id == copy)
+    }
+
+    /// Whether the timer still means something at its time `at`. Liveness timers that are early return the
+    /// corrected time.
+    pub(super) fn timer_state(&self, at: Time, timer: &Timer) -> TimerState {
+        match *timer {
+            Timer::ReleaseDeclined { .. } | Timer::Recheck => TimerState::Due,
+            Timer::Deadline { task, copy } => {
+                if self.copy_live(task, copy).is_some() {
+                    TimerState::Due
+                } else {
+                    TimerState::Stale
+                }
+            }
+            Timer::Straggler { task, copy } => {
+                let sc = &self.cfg.speculative;
+                let ok = sc.enabled
+                    && self.copy_live(task, copy).is_some()
+                    && self.jobs[&task.job].tasks[&task.index].backups < sc.max_backups_per_task
+                    && !self.jobs[&task.job].tasks[&task.index].backup_queued;
+                if ok {
+                    TimerState::Due
+                } else {
+                    TimerState::Stale
+                }
+            }
+            Timer::Liveness { node } => match (self.index.get(node), self.cfg.heartbeat_timeout_ms)
+            {
+                (Some(e), Some(hb)) => {
+                    let expiry = e.last_seen + hb;
+                    if expiry > at {
+                        TimerState::Moved(expiry)
+                    } else {
+                        TimerState::Due
+                    }
+                }
+                _ => TimerState::Stale,
+            },
+            Timer::Wake { task } | Timer::Stall { task, .. } => {
+                let queued = self
+                    .jobs
+                    .get(&task.job)
+                    .filter(|j| j.state == JobState::Running)
+                    .and_then(|j| j.tasks.get(&task.index))
+                    .is_some_and(|t| t.queued);
+                let same = match *timer {
+                    Timer::Wake { .. } => self
+                        .jobs
+                        .get(&task.job)
+                        .and_then(|j| j.tasks.get(&task.index))
+                        .is_some_and(|t| t.parked_until == Some(at)),
+                    Timer::Stall { since, .. } => self
+                        .jobs
+                        .get(&task.job)
+                        .and_then(|j| j.tasks.get(&task.index))
+                        .is_some_and(|t| t.waiting_since == since),
+                    _ => true,
+                };
+                if queued && same {
+                    TimerState::Due
+                } else {
+                    TimerState::Stale
+                }
+            }
+        }
+    }
+
+    pub(super) fn fire_timers(&mut self, now: Time, out: &mut Vec<Action>) {
+        while let Some(Reverse((at, _, timer))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            match self.timer_state(at, &timer) {
+                TimerState::Stale => {}
+                TimerState::Moved(t) => self.push_timer(t, timer),
+                TimerState::Due => self.fire(now, timer, out),
+            }
+        }
+    }
+
+    pub(super) fn fire(&mut self, now: Time, timer: Timer, out: &mut Vec<Action>) {
+        match timer {
+            Timer::Deadline { task, copy } => {
+                let started = self.copy_live(task, copy).expect("due").started;
+                let node = self.copy_live(task, copy).expect("due").node;
+                self.learn_from_deadline(task, node, now - started);
+                if self.extend_if_alive(now, task, copy) {
+                    return;
+                }
+                self.remove_copy_of(now, task, node, ComputeKind::Failed);
+                self.stats.timeouts += 1;
+                out.push(Action::Cancel { task, node });
+                let amount = self.ledger.slash(node, task, PenaltyCause::Silence);
+                out.push(Action::Penalize {
+                    node,
+                    task,
+                    cause: PenaltyCause::Silence,
+                    amount,
+                });
+                self.after_failure(now, task, node, format!("{node} missed its deadline"), out);
+            }
+            Timer::Straggler { task, .. } => self.want_backup(task, true),
+            Timer::Liveness { node } => self.on_node_gone(now, node, true, out),
+            Timer::ReleaseDeclined { node, task } => self.index.on_release(node, task),
+            Timer::Recheck => {
+                // Dispatch runs after the timers; the horizon is recomputed there.
+                if self.recheck_at.is_some_and(|at| at <= now) {
+                    self.recheck_at = None;
+                }
+                self.horizons.clear();
+            }
+            Timer::Wake { task } => {
+                // Back into its class queue; dispatch runs after the timers.
+                let job = self.jobs.get_mut(&task.job).expect("due");
+                let aggregation = job.spec.aggregation;
+                let key = qkey(job, task.index, job.tasks[&task.index].height);
+                let t = job.tasks.get_mut(&task.index).expect("due");
+                t.parked_until = None;
+                self.queues
+                    .entry(class_of(&t.kind, aggregation))
+                    .or_default()
+                    .insert(key);
+            }
+            Timer::Stall { task, since, round } => {
+                let job = &self.jobs[&task.job];
+                let t = &job.tasks[&task.index];
+                let (po2, rec) = class_of(&t.kind, job.spec.aggregation);
+                let fitting = self.index.live_fitting(po2, rec);
+                let excluded = t
+                    .excluded
+                    .iter()
+                    .filter(|n| {
+                        self.index
+                            .get(**n)
+                            .is_some_and(|e| NodeIndex::fits(&e.cap, po2, rec))
+                    })
+                    .count() as u64;
+                if t.copies.is_empty() && fitting <= excluded {
+                    let reason = format!(
+                        "no live node can take {task} (needs po2 >= {po2}{}; {excluded} fitting node(s) excluded \
+                         after failing it) for {} ms",
+                        if rec { " and recursion" } else { "" },
+                        now - since
+                    );
+                    self.end_job(now, task.job, JobOutcome::Failed { reason }, out);
+                } else if let Some(stall) = self.cfg.stall_timeout_ms {
+                    let wait = stall.saturating_mul(1u64 << (round + 1).min(16));
+                    self.push_timer(
+                        now.saturating_add(wait),
+                        Timer::Stall {
+                            task,
+                            since,
+                            round: round + 1,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    /// Drop stale timers from the head so that `next_deadline` is exact.
+    pub(super) fn clean_timers(&mut self) {
+        while let Some(Reverse((at, _, timer))) = self.timers.peek().copied() {
+            match self.timer_state(at, &timer) {
+                TimerState::Due => break,
+                TimerState::Stale => {
+                    self.timers.pop();
+                }
+                TimerState::Moved(t) => {
+                    self.timers.pop();
+                    self.push_timer(t, timer);
+                }
+            }
+        }
+    }
+}
