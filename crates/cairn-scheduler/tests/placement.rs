@@ -212,3 +212,16 @@ fn a_backup_waits_for_a_proven_node_rather_than_try_an_untried_one() {
     let a = assigns(&r.verify(1, task(1, 3)));
     assert_eq!(a, vec![(task(1, 1), NodeId(1))]);
 }
+
+#[test]
+fn a_fast_node_the_policy_refuses_does_not_hold_a_task_for_ever() {
+    // Finish-time placement narrows the candidates to node 1, whose ask no auction price ever reaches; the
+    // policy then chooses among all free nodes and the slow node 2 takes the segment.
+    let mut r = Rig::new(ftp(true), "auction");
+    r.node(1, speed(40_000.0));
+    r.node(2, speed(5_000.0));
+    r.s.ledger_mut().set_ask(NodeId(1), 1_000_000);
+    r.s.ledger_mut().set_ask(NodeId(2), 0);
+    r.submit(1, composite(18));
+    assert_eq!(assigns(&r.segment(1, 0)), vec![(task(1, 0), NodeId(2))]);
+}

@@ -390,7 +390,14 @@ impl Scheduler {
         if !fast.is_empty() {
             pool = pool.restricted_to(&fast);
         }
-        let selection = self.policy.select(&req, &pool, &self.ledger);
+        let mut selection = self.policy.select(&req, &pool, &self.ledger);
+        if selection.picks.is_empty() && hold_floor.is_some() && !prefer_fast {
+            // Finish-time placement narrowed the candidates to the fast nodes, and the policy takes none of them
+            // (too little stake, an ask above the price): those nodes stay free and would hold the task for
+            // ever. Let the policy choose among all the free nodes instead.
+            pool = Candidates::new(&self.index, po2, rec, &excluded);
+            selection = self.policy.select(&req, &pool, &self.ledger);
+        }
         // Re-check every pick: the policy cannot place work on a node that does not fit.
         let mut picks = Vec::new();
         for p in selection.picks {
