@@ -109,9 +109,7 @@ impl Scheduler {
         let whole = self.backup_queue.len() <= tries;
         let mut until = Time::MAX;
         let mut placed_any = false;
-        let cursor = self
-            .backup_cursor
-            .filter(|_| self.cfg.speculative.idle_backups);
+        let cursor = self.backup_cursor.filter(|_| idle);
         let after: Vec<QKey> = match cursor {
             Some(c) => self
                 .backup_queue
@@ -138,7 +136,7 @@ impl Scheduler {
             }
             self.backup_cursor = Some(key);
             let task = TaskId::new(key.3, key.2);
-            let need = if self.cfg.speculative.idle_backups {
+            let need = if idle {
                 self.straggler_need(task, now)
             } else {
                 None

@@ -185,48 +185,41 @@ impl Scheduler {
         }
         // Cheap refusal before the scan: far more tasks than fitting nodes means every node will be needed.
         let nodes = self.index.live_fitting(class.0, class.1) as usize;
-        if queued
+        let (horizon, next_end) = if queued
             > nodes.max(1)
                 * horizon::MAX_QUEUE_PER_SLOT
                 * self.cfg.per_node_in_flight_cap.max(1) as usize
         {
-            self.horizons.insert(
-                class,
-                HorizonMemo {
-                    at: now,
-                    queued,
-                    arrivals,
-                    horizon: None,
-                    next_end: None,
-                },
-            );
-            return None;
-        }
-        // Only slots that can finish a task before the free nodes alone would finish the queue can matter:
-        // an upper bound from the `queued` fastest free nodes sets how far down the speeds to look.
-        let free: Vec<(Time, f64)> = self
-            .index
-            .fastest_free(class.0, class.1, &[], f64::MAX, 0.0, queued)
-            .into_iter()
-            .filter_map(|n| self.index.get(n))
-            .map(|e| (now, e.cap.cycles_per_sec))
-            .collect();
-        let floor = horizon::horizon(&free, cycles, queued)
-            .map_or(0.0, |upper| horizon::min_speed(cycles, now, upper));
-        let slots = self.index.slots(class.0, class.1, now, floor);
-        let h = horizon::horizon(&slots, cycles, queued);
-        let next_end = slots.iter().map(|s| s.0).filter(|at| *at > now).min();
+            (None, None)
+        } else {
+            // Only slots that can finish a task before the free nodes alone would finish the queue can
+            // matter: an upper bound from the `queued` fastest free nodes sets how far down the speeds to look.
+            let free: Vec<(Time, f64)> = self
+                .index
+                .fastest_free(class.0, class.1, &[], f64::MAX, 0.0, queued)
+                .into_iter()
+                .filter_map(|n| self.index.get(n))
+                .map(|e| (now, e.cap.cycles_per_sec))
+                .collect();
+            let floor = horizon::horizon(&free, cycles, queued)
+                .map_or(0.0, |upper| horizon::min_speed(cycles, now, upper));
+            let slots = self.index.slots(class.0, class.1, now, floor);
+            (
+                horizon::horizon(&slots, cycles, queued),
+                slots.iter().map(|s| s.0).filter(|at| *at > now).min(),
+            )
+        };
         self.horizons.insert(
             class,
             HorizonMemo {
                 at: now,
                 queued,
                 arrivals,
-                horizon: h,
+                horizon,
                 next_end,
             },
         );
-        h
+        horizon
     }
 
     /// Ask the policy for nodes for `task` and assign them.
