@@ -74,6 +74,20 @@ fn default_po2_step_growth() -> f64 {
     1.015
 }
 
+impl SchedulerConfig {
+    /// What proving a segment of `cycles` costs, in po2-14 cycles: its cycles, times `po2_step_growth` for
+    /// every po2 step above 14 (speeds are measured at po2 14; larger segments prove a little slower per
+    /// cycle). Deadlines, placement and `crate::predict` all divide this by a node's speed.
+    pub fn prove_cost(&self, cycles: u64) -> u64 {
+        let steps = (cycles.max(1) as f64).log2() - 14.0;
+        let growth = self.po2_step_growth;
+        if steps <= 0.0 || !growth.is_finite() || growth <= 0.0 {
+            return cycles;
+        }
+        (cycles as f64 * growth.powf(steps)).round() as u64
+    }
+}
+
 /// Fast-node preference. A join (and the lift of a join-tree leaf) is a fixed-size recursion proof that sits on
 /// the job's critical path: on a network with a strong minority it should run there, not on whichever weak node
 /// has waited longest. For a preferred task the policy chooses only among the free fitting nodes at least

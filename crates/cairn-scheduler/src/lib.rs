@@ -52,6 +52,7 @@ pub mod ledger;
 mod plan;
 pub mod policy;
 mod pool;
+pub mod predict;
 mod scheduler;
 pub mod status;
 pub mod types;

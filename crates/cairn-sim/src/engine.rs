@@ -329,50 +329,28 @@ fn leaf_secs(p: &RunParams, specs: &[NodeSpec], honest_only: bool) -> Vec<f64> {
 
 /// What a client could predict of one job at `p.po2` from the network it sees (every node's memory, speed and
 /// recursion, faulty or not) and the program's size: the larger of the critical-path and capacity bounds of
-/// the job's own tree, execution streamed at `exec_mhz`. `None` if no node can take a segment of that size.
+/// the job's own tree, execution streamed at `exec_mhz`: `cairn_scheduler::predict`, the prediction `cairn prove
+/// --po2 auto` makes, fed with the simulator's cost model (the nodes' true speeds, as a client that has learned
+/// them would know them). `None` if no node can take a segment of that size.
 pub fn predict_secs(p: &RunParams, specs: &[NodeSpec]) -> Option<f64> {
-    let lanes = leaf_secs(p, specs, false);
-    if lanes.is_empty() {
-        return None;
-    }
     let b = bound_parts(p, specs);
     let (segments, total_cycles) = model::split_program(p.user_cycles, p.po2);
-    let seg_secs = total_cycles / f64::from(segments) / (p.exec_mhz * 1e6);
-    let join_tree = p.aggregation == AggregationMode::JoinTree;
-    let depths = if join_tree {
-        model::mountain_range_depths(segments)
-    } else {
-        vec![0; segments as usize]
-    };
-    let final_verify = if join_tree {
-        model::VERIFY_SECS_PER_RECEIPT
-    } else {
-        f64::from(segments) * model::VERIFY_SECS_PER_RECEIPT
-    };
-    let per_join = b.join_in + b.join + b.upload + b.verify;
-    let critical = depths
-        .iter()
-        .enumerate()
-        .map(|(s, d)| {
-            seg_secs * (s + 1) as f64
-                + b.xfer_in
-                + b.leaf
-                + b.upload
-                + b.verify
-                + f64::from(*d) * per_join
-        })
-        .fold(0.0, f64::max)
-        + final_verify;
-    let capacity = bounds::capacity_bound(
-        &lanes[..lanes.len().min(depths.len())],
-        &depths,
-        bounds::Chain {
-            lead: b.xfer_in,
-            tail: b.upload + b.verify + final_verify,
-            per_join,
+    let costs = cairn_scheduler::predict::JobCosts {
+        segments,
+        exec_secs_per_segment: total_cycles / f64::from(segments) / (p.exec_mhz * 1e6),
+        aggregation: match p.aggregation {
+            AggregationMode::JoinTree => cairn_scheduler::Aggregation::JoinTree,
+            AggregationMode::Composite => cairn_scheduler::Aggregation::Composite,
         },
-    )?;
-    Some(critical.max(capacity))
+        leaf_lanes: leaf_secs(p, specs, false),
+        leaf: b.leaf,
+        join: b.join,
+        xfer_in: b.xfer_in,
+        join_in: b.join_in,
+        upload: b.upload,
+        verify: b.verify,
+    };
+    cairn_scheduler::predict::predict(&costs).map(|pr| pr.secs)
 }
 
 /// `p` with its po2 chosen when `po2_auto` is set: the po2 (from 14 up to the largest any node can take) with

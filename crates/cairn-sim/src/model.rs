@@ -136,34 +136,8 @@ fn segments_for(total_cycles: f64, po2: u8) -> u32 {
     ((total_cycles / (1u64 << po2) as f64).ceil() as u32).max(1)
 }
 
-/// Depth of each leaf in the balanced join tree of `segments` leaves built as a "mountain range": equal-height
-/// peaks merge as leaves arrive (a binary counter), the remaining peaks merge from the right at the end.
-pub fn mountain_range_depths(segments: u32) -> Vec<u32> {
-    let n = segments as usize;
-    let mut depth = vec![0u32; n];
-    // Peaks: (first leaf, leaf count, height).
-    let mut peaks: Vec<(usize, usize, u32)> = Vec::new();
-    for leaf in 0..n {
-        peaks.push((leaf, 1, 0));
-        while peaks.len() >= 2 && peaks[peaks.len() - 1].2 == peaks[peaks.len() - 2].2 {
-            let right = peaks.pop().expect("two peaks");
-            let left = peaks.pop().expect("two peaks");
-            for d in &mut depth[left.0..right.0 + right.1] {
-                *d += 1;
-            }
-            peaks.push((left.0, left.1 + right.1, left.2 + 1));
-        }
-    }
-    while peaks.len() >= 2 {
-        let right = peaks.pop().expect("two peaks");
-        let left = peaks.pop().expect("two peaks");
-        for d in &mut depth[left.0..right.0 + right.1] {
-            *d += 1;
-        }
-        peaks.push((left.0, left.1 + right.1, left.2.max(right.2) + 1));
-    }
-    depth
-}
+/// Depth of each leaf in the scheduler's join tree of `segments` leaves (its "mountain range").
+pub use cairn_scheduler::predict::mountain_range_depths;
 
 /// ceil(log2 n) for n >= 1.
 pub fn ceil_log2(n: u32) -> u32 {

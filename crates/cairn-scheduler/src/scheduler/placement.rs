@@ -17,21 +17,10 @@ impl Scheduler {
     }
 
     /// Work of a task in cycles (what `expected_ms` divides by a speed).
-    /// What a segment of `cycles` costs, in po2-14 cycles: its cycles, times `po2_step_growth` for every po2
-    /// step above 14 (speeds are measured at po2 14; larger segments prove a little slower per cycle).
-    pub(super) fn prove_cost(&self, cycles: u64) -> u64 {
-        let steps = (cycles.max(1) as f64).log2() - 14.0;
-        let growth = self.cfg.po2_step_growth;
-        if steps <= 0.0 || !growth.is_finite() || growth <= 0.0 {
-            return cycles;
-        }
-        (cycles as f64 * growth.powf(steps)).round() as u64
-    }
-
     pub(super) fn task_cycles(&self, t: &Task, aggregation: Aggregation) -> u64 {
         match t.kind {
             TaskKind::Prove { .. } => {
-                self.prove_cost(t.cycles)
+                self.cfg.prove_cost(t.cycles)
                     + if aggregation == Aggregation::JoinTree {
                         self.cfg.lift_cycles
                     } else {
