@@ -79,6 +79,36 @@ pub fn prove_time(po2: u8, speed: f64) -> Duration {
     Duration::from_secs_f64(segment_cost(po2).prove_secs / speed.max(1e-6))
 }
 
+/// Cycles proved per cycle of the same program at po2 22 (paging and the per-segment reserve), measured on the
+/// 65.6 M-cycle `seed-bench` program with RISC Zero 3.0.6 (`docs/BENCHMARKS.md` section 1: 2.17x at po2 16,
+/// 1.39x at 17, 1.17x at 18, 1.08x at 19, 1.04x at 20). Po2 21 is interpolated. Po2 14 and 15 went past that
+/// benchmark's segment cap (over 1.20x and 2.40x); `cairn execute --sweep` of `sha-chain` (100 and 2,000
+/// iterations) measured 2.38-2.40x at po2 14 and 42x at po2 15, where RISC Zero 3.x leaves 3,655 of 32,768
+/// cycles of a segment to the guest and its paging. A guide for scaling one execution to other sizes, not a
+/// law: paging depends on how much memory a program touches per segment.
+pub fn paging_inflation(po2: u8) -> f64 {
+    match po2 {
+        0..=14 => 2.4,
+        15 => 42.0,
+        16 => 2.17,
+        17 => 1.39,
+        18 => 1.17,
+        19 => 1.08,
+        20 => 1.04,
+        21 => 1.02,
+        _ => 1.0,
+    }
+}
+
+/// Segments and total cycles at `po2` of a program that executed into `probe_total` cycles (padded, what is
+/// proved) at `probe_po2`, scaled by [`paging_inflation`].
+pub fn scale_execution(probe_po2: u8, probe_total: u64, po2: u8) -> (u32, u64) {
+    let total = probe_total as f64 * paging_inflation(po2) / paging_inflation(probe_po2);
+    let size = (1u64 << po2) as f64;
+    let segments = (total / size).ceil().max(1.0);
+    (segments as u32, (segments * size) as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,6 +126,22 @@ mod tests {
         assert_eq!(usable_cycles(14), 10_271);
         assert_eq!(usable_cycles(15), 3_655);
         assert!(usable_cycles(16) > 4 * usable_cycles(15));
+    }
+
+    #[test]
+    fn one_execution_scales_to_other_sizes() {
+        // BENCHMARKS section 1: 68 segments at po2 20 -> 305 at po2 18 (measured), 2,255 at 16.
+        let (s18, t18) = scale_execution(20, 68 << 20, 18);
+        assert!((290..=320).contains(&s18), "{s18}");
+        assert_eq!(t18, u64::from(s18) << 18);
+        let (s16, _) = scale_execution(20, 68 << 20, 16);
+        assert!((2_100..=2_400).contains(&s16), "{s16}");
+        assert_eq!(scale_execution(20, 68 << 20, 20).0, 68);
+        assert_eq!(
+            scale_execution(14, 1 << 14, 22).0,
+            1,
+            "never fewer than one segment"
+        );
     }
 
     #[test]

@@ -203,10 +203,12 @@ pub struct ProveArgs {
     #[command(flatten)]
     pub net: NetworkClientArgs,
 
-    /// Segment size as log2 of cycles (14..=22). Memory per proof doubles with each step: po2 18 needs
-    /// ~2.4 GB per worker, po2 20 ~9.6 GB.
-    #[arg(long, env = "CAIRN_PO2", default_value_t = 18)]
-    pub po2: u8,
+    /// Segment size as log2 of cycles (14..=22), or `auto` (with --network): the size the client predicts
+    /// fastest on the provers it hears, from one execution of the program (the prediction of every size is
+    /// printed before proving). Memory per proof doubles with each step: po2 18 needs ~2.4 GB per worker,
+    /// po2 20 ~9.6 GB.
+    #[arg(long, env = "CAIRN_PO2", default_value = "18")]
+    pub po2: Po2Arg,
 
     /// Proving worker threads (default: one per core).
     #[arg(long, env = "CAIRN_WORKERS")]
@@ -285,11 +287,57 @@ pub struct NetworkClientArgs {
     /// with the segment count), or `auto` (join-tree where recursion is installed here, else composite).
     #[arg(long, env = "CAIRN_AGGREGATION", value_enum, default_value_t = AggregationArg::Auto)]
     pub aggregation: AggregationArg,
+    /// With `--po2 auto`: leave out segment sizes whose final receipt would be larger than this many MB (a
+    /// composite receipt holds one ~200-280 KB segment receipt per segment; a succinct one is ~230 KB).
+    #[arg(long, env = "CAIRN_MAX_RECEIPT_MB")]
+    pub max_receipt_mb: Option<f64>,
     /// Speculative backup copies: a second prover races a straggler, and the last tasks of a job, and the
     /// first verified result wins. `off` where the provers share one machine's cores (as `cairn devnet`'s
     /// do): there a backup only slows the copy it races.
     #[arg(long, env = "CAIRN_BACKUPS", value_enum, default_value_t = OnOff::On)]
     pub backups: OnOff,
+}
+
+/// A segment size (`--po2`): a number from 14 to 22, or `auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Po2Arg {
+    Fixed(u8),
+    Auto,
+}
+
+impl Po2Arg {
+    /// The size, or an error naming the command that cannot choose one itself.
+    pub fn fixed(self, what: &str) -> anyhow::Result<u8> {
+        match self {
+            Self::Fixed(p) => Ok(p),
+            Self::Auto => anyhow::bail!(
+                "--po2 auto predicts from a network's provers: {what} needs a number (14..=22)"
+            ),
+        }
+    }
+}
+
+impl std::str::FromStr for Po2Arg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.eq_ignore_ascii_case("auto") {
+            return Ok(Self::Auto);
+        }
+        let po2: u8 = s
+            .parse()
+            .map_err(|_| format!("`{s}` is neither a po2 (14..=22) nor `auto`"))?;
+        cairn_backend::check_po2(po2).map_err(|e| e.to_string())?;
+        Ok(Self::Fixed(po2))
+    }
+}
+
+impl std::fmt::Display for Po2Arg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Fixed(p) => write!(f, "{p}"),
+            Self::Auto => f.write_str("auto"),
+        }
+    }
 }
 
 /// A switch.
@@ -499,9 +547,10 @@ pub struct DevnetArgs {
     pub nodes: usize,
     #[command(flatten)]
     pub program: ProgramArgs,
-    /// Segment size (po2).
-    #[arg(long, env = "CAIRN_PO2", default_value_t = 14)]
-    pub po2: u8,
+    /// Segment size (po2), or `auto`: the client predicts every size on the devnet's provers and proves at
+    /// the fastest (see `cairn prove --po2`).
+    #[arg(long, env = "CAIRN_PO2", default_value = "14")]
+    pub po2: Po2Arg,
     /// Proving threads per node (RISC Zero's internal parallelism): 1 makes scaling measurable on few cores.
     #[arg(long, env = "CAIRN_DEVNET_THREADS", default_value_t = 1)]
     pub threads_per_node: usize,
@@ -560,9 +609,10 @@ pub struct GatewayArgs {
     /// each request's Host header).
     #[arg(long, env = "CAIRN_GATEWAY_PUBLIC_URL")]
     pub public_url: Option<String>,
-    /// Segment size (po2) of every session: provers must have the memory for it (po2 18: ~2.4 GB).
-    #[arg(long, env = "CAIRN_PO2", default_value_t = 18)]
-    pub po2: u8,
+    /// Segment size (po2) of every session: provers must have the memory for it (po2 18: ~2.4 GB). `auto`:
+    /// each session's size is predicted on the provers heard when it starts (see `cairn prove --po2`).
+    #[arg(long, env = "CAIRN_PO2", default_value = "18")]
+    pub po2: Po2Arg,
     #[command(flatten)]
     pub net: NetworkClientArgs,
     /// Proving backend (the fake one's receipts are NOT RISC Zero receipts: for trying the API only).
@@ -612,6 +662,9 @@ pub enum BenchCommand {
     /// The devnet (N single-threaded provers on this machine) against RISC Zero's own prover restricted to one
     /// thread, on the same program: speedup, overhead per segment, and the critical-path bound.
     Devnet(BenchDevnetArgs),
+    /// `--po2 auto` against the devnet: the same program proved at each fixed po2 and with `--po2 auto`, each
+    /// measured time next to the time the client predicted for that po2.
+    Po2Auto(BenchPo2AutoArgs),
     /// EVM cycles per gas: generate blocks of each transaction kind and of the mix at several gas sizes,
     /// execute each in the zkVM, and print user and total cycles, cycles per gas, segments and paging
     /// inflation per po2, cycles per stage, and executor speed; next to published figures.
@@ -679,6 +732,28 @@ pub struct BenchDevnetArgs {
     pub runs: usize,
     /// Write the table as Markdown to this file too.
     #[arg(long, env = "CAIRN_BENCH_MARKDOWN")]
+    pub markdown: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchPo2AutoArgs {
+    /// Prover nodes (each single-threaded).
+    #[arg(long, default_value_t = 2)]
+    pub nodes: usize,
+    /// sha-chain iterations (12: 15 segments at po2 14, 3 at 16, 1 at 17).
+    #[arg(long, default_value_t = 12)]
+    pub iterations: u64,
+    /// Fixed segment sizes to measure beside `auto`.
+    #[arg(long, value_delimiter = ',', default_value = "14,16,17")]
+    pub po2: Vec<u8>,
+    /// Rounds (each: every fixed po2, then auto).
+    #[arg(long, default_value_t = 1)]
+    pub runs: usize,
+    /// Proving backend (`fake` checks the pipeline in seconds; its times are the cost model's own).
+    #[arg(long, value_enum, default_value_t = BackendKind::Risc0)]
+    pub backend: BackendKind,
+    /// Write the table as Markdown to this file too.
+    #[arg(long)]
     pub markdown: Option<PathBuf>,
 }
 

@@ -105,6 +105,7 @@ impl Devnet {
                     timeout: Duration::from_secs(120),
                     aggregation: Aggregation::Composite,
                     cycle_limit: None,
+                    auto: None,
                 },
             },
             service.clone(),

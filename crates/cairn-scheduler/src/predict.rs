@@ -120,6 +120,9 @@ pub struct JobCosts {
     pub leaf_lanes: Vec<f64>,
     /// The fastest leaf on any node that can take one.
     pub leaf: f64,
+    /// The last segment's proving work as a share of a full one's (an execution ends with a segment sized to
+    /// what is left: 0.25 for a po2 16 tail of a po2 18 run); 1.0 counts every segment as full.
+    pub last_leaf_share: f64,
     /// One join on the fastest recursion node.
     pub join: f64,
     /// A segment's transfer to its prover.
@@ -158,13 +161,23 @@ pub fn predict(c: &JobCosts) -> Option<Prediction> {
         f64::from(c.segments) * c.verify
     };
     let per_join = c.join_in + c.join + c.upload + c.verify;
+    let last_share = if c.last_leaf_share.is_finite() {
+        c.last_leaf_share.clamp(0.0, 1.0)
+    } else {
+        1.0
+    };
     let critical_secs = depths
         .iter()
         .enumerate()
         .map(|(s, d)| {
+            let share = if s + 1 == depths.len() {
+                last_share
+            } else {
+                1.0
+            };
             c.exec_secs_per_segment * (s + 1) as f64
                 + c.xfer_in
-                + c.leaf
+                + c.leaf * share
                 + c.upload
                 + c.verify
                 + f64::from(*d) * per_join
@@ -174,15 +187,30 @@ pub fn predict(c: &JobCosts) -> Option<Prediction> {
     let mut lanes = c.leaf_lanes.clone();
     lanes.sort_by(f64::total_cmp);
     lanes.truncate(depths.len());
-    let capacity_secs = capacity_bound(
-        &lanes,
-        &depths,
-        Chain {
-            lead: c.xfer_in,
-            tail: c.upload + c.verify + final_verify,
-            per_join,
-        },
-    )?;
+    let chain = Chain {
+        lead: c.xfer_in,
+        tail: c.upload + c.verify + final_verify,
+        per_join,
+    };
+    let capacity_secs = if last_share < 1.0 && depths.len() > 1 {
+        // The short last leaf apart: the full ones packed as usual, then the short one on whichever lane
+        // finishes it first after them (a prediction here, not a bound: the short leaf might go earlier).
+        let (last_depth, full) = depths.split_last().expect("two leaves or more");
+        let full_bound = capacity_bound(&lanes, full, chain)?;
+        let mut free = vec![0.0f64; lanes.len()];
+        for _ in 0..full.len() {
+            let i = (0..lanes.len())
+                .min_by(|a, b| (free[*a] + lanes[*a]).total_cmp(&(free[*b] + lanes[*b])))
+                .expect("lanes");
+            free[i] += lanes[i];
+        }
+        let last = (0..lanes.len())
+            .map(|i| free[i] + lanes[i] * last_share)
+            .fold(f64::MAX, f64::min);
+        full_bound.max(chain.lead + last + f64::from(*last_depth) * per_join + chain.tail)
+    } else {
+        capacity_bound(&lanes, &depths, chain)?
+    };
     Some(Prediction {
         secs: critical_secs.max(capacity_secs),
         critical_secs,
@@ -263,6 +291,23 @@ pub fn job_costs(
         aggregation,
         leaf_lanes,
         leaf: leaf_cycles / fastest,
+        last_leaf_share: {
+            // Execution pads the last segment to the power of two above what is left.
+            let size = (1u64 << po2) as f64;
+            let left = total_cycles - f64::from(segments.saturating_sub(1)) * size;
+            if left > 0.0 && left < size {
+                let padded = left.log2().ceil().exp2().min(size);
+                (cfg.prove_cost(padded as u64) as f64
+                    + if join_tree {
+                        cfg.lift_cycles as f64
+                    } else {
+                        0.0
+                    })
+                    / leaf_cycles
+            } else {
+                1.0
+            }
+        },
         join: if recursion > 0.0 {
             cfg.join_cycles as f64 / recursion
         } else {
@@ -397,6 +442,36 @@ mod tests {
             &overheads()
         )
         .is_none());
+    }
+
+    #[test]
+    fn a_short_last_segment_is_not_counted_as_full() {
+        let cfg = SchedulerConfig {
+            po2_step_growth: 1.0,
+            ..SchedulerConfig::default()
+        };
+        let provers = [cap(20, 2048.0, 1), cap(20, 2048.0, 1)];
+        // Two full po2 16 segments (32 s each here) and a po2 15 tail (16 s): the tail goes after one of them.
+        let c = job_costs(
+            &cfg,
+            &provers,
+            16,
+            3,
+            2.0 * 65536.0 + 32768.0,
+            Aggregation::Composite,
+            &overheads(),
+        )
+        .expect("fits");
+        assert_eq!(c.last_leaf_share, 0.5);
+        let p = predict(&c).expect("prediction");
+        assert!((p.capacity_secs - 48.0).abs() < 1e-6, "{p:?}");
+        // Counted as full it would have been 64 s.
+        let full = predict(&JobCosts {
+            last_leaf_share: 1.0,
+            ..c
+        })
+        .expect("prediction");
+        assert!((full.capacity_secs - 64.0).abs() < 1e-6, "{full:?}");
     }
 
     #[test]

@@ -344,6 +344,8 @@ pub fn predict_secs(p: &RunParams, specs: &[NodeSpec]) -> Option<f64> {
         },
         leaf_lanes: leaf_secs(p, specs, false),
         leaf: b.leaf,
+        // The simulator's programs split into full segments (Table 2's totals are whole segments).
+        last_leaf_share: 1.0,
         join: b.join,
         xfer_in: b.xfer_in,
         join_in: b.join_in,

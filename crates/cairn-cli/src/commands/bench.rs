@@ -39,6 +39,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         BenchCommand::Segments(args) => segments(&args),
         BenchCommand::Devnet(args) => devnet(&args),
+        BenchCommand::Po2Auto(args) => super::bench_po2::run(&args),
         BenchCommand::Evm(args) => super::bench_evm::run(&args),
         BenchCommand::Risc0Baseline { iterations, po2 } => {
             let input = cairn_guests::sha_chain_input(iterations, b"cairn");

@@ -105,14 +105,18 @@ pub fn run(args: &DevnetArgs) -> anyhow::Result<ExitCode> {
     // Each node proves one small benchmark segment before it listens (saved for the next run).
     let until = Instant::now() + Duration::from_secs(300);
     while addrs.iter().any(Option::is_none) {
-        let left = until.saturating_duration_since(Instant::now());
-        match addr_rx.recv_timeout(left) {
-            Ok((i, a)) => {
-                addrs[i].get_or_insert(a);
+        if Instant::now() >= until {
+            bail!("prover nodes did not report a listen address within 300 s (see their messages above)");
+        }
+        if let Ok((i, a)) = addr_rx.recv_timeout(Duration::from_millis(500)) {
+            addrs[i].get_or_insert(a);
+            continue;
+        }
+        // A node that stopped before it listens will never report (its own message says why).
+        for (i, child) in nodes.0.iter_mut().enumerate() {
+            if let Ok(Some(status)) = child.try_wait() {
+                bail!("prover node {i} stopped before it was listening ({status}; see its messages above)");
             }
-            Err(_) => bail!(
-                "prover nodes did not report a listen address within 300 s (see their messages above)"
-            ),
         }
     }
     let bootstrap: Vec<String> = addrs.into_iter().flatten().collect();

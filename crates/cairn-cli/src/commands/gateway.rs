@@ -11,14 +11,10 @@ use cairn_gateway::{ApiKeys, Gateway, GatewayConfig};
 use cairn_node::coordinator::{JobSettings, Service, ServiceConfig};
 use cairn_risc0::RiscZeroBackend;
 
-use super::network::{aggregation, net_config, scheduler_config};
+use super::network::{job_size, net_config, scheduler_config};
 use crate::cli::{BackendKind, GatewayArgs};
 
 pub fn run(args: &GatewayArgs) -> anyhow::Result<ExitCode> {
-    cairn_backend::check_po2(args.po2)?;
-    if let Some(w) = super::po2_warning(args.po2, None) {
-        eprintln!("{w}");
-    }
     let mut keys = ApiKeys::default();
     if let Some(f) = &args.keys_file {
         keys.extend(ApiKeys::from_file(f)?);
@@ -42,14 +38,16 @@ pub fn run(args: &GatewayArgs) -> anyhow::Result<ExitCode> {
         scheduler: scheduler_config(n),
         status_addr: n.status_addr,
     };
+    let (po2, aggregation, auto) = job_size(n, args.po2, &*backend)?;
     let job = JobSettings {
-        po2: args.po2,
+        po2,
         redundancy: n.redundancy,
         max_attempts: n.max_attempts,
         task_slack: Duration::from_secs(n.task_slack_secs),
         timeout: Duration::from_secs(n.job_timeout_secs),
-        aggregation: aggregation(n, &*backend)?,
+        aggregation,
         cycle_limit: None,
+        auto,
     };
     let cfg = GatewayConfig {
         listen: args.http,

@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_evm;
+mod bench_po2;
 mod block;
 mod devnet;
 mod execute;

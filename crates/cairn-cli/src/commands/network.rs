@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use cairn_backend::fake::FakeBackend;
 use cairn_backend::ProvingBackend;
-use cairn_node::coordinator::{prove_network, CoordinatorConfig, Progress};
+use cairn_node::coordinator::{prove_network, AutoPo2, CoordinatorConfig, Progress};
 use cairn_risc0::RiscZeroBackend;
 use cairn_scheduler::SchedulerConfig;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -15,7 +15,7 @@ use serde::Serialize;
 use super::node::parse_addrs;
 use super::program;
 use super::prove::{check_reference, write_outputs};
-use crate::cli::{AggregationArg, BackendKind, NetworkClientArgs, ProveArgs};
+use crate::cli::{AggregationArg, BackendKind, NetworkClientArgs, Po2Arg, ProveArgs};
 use cairn_scheduler::Aggregation;
 
 #[derive(Debug, Serialize)]
@@ -40,6 +40,8 @@ struct NetworkSummary {
     total_secs: f64,
     aggregation: &'static str,
     joins_verified: u32,
+    /// `--po2 auto`: the choice, with the predicted time of every candidate (`total_secs` is the measured one).
+    po2_choice: Option<cairn_node::coordinator::Po2Choice>,
 }
 
 pub fn run(args: &ProveArgs) -> anyhow::Result<ExitCode> {
@@ -51,17 +53,15 @@ pub fn run(args: &ProveArgs) -> anyhow::Result<ExitCode> {
             FakeBackend::program(&prog.name),
         ),
     };
-    if let Some(w) = super::po2_warning(args.po2, None) {
-        eprintln!("{w}");
-    }
     let n = &args.net;
     let net = net_config(n)?;
     let scheduler = scheduler_config(n);
-    let aggregation = aggregation(n, &*backend)?;
+    let (po2, aggregation, auto) = job_size(n, args.po2, &*backend)?;
     let cfg = CoordinatorConfig {
         net,
         db_path: n.db.clone(),
-        po2: args.po2,
+        po2,
+        auto,
         redundancy: n.redundancy,
         max_attempts: n.max_attempts,
         task_slack: Duration::from_secs(n.task_slack_secs),
@@ -100,6 +100,7 @@ pub fn run(args: &ProveArgs) -> anyhow::Result<ExitCode> {
             Progress::Listening(addrs) => {
                 multi.suspend(|| eprintln!("client listening on {}", addrs.join(", ")))
             }
+            Progress::Po2Chosen(choice) => multi.suspend(|| eprintln!("{}", choice.table())),
             Progress::StatusServer(addr) => multi.suspend(|| {
                 eprintln!("status: http://{addr}/status  metrics: http://{addr}/metrics")
             }),
@@ -166,6 +167,7 @@ pub fn run(args: &ProveArgs) -> anyhow::Result<ExitCode> {
         total_secs: proof.total_secs,
         aggregation: aggregation_name(proof.aggregation),
         joins_verified: proof.joins_verified,
+        po2_choice: proof.po2_choice.as_deref().cloned(),
     };
     let summary_path = write_outputs(&args.out, &proof.receipt, &summary)?;
     println!(
@@ -176,7 +178,7 @@ pub fn run(args: &ProveArgs) -> anyhow::Result<ExitCode> {
     println!("  image id  {}", proof.summary.image_id);
     println!(
         "  segments  {} at po2 {} ({} resumed from an earlier run)",
-        proof.summary.segments, args.po2, proof.resumed_segments
+        proof.summary.segments, proof.summary.po2, proof.resumed_segments
     );
     for (prover, count) in &proof.proved_by {
         println!("  prover    {prover}: {count} segments");
@@ -192,6 +194,15 @@ pub fn run(args: &ProveArgs) -> anyhow::Result<ExitCode> {
         "  time      {:.1} s total (execute {:.1} s)",
         proof.total_secs, proof.execute_secs
     );
+    if let Some(c) = &proof.po2_choice {
+        println!(
+            "  po2 auto  predicted {:.1} s, measured {:.1} s ({:.2}x); choosing took {:.1} s",
+            c.predicted_secs,
+            proof.total_secs,
+            proof.total_secs / c.predicted_secs.max(1e-9),
+            c.choose_secs
+        );
+    }
     println!(
         "  receipt   {} ({} bytes)",
         args.out.display(),
@@ -223,6 +234,46 @@ pub(super) fn scheduler_config(n: &NetworkClientArgs) -> SchedulerConfig {
     };
     cfg.speculative.enabled = n.backups == crate::cli::OnOff::On;
     cfg
+}
+
+/// The job's po2 and aggregation from `--po2` and `--aggregation`: as given, or (`--po2 auto`) a placeholder
+/// and what the service chooses among (`JobSettings::auto`). Warns about po2 15.
+pub(super) fn job_size(
+    n: &NetworkClientArgs,
+    po2: Po2Arg,
+    backend: &dyn ProvingBackend,
+) -> anyhow::Result<(u8, Aggregation, Option<AutoPo2>)> {
+    let aggregation = aggregation(n, backend)?;
+    if let Some(mb) = n.max_receipt_mb {
+        anyhow::ensure!(
+            po2 == Po2Arg::Auto,
+            "--max-receipt-mb guides --po2 auto; with a fixed po2 the receipt's size follows from it"
+        );
+        anyhow::ensure!(mb > 0.0, "--max-receipt-mb must be positive");
+    }
+    match po2 {
+        Po2Arg::Fixed(p) => {
+            if let Some(w) = super::po2_warning(p, None) {
+                eprintln!("{w}");
+            }
+            Ok((p, aggregation, None))
+        }
+        Po2Arg::Auto => {
+            // `--aggregation auto` lets the prediction choose where recursion makes a join tree possible.
+            let aggregations = match (n.aggregation, aggregation) {
+                (AggregationArg::Auto, Aggregation::JoinTree) => {
+                    vec![Aggregation::Composite, Aggregation::JoinTree]
+                }
+                (_, a) => vec![a],
+            };
+            let auto = AutoPo2 {
+                aggregations,
+                max_receipt_bytes: n.max_receipt_mb.map(|mb| (mb * 1e6) as u64),
+                ..AutoPo2::default()
+            };
+            Ok((18, aggregation, Some(auto)))
+        }
+    }
 }
 
 /// `--aggregation`, checked against what this machine can finish.

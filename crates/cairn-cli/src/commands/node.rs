@@ -203,10 +203,21 @@ fn measured_speed(
         return Ok(b.cycles_per_sec);
     }
     eprintln!("cairn node: benchmarking: proving one po2 {BENCHMARK_PO2} segment (--no-benchmark skips this)");
-    let program = cairn_guests::SHA_CHAIN;
-    let input = cairn_guests::sha_chain_input(1, b"cairn node benchmark");
+    // The fake backend runs only fake programs: its benchmark is a fake po2 14 segment (its time is the cost
+    // model's, scaled by --fake-time-scale).
+    let (program, input) = if backend.name() == "fake" {
+        (
+            cairn_backend::fake::FakeBackend::program("benchmark"),
+            cairn_backend::fake::FakeBackend::input(8_000, b"cairn node benchmark"),
+        )
+    } else {
+        (
+            cairn_guests::SHA_CHAIN.binary.to_vec(),
+            cairn_guests::sha_chain_input(1, b"cairn node benchmark"),
+        )
+    };
     let (cycles_per_sec, secs) =
-        cairn_node::capacity::benchmark(backend, program.binary, &input, BENCHMARK_PO2)
+        cairn_node::capacity::benchmark(backend, &program, &input, BENCHMARK_PO2)
             .context("start-up benchmark failed (pass --no-benchmark to skip it)")?;
     eprintln!(
         "cairn node: benchmark: po2 {BENCHMARK_PO2} in {secs:.1} s ({cycles_per_sec} cycles/s)"

@@ -53,6 +53,7 @@ pub fn run(args: &ProveArgs) -> anyhow::Result<ExitCode> {
     if args.network {
         return super::network::run(args);
     }
+    let po2 = args.po2.fixed("cairn prove --local")?;
     let prog = program::resolve(&args.program)?;
     let (backend, binary): (Arc<dyn ProvingBackend>, Vec<u8>) = match args.backend {
         BackendKind::Risc0 => (Arc::new(RiscZeroBackend::new()), prog.binary.clone()),
@@ -93,7 +94,7 @@ pub fn run(args: &ProveArgs) -> anyhow::Result<ExitCode> {
         &binary,
         &prog.input,
         LocalOptions {
-            po2: args.po2,
+            po2,
             workers,
             succinct: args.succinct,
         },
@@ -108,7 +109,7 @@ pub fn run(args: &ProveArgs) -> anyhow::Result<ExitCode> {
                 user_cycles,
                 total_cycles,
             } => {
-                if let Some(w) = super::po2_warning(args.po2, Some((user_cycles, total_cycles))) {
+                if let Some(w) = super::po2_warning(po2, Some((user_cycles, total_cycles))) {
                     multi.suspend(|| eprintln!("{w}"));
                 }
                 exec_bar.finish_with_message(format!(
@@ -159,7 +160,7 @@ pub fn run(args: &ProveArgs) -> anyhow::Result<ExitCode> {
     println!("  image id  {}", proof.summary.image_id);
     println!(
         "  segments  {} at po2 {} ({} user cycles)",
-        proof.summary.segments, args.po2, proof.summary.user_cycles
+        proof.summary.segments, po2, proof.summary.user_cycles
     );
     println!("  journal   {}", hex::encode(&journal));
     println!(

@@ -13,6 +13,7 @@
 //! the job it concerns; `job` holds one job's state; `check` fetches and verifies a result off the loop;
 //! `persist` keeps every database and blob write off the loop, in the order the invariants need.
 
+pub mod auto;
 mod check;
 mod job;
 mod persist;
@@ -28,6 +29,7 @@ use cairn_backend::{Digest32, ExecutionSummary, ProvingBackend};
 use cairn_net::PeerId;
 use cairn_scheduler::{Aggregation, SchedulerConfig};
 
+pub use auto::{AutoPo2, Po2Choice, Po2Row};
 pub use service::{JobHandle, JobRequest, Service, ServiceConfig, ServiceInfo};
 
 use crate::NodeError;
@@ -72,6 +74,8 @@ pub struct CoordinatorConfig {
     /// `JoinTree` (provers lift each segment and join the receipts pairwise; the client verifies every lift
     /// and join and finishes with a succinct receipt). A join tree needs provers with recursion.
     pub aggregation: Aggregation,
+    /// `--po2 auto` (see [`JobSettings::auto`]).
+    pub auto: Option<AutoPo2>,
 }
 
 impl CoordinatorConfig {
@@ -92,6 +96,7 @@ impl CoordinatorConfig {
                 timeout: self.job_timeout,
                 aggregation: self.aggregation,
                 cycle_limit: None,
+                auto: self.auto,
             },
         )
     }
@@ -110,12 +115,17 @@ pub struct JobSettings {
     pub aggregation: Aggregation,
     /// Stop execution (and fail the job) once the run reaches this many cycles.
     pub cycle_limit: Option<u64>,
+    /// `--po2 auto`: choose `po2` (and `aggregation`, among the ones allowed) from a prediction on the provers
+    /// heard, when the job is submitted (`auto`). `None`: prove at `po2` as given.
+    pub auto: Option<AutoPo2>,
 }
 
 /// Progress, for progress bars, logs and the gateway's session states.
 #[derive(Debug, Clone)]
 pub enum Progress {
     Listening(Vec<String>),
+    /// `--po2 auto` chose the job's po2 (before its execution starts).
+    Po2Chosen(Box<Po2Choice>),
     StatusServer(SocketAddr),
     Resumed {
         verified: u32,
@@ -169,6 +179,8 @@ pub struct NetworkProof {
     pub aggregation: Aggregation,
     /// Join-tree jobs: joins proved by the network and verified here.
     pub joins_verified: u32,
+    /// What `--po2 auto` chose, with its prediction (`total_secs` is the measured time to set beside it).
+    pub po2_choice: Option<Box<Po2Choice>>,
 }
 
 /// The key under which a job is stored: same program, input, po2 and aggregation means the same job (a
@@ -205,6 +217,10 @@ pub async fn prove_network(
                 owner: "cli".into(),
             })
             .await?;
+        let choice = handle.po2_choice.take();
+        if let Some(c) = &choice {
+            progress(Progress::Po2Chosen(c.clone()));
+        }
         loop {
             tokio::select! {
                 Some(p) = handle.progress.recv() => progress(p),
@@ -213,7 +229,8 @@ pub async fn prove_network(
                     while let Ok(p) = handle.progress.try_recv() {
                         progress(p);
                     }
-                    return r.unwrap_or_else(|_| Err(NodeError::Internal("the coordinator stopped".into())));
+                    let r = r.unwrap_or_else(|_| Err(NodeError::Internal("the coordinator stopped".into())));
+                    return r.map(|proof| NetworkProof { po2_choice: choice, ..proof });
                 }
             }
         }

@@ -169,6 +169,7 @@ impl Core {
             image_id,
             progress,
             result,
+            po2_choice: None,
         }));
     }
 

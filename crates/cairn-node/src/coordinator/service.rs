@@ -58,6 +58,8 @@ pub struct JobHandle {
     pub image_id: Digest32,
     pub progress: mpsc::UnboundedReceiver<Progress>,
     pub result: oneshot::Receiver<Result<NetworkProof, NodeError>>,
+    /// What `--po2 auto` chose, and its prediction of every candidate (`JobSettings::auto`).
+    pub po2_choice: Option<Box<super::Po2Choice>>,
 }
 
 /// Where the service can be reached.
@@ -80,6 +82,10 @@ enum Command {
         job: JobId,
         reply: oneshot::Sender<bool>,
     },
+    /// The provers in the pool now, with the capacity the scheduler uses for each.
+    Provers {
+        reply: oneshot::Sender<Vec<NodeCapacity>>,
+    },
     Shutdown {
         reply: oneshot::Sender<()>,
     },
@@ -89,7 +95,9 @@ enum Command {
 #[derive(Clone)]
 pub struct Service {
     commands: mpsc::Sender<Command>,
-    backend: Arc<dyn ProvingBackend>,
+    pub(super) backend: Arc<dyn ProvingBackend>,
+    /// The scheduler's settings (its cost model predicts jobs for `--po2 auto`).
+    pub(super) scheduler: Arc<SchedulerConfig>,
     info: Arc<ServiceInfo>,
     status: Arc<Mutex<serde_json::Value>>,
 }
@@ -161,6 +169,7 @@ impl Service {
         Ok(Self {
             commands: commands_tx,
             backend,
+            scheduler: Arc::new(cfg.scheduler.clone()),
             info,
             status,
         })
@@ -183,7 +192,26 @@ impl Service {
     /// Submits a job. The program is checked (its image id computed) before anything is stored. A job with
     /// the same program, input, po2 and aggregation as one already running joins it; one recorded in the
     /// database resumes with every segment verified there.
+    ///
+    /// With `settings.auto`, the po2 and aggregation are chosen first ([`Service::choose_po2`]): that waits
+    /// for the pool of provers to settle and executes the program once, and the handle carries the choice.
     pub async fn submit(&self, request: JobRequest) -> Result<JobHandle, NodeError> {
+        let (request, choice) = match &request.settings.auto {
+            Some(auto) => {
+                let choice = self
+                    .choose_po2(&request.program, &request.input, &request.settings, auto)
+                    .await?;
+                let settings = choice.apply(&request.settings);
+                (
+                    JobRequest {
+                        settings,
+                        ..request
+                    },
+                    Some(Box::new(choice)),
+                )
+            }
+            None => (request, None),
+        };
         cairn_backend::check_po2(request.settings.po2)?;
         // Off the runtime and the loop: the image id, and the job key (a hash of the whole input, which can
         // be hundreds of MB).
@@ -211,7 +239,9 @@ impl Service {
             })
             .await
             .map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+        let mut handle = answer.await.map_err(|_| stopped())??;
+        handle.po2_choice = choice;
+        Ok(handle)
     }
 
     /// Cancels a running job (its provers are told to stop); false if no such job runs.
@@ -219,6 +249,16 @@ impl Service {
         let (reply, answer) = oneshot::channel();
         self.commands
             .send(Command::Cancel { job, reply })
+            .await
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())
+    }
+
+    /// The provers in the pool now (live, their capacity claimed or learned), in no particular order.
+    pub async fn provers(&self) -> Result<Vec<NodeCapacity>, NodeError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Provers { reply })
             .await
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())
@@ -370,6 +410,10 @@ impl Core {
                         let known = self.jobs.contains_key(&job);
                         let _ = reply.send(known);
                         if known { self.feed(Input::CancelJob { job }) } else { Vec::new() }
+                    }
+                    Command::Provers { reply } => {
+                        let _ = reply.send(self.sched.live_capacities().map(|(_, c)| c).collect());
+                        Vec::new()
                     }
                     Command::Shutdown { reply } => {
                         self.client.shutdown().await;
@@ -605,6 +649,7 @@ impl Core {
             total_secs: job.started.elapsed().as_secs_f64(),
             aggregation: job.aggregation(),
             joins_verified: job.joins_verified,
+            po2_choice: None,
         };
         info!(job = id.0, secs = proof.total_secs, "job done");
         self.end(id, Ok(proof));

@@ -39,6 +39,7 @@ fn settings(timeout: Duration) -> JobSettings {
         timeout,
         aggregation: Aggregation::Composite,
         cycle_limit: None,
+        auto: None,
     }
 }
 

@@ -455,6 +455,20 @@ impl Scheduler {
         self.index.get(node).map(|e| e.cap)
     }
 
+    /// Every live node's capacity at the speed the scheduler uses for it (learned, where it has delivered),
+    /// its slots cut to the per-node cap: what a client predicts a job from (`crate::predict`).
+    pub fn live_capacities(&self) -> impl Iterator<Item = (NodeId, NodeCapacity)> + '_ {
+        self.index.nodes.iter().map(|(n, e)| {
+            (
+                *n,
+                NodeCapacity {
+                    slots: e.limit,
+                    ..e.cap
+                },
+            )
+        })
+    }
+
     /// Ready tasks of a running job that no node has started yet (throttled or queued): a driver can pause
     /// execution while this is high (backpressure on the executor). None if the job is unknown or finished.
     pub fn backlog(&self, job: JobId) -> Option<u32> {
