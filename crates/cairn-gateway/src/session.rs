@@ -115,6 +115,15 @@ async fn prove(inner: &Arc<Inner>, row: &SessionRow) -> Result<Stats, End> {
         })
         .await
         .map_err(|e| end_of(inner, &row.uuid, e))?;
+    if let Some(c) = &handle.po2_choice {
+        info!(
+            session = %row.uuid,
+            po2 = c.po2,
+            predicted_secs = c.predicted_secs,
+            provers = c.provers,
+            "po2 auto chose the segment size"
+        );
+    }
     let image_matches = handle.image_id.to_string() == row.image_id;
     let stop_now = {
         let mut live = inner.live();

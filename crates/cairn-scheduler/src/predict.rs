@@ -192,10 +192,10 @@ pub fn predict(c: &JobCosts) -> Option<Prediction> {
         tail: c.upload + c.verify + final_verify,
         per_join,
     };
-    let capacity_secs = if last_share < 1.0 && depths.len() > 1 {
+    let capacity_secs = if last_share < 1.0 {
         // The short last leaf apart: the full ones packed as usual, then the short one on whichever lane
         // finishes it first after them (a prediction here, not a bound: the short leaf might go earlier).
-        let (last_depth, full) = depths.split_last().expect("two leaves or more");
+        let (last_depth, full) = depths.split_last().expect("one leaf or more");
         let full_bound = capacity_bound(&lanes, full, chain)?;
         let mut free = vec![0.0f64; lanes.len()];
         for _ in 0..full.len() {
@@ -472,6 +472,20 @@ mod tests {
         })
         .expect("prediction");
         assert!((full.capacity_secs - 64.0).abs() < 1e-6, "{full:?}");
+        // A program smaller than one segment: its one segment is padded to what it holds, not to the po2.
+        let one = job_costs(
+            &cfg,
+            &provers,
+            20,
+            1,
+            65536.0,
+            Aggregation::Composite,
+            &overheads(),
+        )
+        .expect("fits");
+        let p = predict(&one).expect("prediction");
+        assert!((p.capacity_secs - 32.0).abs() < 1e-6, "{p:?}");
+        assert!((p.critical_secs - 32.0).abs() < 0.1, "{p:?}");
     }
 
     #[test]

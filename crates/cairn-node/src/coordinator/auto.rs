@@ -151,8 +151,12 @@ impl Po2Choice {
                 r.receipt_bytes as f64 / 1e6,
             );
         }
-        out.push_str("  (~: segments scaled from one execution by the paging measured in docs/BENCHMARKS.md)");
-        out
+        if self.rows.iter().any(|r| !r.executed) {
+            out.push_str(
+                "  (~: segments scaled from one execution by the paging measured in docs/BENCHMARKS.md)\n",
+            );
+        }
+        out.trim_end().to_string()
     }
 }
 

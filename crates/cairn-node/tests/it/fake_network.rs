@@ -29,6 +29,7 @@ fn coordinator_config(dir: &Path) -> CoordinatorConfig {
         status_addr: Some("127.0.0.1:0".parse().unwrap()),
         job_timeout: Duration::from_secs(60),
         aggregation: cairn_scheduler::Aggregation::Composite,
+        auto: None,
     }
 }
 

@@ -694,3 +694,72 @@ async fn a_client_flooded_by_hostile_peers_still_proves_at_normal_speed() {
     );
     svc.shutdown().await;
 }
+
+/// `--po2 auto` (issue 14): the client waits for the pool, executes once, predicts every po2 on the provers it
+/// heard, and proves at its choice; sizes no prover can take have no prediction. With no prover at all it
+/// says so instead of waiting for the job's timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn po2_auto_predicts_on_the_provers_heard_and_proves_at_its_choice() {
+    let dir = tempfile::tempdir().unwrap();
+    let (svc, addr) = start(service_config(dir.path())).await;
+    let auto = cairn_node::coordinator::AutoPo2 {
+        discovery: Duration::from_secs(2),
+        settle: Duration::from_millis(500),
+        ..Default::default()
+    };
+    let mut req = job(6, "auto", Duration::from_secs(60));
+    req.settings.auto = Some(auto.clone());
+    let e = svc
+        .submit(req.clone())
+        .await
+        .expect_err("no prover to predict from");
+    assert!(e.to_string().contains("no prover"), "{e}");
+
+    let _p: Vec<_> = (0..2)
+        .map(|i| {
+            start_prover(
+                dir.path(),
+                &format!("p{i}"),
+                &[&addr],
+                ProverOpts {
+                    max_po2: 16,
+                    ..ProverOpts::default()
+                },
+            )
+        })
+        .collect();
+    req.settings.auto = Some(cairn_node::coordinator::AutoPo2 {
+        discovery: Duration::from_secs(20),
+        ..auto
+    });
+    let mut handle = svc.submit(req).await.unwrap();
+    let choice = handle.po2_choice.take().expect("the choice");
+    eprintln!("{}", choice.table());
+    assert_eq!(choice.provers, 2, "{}", choice.table());
+    assert!(choice.po2 <= 16, "{}", choice.table());
+    // Every size from 14 up to the largest a prover takes, each predicted; none above.
+    let sizes: Vec<u8> = choice.rows.iter().map(|r| r.po2).collect();
+    assert_eq!(sizes, vec![14, 15, 16], "{}", choice.table());
+    assert!(choice.rows.iter().all(|r| r.predicted_secs.is_some()));
+    let proof = tokio::time::timeout(Duration::from_secs(60), handle.result)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(proof.summary.po2, choice.po2);
+    let chosen = choice
+        .rows
+        .iter()
+        .find(|r| r.po2 == choice.po2)
+        .expect("the chosen row");
+    assert_eq!(
+        proof.summary.segments,
+        chosen.segments,
+        "{}",
+        choice.table()
+    );
+    crate::support::backend()
+        .verify_receipt(&proof.receipt, &proof.summary.image_id)
+        .unwrap();
+    svc.shutdown().await;
+}
