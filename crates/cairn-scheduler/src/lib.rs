@@ -53,6 +53,7 @@ mod plan;
 pub mod policy;
 mod pool;
 pub mod predict;
+mod quantile;
 mod scheduler;
 pub mod status;
 pub mod types;

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use rand::Rng;
 
+use crate::quantile::Quantile;
 use crate::types::{NodeCapacity, NodeId, TaskId, Time};
 
 /// Largest po2 bucket; bigger claims are clamped to it (RISC Zero segments stop at po2 24).
@@ -74,6 +75,8 @@ pub(crate) struct NodeIndex {
     free_events: u64,
     /// Bumped whenever the set of live nodes or a claimed capacity changes.
     version: u64,
+    /// Speed quantiles asked for, by (po2, recursion, q's bits), kept up to date as nodes come, go and change.
+    quantiles: Vec<((u8, bool, u64), Quantile)>,
 }
 
 impl NodeIndex {
@@ -85,6 +88,7 @@ impl NodeIndex {
             free_total: 0,
             free_events: 0,
             version: 0,
+            quantiles: Vec::new(),
         }
     }
 
@@ -147,6 +151,16 @@ impl NodeIndex {
             return;
         }
         let mut e = self.nodes.remove(&node).expect("present");
+        let old = e.cap;
+        self.track(&old, node, false);
+        self.track(
+            &NodeCapacity {
+                cycles_per_sec,
+                ..old
+            },
+            node,
+            true,
+        );
         let all = &mut self.buckets[e.bucket].all_by_speed;
         all.remove(&(speed_key(e.cap.cycles_per_sec), node));
         all.insert((speed_key(cycles_per_sec), node));
@@ -183,6 +197,7 @@ impl NodeIndex {
         b.live -= 1;
         b.all_by_speed
             .remove(&(speed_key(e.cap.cycles_per_sec), node));
+        self.track(&e.cap, node, false);
         Some(e)
     }
 
@@ -191,6 +206,7 @@ impl NodeIndex {
         b.live += 1;
         b.all_by_speed
             .insert((speed_key(e.cap.cycles_per_sec), node));
+        self.track(&e.cap, node, true);
         if e.running < e.limit {
             self.make_free(node, &mut e);
         }
@@ -283,25 +299,42 @@ impl NodeIndex {
     }
 
     /// The claimed speed at quantile `q` (0 = slowest, 1 = fastest) of the live nodes that fit the class, busy or
-    /// not; `None` if none fits. A scan of the live nodes: callers cache it.
-    pub fn live_speed_quantile(&self, po2: u8, recursion: bool, q: f64) -> Option<f64> {
-        let mut speeds: Vec<u64> = self
-            .nodes
-            .values()
-            .filter(|e| Self::fits(&e.cap, po2, recursion))
-            .map(|e| speed_key(e.cap.cycles_per_sec))
-            .collect();
-        if speeds.is_empty() {
-            return None;
-        }
+    /// not; `None` if none fits. The first question for a class scans the live nodes; the answer is then kept
+    /// up to date as nodes join, leave and change speed (O(log n) each).
+    pub fn live_speed_quantile(&mut self, po2: u8, recursion: bool, q: f64) -> Option<f64> {
         let q = if q.is_finite() {
             q.clamp(0.0, 1.0)
         } else {
             0.5
         };
-        let i = ((speeds.len() - 1) as f64 * q).round() as usize;
-        let (_, k, _) = speeds.select_nth_unstable(i);
-        Some(f64::from_bits(*k))
+        let key = (po2, recursion, q.to_bits());
+        let i = match self.quantiles.iter().position(|(k, _)| *k == key) {
+            Some(i) => i,
+            None => {
+                let items = self
+                    .nodes
+                    .iter()
+                    .filter(|(_, e)| Self::fits(&e.cap, po2, recursion))
+                    .map(|(n, e)| (speed_key(e.cap.cycles_per_sec), *n));
+                self.quantiles.push((key, Quantile::new(q, items)));
+                self.quantiles.len() - 1
+            }
+        };
+        self.quantiles[i].1.get().map(f64::from_bits)
+    }
+
+    /// Keeps the tracked quantiles in step with a live node entering (`add`) or leaving the pool.
+    fn track(&mut self, cap: &NodeCapacity, node: NodeId, add: bool) {
+        for ((po2, rec, _), q) in &mut self.quantiles {
+            if Self::fits(cap, *po2, *rec) {
+                let item = (speed_key(cap.cycles_per_sec), node);
+                if add {
+                    q.insert(item);
+                } else {
+                    q.remove(&item);
+                }
+            }
+        }
     }
 
     /// The speed of the slowest free node that fits the class (`None` if none is free). O(buckets).
