@@ -94,7 +94,7 @@ mod tests {
                 x = x
                     .wrapping_mul(6364136223846793005)
                     .wrapping_add(1442695040888963407);
-                if live.len() > 3 && x % 3 == 0 {
+                if live.len() > 3 && x.is_multiple_of(3) {
                     let item = live.swap_remove((x >> 33) as usize % live.len());
                     s.remove(&item);
                 } else {

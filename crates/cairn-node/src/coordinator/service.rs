@@ -72,7 +72,7 @@ pub struct ServiceInfo {
 
 enum Command {
     Submit {
-        request: JobRequest,
+        request: Box<JobRequest>,
         image_id: Digest32,
         /// `job_key` of the request, computed by the caller.
         key: String,
@@ -232,7 +232,7 @@ impl Service {
         let (reply, answer) = oneshot::channel();
         self.commands
             .send(Command::Submit {
-                request,
+                request: Box::new(request),
                 image_id,
                 key,
                 reply,
@@ -403,7 +403,7 @@ impl Core {
             let ended = tokio::select! {
                 Some(command) = commands.recv() => match command {
                     Command::Submit { request, image_id, key, reply } => {
-                        self.begin_submit(request, image_id, key, reply);
+                        self.begin_submit(*request, image_id, key, reply);
                         Vec::new()
                     }
                     Command::Cancel { job, reply } => {
