@@ -104,7 +104,7 @@ pub fn paging_inflation(po2: u8) -> f64 {
 /// proved) at `probe_po2`, scaled by [`paging_inflation`].
 pub fn scale_execution(probe_po2: u8, probe_total: u64, po2: u8) -> (u32, u64) {
     let total = probe_total as f64 * paging_inflation(po2) / paging_inflation(probe_po2);
-    let size = (1u64 << po2) as f64;
+    let size = (1u64 << po2.min(63)) as f64;
     let segments = (total / size).ceil().max(1.0);
     (segments as u32, (segments * size) as u64)
 }

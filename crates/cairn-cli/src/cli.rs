@@ -284,7 +284,8 @@ pub struct NetworkClientArgs {
     pub job_timeout_secs: u64,
     /// How segment receipts become one receipt: `join-tree` (provers lift and join; a small succinct
     /// receipt; needs RISC Zero's recursion programs here and on provers), `composite` (assembled here; grows
-    /// with the segment count), or `auto` (join-tree where recursion is installed here, else composite).
+    /// with the segment count), or `auto` (join-tree where recursion is installed here, else composite; with
+    /// `--po2 auto`, whichever the prediction finds faster within `--max-receipt-mb`).
     #[arg(long, env = "CAIRN_AGGREGATION", value_enum, default_value_t = AggregationArg::Auto)]
     pub aggregation: AggregationArg,
     /// With `--po2 auto`: leave out segment sizes whose final receipt would be larger than this many MB (a
@@ -610,7 +611,8 @@ pub struct GatewayArgs {
     #[arg(long, env = "CAIRN_GATEWAY_PUBLIC_URL")]
     pub public_url: Option<String>,
     /// Segment size (po2) of every session: provers must have the memory for it (po2 18: ~2.4 GB). `auto`:
-    /// each session's size is predicted on the provers heard when it starts (see `cairn prove --po2`).
+    /// each session's size is predicted on the provers heard when it starts (see `cairn prove --po2`);
+    /// execute-only sessions, which prove nothing, report their segments at po2 18.
     #[arg(long, env = "CAIRN_PO2", default_value = "18")]
     pub po2: Po2Arg,
     #[command(flatten)]

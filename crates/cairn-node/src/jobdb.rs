@@ -184,6 +184,19 @@ impl JobDb {
         ))
     }
 
+    /// The most recent job whose key starts with `prefix` (the same program and input at any po2 and
+    /// aggregation): its key. What `--po2 auto` resumes instead of choosing again.
+    pub fn latest_job_with_prefix(&self, prefix: &str) -> Result<Option<String>, JobDbError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT key FROM jobs WHERE substr(key, 1, length(?1)) = ?1 ORDER BY created_ms DESC, id DESC LIMIT 1",
+                params![prefix],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()?)
+    }
+
     fn find_job(&self, key: &str) -> Result<Option<JobRecord>, JobDbError> {
         let row = self
             .conn

@@ -13,7 +13,8 @@
 //!
 //! Both are relaxations (they ignore queueing behind other jobs, all transfers but one leaf's, faults and
 //! churn), so neither exceeds a real time; the larger of the two is the *tight* bound, and it is the
-//! prediction. The simulator reports every job against it, and the client predicts with the very cost model
+//! prediction. One refinement makes the prediction no longer a strict bound: a short last segment
+//! (`JobCosts::last_leaf_share`) is placed after the full ones, where a schedule might run it earlier. The simulator reports every job against it, and the client predicts with the very cost model
 //! the scheduler uses for deadlines ([`SchedulerConfig::prove_cost`], `lift_cycles`, `join_cycles`, each
 //! prover's speed as the scheduler knows it) in [`job_costs`].
 
@@ -252,24 +253,22 @@ pub fn job_costs(
     o: &Overheads,
 ) -> Option<JobCosts> {
     let join_tree = aggregation == Aggregation::JoinTree;
+    let po2 = po2.min(63);
     let speed = |c: &NodeCapacity| {
         (c.cycles_per_sec.is_finite() && c.cycles_per_sec > 0.0).then_some(c.cycles_per_sec)
     };
-    let leaf_cycles = cfg.prove_cost(1u64 << po2) as f64
-        + if join_tree {
-            cfg.lift_cycles as f64
-        } else {
-            0.0
-        };
+    let lift = if join_tree {
+        cfg.lift_cycles as f64
+    } else {
+        0.0
+    };
+    let leaf_cycles = cfg.prove_cost(1u64 << po2) as f64 + lift;
+    // A prover's lanes: its slots, cut to the per-node cap; one that offers none takes nothing.
     let fitting: Vec<(f64, u32)> = provers
         .iter()
         .filter(|c| c.max_po2 >= po2 && (!join_tree || c.recursion))
-        .filter_map(|c| {
-            Some((
-                speed(c)?,
-                c.slots.clamp(1, cfg.per_node_in_flight_cap.max(1)),
-            ))
-        })
+        .filter_map(|c| Some((speed(c)?, c.slots.min(cfg.per_node_in_flight_cap))))
+        .filter(|(_, slots)| *slots > 0)
         .collect();
     let fastest = fitting.iter().map(|(s, _)| *s).fold(0.0, f64::max);
     if fastest <= 0.0 {
@@ -297,13 +296,7 @@ pub fn job_costs(
             let left = total_cycles - f64::from(segments.saturating_sub(1)) * size;
             if left > 0.0 && left < size {
                 let padded = left.log2().ceil().exp2().min(size);
-                (cfg.prove_cost(padded as u64) as f64
-                    + if join_tree {
-                        cfg.lift_cycles as f64
-                    } else {
-                        0.0
-                    })
-                    / leaf_cycles
+                (cfg.prove_cost(padded as u64) as f64 + lift) / leaf_cycles
             } else {
                 1.0
             }

@@ -194,7 +194,7 @@ pub fn run(args: &ProveArgs) -> anyhow::Result<ExitCode> {
         "  time      {:.1} s total (execute {:.1} s)",
         proof.total_secs, proof.execute_secs
     );
-    if let Some(c) = &proof.po2_choice {
+    if let Some(c) = proof.po2_choice.as_ref().filter(|c| !c.kept) {
         println!(
             "  po2 auto  predicted {:.1} s, measured {:.1} s ({:.2}x); choosing took {:.1} s",
             c.predicted_secs,
@@ -245,11 +245,12 @@ pub(super) fn job_size(
 ) -> anyhow::Result<(u8, Aggregation, Option<AutoPo2>)> {
     let aggregation = aggregation(n, backend)?;
     if let Some(mb) = n.max_receipt_mb {
-        anyhow::ensure!(
-            po2 == Po2Arg::Auto,
-            "--max-receipt-mb guides --po2 auto; with a fixed po2 the receipt's size follows from it"
-        );
         anyhow::ensure!(mb > 0.0, "--max-receipt-mb must be positive");
+        if po2 != Po2Arg::Auto {
+            eprintln!(
+                "note: --max-receipt-mb guides --po2 auto only; with a fixed po2 the receipt's size follows from it"
+            );
+        }
     }
     match po2 {
         Po2Arg::Fixed(p) => {

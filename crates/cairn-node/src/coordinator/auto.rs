@@ -5,9 +5,14 @@
 //!    `discovery`), then takes every live prover's memory (its largest po2), slots, recursion and speed as the
 //!    scheduler knows it (claimed from its benchmark, or learned from earlier results kept in the database).
 //! 2. **The program's size.** It executes the program once at the largest po2 any prover can take (keeping
-//!    nothing) and times it. Where that took under [`EXACT_PROBE_SECS`], it executes at every other po2 too
-//!    (exact segment counts for small programs, whose paging no table predicts); otherwise it scales the one
-//!    execution by the paging inflation measured in `docs/BENCHMARKS.md` ([`cairn_backend::cost`]).
+//!    nothing) and times it. Where that took under [`EXACT_PROBE_SECS`], it executes at smaller po2 too, as
+//!    long as those runs are expected to take [`EXACT_BUDGET_SECS`] in all (exact segment counts for small
+//!    programs, whose paging no table predicts); otherwise it scales the one execution by the paging inflation
+//!    measured in `docs/BENCHMARKS.md` ([`cairn_backend::cost`]). Sizes whose paging would take the run past
+//!    the job's cycle limit are left out.
+//!
+//! A job this database has seen before (same program and input) keeps the po2 and aggregation of that run,
+//! so submitting it again resumes it instead of choosing afresh ([`Po2Choice::kept`]).
 //! 3. **The prediction.** For each po2 and aggregation, `cairn_scheduler::predict` on the scheduler's own cost
 //!    model: the larger of the job's critical path and its capacity bound (the leaves packed onto the prover
 //!    lanes, each followed by its joins). Receipts over `max_receipt_bytes` (a composite receipt is one segment
@@ -29,8 +34,11 @@ use serde::Serialize;
 use super::{JobSettings, Service};
 use crate::NodeError;
 
-/// A first execution faster than this is repeated at every candidate po2 for exact segment counts.
+/// A first execution faster than this is repeated at smaller po2 for exact segment counts...
 pub const EXACT_PROBE_SECS: f64 = 1.0;
+
+/// ... while the repeats are expected (by the paging each size adds) to take at most this long in all.
+pub const EXACT_BUDGET_SECS: f64 = 3.0;
 
 /// Per received receipt: the client's check and the network's share (0.1 s per segment on the devnet, offer to
 /// verified result minus the prover's own proving time: `docs/BENCHMARKS.md` section 2).
@@ -98,9 +106,28 @@ pub struct Po2Choice {
     /// Seconds spent choosing (waiting for provers and executing).
     pub choose_secs: f64,
     pub rows: Vec<Po2Row>,
+    /// Not chosen now: the size of an earlier run of the same job in this database, kept so that its verified
+    /// segments are reused (no prediction was made).
+    pub kept: bool,
 }
 
 impl Po2Choice {
+    /// The size of an earlier run of the same job (see [`Po2Choice::kept`]).
+    pub fn kept(po2: u8, aggregation: Aggregation) -> Self {
+        Self {
+            po2,
+            aggregation,
+            predicted_secs: f64::NAN,
+            provers: 0,
+            lanes: 0,
+            user_cycles: 0,
+            exec_hz: 0.0,
+            choose_secs: 0.0,
+            rows: Vec::new(),
+            kept: true,
+        }
+    }
+
     /// The settings to prove with.
     pub fn apply(&self, settings: &JobSettings) -> JobSettings {
         JobSettings {
@@ -114,6 +141,13 @@ impl Po2Choice {
     /// A table of every candidate, for the terminal.
     pub fn table(&self) -> String {
         let mut out = String::new();
+        if self.kept {
+            return format!(
+                "po2 auto: keeping po2 {} ({}) of the earlier run of this job in the database, to reuse its verified segments",
+                self.po2,
+                aggregation_name(self.aggregation)
+            );
+        }
         let _ = writeln!(
             out,
             "po2 auto: {} prover(s), {} lane(s); program {} user cycles; executor {:.1} MHz; chose po2 {} ({}), predicted {:.1} s",
@@ -236,7 +270,8 @@ pub struct Sizes {
     pub by_po2: Vec<(u8, u32, u64, bool)>,
 }
 
-/// Executes at `largest` (then at every smaller po2 if that was quick), off the runtime.
+/// Executes at `largest`, then at smaller po2 where that is cheap (see [`EXACT_BUDGET_SECS`]) and scales the
+/// first execution to the others; sizes whose paging would exceed `cycle_limit` are left out. Off the runtime.
 async fn execute_sizes(
     backend: Arc<dyn ProvingBackend>,
     program: &[u8],
@@ -253,15 +288,28 @@ async fn execute_sizes(
         };
         let (probe, secs) = run(largest)?;
         let exec_hz = probe.total_cycles as f64 / secs.max(1e-3);
-        let exact = secs < EXACT_PROBE_SECS;
+        let mut budget = if secs < EXACT_PROBE_SECS {
+            EXACT_BUDGET_SECS
+        } else {
+            0.0
+        };
         let mut by_po2 = Vec::new();
         for po2 in cairn_backend::MIN_PO2..largest {
-            if exact {
-                let (s, _) = run(po2)?;
-                by_po2.push((po2, s.segments, s.total_cycles, true));
+            let scale = cost::paging_inflation(po2) / cost::paging_inflation(largest);
+            if secs * scale <= budget {
+                let t = Instant::now();
+                match run(po2) {
+                    Ok((s, _)) => by_po2.push((po2, s.segments, s.total_cycles, true)),
+                    // Paging at this size takes the run over the job's cycle limit: not a candidate.
+                    Err(NodeError::Backend(cairn_backend::BackendError::CycleLimit { .. })) => {}
+                    Err(e) => return Err(e),
+                }
+                budget -= t.elapsed().as_secs_f64();
             } else {
                 let (segments, total) = cost::scale_execution(largest, probe.total_cycles, po2);
-                by_po2.push((po2, segments, total, false));
+                if cycle_limit.is_none_or(|l| total <= l) {
+                    by_po2.push((po2, segments, total, false));
+                }
             }
         }
         by_po2.push((largest, probe.segments, probe.total_cycles, true));
@@ -356,12 +404,13 @@ pub fn choose(
         provers: provers.len(),
         lanes: provers
             .iter()
-            .map(|c| c.slots.clamp(1, cfg.per_node_in_flight_cap.max(1)))
+            .map(|c| c.slots.min(cfg.per_node_in_flight_cap))
             .sum(),
         user_cycles: sizes.user_cycles,
         exec_hz: sizes.exec_hz,
         choose_secs,
         rows,
+        kept: false,
     })
 }
 

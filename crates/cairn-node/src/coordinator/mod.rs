@@ -186,10 +186,25 @@ pub struct NetworkProof {
 /// The key under which a job is stored: same program, input, po2 and aggregation means the same job (a
 /// composite job's segment receipts cannot serve a join tree, which needs lifted ones).
 pub fn job_key(image_id: &Digest32, input: &[u8], po2: u8, aggregation: Aggregation) -> String {
-    let base = format!("{image_id}:{}:{po2}", Digest32::sha256(input));
+    let base = format!("{}{po2}", job_key_prefix(image_id, input));
     match aggregation {
         Aggregation::Composite => base,
         Aggregation::JoinTree => format!("{base}:join-tree"),
+    }
+}
+
+/// The part of [`job_key`] that names the program and input alone (any po2, any aggregation).
+pub fn job_key_prefix(image_id: &Digest32, input: &[u8]) -> String {
+    format!("{image_id}:{}:", Digest32::sha256(input))
+}
+
+/// The po2 and aggregation of a key made by [`job_key`] with this `prefix`.
+pub(crate) fn parse_job_key(prefix: &str, key: &str) -> Option<(u8, Aggregation)> {
+    let rest = key.strip_prefix(prefix)?;
+    match rest.split_once(':') {
+        Some((po2, "join-tree")) => Some((po2.parse().ok()?, Aggregation::JoinTree)),
+        None => Some((rest.parse().ok()?, Aggregation::Composite)),
+        Some(_) => None,
     }
 }
 

@@ -82,6 +82,11 @@ enum Command {
         job: JobId,
         reply: oneshot::Sender<bool>,
     },
+    /// The key of the latest job in the database whose key starts with `prefix`.
+    PriorJob {
+        prefix: String,
+        reply: oneshot::Sender<Option<String>>,
+    },
     /// The provers in the pool now, with the capacity the scheduler uses for each.
     Provers {
         reply: oneshot::Sender<Vec<NodeCapacity>>,
@@ -198,9 +203,13 @@ impl Service {
     pub async fn submit(&self, request: JobRequest) -> Result<JobHandle, NodeError> {
         let (request, choice) = match &request.settings.auto {
             Some(auto) => {
-                let choice = self
-                    .choose_po2(&request.program, &request.input, &request.settings, auto)
-                    .await?;
+                let choice = match self.earlier_choice(&request, auto).await? {
+                    Some(kept) => kept,
+                    None => {
+                        self.choose_po2(&request.program, &request.input, &request.settings, auto)
+                            .await?
+                    }
+                };
                 let settings = choice.apply(&request.settings);
                 (
                     JobRequest {
@@ -252,6 +261,42 @@ impl Service {
             .await
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())
+    }
+
+    /// `--po2 auto` for a job this database has seen before (same program and input, at a po2 and aggregation
+    /// it may choose): that job's size, so that submitting it again resumes it rather than choosing afresh
+    /// and proving everything again at another size.
+    async fn earlier_choice(
+        &self,
+        request: &JobRequest,
+        auto: &super::AutoPo2,
+    ) -> Result<Option<super::Po2Choice>, NodeError> {
+        let (b, p, i) = (
+            self.backend.clone(),
+            request.program.clone(),
+            request.input.clone(),
+        );
+        let prefix = tokio::task::spawn_blocking(move || {
+            b.image_id(&p).map(|id| super::job_key_prefix(&id, &i))
+        })
+        .await
+        .map_err(NodeError::join)??;
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::PriorJob {
+                prefix: prefix.clone(),
+                reply,
+            })
+            .await
+            .map_err(|_| stopped())?;
+        let kept = answer
+            .await
+            .map_err(|_| stopped())?
+            .and_then(|key| super::parse_job_key(&prefix, &key))
+            .filter(|(po2, aggregation)| {
+                auto.aggregations.contains(aggregation) && cairn_backend::check_po2(*po2).is_ok()
+            });
+        Ok(kept.map(|(po2, aggregation)| super::Po2Choice::kept(po2, aggregation)))
     }
 
     /// The provers in the pool now (live, their capacity claimed or learned), in no particular order.
@@ -410,6 +455,14 @@ impl Core {
                         let known = self.jobs.contains_key(&job);
                         let _ = reply.send(known);
                         if known { self.feed(Input::CancelJob { job }) } else { Vec::new() }
+                    }
+                    Command::PriorJob { prefix, reply } => {
+                        // Off the loop: the database answers when it can.
+                        let answer = self.db.call(move |db| db.latest_job_with_prefix(&prefix));
+                        tokio::spawn(async move {
+                            let _ = reply.send(answer.await.ok().and_then(Result::ok).flatten());
+                        });
+                        Vec::new()
                     }
                     Command::Provers { reply } => {
                         let _ = reply.send(self.sched.live_capacities().map(|(_, c)| c).collect());

@@ -761,5 +761,28 @@ async fn po2_auto_predicts_on_the_provers_heard_and_proves_at_its_choice() {
     crate::support::backend()
         .verify_receipt(&proof.receipt, &proof.summary.image_id)
         .unwrap();
+
+    // The same job again: it keeps the earlier run's size (whatever a new prediction would say), so its
+    // verified segments are reused instead of proved again at another size.
+    let mut again = job(6, "auto", Duration::from_secs(60));
+    again.settings.auto = Some(cairn_node::coordinator::AutoPo2 {
+        aggregations: vec![Aggregation::Composite],
+        ..Default::default()
+    });
+    let mut handle = svc.submit(again).await.unwrap();
+    let kept = handle.po2_choice.take().expect("the choice");
+    assert!(kept.kept, "{}", kept.table());
+    assert_eq!(kept.po2, choice.po2);
+    let proof = tokio::time::timeout(Duration::from_secs(60), handle.result)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(proof.summary.po2, choice.po2);
+    assert!(
+        proof.proved_by.is_empty(),
+        "nothing proved twice: {:?}",
+        proof.proved_by
+    );
     svc.shutdown().await;
 }

@@ -97,8 +97,9 @@ impl Scheduler {
     }
 
     /// The straggler trigger's reference speed for a class: the configured quantile of the claimed speeds of the
-    /// live nodes that fit it. Cached; recomputed (a scan of the live nodes) only when the node set changed and
-    /// the cached value is older than `reference_refresh_ms`, so its cost does not grow with placements.
+    /// live nodes that fit it. The pool keeps the quantile up to date as nodes change (O(log n) each); the value
+    /// used here is refreshed only when the node set changed and it is older than `reference_refresh_ms`, so
+    /// the reference does not jitter with every placement.
     pub(super) fn reference_speed(&mut self, now: Time, class: Class) -> Option<f64> {
         let q = self.cfg.speculative.reference_quantile?;
         let version = self.index.version();
