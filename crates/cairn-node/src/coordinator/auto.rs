@@ -283,7 +283,11 @@ async fn execute_sizes(
     tokio::task::spawn_blocking(move || {
         let run = |po2: u8| {
             let t = Instant::now();
-            let s = backend.execute_limited(&program, &input, po2, cycle_limit, &mut |_| Ok(()))?;
+            // A guest that panics the executor fails the submission with its message, as a job would.
+            let s = super::unpanicked(
+                || backend.execute_limited(&program, &input, po2, cycle_limit, &mut |_| Ok(())),
+                cairn_backend::BackendError::Execution,
+            )?;
             Ok::<_, NodeError>((s, t.elapsed().as_secs_f64()))
         };
         let (probe, secs) = run(largest)?;
