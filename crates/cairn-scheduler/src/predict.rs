@@ -389,6 +389,26 @@ mod tests {
         }
     }
 
+    /// `job_costs` with free transfers and checks.
+    fn costs(
+        cfg: &SchedulerConfig,
+        provers: &[NodeCapacity],
+        po2: u8,
+        segments: u32,
+        total_cycles: f64,
+        aggregation: Aggregation,
+    ) -> Option<JobCosts> {
+        job_costs(
+            cfg,
+            provers,
+            po2,
+            segments,
+            total_cycles,
+            aggregation,
+            &overheads(),
+        )
+    }
+
     #[test]
     fn a_composite_job_on_two_provers_takes_its_waves() {
         let cfg = SchedulerConfig {
@@ -397,16 +417,7 @@ mod tests {
         };
         // Two provers at 2,048 cycles/s: a po2 14 segment takes 8 s; 5 segments take 3 waves = 24 s.
         let provers = [cap(20, 2048.0, 1), cap(20, 2048.0, 1)];
-        let c = job_costs(
-            &cfg,
-            &provers,
-            14,
-            5,
-            5.0 * 16384.0,
-            Aggregation::Composite,
-            &overheads(),
-        )
-        .expect("fits");
+        let c = costs(&cfg, &provers, 14, 5, 5.0 * 16384.0, Aggregation::Composite).expect("fits");
         assert_eq!(c.leaf_lanes, vec![8.0, 8.0]);
         let p = predict(&c).expect("prediction");
         assert!((p.capacity_secs - 24.0).abs() < 1e-9, "{p:?}");
@@ -414,27 +425,9 @@ mod tests {
         assert_eq!(p.secs, p.capacity_secs);
         // A prover whose memory does not reach po2 18 cannot take a segment of it.
         let small = [cap(16, 2048.0, 1)];
-        assert!(job_costs(
-            &cfg,
-            &small,
-            18,
-            1,
-            262144.0,
-            Aggregation::Composite,
-            &overheads()
-        )
-        .is_none());
+        assert!(costs(&cfg, &small, 18, 1, 262144.0, Aggregation::Composite).is_none());
         // A join tree needs a recursion prover.
-        assert!(job_costs(
-            &cfg,
-            &provers,
-            14,
-            5,
-            5.0 * 16384.0,
-            Aggregation::JoinTree,
-            &overheads()
-        )
-        .is_none());
+        assert!(costs(&cfg, &provers, 14, 5, 5.0 * 16384.0, Aggregation::JoinTree).is_none());
     }
 
     #[test]
@@ -445,14 +438,13 @@ mod tests {
         };
         let provers = [cap(20, 2048.0, 1), cap(20, 2048.0, 1)];
         // Two full po2 16 segments (32 s each here) and a po2 15 tail (16 s): the tail goes after one of them.
-        let c = job_costs(
+        let c = costs(
             &cfg,
             &provers,
             16,
             3,
             2.0 * 65536.0 + 32768.0,
             Aggregation::Composite,
-            &overheads(),
         )
         .expect("fits");
         assert_eq!(c.last_leaf_share, 0.5);
@@ -466,16 +458,7 @@ mod tests {
         .expect("prediction");
         assert!((full.capacity_secs - 64.0).abs() < 1e-6, "{full:?}");
         // A program smaller than one segment: its one segment is padded to what it holds, not to the po2.
-        let one = job_costs(
-            &cfg,
-            &provers,
-            20,
-            1,
-            65536.0,
-            Aggregation::Composite,
-            &overheads(),
-        )
-        .expect("fits");
+        let one = costs(&cfg, &provers, 20, 1, 65536.0, Aggregation::Composite).expect("fits");
         let p = predict(&one).expect("prediction");
         assert!((p.capacity_secs - 32.0).abs() < 1e-6, "{p:?}");
         assert!((p.critical_secs - 32.0).abs() < 0.1, "{p:?}");
@@ -485,26 +468,8 @@ mod tests {
     fn larger_segments_cost_more_per_cycle() {
         let cfg = SchedulerConfig::default();
         let provers = [cap(20, 2048.0, 1)];
-        let c14 = job_costs(
-            &cfg,
-            &provers,
-            14,
-            1,
-            16384.0,
-            Aggregation::Composite,
-            &overheads(),
-        )
-        .expect("fits");
-        let c18 = job_costs(
-            &cfg,
-            &provers,
-            18,
-            1,
-            262144.0,
-            Aggregation::Composite,
-            &overheads(),
-        )
-        .expect("fits");
+        let c14 = costs(&cfg, &provers, 14, 1, 16384.0, Aggregation::Composite).expect("fits");
+        let c18 = costs(&cfg, &provers, 18, 1, 262144.0, Aggregation::Composite).expect("fits");
         // 16 times the cycles, and 1.5 % more per po2 step, exactly as the scheduler's deadlines assume.
         let ratio = c18.leaf / c14.leaf;
         assert!((ratio - 16.0 * 1.015f64.powi(4)).abs() < 1e-3, "{ratio}");

@@ -1038,6 +1038,19 @@ impl Scheduler {
         }
     }
 
+    /// Tells `node` to stop its copy of `task` and slashes it for the silence (a missed deadline, or a node
+    /// gone quiet with the copy in hand).
+    pub(super) fn cancel_for_silence(&mut self, node: NodeId, task: TaskId, out: &mut Vec<Action>) {
+        out.push(Action::Cancel { task, node });
+        let amount = self.ledger.slash(node, task, PenaltyCause::Silence);
+        out.push(Action::Penalize {
+            node,
+            task,
+            cause: PenaltyCause::Silence,
+            amount,
+        });
+    }
+
     /// A node left (announced) or went silent (`silent`: its abandoned tasks cost it a Silence penalty, and it is
     /// told to stop).
     fn on_node_gone(&mut self, now: Time, node: NodeId, silent: bool, out: &mut Vec<Action>) {
@@ -1068,14 +1081,7 @@ impl Scheduler {
                 continue;
             }
             if silent {
-                out.push(Action::Cancel { task, node });
-                let amount = self.ledger.slash(node, task, PenaltyCause::Silence);
-                out.push(Action::Penalize {
-                    node,
-                    task,
-                    cause: PenaltyCause::Silence,
-                    amount,
-                });
+                self.cancel_for_silence(node, task, out);
             }
             let why = if silent {
                 format!("{node} went silent")

@@ -119,14 +119,7 @@ impl Scheduler {
                 }
                 self.remove_copy_of(now, task, node, ComputeKind::Failed);
                 self.stats.timeouts += 1;
-                out.push(Action::Cancel { task, node });
-                let amount = self.ledger.slash(node, task, PenaltyCause::Silence);
-                out.push(Action::Penalize {
-                    node,
-                    task,
-                    cause: PenaltyCause::Silence,
-                    amount,
-                });
+                self.cancel_for_silence(node, task, out);
                 self.after_failure(now, task, node, format!("{node} missed its deadline"), out);
             }
             Timer::Straggler { task, .. } => self.want_backup(task, true),
