@@ -185,15 +185,16 @@ pub struct NetworkProof {
 
 /// The key under which a job is stored: same program, input, po2 and aggregation means the same job (a
 /// composite job's segment receipts cannot serve a join tree, which needs lifted ones).
-pub fn job_key(image_id: &Digest32, input: &[u8], po2: u8, aggregation: Aggregation) -> String {
-    let base = format!("{}{po2}", job_key_prefix(image_id, input));
+/// Built on [`job_key_prefix`], so the input is hashed once however many keys are tried.
+pub fn job_key(prefix: &str, po2: u8, aggregation: Aggregation) -> String {
+    let base = format!("{prefix}{po2}");
     match aggregation {
         Aggregation::Composite => base,
         Aggregation::JoinTree => format!("{base}:join-tree"),
     }
 }
 
-/// The part of [`job_key`] that names the program and input alone (any po2, any aggregation).
+/// The part of a [`job_key`] that names the program and input alone (any po2, any aggregation).
 pub fn job_key_prefix(image_id: &Digest32, input: &[u8]) -> String {
     format!("{image_id}:{}:", Digest32::sha256(input))
 }

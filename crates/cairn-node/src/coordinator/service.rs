@@ -201,9 +201,27 @@ impl Service {
     /// With `settings.auto`, the po2 and aggregation are chosen first ([`Service::choose_po2`]): that waits
     /// for the pool of provers to settle and executes the program once, and the handle carries the choice.
     pub async fn submit(&self, request: JobRequest) -> Result<JobHandle, NodeError> {
+        if request.settings.auto.is_none() {
+            cairn_backend::check_po2(request.settings.po2)?;
+        }
+        // Off the runtime and the loop: the image id, and the job key's prefix (a hash of the whole input, which
+        // can be hundreds of MB).
+        let (image_id, prefix) = {
+            let (b, p, i) = (
+                self.backend.clone(),
+                request.program.clone(),
+                request.input.clone(),
+            );
+            tokio::task::spawn_blocking(move || {
+                b.image_id(&p)
+                    .map(|id| (id, super::job_key_prefix(&id, &i)))
+            })
+            .await
+            .map_err(NodeError::join)??
+        };
         let (request, choice) = match &request.settings.auto {
             Some(auto) => {
-                let choice = match self.earlier_choice(&request, auto).await? {
+                let choice = match self.earlier_choice(&prefix, auto).await? {
                     Some(kept) => kept,
                     None => {
                         self.choose_po2(&request.program, &request.input, &request.settings, auto)
@@ -221,23 +239,8 @@ impl Service {
             }
             None => (request, None),
         };
-        cairn_backend::check_po2(request.settings.po2)?;
-        // Off the runtime and the loop: the image id, and the job key (a hash of the whole input, which can
-        // be hundreds of MB).
-        let (image_id, key) = {
-            let (b, p, i) = (
-                self.backend.clone(),
-                request.program.clone(),
-                request.input.clone(),
-            );
-            let (po2, aggregation) = (request.settings.po2, request.settings.aggregation);
-            tokio::task::spawn_blocking(move || {
-                b.image_id(&p)
-                    .map(|id| (id, super::job_key(&id, &i, po2, aggregation)))
-            })
-            .await
-            .map_err(NodeError::join)??
-        };
+        // A chosen po2 is one a prover takes (14 up) or a kept one that was checked.
+        let key = super::job_key(&prefix, request.settings.po2, request.settings.aggregation);
         let (reply, answer) = oneshot::channel();
         self.commands
             .send(Command::Submit {
@@ -268,23 +271,13 @@ impl Service {
     /// and proving everything again at another size.
     async fn earlier_choice(
         &self,
-        request: &JobRequest,
+        prefix: &str,
         auto: &super::AutoPo2,
     ) -> Result<Option<super::Po2Choice>, NodeError> {
-        let (b, p, i) = (
-            self.backend.clone(),
-            request.program.clone(),
-            request.input.clone(),
-        );
-        let prefix = tokio::task::spawn_blocking(move || {
-            b.image_id(&p).map(|id| super::job_key_prefix(&id, &i))
-        })
-        .await
-        .map_err(NodeError::join)??;
         let (reply, answer) = oneshot::channel();
         self.commands
             .send(Command::PriorJob {
-                prefix: prefix.clone(),
+                prefix: prefix.to_string(),
                 reply,
             })
             .await
@@ -292,7 +285,7 @@ impl Service {
         let kept = answer
             .await
             .map_err(|_| stopped())?
-            .and_then(|key| super::parse_job_key(&prefix, &key))
+            .and_then(|key| super::parse_job_key(prefix, &key))
             .filter(|(po2, aggregation)| {
                 auto.aggregations.contains(aggregation) && cairn_backend::check_po2(*po2).is_ok()
             });
