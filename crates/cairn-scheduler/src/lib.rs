@@ -46,9 +46,12 @@
 //! still waiting on inputs); inputs about unknown jobs, nodes or tasks are ignored; value in the [`Ledger`] is
 //! conserved and rewards are only paid for verified winning results.
 
+mod backup_queue;
 pub mod config;
 mod horizon;
+mod idmap;
 pub mod ledger;
+mod liveness;
 mod plan;
 pub mod policy;
 mod pool;

@@ -8,10 +8,12 @@
 //! the fastest free fitting nodes cost O(buckets + k log n), again never a scan).
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use rand::Rng;
 
+use crate::idmap::NodeMap;
+use crate::liveness::Liveness;
 use crate::quantile::Quantile;
 use crate::types::{NodeCapacity, NodeId, TaskId, Time};
 
@@ -49,7 +51,6 @@ pub(crate) struct NodeEntry {
     free_key: Option<u64>,
     /// Position in its bucket's vector while it has a free slot.
     vec_pos: usize,
-    pub last_seen: Time,
     /// Tasks it has a copy of in flight, and when each is expected to be done (same order).
     pub tasks: Vec<TaskId>,
     ends: Vec<Time>,
@@ -67,28 +68,28 @@ struct Bucket {
 
 #[derive(Debug, Clone)]
 pub(crate) struct NodeIndex {
-    pub nodes: BTreeMap<NodeId, NodeEntry>,
+    pub nodes: NodeMap<NodeEntry>,
     buckets: Vec<Bucket>,
     seq: u64,
     free_total: usize,
-    /// Bumped whenever a slot becomes free.
-    free_events: u64,
     /// Bumped whenever the set of live nodes or a claimed capacity changes.
     version: u64,
     /// Speed quantiles asked for, by (po2, recursion, q's bits), kept up to date as nodes come, go and change.
     quantiles: Vec<((u8, bool, u64), Quantile)>,
+    /// When each live node was last heard from.
+    liveness: Liveness,
 }
 
 impl NodeIndex {
     pub fn new() -> Self {
         Self {
-            nodes: BTreeMap::new(),
+            nodes: NodeMap::default(),
             buckets: vec![Bucket::default(); BUCKETS],
             seq: 0,
             free_total: 0,
-            free_events: 0,
             version: 0,
             quantiles: Vec::new(),
+            liveness: Liveness::default(),
         }
     }
 
@@ -101,21 +102,29 @@ impl NodeIndex {
         self.free_total
     }
 
-    /// Changes whenever a slot becomes free (a node joins, a copy ends, a speed changes its free entry).
-    pub fn free_events(&self) -> u64 {
-        self.free_events
+    /// A live node was heard from at `now` (not earlier than any time given before); false if it is not live.
+    pub fn touch(&mut self, node: NodeId, now: Time) -> bool {
+        self.liveness.touch(node, now)
+    }
+
+    /// When a live node was last heard from.
+    pub fn last_seen(&self, node: NodeId) -> Option<Time> {
+        self.liveness.last_seen(node)
+    }
+
+    /// The live node heard from least recently, and when.
+    pub fn least_recently_seen(&self) -> Option<(NodeId, Time)> {
+        self.liveness.oldest()
     }
 
     pub fn get(&self, node: NodeId) -> Option<&NodeEntry> {
         self.nodes.get(&node)
     }
 
-    pub fn get_mut(&mut self, node: NodeId) -> Option<&mut NodeEntry> {
-        self.nodes.get_mut(&node)
-    }
-
-    /// Adds a node, or updates the capacity of a known one (keeping its work in flight).
+    /// Adds a node, or updates the capacity of a known one (keeping its work in flight); it was heard from at
+    /// `now`.
     pub fn upsert(&mut self, node: NodeId, cap: NodeCapacity, cap_limit: u32, now: Time) {
+        self.liveness.seen(node, now);
         let limit = cap.slots.min(cap_limit);
         if self.nodes.get(&node).is_none_or(|e| e.cap != cap) {
             self.version += 1;
@@ -124,7 +133,6 @@ impl NodeIndex {
             e.cap = cap;
             e.bucket = bucket_of(&cap);
             e.limit = limit;
-            e.last_seen = now;
             self.put(node, e);
         } else {
             let e = NodeEntry {
@@ -134,7 +142,6 @@ impl NodeIndex {
                 limit,
                 free_key: None,
                 vec_pos: 0,
-                last_seen: now,
                 tasks: Vec::new(),
                 ends: Vec::new(),
             };
@@ -177,7 +184,6 @@ impl NodeIndex {
             self.buckets[e.bucket]
                 .by_speed
                 .insert((speed_key(cycles_per_sec), Reverse(k), node));
-            self.free_events += 1;
         }
         self.nodes.insert(node, e);
         self.version += 1;
@@ -186,6 +192,7 @@ impl NodeIndex {
     /// Removes a node and returns its entry (with its tasks in flight).
     pub fn remove(&mut self, node: NodeId) -> Option<NodeEntry> {
         let e = self.take(node)?;
+        self.liveness.remove(node);
         self.version += 1;
         Some(e)
     }
@@ -224,7 +231,6 @@ impl NodeIndex {
         e.vec_pos = b.free.len();
         b.free.push(node);
         self.free_total += 1;
-        self.free_events += 1;
     }
 
     fn unfree(&mut self, node: NodeId, e: &mut NodeEntry) {
@@ -315,7 +321,7 @@ impl NodeIndex {
                     .nodes
                     .iter()
                     .filter(|(_, e)| Self::fits(&e.cap, po2, recursion))
-                    .map(|(n, e)| (speed_key(e.cap.cycles_per_sec), *n));
+                    .map(|(n, e)| (speed_key(e.cap.cycles_per_sec), n));
                 self.quantiles.push((key, Quantile::new(q, items)));
                 self.quantiles.len() - 1
             }
@@ -350,8 +356,20 @@ impl NodeIndex {
     /// When each slot of the live nodes that fit the class and are at least `min_speed` fast can start a new
     /// task, with the node's speed: a free slot now, a busy one when its copy is expected to be done. A copy
     /// already past its expected end tells nothing about when it will be (a slow or silent node): that slot is
-    /// left out. Walks the nodes from the fastest down, so a high `min_speed` looks at few of them.
-    pub fn slots(&self, po2: u8, recursion: bool, now: Time, min_speed: f64) -> Vec<(Time, f64)> {
+    /// left out. Walks the nodes from the fastest down, so a high `min_speed` looks at few of them. For a queue
+    /// of `queued` tasks, a bucket stops once it has `queued` free slots: every slot after them is slower and
+    /// free no sooner, so it would finish a task after each of those (and a thousand nodes of one claimed
+    /// speed are not walked for a queue of ten). With `finish_by` (a task's cycles, a time), a busy slot that
+    /// could not finish such a task by then is left out too.
+    pub fn slots(
+        &self,
+        po2: u8,
+        recursion: bool,
+        now: Time,
+        min_speed: f64,
+        queued: usize,
+        finish_by: Option<(u64, Time)>,
+    ) -> Vec<(Time, f64)> {
         let mut out = Vec::new();
         for (_, b) in self
             .buckets
@@ -359,9 +377,10 @@ impl NodeIndex {
             .enumerate()
             .filter(|(i, _)| bucket_fits(*i, po2, recursion))
         {
+            let mut free = 0;
             for &(key, node) in b.all_by_speed.iter().rev() {
                 let speed = f64::from_bits(key);
-                if key == 0 || speed < min_speed {
+                if key == 0 || speed < min_speed || free >= queued {
                     break;
                 }
                 let Some(e) = self.nodes.get(&node) else {
@@ -369,16 +388,30 @@ impl NodeIndex {
                 };
                 for _ in e.running..e.limit {
                     out.push((now, speed));
+                    free += 1;
                 }
+                let by = finish_by
+                    .map(|(cycles, by)| by.saturating_sub(crate::horizon::task_ms(cycles, speed)));
                 out.extend(
                     e.ends
                         .iter()
-                        .filter(|end| **end > now)
+                        .filter(|end| **end > now && by.is_none_or(|b| **end <= b))
                         .map(|end| (*end, speed)),
                 );
             }
         }
         out
+    }
+
+    /// The claimed speed of the fastest free node that fits the class (O(buckets)).
+    pub fn fastest_free_speed(&self, po2: u8, recursion: bool) -> Option<f64> {
+        self.buckets
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| bucket_fits(*i, po2, recursion))
+            .filter_map(|(_, b)| b.by_speed.last().map(|k| k.0))
+            .max()
+            .map(f64::from_bits)
     }
 
     /// The fastest free nodes that fit the class and are not `excluded`, fastest first (equal speeds: longest
@@ -405,7 +438,7 @@ impl NodeIndex {
         } else {
             1.0
         };
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(max.min(self.free_total).min(256));
         let mut floor: Option<f64> = None;
         while out.len() < max {
             let mut best: Option<(usize, SpeedKey)> = None;
@@ -519,14 +552,15 @@ impl<'a> Candidates<'a> {
     /// Candidates in pull order: the node that has waited longest for work first.
     pub fn fifo(&self) -> Box<dyn Iterator<Item = NodeId> + '_> {
         if let Some(only) = self.only {
-            let mut v: Vec<(u64, NodeId)> = only
-                .iter()
-                .filter(|n| !self.excluded.contains(n))
-                .filter_map(|n| {
-                    let e = self.index.nodes.get(n)?;
-                    Some((e.free_key?, *n))
-                })
-                .collect();
+            let mut v: Vec<(u64, NodeId)> = Vec::with_capacity(only.len());
+            v.extend(
+                only.iter()
+                    .filter(|n| !self.excluded.contains(n))
+                    .filter_map(|n| {
+                        let e = self.index.nodes.get(n)?;
+                        Some((e.free_key?, *n))
+                    }),
+            );
             v.sort();
             return Box::new(v.into_iter().map(|(_, n)| n));
         }

@@ -137,6 +137,11 @@ pub enum Input {
     Heartbeat {
         node: NodeId,
     },
+    /// Heartbeats of several nodes at one moment, for a driver that collects them (the simulator's heartbeat
+    /// rounds): the same as one `Heartbeat` per node, at the cost of one input.
+    Heartbeats {
+        nodes: Vec<NodeId>,
+    },
     /// The node refused an offer for a passing reason (busy, draining): the task is offered elsewhere without
     /// costing an attempt, and the node's slot stays taken for `SchedulerConfig::decline_backoff_ms`.
     TaskDeclined {

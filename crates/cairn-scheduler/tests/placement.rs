@@ -165,6 +165,25 @@ fn an_idle_fast_node_backs_up_what_a_slow_node_holds() {
     assert!(after_the_queue_ran_dry(idle(true), 10_000.0, 600).is_empty());
 }
 
+#[test]
+fn a_backup_nobody_could_win_starts_when_the_copy_passes_its_expected_end_with_no_input_in_between()
+{
+    // Node 1 (8,000 cycles/s) is expected to be done at 1,250 ms; node 2, free at 600 ms, would need until
+    // 1,600 ms: no backup then. Once node 1's copy is past its expected end any node is worth a backup, and the
+    // scheduler asks to be woken for it (before, only the next input, often a heartbeat, would have found it).
+    let mut r = Rig::new(idle(true), "fifo");
+    r.node(1, speed(8_000.0));
+    r.node(2, speed(10_000.0));
+    r.submit(1, composite(18));
+    r.segment(1, 0);
+    r.segment(1, 1);
+    r.finish_exec(1, 2);
+    r.now = 600;
+    assert!(assigns(&r.verify(2, task(1, 1))).is_empty());
+    assert_eq!(r.s.next_deadline(), Some(1_250));
+    assert_eq!(assigns(&r.tick_at(1_250)), vec![(task(1, 0), NodeId(2))]);
+}
+
 fn proven_backups(on: bool) -> SchedulerConfig {
     let q = quiet_config();
     SchedulerConfig {

@@ -465,7 +465,15 @@ impl<B: Brain> Engine<B> {
 
     fn push(&mut self, at: Time, ev: Ev) {
         self.seq += 1;
-        self.queue.push(Reverse((at, self.seq, ev)));
+        // A tick comes after everything else due at its millisecond, whenever it was asked for: the ticks the
+        // scheduler asks for (some only to check liveness, at times set by the heartbeat period) must not
+        // reorder the other events.
+        let seq = if matches!(ev, Ev::Tick) {
+            u64::MAX
+        } else {
+            self.seq
+        };
+        self.queue.push(Reverse((at, seq, ev)));
     }
 
     fn exp(&mut self, mean_s: f64) -> Time {
@@ -566,12 +574,9 @@ impl<B: Brain> Engine<B> {
                 self.push(self.now + up, Ev::Leave(n));
             }
             Ev::HeartbeatRound => {
-                for n in 0..self.nodes.len() {
-                    if self.nodes[n].online {
-                        let node = self.nodes[n].spec.id;
-                        self.feed(Input::Heartbeat { node });
-                    }
-                }
+                let mut nodes = Vec::with_capacity(self.nodes.len());
+                nodes.extend(self.nodes.iter().filter(|n| n.online).map(|n| n.spec.id));
+                self.feed(Input::Heartbeats { nodes });
                 self.push(self.now + ms(self.p.heartbeat_s), Ev::HeartbeatRound);
             }
         }

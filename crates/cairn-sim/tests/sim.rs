@@ -234,3 +234,44 @@ aggregation = "join_tree"
     assert_eq!(m.completed, 1, "{m:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A heartbeat says a node is alive and nothing else: how often nodes send them must not change who proves
+/// what, nor when (the scheduler used to walk its backup queue on every input, so 100,000 nodes heartbeating
+/// every 30 s were most of a large run, and changing the period changed the schedule).
+#[test]
+fn heartbeats_do_not_change_the_schedule() {
+    let toml = r#"
+name = "heartbeats"
+seed = 5
+[base]
+nodes = 80
+jobs = 6
+user_cycles = 4e6
+po2 = 17
+job_interval_s = 10
+aggregators = 0.05
+[sweep]
+heartbeat_s = [2.0, 30.0]
+"#;
+    let scenario = Scenario::parse(toml, "heartbeats").expect("parses");
+    let report = cairn_sim::simulate_scenario(&scenario, scenario.seed, 1).expect("simulates");
+    let [often, seldom] = &report.runs[..] else {
+        panic!("two runs: {}", report.runs.len());
+    };
+    assert!(
+        often.metrics.events > seldom.metrics.events,
+        "the heartbeats were sent: {} vs {} events",
+        often.metrics.events,
+        seldom.metrics.events
+    );
+    assert_eq!(often.metrics.completed, 6);
+    let times = |r: &cairn_sim::report::RunResult| {
+        r.jobs
+            .iter()
+            .map(|j| (j.job, j.ttp_s, j.backup, j.reassigned))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(times(often), times(seldom));
+    assert_eq!(often.metrics.slashes, seldom.metrics.slashes);
+    assert_eq!(often.metrics.wasted_ratio, seldom.metrics.wasted_ratio);
+}

@@ -6,6 +6,10 @@ use super::*;
 /// Backup requests looked at per dispatch.
 const MAX_BACKUP_TRIES: usize = 32;
 
+/// How long a backup request that was not placed for a reason other than speed waits before it is looked at
+/// again (unless a faster node is free first).
+const BACKUP_RETRY_MS: Time = 1_000;
+
 impl Scheduler {
     /// Queue one backup copy of `task`. A straggler's backup (`if_faster`) is launched only on a node expected to
     /// finish before the running copies would (a copy already past its own expected time counts as never);
@@ -38,6 +42,7 @@ impl Scheduler {
         if t.backup_queued {
             // A tail request makes a queued straggler request unconditional.
             t.backup_if_faster &= if_faster;
+            self.forget_backup_memo(task);
             return;
         }
         let height = t.height;
@@ -45,7 +50,6 @@ impl Scheduler {
         t.backup_if_faster = if_faster;
         let key = qkey(job, task.index, height);
         self.backup_queue.insert(key);
-        self.backup_inserts += 1;
     }
 
     /// Tail and idle triggers, for each job touched by this input once nothing of it waits for a node: if few
@@ -89,52 +93,26 @@ impl Scheduler {
     }
 
     pub(super) fn dispatch_backups(&mut self, now: Time, out: &mut Vec<Action>) {
-        // Straggler requests wait in the queue until some free node would win, so the queue can be long: look
-        // at a bounded number per call, round-robin from where the last call stopped, and skip at a glance
-        // (the fastest free node of the class, exclusions aside, would not finish first) those nobody can win.
+        // Straggler requests wait in the queue until some free node would win, so the queue can be long. Those
+        // that lost at their last look, and that nothing since can let win, are set aside (`BackupQueue`); of
+        // the others a bounded number is looked at per call, round-robin, and skipped at a glance (the fastest
+        // free node of the class, exclusions aside, would not finish first) if nobody can win them.
         // Without idle backups requests that cannot start are dropped, the queue stays short: look at all of it.
         let idle = self.cfg.speculative.idle_backups;
         let tries = if idle { MAX_BACKUP_TRIES } else { usize::MAX };
-        // Nothing can have become winnable since the last full look if no node was freed, no request was
-        // added and no waiting straggler has passed its expected end (then any node would win).
-        let stamp = (self.index.free_events(), self.backup_inserts);
-        if idle
-            && self
-                .backup_idle_until
-                .is_some_and(|(st, until)| st == stamp && now < until)
-        {
-            return;
-        }
-        self.backup_idle_until = None;
-        let whole = self.backup_queue.len() <= tries;
-        let mut until = Time::MAX;
-        let mut placed_any = false;
-        let cursor = self.backup_cursor.filter(|_| idle);
-        let after: Vec<QKey> = match cursor {
-            Some(c) => self
-                .backup_queue
-                .range((Bound::Excluded(c), Bound::Unbounded))
-                .take(tries)
-                .copied()
-                .collect(),
-            None => Vec::new(),
-        };
-        let wrap = tries - after.len();
-        let keys: Vec<QKey> = after
-            .into_iter()
-            .chain(self.backup_queue.iter().take(wrap).copied())
-            .collect();
         // The fastest free speed per class, exclusions aside (few classes: a vector).
         let mut fastest: Vec<(Class, Option<f64>)> = Vec::new();
-        let first = keys.first().copied();
-        for (i, key) in keys.into_iter().enumerate() {
+        let index = &self.index;
+        self.backup_queue
+            .refresh(now, |class| fastest_free_speed(index, &mut fastest, class));
+        if self.index.free_total() == 0 {
+            return;
+        }
+        for key in self.backup_queue.to_look_at(tries) {
             if self.index.free_total() == 0 {
                 return;
             }
-            if i > 0 && Some(key) == first {
-                break;
-            }
-            self.backup_cursor = Some(key);
+            self.backup_queue.looked_at(key);
             let task = TaskId::new(key.3, key.2);
             let need = if idle {
                 self.straggler_need(task, now)
@@ -142,37 +120,66 @@ impl Scheduler {
                 None
             };
             if let Some((class, cycles, beat)) = need {
-                let speed = match fastest.iter().find(|(c, _)| *c == class) {
-                    Some(&(_, sp)) => sp,
-                    None => {
-                        let sp = self
-                            .index
-                            .fastest_free(class.0, class.1, &[], f64::MAX, 0.0, 1)
-                            .first()
-                            .and_then(|n| self.index.get(*n))
-                            .map(|e| e.cap.cycles_per_sec);
-                        fastest.push((class, sp));
-                        sp
-                    }
-                };
+                let speed = fastest_free_speed(&self.index, &mut fastest, class);
                 let wins =
                     speed.is_some_and(|sp| now.saturating_add(horizon::task_ms(cycles, sp)) < beat);
                 if !wins {
                     self.stats.backups_skipped += 1;
-                    until = until.min(beat);
+                    // Nobody can win it before a free node is at least this fast (the speed it takes grows
+                    // as time passes, so this is a floor).
+                    let needed = match beat {
+                        Time::MAX => 0.0,
+                        beat if beat > now + 1 => cycles as f64 * 1000.0 / (beat - now - 1) as f64,
+                        _ => f64::MAX,
+                    };
+                    let lost = Lost {
+                        class,
+                        speed: needed.max(speed.unwrap_or(0.0)),
+                        beat,
+                    };
+                    self.backup_queue.lose(key, lost);
                     continue;
                 }
             }
             if self.try_assign(now, task, true, out) == Placement::Placed {
                 fastest.clear();
-                placed_any = true;
-            } else {
-                // Not placed for another reason (no candidate the policy would take): look again next time.
-                until = now;
+            } else if idle {
+                // Not placed for another reason (its excluded nodes aside nobody wins it, no candidate the policy
+                // would take, a proven node awaited): looked at again when a faster node is free, or shortly.
+                let Some(class) = self.backup_class(task) else {
+                    continue;
+                };
+                let speed = fastest_free_speed(&self.index, &mut fastest, class);
+                let retry = now.saturating_add(BACKUP_RETRY_MS);
+                let beat = need.map_or(retry, |(_, _, beat)| beat.min(retry));
+                let lost = Lost {
+                    class,
+                    speed: speed.unwrap_or(0.0),
+                    beat,
+                };
+                self.backup_queue.lose(key, lost);
             }
         }
-        if idle && whole && !placed_any && until > now {
-            self.backup_idle_until = Some((stamp, until));
+    }
+
+    /// The class of node a backup of `task` needs.
+    fn backup_class(&self, task: TaskId) -> Option<Class> {
+        let job = self.jobs.get(&task.job)?;
+        let t = job.tasks.get(&task.index)?;
+        Some(class_of(&t.kind, job.spec.aggregation))
+    }
+
+    /// `task`'s copies changed: what the last look at its backup request found no longer holds.
+    pub(super) fn forget_backup_memo(&mut self, task: TaskId) {
+        let Some(job) = self.jobs.get(&task.job) else {
+            return;
+        };
+        let Some(t) = job.tasks.get(&task.index) else {
+            return;
+        };
+        if t.backup_queued {
+            let key = qkey(job, task.index, t.height);
+            self.backup_queue.forget(key);
         }
     }
 
@@ -204,7 +211,21 @@ impl Scheduler {
         if t.backup_queued {
             t.backup_queued = false;
             t.backup_if_faster = false;
-            self.backup_queue.remove(&key);
+            self.backup_queue.remove(key);
         }
     }
+}
+
+/// The fastest free speed of `class`, exclusions aside, cached in `fastest` for one look at the queue.
+fn fastest_free_speed(
+    index: &NodeIndex,
+    fastest: &mut Vec<(Class, Option<f64>)>,
+    class: Class,
+) -> Option<f64> {
+    if let Some(&(_, sp)) = fastest.iter().find(|(c, _)| *c == class) {
+        return sp;
+    }
+    let sp = index.fastest_free_speed(class.0, class.1);
+    fastest.push((class, sp));
+    sp
 }

@@ -43,8 +43,8 @@ impl Scheduler {
         };
         let alive = self
             .index
-            .get(c.node)
-            .is_some_and(|e| now.saturating_sub(e.last_seen) <= hb);
+            .last_seen(c.node)
+            .is_some_and(|seen| now.saturating_sub(seen) <= hb);
         if !alive || c.extensions >= max {
             return false;
         }

@@ -12,6 +12,7 @@ mod learning;
 mod placement;
 mod timers;
 
+use crate::backup_queue::{BackupQueue, Lost};
 use crate::config::SchedulerConfig;
 use crate::horizon;
 use crate::ledger::{ComputeKind, Ledger};
@@ -38,9 +39,6 @@ enum Timer {
     Straggler {
         task: TaskId,
         copy: u64,
-    },
-    Liveness {
-        node: NodeId,
     },
     Wake {
         task: TaskId,
@@ -113,7 +111,8 @@ enum Phase {
 struct Task {
     kind: TaskKind,
     height: u32,
-    cycles: u64,
+    /// What proving the segment's cycles costs (`SchedulerConfig::prove_cost`), worked out once: placement asks often.
+    prove_cost: u64,
     phase: Phase,
     deps_left: u8,
     parent: Option<u32>,
@@ -147,11 +146,11 @@ struct Task {
 }
 
 impl Task {
-    fn new(kind: TaskKind, height: u32, cycles: u64, now: Time) -> Self {
+    fn new(kind: TaskKind, height: u32, prove_cost: u64, now: Time) -> Self {
         Self {
             kind,
             height,
-            cycles,
+            prove_cost,
             phase: Phase::Waiting,
             deps_left: 0,
             parent: None,
@@ -219,7 +218,8 @@ pub struct Scheduler {
     index: NodeIndex,
     jobs: BTreeMap<JobId, Job>,
     queues: BTreeMap<Class, BTreeSet<QKey>>,
-    backup_queue: BTreeSet<QKey>,
+    /// Waiting backup requests, each with what its last look found.
+    backup_queue: BackupQueue<QKey, Class>,
     timers: BinaryHeap<Reverse<(Time, u64, Timer)>>,
     timer_seq: u64,
     /// Fair queueing across jobs (start-time fair queueing): the tag of the latest task dispatched. A job's
@@ -248,14 +248,6 @@ pub struct Scheduler {
     arrivals: BTreeMap<Class, u64>,
     /// The earliest `Timer::Recheck` pending.
     recheck_at: Option<Time>,
-    /// Where `dispatch_backups` stopped looking at the backup queue last time.
-    backup_cursor: Option<QKey>,
-    /// Requests ever added to the backup queue.
-    backup_inserts: u64,
-    /// After a full look at the backup queue that placed nothing: (freed slots, requests added) then, and the
-    /// earliest moment a waiting straggler passes its expected end. Until one of those changes, no request can
-    /// have become winnable.
-    backup_idle_until: Option<((u64, u64), Time)>,
 }
 
 /// A node's speed as measured by the scheduler, from its verified results (and capped after a missed
@@ -345,7 +337,7 @@ impl Scheduler {
             index: NodeIndex::new(),
             jobs: BTreeMap::new(),
             queues: BTreeMap::new(),
-            backup_queue: BTreeSet::new(),
+            backup_queue: BackupQueue::default(),
             timers: BinaryHeap::new(),
             timer_seq: 0,
             vtime: 0,
@@ -361,9 +353,6 @@ impl Scheduler {
             horizons: BTreeMap::new(),
             arrivals: BTreeMap::new(),
             recheck_at: None,
-            backup_cursor: None,
-            backup_inserts: 0,
-            backup_idle_until: None,
         }
     }
 
@@ -391,7 +380,18 @@ impl Scheduler {
     /// When the driver must send [`Input::Tick`] next (a deadline, a liveness check, a straggler check, an
     /// auction's price step). Exact: no stale entry is ever at the head.
     pub fn next_deadline(&self) -> Option<Time> {
-        self.timers.peek().map(|Reverse((t, _, _))| *t)
+        let timer = self.timers.peek().map(|Reverse((t, _, _))| *t);
+        let timer = match (timer, self.liveness_expiry()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        // A waiting straggler backup can become winnable by time alone (its running copy passes its expected
+        // end): the backup queue is looked at again then.
+        let backup = self.backup_queue.next_beat();
+        match (timer, backup) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     pub fn stats(&self) -> SchedulerStats {
@@ -460,7 +460,7 @@ impl Scheduler {
     pub fn live_capacities(&self) -> impl Iterator<Item = (NodeId, NodeCapacity)> + '_ {
         self.index.nodes.iter().map(|(n, e)| {
             (
-                *n,
+                n,
                 NodeCapacity {
                     slots: e.limit,
                     ..e.cap
@@ -570,6 +570,24 @@ impl Scheduler {
         self.now = now;
         self.ledger.advance_to(now);
         let mut out = Vec::new();
+        // A heartbeat only says the node is alive: nothing else happens, so the schedule does not depend on how
+        // often nodes heartbeat (nor does it cost a pass over the queues, 66.7 M of them in a simulated run of
+        // 100,000 nodes). What waits on time alone is due at `next_deadline`, when the driver sends a tick; a
+        // tick with nothing due changes nothing either.
+        match input {
+            Input::Heartbeat { node } => {
+                self.touch(node, now);
+                return out;
+            }
+            Input::Heartbeats { nodes } => {
+                for node in nodes {
+                    self.touch(node, now);
+                }
+                return out;
+            }
+            _ => {}
+        }
+        let tick = matches!(input, Input::Tick);
         match input {
             Input::SubmitJob { job, spec } => self.on_submit(now, job, spec, &mut out),
             Input::SegmentReady {
@@ -604,7 +622,7 @@ impl Scheduler {
             }
             Input::NodeJoined { node, capacity } => self.on_node_joined(now, node, capacity),
             Input::NodeLeft { node } => self.on_node_gone(now, node, false, &mut out),
-            Input::Heartbeat { node } => self.touch(node, now),
+            Input::Heartbeat { .. } | Input::Heartbeats { .. } => {}
             Input::TaskFailed { node, task, reason } => {
                 self.on_failed(now, node, task, &reason, &mut out)
             }
@@ -629,10 +647,13 @@ impl Scheduler {
             }
             Input::Tick => {}
         }
-        self.fire_timers(now, &mut out);
-        self.dispatch(now, &mut out);
-        self.tail_backups();
-        self.dispatch_backups(now, &mut out);
+        let fired = self.fire_timers(now, &mut out);
+        let backups_due = self.backup_queue.next_beat().is_some_and(|t| t <= now);
+        if !tick || fired || backups_due {
+            self.dispatch(now, &mut out);
+            self.tail_backups();
+            self.dispatch_backups(now, &mut out);
+        }
         self.clean_timers();
         out
     }
@@ -730,7 +751,8 @@ impl Scheduler {
             cycles
         };
         job.segments_seen += 1;
-        let mut task = Task::new(TaskKind::Prove { segment, po2 }, 0, cycles, now);
+        let cost = self.cfg.prove_cost(cycles);
+        let mut task = Task::new(TaskKind::Prove { segment, po2 }, 0, cost, now);
         if restored {
             task.phase = Phase::Done;
             task.restored = true;
@@ -1017,7 +1039,6 @@ impl Scheduler {
             self.quarantined.remove(&node);
             self.rejected_results.remove(&node);
         }
-        let known = self.index.get(node).is_some();
         if let Some(l) = self.learned.get(&node) {
             // What it did outweighs what it says.
             capacity.cycles_per_sec = l.cycles_per_sec;
@@ -1025,17 +1046,10 @@ impl Scheduler {
         self.index
             .upsert(node, capacity, self.cfg.per_node_in_flight_cap, now);
         self.ledger.open_account(node);
-        if !known {
-            if let Some(hb) = self.cfg.heartbeat_timeout_ms {
-                self.push_timer(now + hb, Timer::Liveness { node });
-            }
-        }
     }
 
     fn touch(&mut self, node: NodeId, now: Time) {
-        if let Some(e) = self.index.get_mut(node) {
-            e.last_seen = now;
-        }
+        self.index.touch(node, now);
     }
 
     /// Tells `node` to stop its copy of `task` and slashes it for the silence (a missed deadline, or a node
@@ -1138,6 +1152,7 @@ impl Scheduler {
         let t = job.tasks.get_mut(&task.index)?;
         let i = t.copies.iter().position(|c| c.node == node)?;
         let c = t.copies.swap_remove(i);
+        self.forget_backup_memo(task);
         self.index.on_release(node, task);
         self.ledger.record_compute(node, now - c.started, kind);
         self.dirty.insert(task.job);
@@ -1173,6 +1188,7 @@ impl Scheduler {
         let at = now.saturating_add(self.cfg.decline_backoff_ms);
         self.push_timer(at, Timer::ReleaseDeclined { node, task });
         self.enqueue(now, task.job, task.index);
+        self.forget_backup_memo(task);
     }
 
     /// `node` reported that it could not do its copy of `task`: the copy ends and costs an attempt.

@@ -20,7 +20,7 @@ impl Scheduler {
     pub(super) fn task_cycles(&self, t: &Task, aggregation: Aggregation) -> u64 {
         match t.kind {
             TaskKind::Prove { .. } => {
-                self.cfg.prove_cost(t.cycles)
+                t.prove_cost
                     + if aggregation == Aggregation::JoinTree {
                         self.cfg.lift_cycles
                     } else {
@@ -190,9 +190,12 @@ impl Scheduler {
                 .filter_map(|n| self.index.get(n))
                 .map(|e| (now, e.cap.cycles_per_sec))
                 .collect();
-            let floor = horizon::horizon(&free, cycles, queued)
-                .map_or(0.0, |upper| horizon::min_speed(cycles, now, upper));
-            let slots = self.index.slots(class.0, class.1, now, floor);
+            let upper = horizon::horizon(&free, cycles, queued);
+            let floor = upper.map_or(0.0, |upper| horizon::min_speed(cycles, now, upper));
+            let finish_by = upper.map(|upper| (cycles, upper));
+            let slots = self
+                .index
+                .slots(class.0, class.1, now, floor, queued, finish_by);
             (
                 horizon::horizon(&slots, cycles, queued),
                 slots.iter().map(|s| s.0).filter(|at| *at > now).min(),
@@ -314,16 +317,33 @@ impl Scheduler {
         };
         let prefer_fast =
             self.prefers_fast(&t.kind, aggregation) || (backup && self.cfg.prefer_fast.backups);
-        let fast: Vec<NodeId> = if prefer_fast || hold_floor.is_some() {
+        // A straggler's backup is offered only to nodes fast enough to finish first (checked again exactly on
+        // the picks below): the policy then never picks a slow node while a winning one waits.
+        let win_floor =
+            (backup && t.backup_if_faster && self.cfg.speculative.only_if_faster).then(|| {
+                match straggler_beat(t, now) {
+                    Time::MAX => 0.0,
+                    beat if beat > now + 1 => {
+                        self.task_cycles(t, aggregation) as f64 * 1000.0 / (beat - now - 1) as f64
+                    }
+                    _ => f64::INFINITY,
+                }
+            });
+        let fast: Vec<NodeId> = if prefer_fast || hold_floor.is_some() || win_floor.is_some() {
             let pf = &self.cfg.prefer_fast;
             let max = (pf.max_candidates.max(1)).max(wanted + max_extra) as usize;
             let within = if prefer_fast { pf.within } else { f64::MAX };
-            let floor = hold_floor.unwrap_or(0.0);
+            let floor = hold_floor.unwrap_or(0.0).max(win_floor.unwrap_or(0.0));
             self.index
                 .fastest_free(po2, rec, &excluded, within, floor, max)
         } else {
             Vec::new()
         };
+        if fast.is_empty() && win_floor.is_some() {
+            // Nobody free now would finish first.
+            self.stats.backups_skipped += 1;
+            return Placement::NotPlaced;
+        }
         if fast.is_empty() && hold_floor.is_some() {
             // No free node would finish before faster slots: wait for them, and look again when the first
             // busy slot should be free (it delivers by then, or is past its expected end and no longer
@@ -498,12 +518,15 @@ impl Scheduler {
             }
         }
         self.dirty.insert(task.job);
-        let job = &self.jobs[&task.job];
-        let t = &job.tasks[&task.index];
         if backup {
             self.dequeue_backup(task);
-        } else if t.copies.len() as u32 >= job.spec.redundancy {
-            self.dequeue(task.job, task.index);
+        } else {
+            // A new copy changes what a waiting backup request of the task must beat.
+            self.forget_backup_memo(task);
+            let job = &self.jobs[&task.job];
+            if job.tasks[&task.index].copies.len() as u32 >= job.spec.redundancy {
+                self.dequeue(task.job, task.index);
+            }
         }
         Placement::Placed
     }

@@ -1,5 +1,7 @@
-//! The scheduler's timers: deadlines, straggler checks, liveness, wake-ups of parked tasks, stall checks, declined
-//! slots and finish-time rechecks; when each is still due, and what firing it does.
+//! The scheduler's timers: deadlines, straggler checks, wake-ups of parked tasks, stall checks, declined slots and
+//! finish-time rechecks; when each is still due, and what firing it does. Liveness (nodes silent for the heartbeat
+//! timeout) is no timer: the pool keeps nodes in the order they were last heard from, and the least recent one's
+//! expiry is checked with the timers.
 
 use super::*;
 
@@ -8,7 +10,6 @@ use super::*;
 pub(super) enum TimerState {
     Due,
     Stale,
-    Moved(Time),
 }
 
 impl Scheduler {
@@ -29,8 +30,7 @@ impl Scheduler {
             .find(|c| c.id == copy)
     }
 
-    /// Whether the timer still means something at its time `at`. Liveness timers that are early return the
-    /// corrected time.
+    /// Whether the timer still means something at its time `at`.
     pub(super) fn timer_state(&self, at: Time, timer: &Timer) -> TimerState {
         match *timer {
             Timer::ReleaseDeclined { .. } | Timer::Recheck => TimerState::Due,
@@ -53,18 +53,6 @@ impl Scheduler {
                     TimerState::Stale
                 }
             }
-            Timer::Liveness { node } => match (self.index.get(node), self.cfg.heartbeat_timeout_ms)
-            {
-                (Some(e), Some(hb)) => {
-                    let expiry = e.last_seen + hb;
-                    if expiry > at {
-                        TimerState::Moved(expiry)
-                    } else {
-                        TimerState::Due
-                    }
-                }
-                _ => TimerState::Stale,
-            },
             Timer::Wake { task } | Timer::Stall { task, .. } => {
                 let queued = self
                     .jobs
@@ -94,18 +82,42 @@ impl Scheduler {
         }
     }
 
-    pub(super) fn fire_timers(&mut self, now: Time, out: &mut Vec<Action>) {
-        while let Some(Reverse((at, _, timer))) = self.timers.peek().copied() {
+    /// When the live node heard from least recently times out (with liveness tracking on).
+    pub(super) fn liveness_expiry(&self) -> Option<Time> {
+        let hb = self.cfg.heartbeat_timeout_ms?;
+        let (_, seen) = self.index.least_recently_seen()?;
+        Some(seen.saturating_add(hb))
+    }
+
+    /// Fires the timers due at `now`, and takes out the nodes silent for the heartbeat timeout, in time order
+    /// (a timer first at equal times); whether anything fired.
+    pub(super) fn fire_timers(&mut self, now: Time, out: &mut Vec<Action>) -> bool {
+        let mut fired = false;
+        loop {
+            let timer_at = self.timers.peek().map(|Reverse((at, _, _))| *at);
+            let silent_at = self.liveness_expiry();
+            if silent_at.is_some_and(|s| s <= now && timer_at.is_none_or(|t| s < t)) {
+                let (node, _) = self.index.least_recently_seen().expect("a node times out");
+                self.on_node_gone(now, node, true, out);
+                fired = true;
+                continue;
+            }
+            let Some(Reverse((at, _, timer))) = self.timers.peek().copied() else {
+                break;
+            };
             if at > now {
                 break;
             }
             self.timers.pop();
             match self.timer_state(at, &timer) {
                 TimerState::Stale => {}
-                TimerState::Moved(t) => self.push_timer(t, timer),
-                TimerState::Due => self.fire(now, timer, out),
+                TimerState::Due => {
+                    self.fire(now, timer, out);
+                    fired = true;
+                }
             }
         }
+        fired
     }
 
     pub(super) fn fire(&mut self, now: Time, timer: Timer, out: &mut Vec<Action>) {
@@ -123,7 +135,6 @@ impl Scheduler {
                 self.after_failure(now, task, node, format!("{node} missed its deadline"), out);
             }
             Timer::Straggler { task, .. } => self.want_backup(task, true),
-            Timer::Liveness { node } => self.on_node_gone(now, node, true, out),
             Timer::ReleaseDeclined { node, task } => self.index.on_release(node, task),
             Timer::Recheck => {
                 // Dispatch runs after the timers; the horizon is recomputed there.
@@ -188,10 +199,6 @@ impl Scheduler {
                 TimerState::Due => break,
                 TimerState::Stale => {
                     self.timers.pop();
-                }
-                TimerState::Moved(t) => {
-                    self.timers.pop();
-                    self.push_timer(t, timer);
                 }
             }
         }

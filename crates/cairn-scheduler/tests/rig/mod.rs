@@ -114,6 +114,19 @@ impl Rig {
         self.now = self.now.max(t);
         self.input(Input::Tick)
     }
+
+    /// Move time to `t` as a driver does: a tick at every deadline the scheduler asks for on the way.
+    pub fn run_until(&mut self, t: Time) -> Vec<Action> {
+        let mut out = Vec::new();
+        while let Some(d) = self.s.next_deadline().filter(|d| *d <= t) {
+            out.extend(self.tick_at(d.max(self.now)));
+            if self.s.next_deadline() == Some(d) {
+                break; // nothing more is due at `d`: a driver would not tick again
+            }
+        }
+        self.now = self.now.max(t);
+        out
+    }
 }
 
 pub fn task(job: u64, index: u32) -> TaskId {
