@@ -67,7 +67,6 @@ struct Work {
 #[derive(Debug)]
 struct NodeState {
     spec: NodeSpec,
-    online: bool,
     running: u32,
     queue: VecDeque<usize>,
     /// Works not yet finished or cancelled on this node.
@@ -214,6 +213,8 @@ pub struct Engine<B: Brain> {
     queue: BinaryHeap<Reverse<(Time, u64, Ev)>>,
     pending_ticks: BTreeSet<Time>,
     nodes: Vec<NodeState>,
+    /// Whether each node (same order) is online, apart from the rest: a heartbeat round reads only this.
+    online: Vec<bool>,
     works: Vec<Work>,
     work_of: HashMap<(TaskId, NodeId), usize>,
     copies: HashMap<TaskId, u32>,
@@ -431,12 +432,12 @@ impl<B: Brain> Engine<B> {
             .into_iter()
             .map(|spec| NodeState {
                 spec,
-                online: true,
                 running: 0,
                 queue: VecDeque::new(),
                 active: Vec::new(),
             })
-            .collect();
+            .collect::<Vec<_>>();
+        let online = vec![true; nodes.len()];
         Self {
             p: p.clone(),
             brain,
@@ -446,6 +447,7 @@ impl<B: Brain> Engine<B> {
             queue: BinaryHeap::new(),
             pending_ticks: BTreeSet::new(),
             nodes,
+            online,
             works: Vec::new(),
             work_of: HashMap::new(),
             copies: HashMap::new(),
@@ -566,8 +568,8 @@ impl<B: Brain> Engine<B> {
             Ev::Result(w) => self.result(w),
             Ev::Leave(n) => self.leave(n),
             Ev::Join(n) => {
-                let node = &mut self.nodes[n as usize];
-                node.online = true;
+                self.online[n as usize] = true;
+                let node = &self.nodes[n as usize];
                 let (id, capacity) = (node.spec.id, node.spec.capacity);
                 self.feed(Input::NodeJoined { node: id, capacity });
                 let up = self.exp(self.p.churn_up_s);
@@ -575,7 +577,14 @@ impl<B: Brain> Engine<B> {
             }
             Ev::HeartbeatRound => {
                 let mut nodes = Vec::with_capacity(self.nodes.len());
-                nodes.extend(self.nodes.iter().filter(|n| n.online).map(|n| n.spec.id));
+                // A node's id is its index (as everywhere in the engine).
+                nodes.extend(
+                    self.online
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, on)| **on)
+                        .map(|(i, _)| NodeId(i as u64)),
+                );
                 self.feed(Input::Heartbeats { nodes });
                 self.push(self.now + ms(self.p.heartbeat_s), Ev::HeartbeatRound);
             }
@@ -700,7 +709,7 @@ impl<B: Brain> Engine<B> {
             fails,
         });
         self.work_of.insert((task, node_id), w);
-        if !self.nodes[n].online {
+        if !self.online[n] {
             // Assigned to a node that already left: nothing happens, the scheduler's deadline catches it.
             self.works[w].state = WorkState::Cancelled;
             return;
@@ -849,15 +858,15 @@ impl<B: Brain> Engine<B> {
 
     fn leave(&mut self, n: u32) {
         let idx = n as usize;
-        if !self.nodes[idx].online {
+        if !self.online[idx] {
             return;
         }
         let active = self.nodes[idx].active.clone();
         for w in active {
             self.cancel(w);
         }
+        self.online[idx] = false;
         let node = &mut self.nodes[idx];
-        node.online = false;
         node.queue.clear();
         node.running = 0;
         let id = node.spec.id;
