@@ -173,9 +173,10 @@ pub struct ExecuteArgs {
     #[command(flatten)]
     pub program: ProgramArgs,
 
-    /// Segment size as log2 of cycles (RISC Zero accepts 14..=22).
-    #[arg(long, env = "CAIRN_PO2", default_value_t = 18)]
-    pub po2: u8,
+    /// Segment size as log2 of cycles (RISC Zero accepts 14..=22); `auto` (which chooses by a network's provers,
+    /// as for `cairn prove --network`) executes at 18 here.
+    #[arg(long, env = "CAIRN_PO2", default_value = "18")]
+    pub po2: Po2Arg,
 
     /// Also execute at every po2 from 14 to 22 and print segments, total cycles and inflation per po2.
     #[arg(long, env = "CAIRN_SWEEP")]
@@ -314,6 +315,23 @@ impl Po2Arg {
             Self::Auto => anyhow::bail!(
                 "--po2 auto predicts from a network's provers: {what} needs a number (14..=22)"
             ),
+        }
+    }
+}
+
+impl Po2Arg {
+    /// The size, or `default` with a note on stderr for a command that has no network to choose by (a
+    /// `CAIRN_PO2=auto` exported for `cairn prove --network` must not break the others).
+    pub fn fixed_or(self, what: &str, default: u8) -> u8 {
+        match self {
+            Self::Fixed(p) => p,
+            Self::Auto => {
+                eprintln!(
+                    "note: --po2 auto chooses by a network's provers; {what} has none and uses po2 {default} \
+                     (give a number to choose)"
+                );
+                default
+            }
         }
     }
 }
@@ -723,9 +741,10 @@ pub struct BenchDevnetArgs {
     /// sha-chain iterations (sets the number of segments).
     #[arg(long, env = "CAIRN_BENCH_ITERATIONS", default_value_t = 1)]
     pub iterations: u64,
-    /// Segment size.
-    #[arg(long, env = "CAIRN_PO2", default_value_t = 14)]
-    pub po2: u8,
+    /// Segment size; `auto` (`CAIRN_PO2=auto` exported for `cairn prove`) runs at 14: the prediction is
+    /// checked by `cairn bench po2-auto`.
+    #[arg(long, env = "CAIRN_PO2", default_value = "14")]
+    pub po2: Po2Arg,
     /// Pin node i to core i (taskset).
     #[arg(long, env = "CAIRN_BENCH_PIN")]
     pub pin_cores: bool,

@@ -318,11 +318,12 @@ fn child_json(cmd: &mut Command) -> anyhow::Result<serde_json::Value> {
 /// Devnet of N single-threaded provers vs risc0's prover on one thread, same program; `--runs` devnet runs,
 /// each against the critical-path bound from its own provers' timings.
 fn devnet(args: &BenchDevnetArgs) -> anyhow::Result<ExitCode> {
-    check_po2(args.po2)?;
+    let po2n = args.po2.fixed_or("cairn bench devnet", 14);
+    check_po2(po2n)?;
     let exe = std::env::current_exe().context("finding the cairn executable")?;
     let dir = std::env::temp_dir().join(format!("cairn-bench-devnet-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let (iters, po2) = (args.iterations.to_string(), args.po2.to_string());
+    let (iters, po2) = (args.iterations.to_string(), po2n.to_string());
 
     eprintln!("bench: risc0 prove(), one thread...");
     let base = child_json(
@@ -342,7 +343,7 @@ fn devnet(args: &BenchDevnetArgs) -> anyhow::Result<ExitCode> {
     eprintln!("bench: one segment, one thread...");
     let input = cairn_guests::sha_chain_input(args.iterations, b"cairn");
     let mut first = None;
-    RiscZeroBackend::new().execute(cairn_guests::SHA_CHAIN.binary, &input, args.po2, &mut |b| {
+    RiscZeroBackend::new().execute(cairn_guests::SHA_CHAIN.binary, &input, po2n, &mut |b| {
         if first.is_none() {
             first = Some(b.bytes);
         }
@@ -369,7 +370,7 @@ fn devnet(args: &BenchDevnetArgs) -> anyhow::Result<ExitCode> {
     }
     let _ = std::fs::remove_dir_all(&dir);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let md = devnet_report(args, cores, base_secs, t_seg, &runs)?;
+    let md = devnet_report(args, po2n, cores, base_secs, t_seg, &runs)?;
     println!("{md}");
     if let Some(path) = &args.markdown {
         std::fs::write(path, &md).with_context(|| format!("writing {}", path.display()))?;
@@ -468,6 +469,7 @@ fn devnet_run(
 
 fn devnet_report(
     args: &BenchDevnetArgs,
+    po2: u8,
     cores: usize,
     base_secs: f64,
     t_seg: f64,
@@ -476,7 +478,7 @@ fn devnet_report(
     let n = args.nodes;
     let mut md = String::new();
     let segments = runs.first().map_or(0, |r| r.segments);
-    writeln!(md, "sha-chain x{}, po2 {}, {segments} segments; {n} provers x 1 thread; machine: {cores} cores; {} run(s).\n", args.iterations, args.po2, runs.len())?;
+    writeln!(md, "sha-chain x{}, po2 {}, {segments} segments; {n} provers x 1 thread; machine: {cores} cores; {} run(s).\n", args.iterations, po2, runs.len())?;
     writeln!(md, "risc0 `prove()`, 1 thread, whole program: **{base_secs:.1} s**. One segment proved alone, 1 thread: {t_seg:.1} s.\n")?;
     writeln!(md, "| run | client start to verified receipt | whole command | speedup over risc0 | provers' proving, per segment (min-max) | latency per segment, mean | overhead per segment (latency - own proof) | execute / assemble | bound: execute + max(slowest, all/{n}) + assemble | devnet / bound |")?;
     writeln!(md, "|---|---|---|---|---|---|---|---|---|---|")?;

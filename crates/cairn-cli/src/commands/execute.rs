@@ -11,15 +11,16 @@ use crate::cli::ExecuteArgs;
 
 pub fn run(args: &ExecuteArgs) -> anyhow::Result<ExitCode> {
     let prog = program::resolve(&args.program)?;
+    let po2 = args.po2.fixed_or("cairn execute", 18);
     let backend = RiscZeroBackend::new();
     let t = Instant::now();
-    let summary = backend.execute(&prog.binary, &prog.input, args.po2, &mut |_| Ok(()))?;
+    let summary = backend.execute(&prog.binary, &prog.input, po2, &mut |_| Ok(()))?;
     // Segments by size: the last one of a run is usually smaller than the po2 asked for.
     let mut sizes = std::collections::BTreeMap::<u8, u32>::new();
     for c in &summary.claims {
         *sizes.entry(c.po2).or_default() += 1;
     }
-    let last_po2 = summary.claims.last().map_or(args.po2, |c| c.po2);
+    let last_po2 = summary.claims.last().map_or(po2, |c| c.po2);
     println!("program     {}", prog.name);
     println!("image id    {}", summary.image_id);
     println!("exit        {}", summary.exit_code);
@@ -44,8 +45,7 @@ pub fn run(args: &ExecuteArgs) -> anyhow::Result<ExitCode> {
         summary.journal.len()
     );
     println!("executed in {:.2} s", t.elapsed().as_secs_f64());
-    if let Some(w) = super::po2_warning(args.po2, Some((summary.user_cycles, summary.total_cycles)))
-    {
+    if let Some(w) = super::po2_warning(po2, Some((summary.user_cycles, summary.total_cycles))) {
         eprintln!("{w}");
     }
     if args.sweep {
