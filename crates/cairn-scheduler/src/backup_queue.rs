@@ -92,6 +92,11 @@ impl<K: Ord + Copy, C: Ord + Copy> BackupQueue<K, C> {
         }
     }
 
+    /// Whether some request is waiting to be looked at.
+    pub fn has_fresh(&self) -> bool {
+        !self.fresh.is_empty()
+    }
+
     /// The earliest time a lost request becomes winnable by time alone.
     pub fn next_beat(&self) -> Option<Time> {
         self.beats.first().map(|(t, _)| *t)

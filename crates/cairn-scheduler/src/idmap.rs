@@ -1,20 +1,28 @@
-//! A map keyed by `NodeId` that is a vector for the ids drivers actually hand out.
+//! A map keyed by `NodeId` that is indexed, not searched, for the ids drivers actually hand out.
 //!
 //! The coordinator numbers its nodes in order and the simulator numbers its own from 0, so ids are small and
-//! dense: a lookup is an index, not a walk down a tree (at 100,000 nodes the node table's lookups, removals and
-//! inserts on every assignment were a large share of a simulated run). Ids from `DENSE_IDS` up still work, in
-//! an ordered map. Iteration is in id order either way, as with a `BTreeMap`.
+//! dense: a lookup is two indexings, not a walk down a tree (at 100,000 nodes the node table's lookups, removals
+//! and inserts on every assignment were a large share of a simulated run). The id index costs 4 bytes per id up
+//! to the largest seen, the values themselves only as many slots as there are entries (slots of removed entries
+//! are reused). Ids from `DENSE_IDS` up still work, in an ordered map. Iteration is in id order either way, as
+//! with a `BTreeMap`.
 
 use std::collections::BTreeMap;
 
 use crate::types::NodeId;
 
-/// Ids below this live in the vector (grown to the largest id seen).
+/// Ids below this are indexed (the index grows to the largest id seen: at most 16 MB).
 pub(crate) const DENSE_IDS: u64 = 1 << 22;
+
+const NIL: u32 = u32::MAX;
 
 #[derive(Debug, Clone)]
 pub(crate) struct NodeMap<V> {
-    dense: Vec<Option<V>>,
+    /// For id `i` below `DENSE_IDS`, its slot in `values` (`NIL`: none).
+    index: Vec<u32>,
+    values: Vec<Option<V>>,
+    /// Slots of removed entries, reused first.
+    spare: Vec<u32>,
     sparse: BTreeMap<NodeId, V>,
     len: usize,
 }
@@ -22,7 +30,9 @@ pub(crate) struct NodeMap<V> {
 impl<V> Default for NodeMap<V> {
     fn default() -> Self {
         Self {
-            dense: Vec::new(),
+            index: Vec::new(),
+            values: Vec::new(),
+            spare: Vec::new(),
             sparse: BTreeMap::new(),
             len: 0,
         }
@@ -34,9 +44,17 @@ impl<V> NodeMap<V> {
         self.len
     }
 
+    fn slot(&self, node: &NodeId) -> Option<usize> {
+        self.index
+            .get(node.0 as usize)
+            .copied()
+            .filter(|&s| s != NIL)
+            .map(|s| s as usize)
+    }
+
     pub fn get(&self, node: &NodeId) -> Option<&V> {
         if node.0 < DENSE_IDS {
-            self.dense.get(node.0 as usize).and_then(Option::as_ref)
+            self.slot(node).and_then(|s| self.values[s].as_ref())
         } else {
             self.sparse.get(node)
         }
@@ -44,7 +62,8 @@ impl<V> NodeMap<V> {
 
     pub fn get_mut(&mut self, node: &NodeId) -> Option<&mut V> {
         if node.0 < DENSE_IDS {
-            self.dense.get_mut(node.0 as usize).and_then(Option::as_mut)
+            let s = self.slot(node)?;
+            self.values[s].as_mut()
         } else {
             self.sparse.get_mut(node)
         }
@@ -52,11 +71,27 @@ impl<V> NodeMap<V> {
 
     pub fn insert(&mut self, node: NodeId, value: V) -> Option<V> {
         let old = if node.0 < DENSE_IDS {
-            let at = node.0 as usize;
-            if self.dense.len() <= at {
-                self.dense.resize_with(at + 1, || None);
+            match self.slot(&node) {
+                Some(s) => self.values[s].replace(value),
+                None => {
+                    let s = match self.spare.pop() {
+                        Some(s) => {
+                            self.values[s as usize] = Some(value);
+                            s
+                        }
+                        None => {
+                            self.values.push(Some(value));
+                            (self.values.len() - 1) as u32
+                        }
+                    };
+                    let at = node.0 as usize;
+                    if self.index.len() <= at {
+                        self.index.resize(at + 1, NIL);
+                    }
+                    self.index[at] = s;
+                    None
+                }
             }
-            self.dense[at].replace(value)
         } else {
             self.sparse.insert(node, value)
         };
@@ -68,7 +103,10 @@ impl<V> NodeMap<V> {
 
     pub fn remove(&mut self, node: &NodeId) -> Option<V> {
         let old = if node.0 < DENSE_IDS {
-            self.dense.get_mut(node.0 as usize).and_then(Option::take)
+            let s = self.slot(node)?;
+            self.index[node.0 as usize] = NIL;
+            self.spare.push(s as u32);
+            self.values[s].take()
         } else {
             self.sparse.remove(node)
         };
@@ -80,10 +118,15 @@ impl<V> NodeMap<V> {
 
     /// Entries in id order.
     pub fn iter(&self) -> impl Iterator<Item = (NodeId, &V)> + '_ {
-        self.dense
+        self.index
             .iter()
             .enumerate()
-            .filter_map(|(i, v)| v.as_ref().map(|v| (NodeId(i as u64), v)))
+            .filter(|(_, s)| **s != NIL)
+            .filter_map(|(i, s)| {
+                self.values[*s as usize]
+                    .as_ref()
+                    .map(|v| (NodeId(i as u64), v))
+            })
             .chain(self.sparse.iter().map(|(n, v)| (*n, v)))
     }
 }
@@ -92,7 +135,7 @@ impl<V> NodeMap<V> {
 mod tests {
     use super::*;
 
-    /// The map against a `BTreeMap`, with small and large ids, in random order.
+    /// The map against a `BTreeMap`, with small ids and large ones, in random order.
     #[test]
     fn behaves_as_an_ordered_map() {
         use rand::{Rng, SeedableRng};
@@ -117,5 +160,23 @@ mod tests {
             let b: Vec<(NodeId, u32)> = model.iter().map(|(n, v)| (*n, *v)).collect();
             assert_eq!(a, b);
         }
+        // Removed entries' slots are reused: no more slots than entries ever at once.
+        assert!(map.values.len() <= 40);
+    }
+
+    #[test]
+    fn ids_either_side_of_the_dense_range() {
+        let mut map = NodeMap::default();
+        let (last, first_sparse) = (NodeId(DENSE_IDS - 1), NodeId(DENSE_IDS));
+        map.insert(first_sparse, "sparse");
+        map.insert(last, "dense");
+        map.insert(NodeId(0), "zero");
+        assert_eq!(map.get(&last), Some(&"dense"));
+        assert_eq!(map.get(&first_sparse), Some(&"sparse"));
+        let order: Vec<NodeId> = map.iter().map(|(n, _)| n).collect();
+        assert_eq!(order, vec![NodeId(0), last, first_sparse]);
+        assert_eq!(map.remove(&last), Some("dense"));
+        assert_eq!(map.get(&last), None);
+        assert_eq!(map.len(), 2);
     }
 }

@@ -162,6 +162,27 @@ mod tests {
             if let Some((n, t)) = live.oldest() {
                 assert_eq!(model.get(&n), Some(&t));
             }
+            // The whole list, both ways: every live node once, in order of last contact.
+            let mut forward = Vec::new();
+            let mut at = live.head;
+            while let Some(i) = at {
+                let s = &live.slots[i as usize];
+                forward.push((s.last_seen, s.node));
+                at = (s.next != NIL).then_some(s.next);
+            }
+            let mut backward = Vec::new();
+            let mut at = live.tail;
+            while let Some(i) = at {
+                let s = &live.slots[i as usize];
+                backward.push((s.last_seen, s.node));
+                at = (s.prev != NIL).then_some(s.prev);
+            }
+            backward.reverse();
+            assert_eq!(forward, backward);
+            assert!(forward.windows(2).all(|w| w[0].0 <= w[1].0));
+            let mut nodes: Vec<NodeId> = forward.iter().map(|(_, n)| *n).collect();
+            nodes.sort();
+            assert_eq!(nodes, model.keys().copied().collect::<Vec<_>>());
         }
     }
 }

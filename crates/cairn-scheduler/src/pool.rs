@@ -191,8 +191,9 @@ impl NodeIndex {
 
     /// Removes a node and returns its entry (with its tasks in flight).
     pub fn remove(&mut self, node: NodeId) -> Option<NodeEntry> {
-        let e = self.take(node)?;
+        // Out of the liveness list whatever happens: a node left there would time out again and again.
         self.liveness.remove(node);
+        let e = self.take(node)?;
         self.version += 1;
         Some(e)
     }

@@ -250,6 +250,8 @@ user_cycles = 4e6
 po2 = 17
 job_interval_s = 10
 aggregators = 0.05
+noise = 0.2
+max_attempts = 10
 [sweep]
 heartbeat_s = [2.0, 30.0]
 "#;
@@ -265,6 +267,12 @@ heartbeat_s = [2.0, 30.0]
         seldom.metrics.events
     );
     assert_eq!(often.metrics.completed, 6);
+    // Faulty nodes (silent ones keep heartbeating) make deadlines, extensions and penalties part of it.
+    assert!(
+        often.metrics.slashes.values().sum::<u64>() > 0,
+        "{:?}",
+        often.metrics.slashes
+    );
     let times = |r: &cairn_sim::report::RunResult| {
         r.jobs
             .iter()

@@ -220,6 +220,8 @@ pub struct Scheduler {
     queues: BTreeMap<Class, BTreeSet<QKey>>,
     /// Waiting backup requests, each with what its last look found.
     backup_queue: BackupQueue<QKey, Class>,
+    /// Requests were left to look at while nodes were free: look again by then.
+    backup_more_at: Option<Time>,
     timers: BinaryHeap<Reverse<(Time, u64, Timer)>>,
     timer_seq: u64,
     /// Fair queueing across jobs (start-time fair queueing): the tag of the latest task dispatched. A job's
@@ -338,6 +340,7 @@ impl Scheduler {
             jobs: BTreeMap::new(),
             queues: BTreeMap::new(),
             backup_queue: BackupQueue::default(),
+            backup_more_at: None,
             timers: BinaryHeap::new(),
             timer_seq: 0,
             vtime: 0,
@@ -387,7 +390,10 @@ impl Scheduler {
         };
         // A waiting straggler backup can become winnable by time alone (its running copy passes its expected
         // end): the backup queue is looked at again then.
-        let backup = self.backup_queue.next_beat();
+        let backup = match (self.backup_queue.next_beat(), self.backup_more_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         match (timer, backup) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -648,7 +654,8 @@ impl Scheduler {
             Input::Tick => {}
         }
         let fired = self.fire_timers(now, &mut out);
-        let backups_due = self.backup_queue.next_beat().is_some_and(|t| t <= now);
+        let backups_due = self.backup_queue.next_beat().is_some_and(|t| t <= now)
+            || self.backup_more_at.is_some_and(|t| t <= now);
         if !tick || fired || backups_due {
             self.dispatch(now, &mut out);
             self.tail_backups();

@@ -319,16 +319,15 @@ impl Scheduler {
             self.prefers_fast(&t.kind, aggregation) || (backup && self.cfg.prefer_fast.backups);
         // A straggler's backup is offered only to nodes fast enough to finish first (checked again exactly on
         // the picks below): the policy then never picks a slow node while a winning one waits.
-        let win_floor =
-            (backup && t.backup_if_faster && self.cfg.speculative.only_if_faster).then(|| {
-                match straggler_beat(t, now) {
-                    Time::MAX => 0.0,
-                    beat if beat > now + 1 => {
-                        self.task_cycles(t, aggregation) as f64 * 1000.0 / (beat - now - 1) as f64
-                    }
-                    _ => f64::INFINITY,
+        let win_floor = (backup && t.backup_if_faster && self.cfg.speculative.only_if_faster)
+            .then(|| match straggler_beat(t, now) {
+                Time::MAX => 0.0,
+                beat if beat > now + 1 => {
+                    self.task_cycles(t, aggregation) as f64 * 1000.0 / (beat - now - 1) as f64
                 }
-            });
+                _ => f64::INFINITY,
+            })
+            .filter(|floor| *floor > 0.0);
         let fast: Vec<NodeId> = if prefer_fast || hold_floor.is_some() || win_floor.is_some() {
             let pf = &self.cfg.prefer_fast;
             let max = (pf.max_candidates.max(1)).max(wanted + max_extra) as usize;
@@ -368,16 +367,26 @@ impl Scheduler {
         let proven: Vec<NodeId> = if self.cfg.proven_retries && (backup || t.failures > 0) {
             let pf = &self.cfg.prefer_fast;
             let max = (pf.max_candidates.max(1)).max(wanted + max_extra) as usize;
-            let from: Vec<NodeId> = if fast.is_empty() {
+            let is_proven = |n: &NodeId| self.learned.get(n).is_some_and(|l| l.samples > 0);
+            let scan = |floor: f64| {
                 self.index
-                    .fastest_free(po2, rec, &excluded, f64::MAX, 0.0, PROVEN_SCAN)
+                    .fastest_free(po2, rec, &excluded, f64::MAX, floor, PROVEN_SCAN)
+            };
+            let mut proven: Vec<NodeId> = if fast.is_empty() {
+                scan(0.0)
             } else {
                 fast.clone()
             };
-            from.into_iter()
-                .filter(|n| self.learned.get(n).is_some_and(|l| l.samples > 0))
-                .take(max)
-                .collect()
+            proven.retain(is_proven);
+            if proven.is_empty() && !prefer_fast {
+                if let Some(floor) = win_floor.filter(|_| !fast.is_empty()) {
+                    // None of the fastest winners is proven: one may rank further down among the winners.
+                    proven = scan(floor);
+                    proven.retain(is_proven);
+                }
+            }
+            proven.truncate(max);
+            proven
         } else {
             Vec::new()
         };

@@ -120,9 +120,11 @@ impl Rig {
         let mut out = Vec::new();
         while let Some(d) = self.s.next_deadline().filter(|d| *d <= t) {
             out.extend(self.tick_at(d.max(self.now)));
-            if self.s.next_deadline() == Some(d) {
-                break; // nothing more is due at `d`: a driver would not tick again
-            }
+            assert_ne!(
+                self.s.next_deadline(),
+                Some(d),
+                "a tick at its deadline must clear it, or a driver would spin"
+            );
         }
         self.now = self.now.max(t);
         out
