@@ -582,6 +582,12 @@ impl Network {
                 "unknown".into()
             },
             punches: (0, 0),
+            early_bootstrap: bootstrapped.then(|| {
+                (
+                    std::time::Instant::now() + EARLY_BOOTSTRAPS.0,
+                    EARLY_BOOTSTRAPS.0,
+                )
+            }),
         };
         Ok((client, event_rx, event_loop))
     }
@@ -942,7 +948,15 @@ pub struct EventLoop {
     nat: String,
     /// Hole punches (succeeded, failed).
     punches: (u64, u64),
+    /// The next early Kademlia bootstrap, and the wait after it (see [`EARLY_BOOTSTRAPS`]).
+    early_bootstrap: Option<(std::time::Instant, Duration)>,
 }
+
+/// A node bootstraps Kademlia when it starts, through its bootstrap peers. If they did not know the others yet
+/// (a network starting together), it would meet them only at the periodic bootstrap, minutes later. So it
+/// bootstraps again 2 s after it starts and then after gaps of 4, 8, 16 and 32 s (about a minute in all), while
+/// the network around it forms.
+const EARLY_BOOTSTRAPS: (Duration, Duration) = (Duration::from_secs(2), Duration::from_secs(32));
 
 /// A relay this node reserves a slot on.
 #[derive(Debug)]
@@ -1200,6 +1214,13 @@ impl EventLoop {
     /// Timers: redials that are due, relayed connections to close after a hole punch.
     fn on_tick(&mut self) {
         let now = std::time::Instant::now();
+        if let Some((at, wait)) = self.early_bootstrap.filter(|(at, _)| *at <= now) {
+            if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
+                let _ = kad.bootstrap();
+            }
+            self.early_bootstrap =
+                (wait < EARLY_BOOTSTRAPS.1).then(|| (at.max(now) + wait * 2, wait * 2));
+        }
         for (peer, addr) in self.redialer.due(now) {
             if self.swarm.is_connected(&peer) {
                 self.redialer.connected(&peer);
