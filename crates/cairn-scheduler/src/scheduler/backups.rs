@@ -48,7 +48,7 @@ impl Scheduler {
         if t.backup_queued {
             // A tail request makes a queued straggler request unconditional.
             t.backup_if_faster &= if_faster;
-            self.forget_backup_memo(task);
+            self.recheck_backup(task);
             return;
         }
         let height = t.height;
@@ -187,7 +187,7 @@ impl Scheduler {
     }
 
     /// `task`'s copies changed: what the last look at its backup request found no longer holds.
-    pub(super) fn forget_backup_memo(&mut self, task: TaskId) {
+    pub(super) fn recheck_backup(&mut self, task: TaskId) {
         let Some(job) = self.jobs.get(&task.job) else {
             return;
         };

@@ -384,20 +384,19 @@ impl Scheduler {
     /// auction's price step). Exact: no stale entry is ever at the head.
     pub fn next_deadline(&self) -> Option<Time> {
         let timer = self.timers.peek().map(|Reverse((t, _, _))| *t);
-        let timer = match (timer, self.liveness_expiry()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        // A waiting straggler backup can become winnable by time alone (its running copy passes its expected
-        // end): the backup queue is looked at again then.
-        let backup = match (self.backup_queue.next_beat(), self.backup_more_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        match (timer, backup) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [timer, self.liveness_expiry(), self.backup_wake()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// When waiting backup requests are looked at again by time alone: a set-aside one becomes winnable (its
+    /// running copy passes its expected end), or some were left over while nodes were free.
+    fn backup_wake(&self) -> Option<Time> {
+        [self.backup_queue.next_beat(), self.backup_more_at]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     pub fn stats(&self) -> SchedulerStats {
@@ -654,8 +653,7 @@ impl Scheduler {
             Input::Tick => {}
         }
         let fired = self.fire_timers(now, &mut out);
-        let backups_due = self.backup_queue.next_beat().is_some_and(|t| t <= now)
-            || self.backup_more_at.is_some_and(|t| t <= now);
+        let backups_due = self.backup_wake().is_some_and(|t| t <= now);
         if !tick || fired || backups_due {
             self.dispatch(now, &mut out);
             self.tail_backups();
@@ -1159,7 +1157,7 @@ impl Scheduler {
         let t = job.tasks.get_mut(&task.index)?;
         let i = t.copies.iter().position(|c| c.node == node)?;
         let c = t.copies.swap_remove(i);
-        self.forget_backup_memo(task);
+        self.recheck_backup(task);
         self.index.on_release(node, task);
         self.ledger.record_compute(node, now - c.started, kind);
         self.dirty.insert(task.job);
@@ -1195,7 +1193,7 @@ impl Scheduler {
         let at = now.saturating_add(self.cfg.decline_backoff_ms);
         self.push_timer(at, Timer::ReleaseDeclined { node, task });
         self.enqueue(now, task.job, task.index);
-        self.forget_backup_memo(task);
+        self.recheck_backup(task);
     }
 
     /// `node` reported that it could not do its copy of `task`: the copy ends and costs an attempt.

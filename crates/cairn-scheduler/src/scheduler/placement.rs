@@ -531,7 +531,7 @@ impl Scheduler {
             self.dequeue_backup(task);
         } else {
             // A new copy changes what a waiting backup request of the task must beat.
-            self.forget_backup_memo(task);
+            self.recheck_backup(task);
             let job = &self.jobs[&task.job];
             if job.tasks[&task.index].copies.len() as u32 >= job.spec.redundancy {
                 self.dequeue(task.job, task.index);
