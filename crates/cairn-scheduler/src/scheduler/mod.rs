@@ -10,9 +10,11 @@ use std::ops::Bound;
 mod backups;
 mod learning;
 mod placement;
+mod task_map;
 mod timers;
 
 use crate::backup_queue::{BackupQueue, Lost};
+use task_map::TaskMap;
 use crate::config::SchedulerConfig;
 use crate::horizon;
 use crate::ledger::{ComputeKind, Ledger};
@@ -190,7 +192,7 @@ struct Job {
     planner: Planner,
     /// Segments received but not yet given to the planner (they arrived out of order).
     early: BTreeSet<u32>,
-    tasks: BTreeMap<u32, Task>,
+    tasks: TaskMap,
     segments_seen: u32,
     total: Option<u32>,
     plan_done: bool,
@@ -507,7 +509,7 @@ impl Scheduler {
         let j = self.jobs.get(&job)?;
         let mut tasks = Vec::with_capacity(j.tasks.len());
         let mut in_flight = 0;
-        for (&index, t) in &j.tasks {
+        for (index, t) in j.tasks.iter() {
             in_flight += t.copies.len() as u32;
             let wanted = j.spec.redundancy;
             let state = match t.phase {
@@ -693,7 +695,7 @@ impl Scheduler {
             finished_at: None,
             planner: Planner::default(),
             early: BTreeSet::new(),
-            tasks: BTreeMap::new(),
+            tasks: TaskMap::default(),
             segments_seen: 0,
             total: None,
             plan_done: false,
@@ -814,7 +816,7 @@ impl Scheduler {
             );
             return;
         }
-        if let Some((&last, _)) = job.tasks.range(..JOIN_INDEX_BASE).next_back() {
+        if let Some(last) = job.tasks.last_segment() {
             if last >= segments {
                 let reason = format!(
                     "execution finished with {segments} segments, but segment {last} was reported"
@@ -997,7 +999,7 @@ impl Scheduler {
         if job.state != JobState::Running {
             return;
         }
-        let indices: Vec<u32> = job.tasks.keys().copied().collect();
+        let indices: Vec<u32> = job.tasks.keys().collect();
         for index in indices {
             self.dequeue_all(id, index);
             let job = self.jobs.get_mut(&id).expect("job");
