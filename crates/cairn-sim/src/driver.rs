@@ -1,6 +1,6 @@
 //! Binds the engine to the real scheduler (`cairn_scheduler::Scheduler`).
 
-use cairn_scheduler::types::{Action, Input, Time};
+use cairn_scheduler::types::{Action, Input, NodeId, Time};
 use cairn_scheduler::{
     policy_by_name, PreferFastConfig, QuarantineConfig, Scheduler, SchedulerConfig,
     SpeculativeConfig,
@@ -14,6 +14,10 @@ use crate::scenario::RunParams;
 impl Brain for Scheduler {
     fn handle(&mut self, now: Time, input: Input) -> Vec<Action> {
         Scheduler::handle(self, now, input)
+    }
+
+    fn heartbeats(&mut self, now: Time, nodes: &[NodeId]) -> Vec<Action> {
+        Scheduler::heartbeats(self, now, nodes)
     }
 
     fn next_deadline(&self) -> Option<Time> {

@@ -5,7 +5,6 @@
 //! Time is integer milliseconds (the scheduler's `Time`); every duration is rounded up, so the critical-path
 //! bound (computed in exact seconds) can never exceed a simulated time.
 
-use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
 
 use rand::{Rng, SeedableRng};
@@ -24,6 +23,15 @@ use crate::scenario::{AggregationMode, RunParams};
 /// What the simulator needs from a scheduler. Implemented for the real `cairn_scheduler::Scheduler`.
 pub trait Brain {
     fn handle(&mut self, now: Time, input: Input) -> Vec<Action>;
+    /// `Input::Heartbeats` of `nodes`, without handing over a vector each round.
+    fn heartbeats(&mut self, now: Time, nodes: &[NodeId]) -> Vec<Action> {
+        self.handle(
+            now,
+            Input::Heartbeats {
+                nodes: nodes.to_vec(),
+            },
+        )
+    }
     fn next_deadline(&self) -> Option<Time>;
     /// Called once per node before it joins: stake and asking price go to the ledger.
     fn register(&mut self, node: &NodeSpec);
@@ -40,6 +48,39 @@ enum Ev {
     HeartbeatRound,
     Tick,
 }
+
+/// An event in the queue, ordered by time and then by the order it was pushed in (the event itself never
+/// decides: comparing it was a tenth of the queue's cost).
+#[derive(Debug, Clone, Copy)]
+struct Scheduled {
+    at: Time,
+    seq: u64,
+    ev: Ev,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+
+impl Eq for Scheduled {}
+
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Scheduled {
+    /// Reversed, so that `BinaryHeap` (a max-heap) pops the earliest.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (other.at, other.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+/// The engine's maps, keyed by small ids it made itself: a fast fixed hasher (SipHash was a tenth of a run).
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum WorkState {
@@ -210,15 +251,18 @@ pub struct Engine<B: Brain> {
     rng: ChaCha8Rng,
     now: Time,
     seq: u64,
-    queue: BinaryHeap<Reverse<(Time, u64, Ev)>>,
+    queue: BinaryHeap<Scheduled>,
     pending_ticks: BTreeSet<Time>,
     nodes: Vec<NodeState>,
     /// Whether each node (same order) is online, apart from the rest: a heartbeat round reads only this.
     online: Vec<bool>,
     works: Vec<Work>,
-    work_of: HashMap<(TaskId, NodeId), usize>,
-    copies: HashMap<TaskId, u32>,
-    live: HashMap<TaskId, u32>,
+    work_of: FastMap<(TaskId, NodeId), usize>,
+    copies: FastMap<TaskId, u32>,
+    live: FastMap<TaskId, u32>,
+    /// The nodes of a heartbeat round (kept between rounds: at 100,000 nodes a fresh one each round was a
+    /// megabyte mapped and unmapped every time).
+    beating: Vec<NodeId>,
     jobs: Vec<JobState>,
     unfinished: usize,
     rewards: Vec<u64>,
@@ -449,9 +493,10 @@ impl<B: Brain> Engine<B> {
             nodes,
             online,
             works: Vec::new(),
-            work_of: HashMap::new(),
-            copies: HashMap::new(),
-            live: HashMap::new(),
+            work_of: FastMap::default(),
+            copies: FastMap::default(),
+            live: FastMap::default(),
+            beating: Vec::new(),
             unfinished: jobs.len(),
             jobs,
             rewards: vec![0; operators + 1],
@@ -475,7 +520,7 @@ impl<B: Brain> Engine<B> {
         } else {
             self.seq
         };
-        self.queue.push(Reverse((at, seq, ev)));
+        self.queue.push(Scheduled { at, seq, ev });
     }
 
     fn exp(&mut self, mean_s: f64) -> Time {
@@ -484,6 +529,11 @@ impl<B: Brain> Engine<B> {
 
     fn feed(&mut self, input: Input) {
         let actions = self.brain.handle(self.now, input);
+        self.after_input(actions);
+    }
+
+    /// Carries out what the brain answered to an input, and asks for a tick at its next deadline.
+    fn after_input(&mut self, actions: Vec<Action>) {
         for action in actions {
             self.apply(action);
         }
@@ -517,7 +567,7 @@ impl<B: Brain> Engine<B> {
         }
         let end = ms(self.p.max_sim_hours * 3600.0);
         while self.unfinished > 0 {
-            let Some(Reverse((at, _, ev))) = self.queue.pop() else {
+            let Some(Scheduled { at, ev, .. }) = self.queue.pop() else {
                 break;
             };
             if at > end {
@@ -576,7 +626,8 @@ impl<B: Brain> Engine<B> {
                 self.push(self.now + up, Ev::Leave(n));
             }
             Ev::HeartbeatRound => {
-                let mut nodes = Vec::with_capacity(self.nodes.len());
+                let mut nodes = std::mem::take(&mut self.beating);
+                nodes.clear();
                 // A node's id is its index (as everywhere in the engine).
                 nodes.extend(
                     self.online
@@ -585,7 +636,9 @@ impl<B: Brain> Engine<B> {
                         .filter(|(_, on)| **on)
                         .map(|(i, _)| NodeId(i as u64)),
                 );
-                self.feed(Input::Heartbeats { nodes });
+                let actions = self.brain.heartbeats(self.now, &nodes);
+                self.beating = nodes;
+                self.after_input(actions);
                 self.push(self.now + ms(self.p.heartbeat_s), Ev::HeartbeatRound);
             }
         }

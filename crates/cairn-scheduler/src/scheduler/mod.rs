@@ -571,11 +571,27 @@ impl Scheduler {
         })
     }
 
-    /// Process one input at time `now` (times before the latest seen are taken as the latest).
-    pub fn handle(&mut self, now: Time, input: Input) -> Vec<Action> {
+    /// `Input::Heartbeats` without handing over a vector: `nodes` were all heard from at `now`. A driver
+    /// that sends large rounds (the simulator's are every live node) keeps one buffer for them.
+    pub fn heartbeats(&mut self, now: Time, nodes: &[NodeId]) -> Vec<Action> {
+        let now = self.advance_to(now);
+        for &node in nodes {
+            self.touch(node, now);
+        }
+        Vec::new()
+    }
+
+    /// Moves the clock to `now` (times before the latest seen are taken as the latest), and returns it.
+    fn advance_to(&mut self, now: Time) -> Time {
         let now = now.max(self.now);
         self.now = now;
         self.ledger.advance_to(now);
+        now
+    }
+
+    /// Process one input at time `now` (times before the latest seen are taken as the latest).
+    pub fn handle(&mut self, now: Time, input: Input) -> Vec<Action> {
+        let now = self.advance_to(now);
         let mut out = Vec::new();
         // A heartbeat only says the node is alive: nothing else happens, so the schedule does not depend on how
         // often nodes heartbeat (nor does it cost a pass over the queues, 66.7 M of them in a simulated run of
@@ -586,12 +602,7 @@ impl Scheduler {
                 self.touch(node, now);
                 return out;
             }
-            Input::Heartbeats { nodes } => {
-                for node in nodes {
-                    self.touch(node, now);
-                }
-                return out;
-            }
+            Input::Heartbeats { nodes } => return self.heartbeats(now, &nodes),
             _ => {}
         }
         let tick = matches!(input, Input::Tick);
