@@ -116,6 +116,30 @@ impl<V> NodeMap<V> {
         old
     }
 
+    /// The value for `node`, inserted by `make` first if there is none.
+    pub fn get_or_insert_with(&mut self, node: NodeId, make: impl FnOnce() -> V) -> &mut V {
+        if self.get(&node).is_none() {
+            self.insert(node, make());
+        }
+        self.get_mut(&node).expect("just inserted")
+    }
+
+    /// Values in no particular order (the same order for `values` and `values_mut` while the map is unchanged).
+    pub fn values(&self) -> impl Iterator<Item = &V> + '_ {
+        self.values
+            .iter()
+            .filter_map(Option::as_ref)
+            .chain(self.sparse.values())
+    }
+
+    /// Values in the order of `values`.
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut V> + '_ {
+        self.values
+            .iter_mut()
+            .filter_map(Option::as_mut)
+            .chain(self.sparse.values_mut())
+    }
+
     /// Entries in id order.
     pub fn iter(&self) -> impl Iterator<Item = (NodeId, &V)> + '_ {
         self.index

@@ -18,6 +18,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::idmap::NodeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::config::LedgerConfig;
@@ -156,7 +158,9 @@ pub(crate) enum ComputeKind {
 #[derive(Debug, Clone)]
 pub struct Ledger {
     cfg: LedgerConfig,
-    accounts: BTreeMap<NodeId, Account>,
+    /// Indexed by id (a tree's lookups on every reward and every recorded computation were 3 % of simulating
+    /// 100,000 nodes); `accounts()` lists them in id order.
+    accounts: NodeMap<Account>,
     escrow: BTreeMap<TaskId, u64>,
     asks: BTreeMap<NodeId, u64>,
     totals: Totals,
@@ -169,7 +173,7 @@ impl Ledger {
     pub fn new(cfg: LedgerConfig) -> Self {
         Self {
             cfg,
-            accounts: BTreeMap::new(),
+            accounts: NodeMap::default(),
             escrow: BTreeMap::new(),
             asks: BTreeMap::new(),
             totals: Totals::default(),
@@ -185,7 +189,7 @@ impl Ledger {
     /// Creates the node's account if it does not exist.
     pub fn open_account(&mut self, node: NodeId) -> &mut Account {
         let initial = self.cfg.rep_initial;
-        self.accounts.entry(node).or_insert_with(|| Account {
+        self.accounts.get_or_insert_with(node, || Account {
             reputation: initial,
             ..Account::default()
         })
@@ -242,7 +246,7 @@ impl Ledger {
     }
 
     pub fn accounts(&self) -> impl Iterator<Item = (NodeId, &Account)> {
-        self.accounts.iter().map(|(n, a)| (*n, a))
+        self.accounts.iter()
     }
 
     pub fn stake(&self, node: NodeId) -> u64 {

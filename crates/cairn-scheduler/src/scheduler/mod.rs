@@ -3,7 +3,6 @@
 //! (dispatch, finish-time placement, `try_assign`), `backups` (speculative copies), `timers` and `learning`
 //! (speeds, extensions, the straggler reference). Each child only adds methods to `Scheduler`.
 
-use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::ops::Bound;
 
@@ -224,7 +223,7 @@ pub struct Scheduler {
     backup_queue: BackupQueue<QKey, Class>,
     /// Requests were left to look at while nodes were free: look again by then.
     backup_more_at: Option<Time>,
-    timers: BinaryHeap<Reverse<(Time, u64, Timer)>>,
+    timers: BinaryHeap<timers::TimerEntry>,
     timer_seq: u64,
     /// Fair queueing across jobs (start-time fair queueing): the tag of the latest task dispatched. A job's
     /// next task is tagged one past the later of this and the job's previous tag, so a job that arrives
@@ -385,7 +384,7 @@ impl Scheduler {
     /// When the driver must send [`Input::Tick`] next (a deadline, a liveness check, a straggler check, an
     /// auction's price step). Exact: no stale entry is ever at the head.
     pub fn next_deadline(&self) -> Option<Time> {
-        let timer = self.timers.peek().map(|Reverse((t, _, _))| *t);
+        let timer = self.timers.peek().map(|e| e.at);
         [timer, self.liveness_expiry(), self.backup_wake()]
             .into_iter()
             .flatten()

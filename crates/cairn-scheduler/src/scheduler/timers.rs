@@ -5,6 +5,36 @@
 
 use super::*;
 
+/// A timer in the heap, ordered by its time and then by the order it was set (the timer itself never decides:
+/// comparing it made the derived order a call per step of every sift).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct TimerEntry {
+    pub at: Time,
+    seq: u64,
+    pub timer: Timer,
+}
+
+impl PartialEq for TimerEntry {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+
+impl Eq for TimerEntry {}
+
+impl PartialOrd for TimerEntry {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for TimerEntry {
+    /// Reversed, so that `BinaryHeap` (a max-heap) pops the earliest.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (other.at, other.seq).cmp(&(self.at, self.seq))
+    }
+}
+
 /// What a popped timer is now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum TimerState {
@@ -15,7 +45,11 @@ pub(super) enum TimerState {
 impl Scheduler {
     pub(super) fn push_timer(&mut self, at: Time, timer: Timer) {
         self.timer_seq += 1;
-        self.timers.push(Reverse((at, self.timer_seq, timer)));
+        self.timers.push(TimerEntry {
+            at,
+            seq: self.timer_seq,
+            timer,
+        });
     }
 
     pub(super) fn copy_live(&self, task: TaskId, copy: u64) -> Option<&CopyRun> {
@@ -94,7 +128,7 @@ impl Scheduler {
     pub(super) fn fire_timers(&mut self, now: Time, out: &mut Vec<Action>) -> bool {
         let mut fired = false;
         loop {
-            let timer_at = self.timers.peek().map(|Reverse((at, _, _))| *at);
+            let timer_at = self.timers.peek().map(|e| e.at);
             let silent_at = self.liveness_expiry();
             if silent_at.is_some_and(|s| s <= now && timer_at.is_none_or(|t| s < t)) {
                 let (node, _) = self.index.least_recently_seen().expect("a node times out");
@@ -102,7 +136,7 @@ impl Scheduler {
                 fired = true;
                 continue;
             }
-            let Some(Reverse((at, _, timer))) = self.timers.peek().copied() else {
+            let Some(TimerEntry { at, timer, .. }) = self.timers.peek().copied() else {
                 break;
             };
             if at > now {
@@ -194,7 +228,7 @@ impl Scheduler {
 
     /// Drop stale timers from the head so that `next_deadline` is exact.
     pub(super) fn clean_timers(&mut self) {
-        while let Some(Reverse((at, _, timer))) = self.timers.peek().copied() {
+        while let Some(TimerEntry { at, timer, .. }) = self.timers.peek().copied() {
             match self.timer_state(at, &timer) {
                 TimerState::Due => break,
                 TimerState::Stale => {
