@@ -133,6 +133,8 @@ struct JobState {
     leaf_done: Vec<bool>,
     leaves_left: u32,
     leaves_at: Option<Time>,
+    /// Its works (indices into `Engine::works`), so that its entries in the engine's maps go when it ends.
+    works: Vec<usize>,
 }
 
 /// One job's result.
@@ -469,6 +471,7 @@ impl<B: Brain> Engine<B> {
                 leaf_done: vec![false; segments as usize],
                 leaves_left: segments,
                 leaves_at: None,
+                works: Vec::new(),
             });
         }
         let operators = specs.iter().map(|n| n.operator).max().unwrap_or(0) as usize;
@@ -689,6 +692,15 @@ impl<B: Brain> Engine<B> {
                 }
                 state.outcome = Some(outcome);
                 self.unfinished -= 1;
+                // Nothing names its tasks after this: their entries go, so the maps hold only running jobs
+                // (growing them to every work of the run was a twentieth of a run of 100,000 nodes).
+                for w in std::mem::take(&mut state.works) {
+                    let work = &self.works[w];
+                    let (task, node) = (work.task, self.nodes[work.node as usize].spec.id);
+                    self.work_of.remove(&(task, node));
+                    self.copies.remove(&task);
+                    self.live.remove(&task);
+                }
             }
         }
     }
@@ -762,6 +774,7 @@ impl<B: Brain> Engine<B> {
             fails,
         });
         self.work_of.insert((task, node_id), w);
+        self.jobs[job_idx].works.push(w);
         if !self.online[n] {
             // Assigned to a node that already left: nothing happens, the scheduler's deadline catches it.
             self.works[w].state = WorkState::Cancelled;

@@ -268,9 +268,8 @@ impl Scheduler {
             let beat = straggler_beat(t, now);
             let Some(fastest) = self
                 .index
-                .fastest_free(po2, rec, &excluded, f64::MAX, 0.0, 1)
-                .first()
-                .and_then(|n| self.index.get(*n))
+                .fastest_free_one(po2, rec, &excluded)
+                .and_then(|n| self.index.get(n))
             else {
                 // Nobody to ask now: the request waits.
                 return Placement::NotPlaced;
