@@ -1,6 +1,6 @@
 //! Binds the engine to the real scheduler (`cairn_scheduler::Scheduler`).
 
-use cairn_scheduler::types::{Action, Input, NodeId, Time};
+use cairn_scheduler::types::{Action, Input, JobId, NodeId, Time};
 use cairn_scheduler::{
     policy_by_name, PreferFastConfig, QuarantineConfig, Scheduler, SchedulerConfig,
     SpeculativeConfig,
@@ -22,6 +22,10 @@ impl Brain for Scheduler {
 
     fn next_deadline(&self) -> Option<Time> {
         Scheduler::next_deadline(self)
+    }
+
+    fn forget_job(&mut self, job: JobId) {
+        Scheduler::forget_job(self, job);
     }
 
     fn register(&mut self, node: &NodeSpec) {

@@ -33,6 +33,9 @@ pub trait Brain {
         )
     }
     fn next_deadline(&self) -> Option<Time>;
+    /// The job finished and its outcome was taken: the brain may drop it (a real coordinator forgets a job once
+    /// its client has the result).
+    fn forget_job(&mut self, _job: JobId) {}
     /// Called once per node before it joins: stake and asking price go to the ledger.
     fn register(&mut self, node: &NodeSpec);
 }
@@ -692,6 +695,7 @@ impl<B: Brain> Engine<B> {
                 }
                 state.outcome = Some(outcome);
                 self.unfinished -= 1;
+                self.brain.forget_job(job);
                 // Nothing names its tasks after this: their entries go, so the maps hold only running jobs
                 // (growing them to every work of the run was a twentieth of a run of 100,000 nodes).
                 for w in std::mem::take(&mut state.works) {
