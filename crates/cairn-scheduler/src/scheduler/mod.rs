@@ -223,8 +223,7 @@ pub struct Scheduler {
     backup_queue: BackupQueue<QKey, Class>,
     /// Requests were left to look at while nodes were free: look again by then.
     backup_more_at: Option<Time>,
-    timers: BinaryHeap<timers::TimerEntry>,
-    timer_seq: u64,
+    timers: timers::TimerQueue,
     /// Fair queueing across jobs (start-time fair queueing): the tag of the latest task dispatched. A job's
     /// next task is tagged one past the later of this and the job's previous tag, so a job that arrives
     /// behind a 1,000-segment job takes turns with it instead of waiting for all of it; a join is tagged
@@ -342,8 +341,7 @@ impl Scheduler {
             queues: BTreeMap::new(),
             backup_queue: BackupQueue::default(),
             backup_more_at: None,
-            timers: BinaryHeap::new(),
-            timer_seq: 0,
+            timers: timers::TimerQueue::default(),
             vtime: 0,
             copy_seq: 0,
             now: 0,

@@ -3,6 +3,8 @@
 //! timeout) is no timer: the pool keeps nodes in the order they were last heard from, and the least recent one's
 //! expiry is checked with the timers.
 
+use std::collections::VecDeque;
+
 use super::*;
 
 /// A timer in the heap, ordered by its time and then by the order it was set (the timer itself never decides:
@@ -35,6 +37,64 @@ impl Ord for TimerEntry {
     }
 }
 
+/// The pending timers, earliest first (by time, then by the order they were set).
+///
+/// Most timers are first stall checks, set a fixed delay after a task is queued, so they arrive in time order:
+/// they wait in a plain queue, and only the others go to the heap. At 100,000 nodes there were 2.5 M of them per
+/// run, and sifting them through a heap of 15,000 was 6 % of the run.
+#[derive(Debug, Default)]
+pub(super) struct TimerQueue {
+    heap: BinaryHeap<TimerEntry>,
+    in_order: VecDeque<TimerEntry>,
+    seq: u64,
+}
+
+impl TimerQueue {
+    /// Sets `timer` for `at`; `in_order` if it belongs to a stream whose times never decrease (it still goes to
+    /// the heap if one came earlier than the stream's last).
+    pub fn push(&mut self, at: Time, timer: Timer, in_order: bool) {
+        self.seq += 1;
+        let entry = TimerEntry {
+            at,
+            seq: self.seq,
+            timer,
+        };
+        if in_order && self.in_order.back().is_none_or(|last| last.at <= at) {
+            self.in_order.push_back(entry);
+        } else {
+            self.heap.push(entry);
+        }
+    }
+
+    /// Whether the head of the in-order queue comes before the head of the heap.
+    fn queue_first(&self) -> bool {
+        match (self.in_order.front(), self.heap.peek()) {
+            (Some(q), Some(h)) => q > h,
+            (q, _) => q.is_some(),
+        }
+    }
+
+    pub fn peek(&self) -> Option<&TimerEntry> {
+        if self.queue_first() {
+            self.in_order.front()
+        } else {
+            self.heap.peek()
+        }
+    }
+
+    pub fn pop(&mut self) -> Option<TimerEntry> {
+        if self.queue_first() {
+            self.in_order.pop_front()
+        } else {
+            self.heap.pop()
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.heap.len() + self.in_order.len()
+    }
+}
+
 /// What a popped timer is now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum TimerState {
@@ -44,12 +104,9 @@ pub(super) enum TimerState {
 
 impl Scheduler {
     pub(super) fn push_timer(&mut self, at: Time, timer: Timer) {
-        self.timer_seq += 1;
-        self.timers.push(TimerEntry {
-            at,
-            seq: self.timer_seq,
-            timer,
-        });
+        // A first stall check is set `stall_timeout_ms` after the task is queued, and time never goes back.
+        let in_order = matches!(timer, Timer::Stall { round: 0, .. });
+        self.timers.push(at, timer, in_order);
     }
 
     pub(super) fn copy_live(&self, task: TaskId, copy: u64) -> Option<&CopyRun> {
