@@ -8,7 +8,7 @@
 //! the fastest free fitting nodes cost O(buckets + k log n), again never a scan).
 
 use std::cmp::Reverse;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use rand::Rng;
 
@@ -63,7 +63,26 @@ struct Bucket {
     by_speed: BTreeSet<SpeedKey>,
     /// Every live node of the bucket by speed, free or not (finish-time placement looks only at the fast end).
     all_by_speed: BTreeSet<(u64, NodeId)>,
+    /// When the copies in flight on the bucket's nodes are expected to end, with how many end then (finish-time
+    /// placement asks which busy slots are free soon enough to matter: usually none, among dozens of busy
+    /// nodes faster than the fastest free one).
+    ends: BTreeMap<(Time, NodeId), u32>,
     live: u32,
+}
+
+impl Bucket {
+    fn add_end(&mut self, end: Time, node: NodeId) {
+        *self.ends.entry((end, node)).or_insert(0) += 1;
+    }
+
+    fn remove_end(&mut self, end: Time, node: NodeId) {
+        if let Some(n) = self.ends.get_mut(&(end, node)) {
+            *n -= 1;
+            if *n == 0 {
+                self.ends.remove(&(end, node));
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -205,6 +224,9 @@ impl NodeIndex {
         b.live -= 1;
         b.all_by_speed
             .remove(&(speed_key(e.cap.cycles_per_sec), node));
+        for &end in &e.ends {
+            b.remove_end(end, node);
+        }
         self.track(&e.cap, node, false);
         Some(e)
     }
@@ -214,6 +236,9 @@ impl NodeIndex {
         b.live += 1;
         b.all_by_speed
             .insert((speed_key(e.cap.cycles_per_sec), node));
+        for &end in &e.ends {
+            b.add_end(end, node);
+        }
         self.track(&e.cap, node, true);
         if e.running < e.limit {
             self.make_free(node, &mut e);
@@ -261,6 +286,7 @@ impl NodeIndex {
         e.running += 1;
         e.tasks.push(task);
         e.ends.push(expected_end);
+        self.buckets[e.bucket].add_end(expected_end, node);
         if e.running < e.limit {
             self.make_free(node, &mut e);
         }
@@ -274,7 +300,8 @@ impl NodeIndex {
         };
         if let Some(i) = e.tasks.iter().position(|t| *t == task) {
             e.tasks.swap_remove(i);
-            e.ends.swap_remove(i);
+            let end = e.ends.swap_remove(i);
+            self.buckets[e.bucket].remove_end(end, node);
             e.running -= 1;
             if e.running < e.limit && e.free_key.is_none() {
                 self.make_free(node, &mut e);
@@ -378,11 +405,80 @@ impl NodeIndex {
             .enumerate()
             .filter(|(i, _)| bucket_fits(*i, po2, recursion))
         {
-            let mut free = 0;
-            for &(key, node) in b.all_by_speed.iter().rev() {
-                let speed = f64::from_bits(key);
-                if key == 0 || speed < min_speed || free >= queued {
-                    break;
+            match finish_by {
+                Some(finish_by) => self.bucket_slots(b, now, min_speed, queued, finish_by, &mut out),
+                None => self.bucket_slots_walk(b, now, min_speed, queued, None, &mut out),
+            }
+        }
+        out
+    }
+
+    /// One bucket's part of `slots`, by walking its nodes from the fastest down.
+    fn bucket_slots_walk(
+        &self,
+        b: &Bucket,
+        now: Time,
+        min_speed: f64,
+        queued: usize,
+        finish_by: Option<(u64, Time)>,
+        out: &mut Vec<(Time, f64)>,
+    ) {
+        let mut free = 0;
+        for &(key, node) in b.all_by_speed.iter().rev() {
+            let speed = f64::from_bits(key);
+            if key == 0 || speed < min_speed || free >= queued {
+                break;
+            }
+            let Some(e) = self.nodes.get(&node) else {
+                continue;
+            };
+            for _ in e.running..e.limit {
+                out.push((now, speed));
+                free += 1;
+            }
+            let by = finish_by
+                .map(|(cycles, by)| by.saturating_sub(crate::horizon::task_ms(cycles, speed)));
+            out.extend(
+                e.ends
+                    .iter()
+                    .filter(|end| **end > now && by.is_none_or(|b| **end <= b))
+                    .map(|end| (*end, speed)),
+            );
+        }
+    }
+
+    /// The same slots as `bucket_slots_walk` with `finish_by`, without walking the busy nodes: the free slots
+    /// come from the free nodes in the walk's order (fastest first, then by id from the highest), which also
+    /// tells where the walk would stop; the busy slots from the bucket's expected ends early enough to finish
+    /// the task by the time given, of the nodes the walk would have reached.
+    fn bucket_slots(
+        &self,
+        b: &Bucket,
+        now: Time,
+        min_speed: f64,
+        queued: usize,
+        (cycles, finish_by): (u64, Time),
+        out: &mut Vec<(Time, f64)>,
+    ) {
+        // The free slots, and the last node the walk reaches when the free ones cover the queue.
+        let mut free = 0;
+        let mut last: Option<(u64, NodeId)> = None;
+        let mut group: Vec<NodeId> = Vec::new();
+        let mut it = b.by_speed.iter().rev().peekable();
+        'walk: while let Some(&&(key, _, _)) = it.peek() {
+            let speed = f64::from_bits(key);
+            if key == 0 || speed < min_speed || free >= queued {
+                break;
+            }
+            // Nodes of one speed, in the walk's order (by id, highest first).
+            group.clear();
+            while let Some(&(_, _, node)) = it.next_if(|k| k.0 == key) {
+                group.push(node);
+            }
+            group.sort_unstable_by(|a, b| b.cmp(a));
+            for &node in &group {
+                if free >= queued {
+                    break 'walk;
                 }
                 let Some(e) = self.nodes.get(&node) else {
                     continue;
@@ -391,17 +487,39 @@ impl NodeIndex {
                     out.push((now, speed));
                     free += 1;
                 }
-                let by = finish_by
-                    .map(|(cycles, by)| by.saturating_sub(crate::horizon::task_ms(cycles, speed)));
-                out.extend(
-                    e.ends
-                        .iter()
-                        .filter(|end| **end > now && by.is_none_or(|b| **end <= b))
-                        .map(|end| (*end, speed)),
-                );
+                last = Some((key, node));
             }
         }
-        out
+        // Where the walk stops: right after `last` once the free slots cover the queue (before any node when
+        // nothing is queued); otherwise at `min_speed`.
+        let reached = |key: u64, node: NodeId| {
+            if free >= queued {
+                last.is_some_and(|l| (key, node) >= l)
+            } else {
+                true
+            }
+        };
+        let Some(&(top, _)) = b.all_by_speed.last() else {
+            return;
+        };
+        // No node finishes a task later than the fastest of the bucket would from the same start.
+        let latest = finish_by.saturating_sub(crate::horizon::task_ms(cycles, f64::from_bits(top)));
+        if latest <= now {
+            return;
+        }
+        for (&(end, node), &count) in b.ends.range((now + 1, NodeId(0))..=(latest, NodeId(u64::MAX))) {
+            let Some(e) = self.nodes.get(&node) else {
+                continue;
+            };
+            let key = speed_key(e.cap.cycles_per_sec);
+            let speed = f64::from_bits(key);
+            if key == 0 || speed < min_speed || !reached(key, node) {
+                continue;
+            }
+            if end <= finish_by.saturating_sub(crate::horizon::task_ms(cycles, speed)) {
+                out.extend(std::iter::repeat_n((end, speed), count as usize));
+            }
+        }
     }
 
     /// The claimed speed of the fastest free node that fits the class (O(buckets)).
