@@ -4,10 +4,52 @@
 //! heartbeat costs one lookup and a relink, and the next node to time out is the head. A timer per node in
 //! the scheduler's heap cost more than everything else together at 100,000 nodes heartbeating every 30 s.
 
-use crate::idmap::NodeMap;
+use std::collections::BTreeMap;
+
+use crate::idmap::DENSE_IDS;
 use crate::types::{NodeId, Time};
 
 const NIL: u32 = u32::MAX;
+
+/// Each node's slot: indexed by id for the ids drivers hand out (one load per heartbeat, where a `NodeMap` took
+/// two), in a tree for the others.
+#[derive(Debug, Clone, Default)]
+struct SlotIndex {
+    dense: Vec<u32>,
+    sparse: BTreeMap<NodeId, u32>,
+}
+
+impl SlotIndex {
+    fn get(&self, node: NodeId) -> Option<u32> {
+        if node.0 < DENSE_IDS {
+            self.dense.get(node.0 as usize).copied().filter(|&s| s != NIL)
+        } else {
+            self.sparse.get(&node).copied()
+        }
+    }
+
+    fn insert(&mut self, node: NodeId, slot: u32) {
+        if node.0 < DENSE_IDS {
+            let i = node.0 as usize;
+            if self.dense.len() <= i {
+                self.dense.resize(i + 1, NIL);
+            }
+            self.dense[i] = slot;
+        } else {
+            self.sparse.insert(node, slot);
+        }
+    }
+
+    fn remove(&mut self, node: NodeId) {
+        if node.0 < DENSE_IDS {
+            if let Some(s) = self.dense.get_mut(node.0 as usize) {
+                *s = NIL;
+            }
+        } else {
+            self.sparse.remove(&node);
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 struct Slot {
@@ -19,7 +61,7 @@ struct Slot {
 
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Liveness {
-    slot_of: NodeMap<u32>,
+    slot_of: SlotIndex,
     slots: Vec<Slot>,
     /// Slots of removed nodes, reused by the next ones.
     spare: Vec<u32>,
@@ -70,7 +112,7 @@ impl Liveness {
 
     pub fn remove(&mut self, node: NodeId) {
         if let Some(i) = self.slot(node) {
-            self.slot_of.remove(&node);
+            self.slot_of.remove(node);
             self.unlink(i);
             self.spare.push(i);
         }
@@ -89,7 +131,7 @@ impl Liveness {
     }
 
     fn slot(&self, node: NodeId) -> Option<u32> {
-        self.slot_of.get(&node).copied()
+        self.slot_of.get(node)
     }
 
     fn unlink(&mut self, i: u32) {

@@ -556,11 +556,17 @@ impl NodeIndex {
         min_speed: f64,
         max: usize,
     ) -> Vec<NodeId> {
+        // Only buckets whose fastest free node reaches `min_speed` can give any (often few, with a high floor).
         let mut heads: Vec<_> = self
             .buckets
             .iter()
             .enumerate()
-            .filter(|(i, b)| !b.by_speed.is_empty() && bucket_fits(*i, po2, recursion))
+            .filter(|(i, b)| {
+                bucket_fits(*i, po2, recursion)
+                    && b.by_speed
+                        .last()
+                        .is_some_and(|k| f64::from_bits(k.0) >= min_speed)
+            })
             .map(|(_, b)| b.by_speed.iter().rev().peekable())
             .collect();
         let within = if within.is_finite() && within >= 1.0 {

@@ -20,12 +20,17 @@ impl Quantile {
     pub fn new(q: f64, items: impl IntoIterator<Item = (u64, NodeId)>) -> Self {
         let mut all: Vec<(u64, NodeId)> = items.into_iter().collect();
         all.sort_unstable();
+        all.dedup();
         let mut s = Self {
             q,
             lower: BTreeSet::new(),
-            upper: all.into_iter().collect(),
+            upper: BTreeSet::new(),
         };
-        s.balance();
+        // Split at the target rank and build both halves from sorted runs (moving half of 100,000 nodes one
+        // by one cost as much as a thousand jobs' worth of updates).
+        let upper = all.split_off(s.target(all.len()));
+        s.lower = all.into_iter().collect();
+        s.upper = upper.into_iter().collect();
         s
     }
 
