@@ -20,13 +20,35 @@ use crate::types::{NodeCapacity, NodeId, TaskId, Time};
 /// Largest po2 bucket; bigger claims are clamped to it (RISC Zero segments stop at po2 24).
 pub(crate) const MAX_PO2: u8 = 31;
 const BUCKETS: usize = (MAX_PO2 as usize + 1) * 2;
+const _: () = assert!(BUCKETS == 64, "bucket sets are 64-bit masks");
 
 pub(crate) fn bucket_of(cap: &NodeCapacity) -> usize {
     cap.max_po2.min(MAX_PO2) as usize * 2 + usize::from(cap.recursion)
 }
 
-fn bucket_fits(b: usize, po2: u8, recursion: bool) -> bool {
-    (b / 2) as u8 >= po2 && (!recursion || b % 2 == 1)
+/// The buckets a class (po2, recursion) fits, as a bit set (bit `i` for bucket `i`): those of max_po2 >= po2, and
+/// with recursion if it needs it.
+fn fit_mask(po2: u8, recursion: bool) -> u64 {
+    if po2 > MAX_PO2 {
+        return 0;
+    }
+    let mask = u64::MAX << (2 * u32::from(po2));
+    if recursion {
+        mask & 0xAAAA_AAAA_AAAA_AAAA
+    } else {
+        mask
+    }
+}
+
+/// The set bits of `mask`, lowest first.
+fn bits(mut mask: u64) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        (mask != 0).then(|| {
+            let i = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            i
+        })
+    })
 }
 
 /// A claimed speed as an order-preserving integer (non-finite or non-positive claims count as 0).
@@ -97,6 +119,10 @@ pub(crate) struct NodeIndex {
     quantiles: Vec<((u8, bool, u64), Quantile)>,
     /// When each live node was last heard from.
     liveness: Liveness,
+    /// Buckets with a free node, and with a live node (bit `i` for bucket `i`): a question about a class looks
+    /// only at buckets that fit it and have any, not at all 64.
+    with_free: u64,
+    with_live: u64,
 }
 
 impl NodeIndex {
@@ -109,7 +135,19 @@ impl NodeIndex {
             version: 0,
             quantiles: Vec::new(),
             liveness: Liveness::default(),
+            with_free: 0,
+            with_live: 0,
         }
+    }
+
+    /// Buckets that fit the class and have a free node, in bucket order.
+    fn free_buckets(&self, po2: u8, recursion: bool) -> impl Iterator<Item = &Bucket> + '_ {
+        bits(fit_mask(po2, recursion) & self.with_free).map(|i| &self.buckets[i])
+    }
+
+    /// Buckets that fit the class and have a live node, in bucket order.
+    fn live_buckets(&self, po2: u8, recursion: bool) -> impl Iterator<Item = &Bucket> + '_ {
+        bits(fit_mask(po2, recursion) & self.with_live).map(|i| &self.buckets[i])
     }
 
     /// Changes whenever a node joins, leaves or changes its claimed capacity.
@@ -222,6 +260,9 @@ impl NodeIndex {
         self.unfree(node, &mut e);
         let b = &mut self.buckets[e.bucket];
         b.live -= 1;
+        if b.live == 0 {
+            self.with_live &= !(1 << e.bucket);
+        }
         b.all_by_speed
             .remove(&(speed_key(e.cap.cycles_per_sec), node));
         for &end in &e.ends {
@@ -234,6 +275,7 @@ impl NodeIndex {
     fn put(&mut self, node: NodeId, mut e: NodeEntry) {
         let b = &mut self.buckets[e.bucket];
         b.live += 1;
+        self.with_live |= 1 << e.bucket;
         b.all_by_speed
             .insert((speed_key(e.cap.cycles_per_sec), node));
         for &end in &e.ends {
@@ -256,6 +298,7 @@ impl NodeIndex {
         e.free_key = Some(self.seq);
         e.vec_pos = b.free.len();
         b.free.push(node);
+        self.with_free |= 1 << e.bucket;
         self.free_total += 1;
     }
 
@@ -267,6 +310,9 @@ impl NodeIndex {
             .remove(&(speed_key(e.cap.cycles_per_sec), Reverse(key), node));
         let pos = e.vec_pos;
         b.free.swap_remove(pos);
+        if b.free.is_empty() {
+            self.with_free &= !(1 << e.bucket);
+        }
         if let Some(&moved) = b.free.get(pos) {
             // The moved node is another entry of the map (never `node`, which was taken out or is `e`).
             if let Some(m) = self.nodes.get_mut(&moved) {
@@ -312,19 +358,13 @@ impl NodeIndex {
 
     /// Whether some node with a free slot fits the class.
     pub fn has_free(&self, po2: u8, recursion: bool) -> bool {
-        self.buckets
-            .iter()
-            .enumerate()
-            .any(|(i, b)| !b.free.is_empty() && bucket_fits(i, po2, recursion))
+        fit_mask(po2, recursion) & self.with_free != 0
     }
 
     /// Live nodes that fit the class (busy or not).
     pub fn live_fitting(&self, po2: u8, recursion: bool) -> u64 {
-        self.buckets
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| bucket_fits(*i, po2, recursion))
-            .map(|(_, b)| b.live as u64)
+        self.live_buckets(po2, recursion)
+            .map(|b| b.live as u64)
             .sum()
     }
 
@@ -373,11 +413,8 @@ impl NodeIndex {
 
     /// The speed of the slowest free node that fits the class (`None` if none is free). O(buckets).
     pub fn slowest_free_speed(&self, po2: u8, recursion: bool) -> Option<f64> {
-        self.buckets
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| bucket_fits(*i, po2, recursion))
-            .filter_map(|(_, b)| b.by_speed.first().map(|k| f64::from_bits(k.0)))
+        self.free_buckets(po2, recursion)
+            .filter_map(|b| b.by_speed.first().map(|k| f64::from_bits(k.0)))
             .reduce(f64::min)
     }
 
@@ -399,12 +436,7 @@ impl NodeIndex {
         finish_by: Option<(u64, Time)>,
     ) -> Vec<(Time, f64)> {
         let mut out = Vec::new();
-        for (_, b) in self
-            .buckets
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| bucket_fits(*i, po2, recursion))
-        {
+        for b in self.live_buckets(po2, recursion) {
             match finish_by {
                 Some(finish_by) => self.bucket_slots(b, now, min_speed, queued, finish_by, &mut out),
                 None => self.bucket_slots_walk(b, now, min_speed, queued, None, &mut out),
@@ -524,11 +556,8 @@ impl NodeIndex {
 
     /// The claimed speed of the fastest free node that fits the class (O(buckets)).
     pub fn fastest_free_speed(&self, po2: u8, recursion: bool) -> Option<f64> {
-        self.buckets
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| bucket_fits(*i, po2, recursion))
-            .filter_map(|(_, b)| b.by_speed.last().map(|k| k.0))
+        self.free_buckets(po2, recursion)
+            .filter_map(|b| b.by_speed.last().map(|k| k.0))
             .max()
             .map(f64::from_bits)
     }
@@ -538,11 +567,8 @@ impl NodeIndex {
     /// slower than `min_speed`. Costs O(buckets + (max + excluded) x buckets), whatever the number of nodes.
     /// The fastest free fitting node not in `excluded` (the first of `fastest_free`, without building a list).
     pub fn fastest_free_one(&self, po2: u8, recursion: bool, excluded: &[NodeId]) -> Option<NodeId> {
-        self.buckets
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| bucket_fits(*i, po2, recursion))
-            .filter_map(|(_, b)| b.by_speed.iter().rev().find(|k| !excluded.contains(&k.2)))
+        self.free_buckets(po2, recursion)
+            .filter_map(|b| b.by_speed.iter().rev().find(|k| !excluded.contains(&k.2)))
             .max()
             .map(|k| k.2)
     }
@@ -558,16 +584,13 @@ impl NodeIndex {
     ) -> Vec<NodeId> {
         // Only buckets whose fastest free node reaches `min_speed` can give any (often few, with a high floor).
         let mut heads: Vec<_> = self
-            .buckets
-            .iter()
-            .enumerate()
-            .filter(|(i, b)| {
-                bucket_fits(*i, po2, recursion)
-                    && b.by_speed
-                        .last()
-                        .is_some_and(|k| f64::from_bits(k.0) >= min_speed)
+            .free_buckets(po2, recursion)
+            .filter(|b| {
+                b.by_speed
+                    .last()
+                    .is_some_and(|k| f64::from_bits(k.0) >= min_speed)
             })
-            .map(|(_, b)| b.by_speed.iter().rev().peekable())
+            .map(|b| b.by_speed.iter().rev().peekable())
             .collect();
         let within = if within.is_finite() && within >= 1.0 {
             within
@@ -650,13 +673,7 @@ impl<'a> Candidates<'a> {
     }
 
     fn buckets(&self) -> impl Iterator<Item = &'a Bucket> + '_ {
-        let (po2, rec) = (self.po2, self.recursion);
-        self.index
-            .buckets
-            .iter()
-            .enumerate()
-            .filter(move |(i, _)| bucket_fits(*i, po2, rec))
-            .map(|(_, b)| b)
+        self.index.free_buckets(self.po2, self.recursion)
     }
 
     /// Free fitting nodes, counting excluded ones (an upper bound on the candidates).
@@ -770,5 +787,80 @@ impl<'a> Candidates<'a> {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::JobId;
+    use rand::SeedableRng;
+
+    fn sorted(mut v: Vec<(Time, f64)>) -> Vec<(Time, u64)> {
+        v.sort_by(|a, b| (a.0, a.1.to_bits()).cmp(&(b.0, b.1.to_bits())));
+        v.into_iter().map(|(t, s)| (t, s.to_bits())).collect()
+    }
+
+    /// The indexed slot list equals the walk over every node it replaced, through joins, departures, speed
+    /// changes, assignments and releases, with many nodes of equal speed.
+    #[test]
+    fn indexed_slots_equal_the_walk() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        let mut index = NodeIndex::new();
+        let mut running: Vec<(NodeId, TaskId)> = Vec::new();
+        let mut task = 0u32;
+        let (mut with_busy, mut with_free) = (0, 0);
+        for step in 0..10_000u64 {
+            let node = NodeId(rng.random_range(0..60));
+            match rng.random_range(0..10) {
+                0 => {
+                    let cap = NodeCapacity {
+                        memory_bytes: 0,
+                        max_po2: rng.random_range(16..=20),
+                        // Few distinct speeds: ties are where the walk's order matters.
+                        cycles_per_sec: f64::from(rng.random_range(0..4u32)) * 50.0,
+                        slots: rng.random_range(0..=3),
+                        recursion: rng.random_bool(0.5),
+                    };
+                    index.upsert(node, cap, 2, step);
+                }
+                1 => {
+                    if let Some(e) = index.remove(node) {
+                        running.retain(|(n, _)| *n != node);
+                        drop(e);
+                    }
+                }
+                2 => index.set_speed(node, f64::from(rng.random_range(1..4u32)) * 50.0),
+                3..=6 => {
+                    if index.get(node).is_some_and(|e| e.running < e.limit) {
+                        task += 1;
+                        let t = TaskId::new(JobId(0), task);
+                        index.on_assign(node, t, step + rng.random_range(0..2_000));
+                        running.push((node, t));
+                    }
+                }
+                _ => {
+                    if !running.is_empty() {
+                        let (n, t) = running.swap_remove(rng.random_range(0..running.len()));
+                        index.on_release(n, t);
+                    }
+                }
+            }
+            let po2 = rng.random_range(15..=21);
+            let rec = rng.random_bool(0.3);
+            let min_speed = f64::from(rng.random_range(0..4u32)) * 40.0;
+            let queued = rng.random_range(0..6);
+            let finish_by = (rng.random_range(1..100u64), step + rng.random_range(0..5_000));
+            let indexed = index.slots(po2, rec, step, min_speed, queued, Some(finish_by));
+            let mut walked = Vec::new();
+            for b in index.live_buckets(po2, rec) {
+                index.bucket_slots_walk(b, step, min_speed, queued, Some(finish_by), &mut walked);
+            }
+            with_busy += usize::from(walked.iter().any(|s| s.0 > step));
+            with_free += usize::from(walked.iter().any(|s| s.0 == step));
+            assert_eq!(sorted(indexed), sorted(walked), "step {step}");
+        }
+        // The comparison saw both kinds of slot often.
+        assert!(with_busy > 500 && with_free > 500, "{with_busy} {with_free}");
     }
 }
