@@ -22,7 +22,10 @@ struct SlotIndex {
 impl SlotIndex {
     fn get(&self, node: NodeId) -> Option<u32> {
         if node.0 < DENSE_IDS {
-            self.dense.get(node.0 as usize).copied().filter(|&s| s != NIL)
+            self.dense
+                .get(node.0 as usize)
+                .copied()
+                .filter(|&s| s != NIL)
         } else {
             self.sparse.get(&node).copied()
         }

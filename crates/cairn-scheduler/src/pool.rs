@@ -1,11 +1,13 @@
 //! The index of live nodes and of those with a free slot, bucketed by what they can do.
 //!
 //! Nodes are bucketed by (max_po2, recursion). A task of size po2 that needs recursion can go to any free node of a
-//! bucket with max_po2 >= po2 and recursion; there are at most 64 buckets, so finding a candidate costs
-//! O(buckets + log n), never a scan of all nodes. Each bucket keeps its free nodes twice: in pull order
-//! (a `BTreeSet` keyed by the moment the node last asked for work, for FIFO) and in a vector (for O(1) uniform
-//! sampling by the ranking policies), and a third time by claimed speed (for the fast-node preference of joins:
-//! the fastest free fitting nodes cost O(buckets + k log n), again never a scan).
+//! bucket with max_po2 >= po2 and recursion; there are at most 64 buckets, and two 64-bit sets say which have a
+//! free node and which a live one, so a question about a class visits only the buckets that fit it and have any:
+//! finding a candidate costs O(fitting buckets + log n), never a scan of all nodes. Each bucket keeps its free
+//! nodes three times: in pull order (a `BTreeSet` keyed by the moment the node last asked for work, for FIFO), in
+//! a vector (for O(1) uniform sampling by the ranking policies), and by claimed speed (for the fast-node
+//! preference: the fastest free fitting nodes cost O(buckets + k log n)). Its busy slots are indexed by expected
+//! end, so finish-time placement's slot list reads only the ends early enough to matter.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
@@ -411,7 +413,7 @@ impl NodeIndex {
         }
     }
 
-    /// The speed of the slowest free node that fits the class (`None` if none is free). O(buckets).
+    /// The speed of the slowest free node that fits the class (`None` if none is free). O(fitting buckets).
     pub fn slowest_free_speed(&self, po2: u8, recursion: bool) -> Option<f64> {
         self.free_buckets(po2, recursion)
             .filter_map(|b| b.by_speed.first().map(|k| f64::from_bits(k.0)))
@@ -421,11 +423,12 @@ impl NodeIndex {
     /// When each slot of the live nodes that fit the class and are at least `min_speed` fast can start a new
     /// task, with the node's speed: a free slot now, a busy one when its copy is expected to be done. A copy
     /// already past its expected end tells nothing about when it will be (a slow or silent node): that slot is
-    /// left out. Walks the nodes from the fastest down, so a high `min_speed` looks at few of them. For a queue
-    /// of `queued` tasks, a bucket stops once it has `queued` free slots: every slot after them is slower and
-    /// free no sooner, so it would finish a task after each of those (and a thousand nodes of one claimed
-    /// speed are not walked for a queue of ten). With `finish_by` (a task's cycles, a time), a busy slot that
-    /// could not finish such a task by then is left out too.
+    /// left out. For a queue of `queued` tasks, a bucket gives at most `queued` free slots, the fastest: every
+    /// slot after them is slower and free no sooner, so it would finish a task after each of those (and a
+    /// thousand nodes of one claimed speed are not looked at for a queue of ten). With `finish_by` (a task's
+    /// cycles, a time), a busy slot that could not finish such a task by then is left out too, and the busy
+    /// slots come from the bucket's index of expected ends (only those early enough are read); without it the
+    /// bucket's nodes are walked from the fastest down, so a high `min_speed` looks at few of them.
     pub fn slots(
         &self,
         po2: u8,
@@ -438,7 +441,9 @@ impl NodeIndex {
         let mut out = Vec::new();
         for b in self.live_buckets(po2, recursion) {
             match finish_by {
-                Some(finish_by) => self.bucket_slots(b, now, min_speed, queued, finish_by, &mut out),
+                Some(finish_by) => {
+                    self.bucket_slots(b, now, min_speed, queued, finish_by, &mut out)
+                }
                 None => self.bucket_slots_walk(b, now, min_speed, queued, None, &mut out),
             }
         }
@@ -539,7 +544,10 @@ impl NodeIndex {
         if latest <= now {
             return;
         }
-        for (&(end, node), &count) in b.ends.range((now + 1, NodeId(0))..=(latest, NodeId(u64::MAX))) {
+        for (&(end, node), &count) in b
+            .ends
+            .range((now + 1, NodeId(0))..=(latest, NodeId(u64::MAX)))
+        {
             let Some(e) = self.nodes.get(&node) else {
                 continue;
             };
@@ -554,7 +562,7 @@ impl NodeIndex {
         }
     }
 
-    /// The claimed speed of the fastest free node that fits the class (O(buckets)).
+    /// The claimed speed of the fastest free node that fits the class (O(fitting buckets)).
     pub fn fastest_free_speed(&self, po2: u8, recursion: bool) -> Option<f64> {
         self.free_buckets(po2, recursion)
             .filter_map(|b| b.by_speed.last().map(|k| k.0))
@@ -562,17 +570,22 @@ impl NodeIndex {
             .map(f64::from_bits)
     }
 
-    /// The fastest free nodes that fit the class and are not `excluded`, fastest first (equal speeds: longest
-    /// waiting first): at most `max`, only those at least `1 / within` as fast as the fastest of them, and none
-    /// slower than `min_speed`. Costs O(buckets + (max + excluded) x buckets), whatever the number of nodes.
     /// The fastest free fitting node not in `excluded` (the first of `fastest_free`, without building a list).
-    pub fn fastest_free_one(&self, po2: u8, recursion: bool, excluded: &[NodeId]) -> Option<NodeId> {
+    pub fn fastest_free_one(
+        &self,
+        po2: u8,
+        recursion: bool,
+        excluded: &[NodeId],
+    ) -> Option<NodeId> {
         self.free_buckets(po2, recursion)
             .filter_map(|b| b.by_speed.iter().rev().find(|k| !excluded.contains(&k.2)))
             .max()
             .map(|k| k.2)
     }
 
+    /// The fastest free nodes that fit the class and are not `excluded`, fastest first (equal speeds: longest
+    /// waiting first): at most `max`, only those at least `1 / within` as fast as the fastest of them, and none
+    /// slower than `min_speed`. Costs O(buckets + (max + excluded) x buckets), whatever the number of nodes.
     pub fn fastest_free(
         &self,
         po2: u8,
@@ -717,7 +730,9 @@ impl<'a> Candidates<'a> {
             // Usually only the first one or two are taken: a heap yields them in order without sorting all.
             let mut heap: std::collections::BinaryHeap<Reverse<(u64, NodeId)>> =
                 v.into_iter().map(Reverse).collect();
-            return Box::new(std::iter::from_fn(move || heap.pop().map(|Reverse((_, n))| n)));
+            return Box::new(std::iter::from_fn(move || {
+                heap.pop().map(|Reverse((_, n))| n)
+            }));
         }
         let mut heads: Vec<_> = self.buckets().map(|b| b.order.iter().peekable()).collect();
         Box::new(std::iter::from_fn(move || loop {
@@ -850,7 +865,10 @@ mod tests {
             let rec = rng.random_bool(0.3);
             let min_speed = f64::from(rng.random_range(0..4u32)) * 40.0;
             let queued = rng.random_range(0..6);
-            let finish_by = (rng.random_range(1..100u64), step + rng.random_range(0..5_000));
+            let finish_by = (
+                rng.random_range(1..100u64),
+                step + rng.random_range(0..5_000),
+            );
             let indexed = index.slots(po2, rec, step, min_speed, queued, Some(finish_by));
             let mut walked = Vec::new();
             for b in index.live_buckets(po2, rec) {
@@ -861,6 +879,9 @@ mod tests {
             assert_eq!(sorted(indexed), sorted(walked), "step {step}");
         }
         // The comparison saw both kinds of slot often.
-        assert!(with_busy > 500 && with_free > 500, "{with_busy} {with_free}");
+        assert!(
+            with_busy > 500 && with_free > 500,
+            "{with_busy} {with_free}"
+        );
     }
 }

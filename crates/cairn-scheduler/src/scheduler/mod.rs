@@ -13,7 +13,6 @@ mod task_map;
 mod timers;
 
 use crate::backup_queue::{BackupQueue, Lost};
-use task_map::TaskMap;
 use crate::config::SchedulerConfig;
 use crate::horizon;
 use crate::ledger::{ComputeKind, Ledger};
@@ -25,6 +24,7 @@ use crate::types::{
     Action, Aggregation, Input, JobId, JobOutcome, JobSpec, NodeCapacity, NodeId, PenaltyCause,
     RejectReason, TaskId, TaskKind, Time, JOIN_INDEX_BASE,
 };
+use task_map::TaskMap;
 
 /// What a node must offer: (min po2, recursion).
 type Class = (u8, bool);
