@@ -811,9 +811,10 @@ mod tests {
     use crate::types::JobId;
     use rand::SeedableRng;
 
-    fn sorted(mut v: Vec<(Time, f64)>) -> Vec<(Time, u64)> {
-        v.sort_by(|a, b| (a.0, a.1.to_bits()).cmp(&(b.0, b.1.to_bits())));
-        v.into_iter().map(|(t, s)| (t, s.to_bits())).collect()
+    fn sorted(v: Vec<(Time, f64)>) -> Vec<(Time, u64)> {
+        let mut v: Vec<(Time, u64)> = v.into_iter().map(|(t, s)| (t, s.to_bits())).collect();
+        v.sort_unstable();
+        v
     }
 
     /// The indexed slot list equals the walk over every node it replaced, through joins, departures, speed
