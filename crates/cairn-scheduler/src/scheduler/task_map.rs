@@ -133,3 +133,79 @@ impl std::ops::Index<&u32> for TaskMap {
         self.get(index).expect("no task at this index")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{JobId, TaskId, TaskKind};
+    use rand::{Rng, SeedableRng};
+
+    fn prove() -> TaskKind {
+        TaskKind::Prove {
+            segment: 0,
+            po2: 16,
+        }
+    }
+
+    /// Against a `BTreeMap`, the map it replaced: lookups, replacement, iteration order and the last segment,
+    /// with indices near 0, far out (the sparse map) and on both sides of `JOIN_INDEX_BASE`.
+    #[test]
+    fn behaves_as_an_ordered_map() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let mut map = TaskMap::default();
+        let mut model: BTreeMap<u32, u64> = BTreeMap::new();
+        for step in 0..5_000u64 {
+            let index = match rng.random_range(0..6) {
+                0 => rng.random_range(0..40),
+                1 => JOIN_INDEX_BASE + rng.random_range(0..40),
+                2 => rng.random_range(DENSE - 2..DENSE + 2),
+                3 => JOIN_INDEX_BASE + rng.random_range(DENSE - 2..DENSE + 2),
+                4 => rng.random_range(JOIN_INDEX_BASE - 3..JOIN_INDEX_BASE),
+                _ => u32::MAX - rng.random_range(0..3),
+            };
+            // The task's prove cost carries the value, to tell a replaced task from the old one.
+            let old = map.insert(index, Task::new(prove(), 0, step, 0));
+            assert_eq!(old.map(|t| t.prove_cost), model.insert(index, step));
+            let probe = rng.random_range(0..50);
+            assert_eq!(
+                map.get(&probe).map(|t| t.prove_cost),
+                model.get(&probe).copied()
+            );
+            assert_eq!(map.contains_key(&index), model.contains_key(&index));
+        }
+        assert_eq!(map.len(), model.len());
+        let got: Vec<(u32, u64)> = map.iter().map(|(i, t)| (i, t.prove_cost)).collect();
+        let want: Vec<(u32, u64)> = model.iter().map(|(i, v)| (*i, *v)).collect();
+        assert_eq!(got, want, "iteration in index order");
+        assert_eq!(
+            map.last_segment(),
+            model.range(..JOIN_INDEX_BASE).next_back().map(|(i, _)| *i)
+        );
+        if let Some(t) = map.get_mut(&3) {
+            t.prove_cost = 1;
+            assert_eq!(map[&3].prove_cost, 1);
+        }
+    }
+
+    #[test]
+    fn last_segment_ignores_joins() {
+        let mut map = TaskMap::default();
+        assert_eq!(map.last_segment(), None);
+        map.insert(
+            JOIN_INDEX_BASE + 4,
+            Task::new(
+                TaskKind::Join {
+                    left: TaskId::new(JobId(0), 0),
+                    right: TaskId::new(JobId(0), 1),
+                },
+                1,
+                0,
+                0,
+            ),
+        );
+        assert_eq!(map.last_segment(), None);
+        map.insert(7, Task::new(prove(), 0, 0, 0));
+        map.insert(2, Task::new(prove(), 0, 0, 0));
+        assert_eq!(map.last_segment(), Some(7));
+    }
+}
