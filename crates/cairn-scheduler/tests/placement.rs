@@ -1,5 +1,5 @@
-//! Finish-time placement, retries on proven nodes and idle-capacity backups (issue 14), each against the
-//! scheduler without it.
+//! Finish-time placement, retries on proven nodes, idle-capacity backups and stuck tasks' backups before
+//! queued work (issue 14), each against the scheduler without it.
 
 mod rig;
 
@@ -243,4 +243,60 @@ fn a_fast_node_the_policy_refuses_does_not_hold_a_task_for_ever() {
     r.s.ledger_mut().set_ask(NodeId(2), 0);
     r.submit(1, composite(18));
     assert_eq!(assigns(&r.segment(1, 0)), vec![(task(1, 0), NodeId(2))]);
+}
+
+fn stuck_first(on: bool) -> SchedulerConfig {
+    let q = quiet_config();
+    SchedulerConfig {
+        speculative: SpeculativeConfig {
+            enabled: true,
+            tail_tasks: 0,
+            slow_factor: Some(1.5),
+            reference_quantile: None,
+            idle_backups: true,
+            stuck_first: on,
+            ..q.speculative.clone()
+        },
+        ..q
+    }
+}
+
+/// Two nodes of 1,000 ms a segment, two jobs of two segments, job 2 queued behind job 1. Node 1 holds job 1's
+/// segment 0 and never answers; node 2 delivers job 1's segment 1 at 900 ms and job 2's segment 0 at 1,900 ms.
+/// What does node 2 get then?
+fn a_loaded_network_with_a_stuck_copy(cfg: SchedulerConfig) -> Vec<(TaskId, NodeId)> {
+    let mut r = Rig::new(cfg, "fifo");
+    r.node(1, speed(10_000.0));
+    r.node(2, speed(10_000.0));
+    r.submit(1, composite(18));
+    r.segment(1, 0);
+    r.segment(1, 1);
+    r.finish_exec(1, 2);
+    r.submit(2, composite(18));
+    r.segment(2, 0);
+    r.segment(2, 1);
+    r.finish_exec(2, 2);
+    r.now = 900;
+    assert_eq!(
+        assigns(&r.verify(2, task(1, 1))),
+        vec![(task(2, 0), NodeId(2))]
+    );
+    // The straggler trigger asks for a backup of job 1's segment 0 (1.5 x its 1,000 ms); nobody is free.
+    assert!(assigns(&r.tick_at(1_500)).is_empty());
+    r.now = 1_900;
+    assigns(&r.verify(2, task(2, 0)))
+}
+
+#[test]
+fn a_stuck_task_is_backed_up_before_queued_work() {
+    // Job 1 waits on nothing else: its stuck segment gets node 2 before job 2's next segment does.
+    assert_eq!(
+        a_loaded_network_with_a_stuck_copy(stuck_first(true)),
+        vec![(task(1, 0), NodeId(2))]
+    );
+    // Without it the backup gets only what queued work leaves: nothing, while job 2 has segments queued.
+    assert_eq!(
+        a_loaded_network_with_a_stuck_copy(stuck_first(false)),
+        vec![(task(2, 1), NodeId(2))]
+    );
 }

@@ -61,6 +61,7 @@ pub fn config_for(p: &RunParams) -> SchedulerConfig {
             },
             only_if_faster: defaults.speculative.only_if_faster && p.straggler_median,
             idle_backups: p.idle_backups,
+            stuck_first: p.stuck_backups_first,
             ..defaults.speculative.clone()
         },
         finish_time_placement: p.finish_time_placement,

@@ -138,6 +138,8 @@ pub struct RunParams {
     pub proven_retries: bool,
     /// Idle-capacity backups (`SpeculativeConfig::idle_backups`).
     pub idle_backups: bool,
+    /// Backups of stuck tasks before queued work (`SpeculativeConfig::stuck_first`).
+    pub stuck_backups_first: bool,
     /// Straggler trigger: a copy running past `slow_factor` x its expected time gets a backup (0: off).
     pub slow_factor: f64,
     /// Straggler backups as the scheduler does them now: the trigger's expected time is the median live node's
@@ -209,6 +211,7 @@ impl Default for RunParams {
             finish_time_gain: 2.0,
             proven_retries: true,
             idle_backups: true,
+            stuck_backups_first: true,
             slow_factor: 1.5,
             straggler_median: true,
             quarantine: true,

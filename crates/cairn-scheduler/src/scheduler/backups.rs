@@ -98,6 +98,33 @@ impl Scheduler {
         }
     }
 
+    /// Backups of stuck tasks go before queued work (`SpeculativeConfig::stuck_first`): a straggler request whose
+    /// every copy is past its expected end (its node may never answer) is what its job waits for, while a queued
+    /// task of another job has the rest of that job to overlap with. Backups used to get only the nodes queued
+    /// work left, and on a loaded network a segment held by a silent node waited for its deadline (1,000 s and
+    /// more in `scenarios/policies.toml`). What is not placed here, `dispatch_backups` looks at as before.
+    pub(super) fn dispatch_stuck_backups(&mut self, now: Time, out: &mut Vec<Action>) {
+        if self.index.free_total() == 0 {
+            return;
+        }
+        let mut fastest: Vec<(Class, Option<f64>)> = Vec::new();
+        let index = &self.index;
+        self.backup_queue
+            .refresh(now, |class| fastest_free_speed(index, &mut fastest, class));
+        for key in self.backup_queue.to_look_at(MAX_BACKUP_TRIES) {
+            if self.index.free_total() == 0 {
+                return;
+            }
+            let task = TaskId::new(key.3, key.2);
+            let stuck = self
+                .straggler_need(task, now)
+                .is_some_and(|(_, _, beat)| beat == Time::MAX);
+            if stuck {
+                self.try_assign(now, task, true, out);
+            }
+        }
+    }
+
     pub(super) fn dispatch_backups(&mut self, now: Time, out: &mut Vec<Action>) {
         // Straggler requests wait in the queue until some free node would win, so the queue can be long. Those
         // that lost at their last look, and that nothing since can let win, are set aside (`BackupQueue`); of

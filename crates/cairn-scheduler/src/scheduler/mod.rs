@@ -665,6 +665,9 @@ impl Scheduler {
         let fired = self.fire_timers(now, &mut out);
         let backups_due = self.backup_wake().is_some_and(|t| t <= now);
         if !tick || fired || backups_due {
+            if self.cfg.speculative.stuck_first {
+                self.dispatch_stuck_backups(now, &mut out);
+            }
             self.dispatch(now, &mut out);
             self.tail_backups();
             self.dispatch_backups(now, &mut out);
