@@ -56,6 +56,11 @@ impl Scheduler {
         t.backup_if_faster = if_faster;
         let key = qkey(job, task.index, height);
         self.backup_queue.insert(key);
+        if if_faster && self.cfg.speculative.stuck_first {
+            if let Some((since, _)) = self.stuck_since(task) {
+                self.stuck_watch.insert((since, task));
+            }
+        }
     }
 
     /// Tail and idle triggers, for each job touched by this input once nothing of it waits for a node: if few
@@ -102,27 +107,65 @@ impl Scheduler {
     /// every copy is past its expected end (its node may never answer) is what its job waits for, while a queued
     /// task of another job has the rest of that job to overlap with. Backups used to get only the nodes queued
     /// work left, and on a loaded network a segment held by a silent node waited for its deadline (1,000 s and
-    /// more in `scenarios/policies.toml`). What is not placed here, `dispatch_backups` looks at as before.
+    /// more in `scenarios/policies.toml`). Requests are watched from the time their last copy should end, so a
+    /// call with nothing stuck costs one look; at most `MAX_BACKUP_TRIES` stuck ones are tried per call, oldest in
+    /// queue order first. What is not placed here, `dispatch_backups` looks at as before.
     pub(super) fn dispatch_stuck_backups(&mut self, now: Time, out: &mut Vec<Action>) {
         if self.index.free_total() == 0 {
             return;
         }
-        let mut fastest: Vec<(Class, Option<f64>)> = Vec::new();
-        let index = &self.index;
-        self.backup_queue
-            .refresh(now, |class| fastest_free_speed(index, &mut fastest, class));
-        for key in self.backup_queue.to_look_at(MAX_BACKUP_TRIES) {
+        while let Some(&(at, task)) = self.stuck_watch.first() {
+            if at > now {
+                break;
+            }
+            self.stuck_watch.pop_first();
+            match self.stuck_since(task) {
+                Some((since, key)) if since <= now => {
+                    self.stuck.insert(key);
+                }
+                Some((since, _)) => {
+                    // A copy was added since: watch again from its end.
+                    self.stuck_watch.insert((since, task));
+                }
+                None => {}
+            }
+        }
+        let keys: Vec<QKey> = self.stuck.iter().take(MAX_BACKUP_TRIES).copied().collect();
+        for key in keys {
             if self.index.free_total() == 0 {
                 return;
             }
             let task = TaskId::new(key.3, key.2);
-            let stuck = self
-                .straggler_need(task, now)
-                .is_some_and(|(_, _, beat)| beat == Time::MAX);
-            if stuck {
-                self.try_assign(now, task, true, out);
+            if self
+                .stuck_since(task)
+                .is_none_or(|(since, k)| since > now || k != key)
+            {
+                self.stuck.remove(&key);
+                if let Some((since, _)) = self.stuck_since(task) {
+                    self.stuck_watch.insert((since, task));
+                }
+                continue;
+            }
+            if self.try_assign(now, task, true, out) == Placement::Placed {
+                self.stuck.remove(&key);
             }
         }
+    }
+
+    /// For a queued straggler request: when its last copy passes its expected end, and its queue key. `None` if
+    /// `task` has no such request (placed, dropped, made unconditional, or its job is gone).
+    fn stuck_since(&self, task: TaskId) -> Option<(Time, QKey)> {
+        let job = self.jobs.get(&task.job)?;
+        let t = job.tasks.get(&task.index)?;
+        if !(t.backup_queued && t.backup_if_faster) || t.copies.is_empty() {
+            return None;
+        }
+        let since = t
+            .copies
+            .iter()
+            .map(|c| c.started.saturating_add(c.expected_ms))
+            .max()?;
+        Some((since, qkey(job, task.index, t.height)))
     }
 
     pub(super) fn dispatch_backups(&mut self, now: Time, out: &mut Vec<Action>) {

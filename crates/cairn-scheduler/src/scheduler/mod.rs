@@ -223,6 +223,10 @@ pub struct Scheduler {
     backup_queue: BackupQueue<QKey, Class>,
     /// Requests were left to look at while nodes were free: look again by then.
     backup_more_at: Option<Time>,
+    /// Straggler backup requests by the time their last copy passes its expected end (when they become stuck,
+    /// unless their copies change), and those found stuck, in queue order: `dispatch_stuck_backups`.
+    stuck_watch: BTreeSet<(Time, TaskId)>,
+    stuck: BTreeSet<QKey>,
     timers: timers::TimerQueue,
     /// Fair queueing across jobs (start-time fair queueing): the tag of the latest task dispatched. A job's
     /// next task is tagged one past the later of this and the job's previous tag, so a job that arrives
@@ -341,6 +345,8 @@ impl Scheduler {
             queues: BTreeMap::new(),
             backup_queue: BackupQueue::default(),
             backup_more_at: None,
+            stuck_watch: BTreeSet::new(),
+            stuck: BTreeSet::new(),
             timers: timers::TimerQueue::default(),
             vtime: 0,
             copy_seq: 0,
