@@ -196,7 +196,7 @@ pub struct SpeculativeConfig {
     /// straggler backups (started only where a free node is expected to finish first). With it, a straggler's
     /// backup request that no free node would win waits for one instead of being dropped.
     pub idle_backups: bool,
-    /// A straggler's backup whose every copy is past its expected end (stuck on a node that may never answer)
+    /// A straggler's backup whose every copy is 30 s past its expected end (stuck on a node that may never answer)
     /// is placed before queued tasks, on the nodes backups may use; otherwise backups get the nodes queued work
     /// leaves, which on a loaded network is none until the stuck copy's deadline.
     pub stuck_first: bool,

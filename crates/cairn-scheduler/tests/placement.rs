@@ -262,9 +262,9 @@ fn stuck_first(on: bool) -> SchedulerConfig {
 }
 
 /// Two nodes of 1,000 ms a segment, two jobs of two segments, job 2 queued behind job 1. Node 1 holds job 1's
-/// segment 0 and never answers; node 2 delivers job 1's segment 1 at 900 ms and job 2's segment 0 at 1,900 ms.
+/// segment 0 and never answers; node 2 delivers job 1's segment 1 at 900 ms and job 2's segment 0 at `at`.
 /// What does node 2 get then?
-fn a_loaded_network_with_a_stuck_copy(cfg: SchedulerConfig) -> Vec<(TaskId, NodeId)> {
+fn a_loaded_network_with_a_stuck_copy(cfg: SchedulerConfig, at: Time) -> Vec<(TaskId, NodeId)> {
     let mut r = Rig::new(cfg, "fifo");
     r.node(1, speed(10_000.0));
     r.node(2, speed(10_000.0));
@@ -283,20 +283,26 @@ fn a_loaded_network_with_a_stuck_copy(cfg: SchedulerConfig) -> Vec<(TaskId, Node
     );
     // The straggler trigger asks for a backup of job 1's segment 0 (1.5 x its 1,000 ms); nobody is free.
     assert!(assigns(&r.tick_at(1_500)).is_empty());
-    r.now = 1_900;
+    r.now = at;
     assigns(&r.verify(2, task(2, 0)))
 }
 
 #[test]
 fn a_stuck_task_is_backed_up_before_queued_work() {
-    // Job 1 waits on nothing else: its stuck segment gets node 2 before job 2's next segment does.
+    // 31 s after its expected end job 1's segment is stuck, and job 1 waits on nothing else: it gets node 2
+    // before job 2's next segment does.
     assert_eq!(
-        a_loaded_network_with_a_stuck_copy(stuck_first(true)),
+        a_loaded_network_with_a_stuck_copy(stuck_first(true), 31_000),
         vec![(task(1, 0), NodeId(2))]
     );
     // Without it the backup gets only what queued work leaves: nothing, while job 2 has segments queued.
     assert_eq!(
-        a_loaded_network_with_a_stuck_copy(stuck_first(false)),
+        a_loaded_network_with_a_stuck_copy(stuck_first(false), 31_000),
+        vec![(task(2, 1), NodeId(2))]
+    );
+    // 0.9 s past its expected end a copy is only late (transfers are not in the expected time): queued work first.
+    assert_eq!(
+        a_loaded_network_with_a_stuck_copy(stuck_first(true), 1_900),
         vec![(task(2, 1), NodeId(2))]
     );
 }

@@ -16,6 +16,12 @@ const BACKUP_MORE_MS: Time = 250;
 /// again.
 const BACKUP_RETRY_MS: Time = 1_000;
 
+/// How far past its expected end a copy must be before its task counts as stuck (`dispatch_stuck_backups`): an
+/// expected time leaves out transfers and checks, and on a network whose speeds are overestimated every copy
+/// runs past it a little. Without this margin the node tests' two fake provers (sub-second tasks) backed each
+/// other's copies up ahead of queued work, and one never finished a task of its own.
+const STUCK_GRACE_MS: Time = 30_000;
+
 impl Scheduler {
     /// Queue one backup copy of `task`. A straggler's backup (`if_faster`) is launched only on a node expected to
     /// finish before the running copies would (a copy already past its own expected time counts as never);
@@ -104,7 +110,7 @@ impl Scheduler {
     }
 
     /// Backups of stuck tasks go before queued work (`SpeculativeConfig::stuck_first`): a straggler request whose
-    /// every copy is past its expected end (its node may never answer) is what its job waits for, while a queued
+    /// every copy is well past its expected end (its node may never answer) is what its job waits for, while a queued
     /// task of another job has the rest of that job to overlap with. Backups used to get only the nodes queued
     /// work left, and on a loaded network a segment held by a silent node waited for its deadline (1,000 s and
     /// more in `scenarios/policies.toml`). Requests are watched from the time their last copy should end, so a
@@ -152,8 +158,8 @@ impl Scheduler {
         }
     }
 
-    /// For a queued straggler request: when its last copy passes its expected end, and its queue key. `None` if
-    /// `task` has no such request (placed, dropped, made unconditional, or its job is gone).
+    /// For a queued straggler request: when its last copy is `STUCK_GRACE_MS` past its expected end, and its
+    /// queue key. `None` if `task` has no such request (placed, dropped, made unconditional, or its job is gone).
     fn stuck_since(&self, task: TaskId) -> Option<(Time, QKey)> {
         let job = self.jobs.get(&task.job)?;
         let t = job.tasks.get(&task.index)?;
@@ -164,7 +170,8 @@ impl Scheduler {
             .copies
             .iter()
             .map(|c| c.started.saturating_add(c.expected_ms))
-            .max()?;
+            .max()?
+            .saturating_add(STUCK_GRACE_MS);
         Some((since, qkey(job, task.index, t.height)))
     }
 
