@@ -245,19 +245,17 @@ fn a_fast_node_the_policy_refuses_does_not_hold_a_task_for_ever() {
     assert_eq!(assigns(&r.segment(1, 0)), vec![(task(1, 0), NodeId(2))]);
 }
 
+/// Idle backups with the straggler trigger on (1.5 x a copy's own expected time), and stuck tasks first or not.
 fn stuck_first(on: bool) -> SchedulerConfig {
-    let q = quiet_config();
+    let base = idle(true);
     SchedulerConfig {
         speculative: SpeculativeConfig {
-            enabled: true,
-            tail_tasks: 0,
             slow_factor: Some(1.5),
             reference_quantile: None,
-            idle_backups: true,
             stuck_first: on,
-            ..q.speculative.clone()
+            ..base.speculative.clone()
         },
-        ..q
+        ..base
     }
 }
 

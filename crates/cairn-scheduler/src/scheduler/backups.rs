@@ -110,12 +110,12 @@ impl Scheduler {
     }
 
     /// Backups of stuck tasks go before queued work (`SpeculativeConfig::stuck_first`): a straggler request whose
-    /// every copy is well past its expected end (its node may never answer) is what its job waits for, while a queued
-    /// task of another job has the rest of that job to overlap with. Backups used to get only the nodes queued
-    /// work left, and on a loaded network a segment held by a silent node waited for its deadline (1,000 s and
-    /// more in `scenarios/policies.toml`). Requests are watched from the time their last copy should end, so a
-    /// call with nothing stuck costs one look; at most `MAX_BACKUP_TRIES` stuck ones are tried per call, oldest in
-    /// queue order first. What is not placed here, `dispatch_backups` looks at as before.
+    /// every copy is well past its expected end (its node may never answer) is what its job waits for, while a
+    /// queued task of another job has the rest of that job to overlap with. Backups used to get only the nodes
+    /// queued work left, and on a loaded network a segment held by a silent node waited for its deadline (1,000 s
+    /// and more in `scenarios/policies.toml`). Requests are watched from the time they become stuck
+    /// (`stuck_since`), so a call with nothing stuck costs one look; at most `MAX_BACKUP_TRIES` stuck ones are
+    /// tried per call, oldest in queue order first. What is not placed here, `dispatch_backups` looks at as before.
     pub(super) fn dispatch_stuck_backups(&mut self, now: Time, out: &mut Vec<Action>) {
         if self.index.free_total() == 0 {
             return;
@@ -130,7 +130,7 @@ impl Scheduler {
                     self.stuck.insert(key);
                 }
                 Some((since, _)) => {
-                    // A copy was added since: watch again from its end.
+                    // A copy was added since: watch again from when it would be stuck.
                     self.stuck_watch.insert((since, task));
                 }
                 None => {}
@@ -142,15 +142,17 @@ impl Scheduler {
                 return;
             }
             let task = TaskId::new(key.3, key.2);
-            if self
-                .stuck_since(task)
-                .is_none_or(|(since, k)| since > now || k != key)
-            {
-                self.stuck.remove(&key);
-                if let Some((since, _)) = self.stuck_since(task) {
-                    self.stuck_watch.insert((since, task));
+            match self.stuck_since(task) {
+                Some((since, k)) if since <= now && k == key => {}
+                changed => {
+                    // Placed, dropped or given a new copy since (or queued under a new key): out of this set,
+                    // and watched again if it is still a straggler request.
+                    self.stuck.remove(&key);
+                    if let Some((since, _)) = changed {
+                        self.stuck_watch.insert((since, task));
+                    }
+                    continue;
                 }
-                continue;
             }
             if self.try_assign(now, task, true, out) == Placement::Placed {
                 self.stuck.remove(&key);

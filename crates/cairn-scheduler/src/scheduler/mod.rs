@@ -223,8 +223,9 @@ pub struct Scheduler {
     backup_queue: BackupQueue<QKey, Class>,
     /// Requests were left to look at while nodes were free: look again by then.
     backup_more_at: Option<Time>,
-    /// Straggler backup requests by the time their last copy passes its expected end (when they become stuck,
-    /// unless their copies change), and those found stuck, in queue order: `dispatch_stuck_backups`.
+    /// Straggler backup requests by the time they become stuck (`stuck_since`: their last copy well past its
+    /// expected end, unless their copies change), and those found stuck, in queue order:
+    /// `dispatch_stuck_backups`.
     stuck_watch: BTreeSet<(Time, TaskId)>,
     stuck: BTreeSet<QKey>,
     timers: timers::TimerQueue,
