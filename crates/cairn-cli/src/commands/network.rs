@@ -304,7 +304,8 @@ pub(super) fn aggregation(
         AggregationArg::Auto => match backend.recursion_available() {
             Ok(()) => Aggregation::JoinTree,
             Err(e) => {
-                tracing::info!(reason = %e, "recursion unavailable here: composite receipt");
+                // Said plainly: whoever asked for the default gets a composite receipt, not a succinct one.
+                eprintln!("cairn: the receipt will be composite (--aggregation auto): {e}");
                 Aggregation::Composite
             }
         },
