@@ -1,5 +1,6 @@
-//! The `cairn` command as a user meets it, with the (named) fake backend where proofs are not the point: one
-//! process per data directory and job database (a second one refuses at once, naming the first).
+//! The `cairn` command and its scripts as a user meets them, with the (named) fake backend where proofs are not
+//! the point: one process per data directory and job database (a second one refuses at once, naming the first),
+//! and `scripts/demo.sh` letting a user's flags win over its defaults.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
@@ -220,4 +221,33 @@ fn a_second_gateway_on_the_same_gateway_directory_refuses_at_once() {
         first.0.id(),
         "--gateway-dir",
     );
+}
+
+/// `scripts/demo.sh --po2 auto`: the user's flag wins over the script's `--po2 14` (it was passed twice, and
+/// clap refused it), and the devnet proves at the po2 the network chose. Fake backend, so it takes seconds.
+#[test]
+fn the_demo_script_lets_a_users_po2_win_over_its_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let receipt = dir.path().join("devnet/receipt.bin");
+    let out = Command::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../scripts/demo.sh"
+    ))
+    .args(["--po2", "auto", "--backend", "fake", "--out"])
+    .arg(&receipt)
+    .env("CAIRN_DEMO_BIN", CAIRN)
+    .env_remove("CAIRN_PO2")
+    .env_remove("CAIRN_OUT")
+    .env_remove("CAIRN_DEVNET_NODES")
+    .output()
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(receipt.with_extension("json")).unwrap()).unwrap();
+    let choice = &summary["po2_choice"];
+    assert!(choice.is_object(), "no po2 was chosen: {summary}");
+    assert_eq!(summary["po2"], choice["po2"], "{summary}");
+    // The script's other default still applies: two prover nodes.
+    assert!(err.contains("starting 2 prover nodes"), "{err}");
 }
