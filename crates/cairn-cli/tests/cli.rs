@@ -1,6 +1,6 @@
 //! The `cairn` command and its scripts as a user meets them, with the (named) fake backend where proofs are not
 //! the point: one process per data directory and job database (a second one refuses at once, naming the first),
-//! and `scripts/demo.sh` letting a user's flags win over its defaults.
+//! `scripts/demo.sh` letting a user's flags win over its defaults, and `cairn execute --sweep`.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
@@ -250,4 +250,55 @@ fn the_demo_script_lets_a_users_po2_win_over_its_default() {
     assert_eq!(summary["po2"], choice["po2"], "{summary}");
     // The script's other default still applies: two prover nodes.
     assert!(err.contains("starting 2 prover nodes"), "{err}");
+}
+
+/// `cairn execute --sweep` leaves po2 15 out unless asked (it took 14 minutes for seed-bench on 2 cores),
+/// saying so, and executes every other size.
+#[test]
+fn execute_sweep_leaves_po2_15_out_unless_asked() {
+    let sweep = |extra: &[&str]| {
+        let out = Command::new(CAIRN)
+            .args(["execute", "--program", "sha-chain", "--sweep"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // The table's rows: po2 and segment count.
+    let rows = |table: &str| -> Vec<(u8, String)> {
+        table
+            .lines()
+            .skip_while(|l| !(l.contains("segments") && l.contains("inflation")))
+            .skip(1)
+            .map_while(|l| {
+                let mut f = l.split_whitespace();
+                let po2 = f.next()?.parse().ok()?;
+                Some((po2, f.next()?.to_string()))
+            })
+            .collect()
+    };
+    let default = sweep(&[]);
+    let r = rows(&default);
+    assert_eq!(
+        r.iter().map(|(p, _)| *p).collect::<Vec<_>>(),
+        (14..=22).collect::<Vec<u8>>(),
+        "{default}"
+    );
+    for (po2, segments) in &r {
+        if *po2 == 15 {
+            assert_eq!(segments, "(left", "{default}");
+        } else {
+            assert!(segments.parse::<u32>().unwrap() >= 1, "{default}");
+        }
+    }
+    assert!(default.contains("--sweep-po2-15"), "{default}");
+    let all = sweep(&["--sweep-po2-15"]);
+    let r = rows(&all);
+    let (_, at15) = r.iter().find(|(p, _)| *p == 15).expect("a po2 15 row");
+    assert!(at15.parse::<u32>().unwrap() >= 1, "{all}");
 }
