@@ -78,7 +78,11 @@ fn main() {
         let t = tallies.entry(key).or_default();
         for file in files {
             t.files += 1;
-            let rel = file.strip_prefix(dir).unwrap_or(&file).display().to_string();
+            let rel = file
+                .strip_prefix(dir)
+                .unwrap_or(&file)
+                .display()
+                .to_string();
             let json = match std::fs::read_to_string(&file) {
                 Ok(j) => j,
                 Err(e) => {
@@ -157,7 +161,11 @@ fn main() {
             }
         }
     }
-    println!("{} failures; {:.1} s", all_failures.len(), started.elapsed().as_secs_f64());
+    println!(
+        "{} failures; {:.1} s",
+        all_failures.len(),
+        started.elapsed().as_secs_f64()
+    );
     for f in &all_failures {
         println!("FAIL {f}");
     }

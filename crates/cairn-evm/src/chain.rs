@@ -31,7 +31,9 @@ pub enum Activation {
     Block(u64),
     Timestamp(u64),
     /// The merge (Paris): the first block past the terminal total difficulty.
-    Merge { block: u64 },
+    Merge {
+        block: u64,
+    },
 }
 
 /// One fork's blob parameters (EIP-7840's `blobSchedule` entry).
@@ -149,7 +151,12 @@ impl Chain {
             .iter()
             .position(|f| *f == last)
             .ok_or_else(|| ChainError::UnknownNetwork(network.to_string()))?;
-        if pos < ORDER.iter().position(|f| *f == EthereumHardfork::Paris).unwrap() {
+        if pos
+            < ORDER
+                .iter()
+                .position(|f| *f == EthereumHardfork::Paris)
+                .unwrap()
+        {
             return Err(ChainError::PreMerge(format!("test network `{network}`")));
         }
         let mut forks: Vec<(String, Activation)> = ORDER[..=pos]
@@ -164,7 +171,8 @@ impl Chain {
             })
             .collect();
         if let Some((next, at)) = then {
-            let next = fork_by_name(next).map_err(|_| ChainError::UnknownNetwork(network.into()))?;
+            let next =
+                fork_by_name(next).map_err(|_| ChainError::UnknownNetwork(network.into()))?;
             let npos = ORDER
                 .iter()
                 .position(|f| *f == next)

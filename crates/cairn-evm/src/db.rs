@@ -115,7 +115,10 @@ impl<'w> WitnessDb<'w> {
     }
 
     /// The pre-state account at `address` (`None`: the account trie proves it absent).
-    pub(crate) fn account(&mut self, address: Address) -> Result<Option<TrieAccount>, WitnessError> {
+    pub(crate) fn account(
+        &mut self,
+        address: Address,
+    ) -> Result<Option<TrieAccount>, WitnessError> {
         if let Some(a) = self.loaded.get(&address) {
             return Ok(*a);
         }
@@ -152,7 +155,11 @@ impl<'w> WitnessDb<'w> {
 }
 
 /// A storage value as the trie stores it: the RLP of the value without leading zeros.
-pub(crate) fn decode_slot(address: Address, slot: U256, mut rlp: &[u8]) -> Result<U256, WitnessError> {
+pub(crate) fn decode_slot(
+    address: Address,
+    slot: U256,
+    mut rlp: &[u8],
+) -> Result<U256, WitnessError> {
     let v = U256::decode(&mut rlp).map_err(|e| {
         WitnessError::Malformed(format!("slot {slot:#x} of {address} does not decode: {e}"))
     })?;

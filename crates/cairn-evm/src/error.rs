@@ -17,23 +17,35 @@ pub enum BlockError {
     /// The block's RLP does not decode.
     BlockRlp(String),
     /// Ancestor header `index` (0 = oldest) does not decode.
-    AncestorRlp { index: usize, reason: String },
+    AncestorRlp {
+        index: usize,
+        reason: String,
+    },
     /// The witness has no ancestor headers: the parent's header is needed for its state root.
     NoParent,
     TooManyAncestors(usize),
     /// The ancestor headers are not a hash chain ending at the block's parent.
     BrokenAncestry(String),
     /// A header field breaks a rule on its own or against the parent's header.
-    Header { field: &'static str, reason: String },
+    Header {
+        field: &'static str,
+        reason: String,
+    },
     /// The body disagrees with the header (transactions root, ommers, withdrawals).
     Body(String),
     /// The witness does not hold the parent's state root node.
     MissingPreStateRoot(B256),
     Witness(WitnessError),
     /// A transaction's signature does not recover a sender.
-    Signature { index: usize, reason: String },
+    Signature {
+        index: usize,
+        reason: String,
+    },
     /// A transaction is invalid (nonce, balance, fees, gas, type not allowed by the fork, ...).
-    Transaction { index: usize, reason: String },
+    Transaction {
+        index: usize,
+        reason: String,
+    },
     /// A block-level step failed (a system call, withdrawals, requests).
     Execution(String),
     /// A header field differs from what executing the block gives.

@@ -26,9 +26,9 @@ use alloy_consensus::{
 };
 use alloy_eips::eip4788::BEACON_ROOTS_ADDRESS;
 use alloy_eips::eip4895::Withdrawals;
-use alloy_evm::{EvmEnv, EvmFactory, FromRecoveredTx};
 use alloy_evm::eth::EthEvmFactory;
 use alloy_evm::Evm;
+use alloy_evm::{EvmEnv, EvmFactory, FromRecoveredTx};
 use alloy_primitives::{keccak256, Address, Bytes, Signature, TxKind, B256, U256};
 use alloy_trie::proof::ProofRetainer;
 use alloy_trie::{HashBuilder, Nibbles, EMPTY_ROOT_HASH};
@@ -266,14 +266,14 @@ pub fn parse_gas(s: &str) -> Result<u64, String> {
     Ok((v * mul).round() as u64)
 }
 
-
 const GWEI: u128 = 1_000_000_000;
 /// Linea's chain id: these are meant to look like L2 blocks.
 pub const CHAIN_ID: u64 = 59_144;
 
 /// The chain synthetic blocks belong to: chain id 59144, Ethereum's rules up to Cancun from genesis.
 pub fn chain() -> Chain {
-    let Chain::Custom(test) = Chain::test_network("Cancun").expect("Cancun is a known network") else {
+    let Chain::Custom(test) = Chain::test_network("Cancun").expect("Cancun is a known network")
+    else {
         unreachable!("test networks are custom chains")
     };
     Chain::Custom(CustomChain {
@@ -383,10 +383,10 @@ fn build_world(cfg: &GenConfig, template: &Header) -> Result<World, GenError> {
     let mut evm = EthEvmFactory::default().create_evm(db, env);
     let mut deployer_nonce = 0u64;
     let run = |evm: &mut alloy_evm::EthEvm<CacheDB<EmptyDB>, _, _>,
-                   from: Address,
-                   nonce: &mut u64,
-                   to: Option<Address>,
-                   data: Vec<u8>|
+               from: Address,
+               nonce: &mut u64,
+               to: Option<Address>,
+               data: Vec<u8>|
      -> Result<ExecutionResult, GenError> {
         let tx = TxEnv::builder()
             .caller(from)
@@ -402,7 +402,8 @@ fn build_world(cfg: &GenConfig, template: &Header) -> Result<World, GenError> {
         evm.transact_commit(tx)
             .map_err(|e| GenError(format!("genesis: {e}")))
     };
-    let hex_bytes = |h: &str| alloy_primitives::hex::decode(h.trim()).expect("committed contract hex is valid");
+    let hex_bytes =
+        |h: &str| alloy_primitives::hex::decode(h.trim()).expect("committed contract hex is valid");
     let supply = ether(1_000_000_000_000);
     let mut tokens = Vec::new();
     for _ in 0..cfg.tokens {
@@ -512,7 +513,9 @@ fn full_state(db: &CacheDB<EmptyDB>) -> BTreeMap<Address, FullAccount> {
         let code = if info.code_hash == alloy_trie::KECCAK_EMPTY {
             vec![]
         } else {
-            db.cache.contracts[&info.code_hash].original_bytes().to_vec()
+            db.cache.contracts[&info.code_hash]
+                .original_bytes()
+                .to_vec()
         };
         let storage: BTreeMap<U256, U256> = account
             .storage
@@ -592,7 +595,9 @@ pub fn generate(cfg: &GenConfig) -> Result<Generated, GenError> {
         withdrawals_root: Some(EMPTY_ROOT_HASH),
         blob_gas_used: Some(0),
         excess_blob_gas: Some(0),
-        parent_beacon_block_root: Some(keccak256([b"beacon".as_slice(), &cfg.seed.to_le_bytes()].concat())),
+        parent_beacon_block_root: Some(keccak256(
+            [b"beacon".as_slice(), &cfg.seed.to_le_bytes()].concat(),
+        )),
         ..Header::default()
     };
     let World {
@@ -844,7 +849,9 @@ pub fn generate(cfg: &GenConfig) -> Result<Generated, GenError> {
         let input = StatelessInput::new(chain(), block_rlp(&block), witness.clone());
         match crate::execute_input(&input, host_sha256, &mut |_| {}) {
             Ok((executed, _)) => break executed,
-            Err(BlockError::Witness(WitnessError::MissingNode { node, .. })) if all_nodes.contains_key(&node) => {
+            Err(BlockError::Witness(WitnessError::MissingNode { node, .. }))
+                if all_nodes.contains_key(&node) =>
+            {
                 witness.state.push(all_nodes[&node].clone());
             }
             Err(e) => {

@@ -54,7 +54,10 @@ pub fn check_standalone(header: &Header, spec: &ChainSpec) -> Result<(), BlockEr
     if header.extra_data.len() > MAX_EXTRA_DATA {
         return Err(bad(
             "extraData",
-            format!("{} bytes, at most {MAX_EXTRA_DATA}", header.extra_data.len()),
+            format!(
+                "{} bytes, at most {MAX_EXTRA_DATA}",
+                header.extra_data.len()
+            ),
         ));
     }
     if header.difficulty != U256::ZERO {
@@ -64,15 +67,24 @@ pub fn check_standalone(header: &Header, spec: &ChainSpec) -> Result<(), BlockEr
         return Err(bad("nonce", "must be 0 after the merge"));
     }
     if header.ommers_hash != EMPTY_OMMER_ROOT_HASH {
-        return Err(bad("ommersHash", "must be the empty list's hash after the merge"));
+        return Err(bad(
+            "ommersHash",
+            "must be the empty list's hash after the merge",
+        ));
     }
     if header.gas_limit > MAX_GAS_LIMIT {
-        return Err(bad("gasLimit", format!("{} is over 2^63-1", header.gas_limit)));
+        return Err(bad(
+            "gasLimit",
+            format!("{} is over 2^63-1", header.gas_limit),
+        ));
     }
     if header.gas_used > header.gas_limit {
         return Err(bad(
             "gasUsed",
-            format!("{} exceeds the gas limit {}", header.gas_used, header.gas_limit),
+            format!(
+                "{} exceeds the gas limit {}",
+                header.gas_used, header.gas_limit
+            ),
         ));
     }
     presence("baseFeePerGas", &header.base_fee_per_gas, true, "London")?;
@@ -132,7 +144,10 @@ pub fn check_against_parent(
     if parent.number.checked_add(1) != Some(header.number) {
         return Err(bad(
             "number",
-            format!("{} does not follow the parent's {}", header.number, parent.number),
+            format!(
+                "{} does not follow the parent's {}",
+                header.number, parent.number
+            ),
         ));
     }
     if header.timestamp <= parent.timestamp {
@@ -236,8 +251,8 @@ fn next_base_fee(gas_used: u64, gas_limit: u64, base_fee: u64) -> Option<u64> {
     Some(match gas_used.cmp(&target) {
         std::cmp::Ordering::Equal => base_fee,
         std::cmp::Ordering::Greater => {
-            let delta = (base_fee as u128 * (gas_used - target) as u128 / target as u128 / denom)
-                .max(1);
+            let delta =
+                (base_fee as u128 * (gas_used - target) as u128 / target as u128 / denom).max(1);
             u64::try_from(base_fee as u128 + delta).ok()?
         }
         std::cmp::Ordering::Less => {
@@ -248,12 +263,7 @@ fn next_base_fee(gas_used: u64, gas_limit: u64, base_fee: u64) -> Option<u64> {
 }
 
 /// EIP-4844's (and EIP-7918's, from Osaka) next excess blob gas, with checked arithmetic.
-fn next_excess_blob_gas(
-    params: &BlobParams,
-    excess: u64,
-    used: u64,
-    base_fee: u64,
-) -> Option<u64> {
+fn next_excess_blob_gas(params: &BlobParams, excess: u64, used: u64, base_fee: u64) -> Option<u64> {
     excess.checked_add(used)?;
     used.checked_mul(params.max_blob_count)?;
     if params.max_blob_count == 0 || params.max_blob_count < params.target_blob_count {

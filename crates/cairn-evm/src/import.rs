@@ -101,7 +101,9 @@ pub fn tx_from_json(index: usize, v: &Value) -> Result<TxEnvelope, ImportError> 
             } else if vv >= U256::from(35) {
                 (vv - U256::from(35)) % U256::from(2)
             } else {
-                return Err(err(format!("{what}: signature v {vv} is not a valid value")));
+                return Err(err(format!(
+                    "{what}: signature v {vv} is not a valid value"
+                )));
             }
         }
     };
@@ -147,7 +149,8 @@ pub fn tx_from_json(index: usize, v: &Value) -> Result<TxEnvelope, ImportError> 
 
 /// A header from its RPC JSON; checks `hash` when the JSON has one.
 pub fn header_from_json(v: &Value) -> Result<Header, ImportError> {
-    let header: Header = serde_json::from_value(v.clone()).map_err(|e| err(format!("header: {e}")))?;
+    let header: Header =
+        serde_json::from_value(v.clone()).map_err(|e| err(format!("header: {e}")))?;
     if let Some(hash) = v.get("hash").filter(|h| !h.is_null()) {
         let expected = B256::from_slice(&hex_bytes("header hash", hash)?);
         if header.hash_slow() != expected {
@@ -191,8 +194,8 @@ pub fn block_from_json(v: &Value) -> Result<Block<TxEnvelope>, ImportError> {
     let withdrawals = match body_json.get("withdrawals").filter(|w| !w.is_null()) {
         None => None,
         Some(w) => {
-            let w: Vec<Withdrawal> = serde_json::from_value(w.clone())
-                .map_err(|e| err(format!("withdrawals: {e}")))?;
+            let w: Vec<Withdrawal> =
+                serde_json::from_value(w.clone()).map_err(|e| err(format!("withdrawals: {e}")))?;
             Some(Withdrawals::new(w))
         }
     };
@@ -334,9 +337,11 @@ pub fn full_witness(state: &BTreeMap<Address, FullAccount>) -> (B256, Witness) {
         let storage_root = if acc.storage.is_empty() {
             EMPTY_ROOT_HASH
         } else {
-            let (root, n) = cairn_mpt::nodes_of(acc.storage.iter().map(|(k, v)| {
-                (keccak256(k.to_be_bytes::<32>()), alloy_rlp::encode(v))
-            }));
+            let (root, n) = cairn_mpt::nodes_of(
+                acc.storage
+                    .iter()
+                    .map(|(k, v)| (keccak256(k.to_be_bytes::<32>()), alloy_rlp::encode(v))),
+            );
             nodes.extend(n);
             root
         };

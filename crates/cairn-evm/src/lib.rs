@@ -20,6 +20,10 @@ pub mod header;
 pub mod import;
 pub mod input;
 pub mod journal;
+#[cfg(feature = "rpc")]
+pub mod rpc;
+#[cfg(feature = "host")]
+pub mod samples;
 #[cfg(feature = "host")]
 pub mod tests;
 pub mod validate;
@@ -29,7 +33,12 @@ pub use db::WitnessError;
 pub use error::BlockError;
 pub use input::{StatelessInput, Witness, FORMAT};
 pub use journal::{Journal, JOURNAL_LEN};
-pub use validate::{execute_input, validate, validate_input, Executed, Stage, Stats};
+pub use validate::{execute_input, validate, validate_input, Executed, Mark, Stage, Stats};
+
+// The guest installs accelerated cryptography into these (alloy's and revm's crypto providers).
+pub use alloy_consensus;
+pub use alloy_primitives;
+pub use revm;
 
 /// A SHA-256 implementation (the guest passes RISC Zero's accelerated one, the host a software one).
 pub type Sha256Fn = fn(&[u8]) -> [u8; 32];

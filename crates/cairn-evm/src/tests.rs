@@ -61,7 +61,10 @@ impl Outcome {
 
 /// Reads a BlockchainTests file: its single-block cases of the `networks` asked for (all post-merge ones
 /// when empty), and the names of the cases skipped with why.
-pub fn load(json: &str, networks: &[&str]) -> Result<(Vec<Case>, Vec<(String, Skip)>), ImportError> {
+pub fn load(
+    json: &str,
+    networks: &[&str],
+) -> Result<(Vec<Case>, Vec<(String, Skip)>), ImportError> {
     let v: Value = serde_json::from_str(json).map_err(|e| ImportError(format!("not JSON: {e}")))?;
     let obj = v
         .as_object()
@@ -109,11 +112,8 @@ fn case_of(
     let ctx = |e: ImportError| ImportError(format!("{name}: {e}"));
     let pre = state_from_json(case.get("pre").unwrap_or(&Value::Null)).map_err(ctx)?;
     let (root, mut witness) = full_witness(&pre);
-    let genesis_rlp = hex_bytes(
-        "genesisRLP",
-        case.get("genesisRLP").unwrap_or(&Value::Null),
-    )
-    .map_err(ctx)?;
+    let genesis_rlp =
+        hex_bytes("genesisRLP", case.get("genesisRLP").unwrap_or(&Value::Null)).map_err(ctx)?;
     let genesis_header = header_of_block_rlp(&genesis_rlp).map_err(ctx)?;
     let genesis: alloy_consensus::Header =
         alloy_rlp::Decodable::decode(&mut genesis_header.as_slice())
@@ -129,9 +129,9 @@ fn case_of(
     let expect = match block.get("expectException").and_then(|e| e.as_str()) {
         Some(exception) => Expect::Invalid(exception.to_string()),
         None => {
-            let header = block
-                .get("blockHeader")
-                .ok_or_else(|| ImportError(format!("{name}: a valid block without `blockHeader`")))?;
+            let header = block.get("blockHeader").ok_or_else(|| {
+                ImportError(format!("{name}: a valid block without `blockHeader`"))
+            })?;
             let h = |k: &str| -> Result<B256, ImportError> {
                 let b = hex_bytes(k, header.get(k).unwrap_or(&Value::Null)).map_err(ctx)?;
                 (b.len() == 32)
@@ -192,7 +192,10 @@ pub fn run(case: &Case, sha256: Sha256Fn) -> Outcome {
                     j.post_state_root
                 ))
             } else if j.block_hash != *block_hash {
-                Outcome::Fail(format!("block hash {} instead of {block_hash}", j.block_hash))
+                Outcome::Fail(format!(
+                    "block hash {} instead of {block_hash}",
+                    j.block_hash
+                ))
             } else {
                 Outcome::Valid
             }
@@ -226,7 +229,10 @@ pub fn run(case: &Case, sha256: Sha256Fn) -> Outcome {
             }
         }
         (Expect::Invalid(_), Err(e)) => {
-            if matches!(e, BlockError::Witness(_) | BlockError::MissingPreStateRoot(_)) {
+            if matches!(
+                e,
+                BlockError::Witness(_) | BlockError::MissingPreStateRoot(_)
+            ) {
                 // The witness holds the whole pre-state: a witness error is Cairn's, not the block's.
                 Outcome::Fail(format!("refused for a witness error, not the block: {e}"))
             } else {
@@ -242,8 +248,10 @@ pub fn run(case: &Case, sha256: Sha256Fn) -> Outcome {
 /// The case's block with its header's transactions root set to its transactions' (`None` if it does not decode).
 fn with_transactions_root_fixed(case: &Case) -> Option<StatelessInput> {
     use alloy_rlp::Decodable;
-    let mut block =
-        alloy_consensus::Block::<alloy_consensus::TxEnvelope>::decode(&mut case.input.block.as_slice()).ok()?;
+    let mut block = alloy_consensus::Block::<alloy_consensus::TxEnvelope>::decode(
+        &mut case.input.block.as_slice(),
+    )
+    .ok()?;
     block.header.transactions_root =
         alloy_consensus::proofs::calculate_transaction_root(&block.body.transactions);
     Some(StatelessInput {

@@ -86,6 +86,17 @@ impl Stage {
     }
 }
 
+/// Progress marks [`validate`] reports as it goes: each stage as it ends, and each transaction as it has run
+/// (inside [`Stage::Execute`]), so the guest can count cycles per stage and per transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    Stage(Stage),
+    /// The fork's pre-execution system calls (EIP-2935, EIP-4788) have run.
+    SystemCalls,
+    /// Transaction `index` has run.
+    Transaction(usize),
+}
+
 /// What executing a block gives, before it is compared with the header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Executed {
@@ -119,7 +130,7 @@ pub struct Stats {
 pub fn validate(
     input_bytes: &[u8],
     sha256: Sha256Fn,
-    meter: &mut dyn FnMut(Stage),
+    meter: &mut dyn FnMut(Mark),
 ) -> Result<Executed, BlockError> {
     let input = StatelessInput::decode(input_bytes)?;
     validate_input(&input, sha256, meter)
@@ -129,7 +140,7 @@ pub fn validate(
 pub fn validate_input(
     input: &StatelessInput,
     sha256: Sha256Fn,
-    meter: &mut dyn FnMut(Stage),
+    meter: &mut dyn FnMut(Mark),
 ) -> Result<Executed, BlockError> {
     let (executed, header) = execute_input(input, sha256, meter)?;
     let cmp = |field: &'static str, header: String, computed: String| {
@@ -170,30 +181,29 @@ pub fn validate_input(
         format!("{:?}", header.requests_hash),
         format!("{:?}", executed.requests_hash),
     )?;
-    meter(Stage::Receipts);
     cmp(
         "stateRoot",
         header.state_root.to_string(),
         executed.post_state_root.to_string(),
     )?;
-    meter(Stage::PostState);
     Ok(executed)
 }
 
 /// Everything [`validate_input`] does except comparing what execution gives (gas used, blob gas used, receipts
 /// root, logs bloom, requests hash, state root) with the header: what a block builder (`cairn block gen`)
-/// calls to fill those fields in. Reports every stage but the last two, which the caller reports.
+/// calls to fill those fields in.
 pub fn execute_input(
     input: &StatelessInput,
     sha256: Sha256Fn,
-    meter: &mut dyn FnMut(Stage),
+    meter: &mut dyn FnMut(Mark),
 ) -> Result<(Executed, Header), BlockError> {
     let chain_digest = input.chain.digest(sha256);
     let spec = input.chain.spec()?;
     let mut raw = input.block.as_slice();
     let header_rlp = first_item(raw).map_err(BlockError::BlockRlp)?;
     let block_hash = keccak256(header_rlp);
-    let block = Block::<TxEnvelope>::decode(&mut raw).map_err(|e| BlockError::BlockRlp(e.to_string()))?;
+    let block =
+        Block::<TxEnvelope>::decode(&mut raw).map_err(|e| BlockError::BlockRlp(e.to_string()))?;
     if !raw.is_empty() {
         return Err(BlockError::BlockRlp(format!(
             "{} bytes after the block",
@@ -211,7 +221,7 @@ pub fn execute_input(
             "transaction {index} is a blob transaction with its blobs (the mempool form), not a block's"
         )));
     }
-    meter(Stage::Decode);
+    meter(Mark::Stage(Stage::Decode));
 
     // Ancestors: a hash chain ending at the parent.
     let headers = &input.witness.headers;
@@ -257,10 +267,13 @@ pub fn execute_input(
     check_standalone(&header, &spec)?;
     check_against_parent(&header, parent, &spec)?;
     check_body(&header, &body, &spec)?;
-    let block_hashes: HashMap<u64, B256> = ancestors.iter().map(|(h, hash)| (h.number, *hash)).collect();
+    let block_hashes: HashMap<u64, B256> = ancestors
+        .iter()
+        .map(|(h, hash)| (h.number, *hash))
+        .collect();
     let pre_state_root = parent.state_root;
     let parent_number = parent.number;
-    meter(Stage::Header);
+    meter(Mark::Stage(Stage::Header));
 
     // The witness: nodes and codes by hash, the parent's state trie.
     let store = NodeStore::new(input.witness.state.iter().map(|n| n.as_slice()));
@@ -271,7 +284,9 @@ pub fn execute_input(
     let mut codes = HashMap::with_capacity(input.witness.codes.len());
     for code in &input.witness.codes {
         let bytecode = Bytecode::new_raw_checked(code.clone().into()).map_err(|e| {
-            BlockError::Witness(WitnessError::Malformed(format!("code does not decode: {e}")))
+            BlockError::Witness(WitnessError::Malformed(format!(
+                "code does not decode: {e}"
+            )))
         })?;
         codes.insert(keccak256(code), bytecode);
     }
@@ -282,7 +297,7 @@ pub fn execute_input(
         ..Stats::default()
     };
     let db = WitnessDb::new(&store, accounts, codes, block_hashes);
-    meter(Stage::Witness);
+    meter(Mark::Stage(Stage::Witness));
 
     // Senders.
     let mut txs = Vec::with_capacity(body.transactions.len());
@@ -291,9 +306,11 @@ pub fn execute_input(
             index,
             reason: e.to_string(),
         })?;
-        txs.push(alloy_consensus::transaction::Recovered::new_unchecked(tx, signer));
+        txs.push(alloy_consensus::transaction::Recovered::new_unchecked(
+            tx, signer,
+        ));
     }
-    meter(Stage::Senders);
+    meter(Mark::Stage(Stage::Senders));
 
     // Execution.
     let mut state = State::builder()
@@ -312,7 +329,10 @@ pub fn execute_input(
             parent_hash: header.parent_hash,
             parent_beacon_block_root: header.parent_beacon_block_root,
             ommers: &body.ommers,
-            withdrawals: body.withdrawals.as_ref().map(|w| Cow::Borrowed(w.as_slice())),
+            withdrawals: body
+                .withdrawals
+                .as_ref()
+                .map(|w| Cow::Borrowed(w.as_slice())),
             extra_data: header.extra_data.clone(),
             tx_count_hint: Some(txs.len()),
             slot_number: None,
@@ -322,10 +342,12 @@ pub fn execute_input(
             executor
                 .apply_pre_execution_changes()
                 .map_err(|e| (None, e))?;
+            meter(Mark::SystemCalls);
             for (index, tx) in txs.iter().enumerate() {
                 executor
                     .execute_transaction(tx.as_recovered_ref())
                     .map_err(|e| (Some(index), e))?;
+                meter(Mark::Transaction(index));
             }
             executor.finish().map_err(|e| (None, e))
         };
@@ -340,7 +362,7 @@ pub fn execute_input(
             return Err(execution_error(index, e));
         }
     };
-    meter(Stage::Execute);
+    meter(Mark::Stage(Stage::Execute));
 
     // Receipts, logs, requests.
     let receipts_root = calculate_receipt_root(&result.receipts);
@@ -356,6 +378,7 @@ pub fn execute_input(
     let requests_hash = spec
         .is_prague_active_at_timestamp(header.timestamp)
         .then(|| result.requests.requests_hash());
+    meter(Mark::Stage(Stage::Receipts));
 
     // Post-state.
     state.merge_transitions(BundleRetention::PlainState);
@@ -364,6 +387,7 @@ pub fn execute_input(
     stats.accounts_read = db.loaded.len();
     stats.storage_tries = db.storage.len();
     let post_state_root = apply_changes(&mut db, bundle, &mut stats)?;
+    meter(Mark::Stage(Stage::PostState));
 
     let journal = Journal {
         chain_id: spec.chain_id,
@@ -467,7 +491,11 @@ fn check_body(
         }
     } else if body.transactions.iter().any(|t| t.is_eip4844()) {
         return Err(BlockError::Transaction {
-            index: body.transactions.iter().position(|t| t.is_eip4844()).unwrap_or(0),
+            index: body
+                .transactions
+                .iter()
+                .position(|t| t.is_eip4844())
+                .unwrap_or(0),
             reason: "blob transactions before Cancun".into(),
         });
     }
@@ -501,7 +529,8 @@ fn apply_changes(
     bundle: revm::database::BundleState,
     stats: &mut Stats,
 ) -> Result<B256, BlockError> {
-    let mut changed: Vec<(Address, revm::database::BundleAccount)> = bundle.state.into_iter().collect();
+    let mut changed: Vec<(Address, revm::database::BundleAccount)> =
+        bundle.state.into_iter().collect();
     changed.sort_unstable_by_key(|(a, _)| *a);
     let mut removals = Vec::new();
     for (address, account) in changed {

@@ -6,7 +6,9 @@ use alloy_primitives::{keccak256, Signature, B256, U256};
 use alloy_rlp::Decodable;
 use cairn_evm::gen::{generate, GenConfig, Kind, Mix};
 use cairn_evm::import::block_rlp;
-use cairn_evm::{host_sha256, validate, validate_input, BlockError, Journal, StatelessInput, WitnessError};
+use cairn_evm::{
+    host_sha256, validate, validate_input, BlockError, Journal, StatelessInput, WitnessError,
+};
 
 fn small(mix: Mix) -> GenConfig {
     GenConfig {
@@ -62,7 +64,10 @@ fn every_kind_fills_its_block_and_validates_to_the_same_journal() {
         assert!(block.body.transactions.iter().all(|t| t.is_eip1559()));
         let again = validate(&g.input.encode(), host_sha256, &mut |_| {}).unwrap();
         assert_eq!(again.journal, g.journal);
-        assert_eq!(Journal::from_bytes(&g.journal.to_bytes()).unwrap(), g.journal);
+        assert_eq!(
+            Journal::from_bytes(&g.journal.to_bytes()).unwrap(),
+            g.journal
+        );
     }
 }
 
@@ -104,7 +109,11 @@ fn a_witness_missing_or_altering_a_node_fails_the_block() {
             Ok(_) => {}
         }
     }
-    assert!(failures * 10 >= nodes.len() * 9, "{failures} of {}", nodes.len());
+    assert!(
+        failures * 10 >= nodes.len() * 9,
+        "{failures} of {}",
+        nodes.len()
+    );
     // Altering a node's bytes: the node the trie refers to is gone (its hash no longer matches).
     let mut input = g.input.clone();
     let last = input.witness.state.len() - 1;
@@ -131,16 +140,31 @@ fn a_header_with_a_wrong_root_or_gas_is_refused_with_the_field_named() {
     }
     let bad_receipts = with_block(&g.input, |b| b.header.receipts_root = B256::repeat_byte(7));
     assert!(
-        matches!(check(&bad_receipts), Err(BlockError::Mismatch { field: "receiptsRoot", .. })),
+        matches!(
+            check(&bad_receipts),
+            Err(BlockError::Mismatch {
+                field: "receiptsRoot",
+                ..
+            })
+        ),
         "{:?}",
         check(&bad_receipts)
     );
     let bad_gas = with_block(&g.input, |b| b.header.gas_used -= 1);
-    assert!(matches!(check(&bad_gas), Err(BlockError::Mismatch { field: "gasUsed", .. })));
+    assert!(matches!(
+        check(&bad_gas),
+        Err(BlockError::Mismatch {
+            field: "gasUsed",
+            ..
+        })
+    ));
     let bad_fee = with_block(&g.input, |b| b.header.base_fee_per_gas = Some(8));
     assert!(matches!(
         check(&bad_fee),
-        Err(BlockError::Header { field: "baseFeePerGas", .. })
+        Err(BlockError::Header {
+            field: "baseFeePerGas",
+            ..
+        })
     ));
     // The body must match the header: a transaction dropped without fixing the root.
     let mut block = block_of(&g.input);
@@ -184,13 +208,19 @@ fn forged_signatures_are_refused() {
     }
     // An r that is no curve point's x recovers nothing.
     let no_point = resign(&|s| Signature::new(U256::from(5u8), s.s(), s.v()));
-    assert!(matches!(check(&no_point), Err(BlockError::Signature { index: 3, .. })));
+    assert!(matches!(
+        check(&no_point),
+        Err(BlockError::Signature { index: 3, .. })
+    ));
     // A signature altered into another valid one recovers a stranger, whose account the witness lacks (or
     // who cannot pay): the block fails either way.
     let other = resign(&|s| Signature::new(s.r(), s.s() - U256::from(1u8), s.v()));
     let e = check(&other).unwrap_err();
     assert!(
-        matches!(e, BlockError::Witness(_) | BlockError::Transaction { index: 3, .. }),
+        matches!(
+            e,
+            BlockError::Witness(_) | BlockError::Transaction { index: 3, .. }
+        ),
         "{e}"
     );
 }
