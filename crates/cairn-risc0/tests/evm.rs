@@ -118,3 +118,89 @@ fn generated_blocks_give_the_hosts_journal_and_report_their_stages() {
     let err = execute(&cut).unwrap_err();
     assert!(err.to_string().contains("the witness lacks"), "{err}");
 }
+
+/// The ECRECOVER precompile on the bigint2 accelerator agrees with Ethereum's tests: valid and invalid
+/// signatures, short and prefixed inputs, wrong v (ethereum/tests `CallEcrecover*`, each also a signed
+/// transaction).
+#[test]
+fn ecrecover_on_the_accelerator_agrees_with_ethereums_tests() {
+    let dir = format!(
+        "{}/../cairn-evm/testdata/blockchain-tests/GeneralStateTests/stPreCompiledContracts2",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut ran = 0;
+    // A sample (each execution of the 3.7 MB guest costs seconds here); the host runs them all in
+    // cairn-evm's own tests.
+    for name in [
+        "CallEcrecover0.json",
+        "CallEcrecover1.json",
+        "CallEcrecover2.json",
+        "CallEcrecover3.json",
+        "CallEcrecover80.json",
+        "CallEcrecoverCheckLengthWrongV.json",
+        "CallEcrecoverH_prefixed0.json",
+        "CallEcrecoverS_prefixed0.json",
+    ] {
+        assert!(std::path::Path::new(&dir).join(name).exists(), "{name}");
+        for case in curated(&format!("GeneralStateTests/stPreCompiledContracts2/{name}")) {
+            let Expect::Valid { state_root, .. } = case.expect else {
+                continue;
+            };
+            let journal = execute(&case.input).unwrap_or_else(|e| panic!("{}: {e}", case.name));
+            let j = cairn_evm::Journal::from_bytes(&journal).unwrap();
+            assert_eq!(j.post_state_root, state_root, "{}", case.name);
+            ran += 1;
+        }
+    }
+    assert!(ran >= 8, "{ran} cases");
+}
+
+/// Signatures the accelerated recovery must refuse, as the host's k256 does: s above n/2 (EIP-2), an r that
+/// is no curve point's x.
+#[test]
+fn forged_signatures_fail_the_guest() {
+    use alloy_consensus::{Block, Signed, TxEnvelope};
+    use alloy_primitives::{Signature, U256};
+    use alloy_rlp::Decodable;
+    let g = generate(&GenConfig {
+        gas: 42_000,
+        seed: 9,
+        mix: Mix::only(Kind::Eth),
+        accounts: 4,
+        tokens: 2,
+        pools: 1,
+    })
+    .unwrap();
+    let n = U256::from_str_radix(
+        "fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141",
+        16,
+    )
+    .unwrap();
+    let forge = |f: &dyn Fn(&Signature) -> Signature| {
+        let mut block = Block::<TxEnvelope>::decode(&mut g.input.block.as_slice()).unwrap();
+        let TxEnvelope::Eip1559(signed) = &block.body.transactions[0] else {
+            panic!("generated transactions are EIP-1559")
+        };
+        let sig = f(signed.signature());
+        block.body.transactions[0] =
+            TxEnvelope::Eip1559(Signed::new_unhashed(signed.tx().clone(), sig));
+        block.header.transactions_root =
+            alloy_consensus::proofs::calculate_transaction_root(&block.body.transactions);
+        StatelessInput {
+            block: cairn_evm::import::block_rlp(&block),
+            ..g.input.clone()
+        }
+    };
+    for (what, input) in [
+        ("high s", forge(&|s| Signature::new(s.r(), n - s.s(), !s.v()))),
+        ("r off the curve", forge(&|s| Signature::new(U256::from(5u8), s.s(), s.v()))),
+    ] {
+        let host = cairn_evm::validate_input(&input, cairn_evm::host_sha256, &mut |_| {})
+            .expect_err(what);
+        let err = execute(&input).expect_err(what);
+        assert!(
+            err.to_string().contains("transaction 0: bad signature"),
+            "{what}: {err} (host: {host})"
+        );
+    }
+}
