@@ -4,7 +4,10 @@
 # GeneralStateTests of a copy of ethereum/tests. Prints the counts per directory and every failure with its
 # reason (the table in docs/EVM.md comes from this).
 #
-#   scripts/eth-tests.sh PATH/TO/ethereum-tests [--network Cancun] [more directories under BlockchainTests/]
+#   scripts/eth-tests.sh PATH/TO/ethereum-tests [--network Cancun|Shanghai|...|all] [directories under BlockchainTests/]
+#
+# Cases of several blocks are validated block by block on each parent's post-state; networks before the merge
+# (proof of work) are counted as unsupported.
 #
 # Get the tests with `git clone --depth 1 https://github.com/ethereum/tests` (plain JSON, no LFS).
 set -euo pipefail

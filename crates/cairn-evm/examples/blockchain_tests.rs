@@ -3,7 +3,7 @@
 //!
 //! ```sh
 //! cargo run --release -p cairn-evm --features host --example blockchain_tests -- \
-//!     [--network Cancun] [--failures FILE] DIR...
+//!     [--network Cancun|all] [--failures FILE] DIR...
 //! ```
 //!
 //! Prints, per top-level directory, cases run, valid blocks that agree, invalid blocks refused, failures and
@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use cairn_evm::tests::{load, run, Outcome, Skip};
+use cairn_evm::tests::{load, load_chains, run, run_chain, ChainOutcome, Outcome, Skip};
 
 #[derive(Default)]
 struct Tally {
@@ -22,6 +22,9 @@ struct Tally {
     refused: usize,
     failed: Vec<String>,
     multi_block: usize,
+    chains: usize,
+    chain_blocks_valid: usize,
+    chain_blocks_refused: usize,
     other_network: usize,
     unsupported: usize,
     load_errors: Vec<String>,
@@ -52,7 +55,13 @@ fn main() {
     let mut failures_file = None;
     while let Some(a) = args.next() {
         match a.as_str() {
-            "--network" => networks.push(args.next().expect("--network NAME")),
+            "--network" => {
+                let n = args.next().expect("--network NAME");
+                // `all`: every network Cairn supports (the merge and later).
+                if n != "all" {
+                    networks.push(n)
+                }
+            }
             "--failures" => failures_file = Some(args.next().expect("--failures FILE")),
             "-h" | "--help" => {
                 eprintln!("usage: blockchain_tests [--network NAME]... [--failures FILE] DIR...");
@@ -104,6 +113,23 @@ fn main() {
                     Skip::Unsupported(_) => t.unsupported += 1,
                 }
             }
+            match load_chains(&json, &nets) {
+                Ok(chains) => {
+                    for c in chains {
+                        match run_chain(&c, cairn_evm::host_sha256) {
+                            ChainOutcome::Agreed { valid, refused } => {
+                                t.chains += 1;
+                                t.chain_blocks_valid += valid;
+                                t.chain_blocks_refused += refused;
+                            }
+                            ChainOutcome::Fail(why) => {
+                                t.failed.push(format!("{rel} {} (chain): {why}", c.name))
+                            }
+                        }
+                    }
+                }
+                Err(e) => t.load_errors.push(format!("{rel}: {e}")),
+            }
             for case in cases {
                 match run(&case, cairn_evm::host_sha256) {
                     Outcome::Valid => t.valid += 1,
@@ -125,20 +151,23 @@ fn main() {
         }
     }
     println!(
-        "| directory | files | single-block cases run | valid blocks agreeing | invalid blocks refused | failed | multi-block (not run) | other networks | unsupported |"
+        "| directory | files | single-block cases run | valid blocks agreeing | invalid blocks refused | multi-block cases agreeing (valid / refused blocks) | failed cases | other networks | unsupported |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     let mut any_failed = false;
     let mut all_failures = Vec::new();
     for (dir, t) in &tallies {
-        let run = t.valid + t.refused + t.failed.len();
+        let run = t.valid + t.refused + t.failed.iter().filter(|f| !f.contains("(chain)")).count();
         println!(
-            "| {dir} | {} | {run} | {} | {} | {} | {} | {} | {} |",
+            "| {dir} | {} | {run} | {} | {} | {} of {} ({} / {}) | {} | {} | {} |",
             t.files,
             t.valid,
             t.refused,
-            t.failed.len(),
+            t.chains,
             t.multi_block,
+            t.chain_blocks_valid,
+            t.chain_blocks_refused,
+            t.failed.len(),
             t.other_network,
             t.unsupported
         );

@@ -33,7 +33,9 @@ pub use db::WitnessError;
 pub use error::BlockError;
 pub use input::{StatelessInput, Witness, FORMAT};
 pub use journal::{Journal, JOURNAL_LEN};
-pub use validate::{execute_input, validate, validate_input, Executed, Mark, Stage, Stats};
+pub use validate::{
+    execute_input, validate, validate_chained, validate_input, Executed, Mark, Stage, Stats,
+};
 
 // The guest installs accelerated cryptography into these (alloy's and revm's crypto providers).
 pub use alloy_consensus;

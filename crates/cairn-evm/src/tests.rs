@@ -1,7 +1,11 @@
 //! Ethereum's BlockchainTests (ethereum/tests, `BlockchainTests/`) through Cairn's stateless path: each
 //! single-block case becomes a [`StatelessInput`] (the witness is every node of its `pre` state, the parent
 //! is its genesis header) and is validated as the guest would. A valid block must give the state root of its
-//! header and the case's `lastblockhash`; a block with `expectException` must be refused.
+//! header and the case's `lastblockhash`; a block with `expectException` must be refused. Cases of several
+//! blocks ([`ChainCase`]) are validated block by block, each on its parent's post-state witness
+//! ([`crate::validate_chained`]); the last valid block must be `lastblockhash`.
+
+use std::collections::HashMap;
 
 use alloy_primitives::B256;
 use serde_json::Value;
@@ -258,4 +262,154 @@ fn with_transactions_root_fixed(case: &Case) -> Option<StatelessInput> {
         block: crate::import::block_rlp(&block),
         ..case.input.clone()
     })
+}
+
+/// A case of several blocks, validated one after another.
+#[derive(Debug, Clone)]
+pub struct ChainCase {
+    pub name: String,
+    pub network: String,
+    pub chain: Chain,
+    /// The genesis block's hash and the witness of its whole state (its header as the only ancestor).
+    pub genesis: (B256, crate::input::Witness),
+    /// Each block's RLP and, for an invalid one, the test's exception.
+    pub blocks: Vec<(Vec<u8>, Option<String>)>,
+    pub last_hash: B256,
+}
+
+/// How a chain case went: its valid blocks and refused invalid ones, or the first disagreement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChainOutcome {
+    Agreed { valid: usize, refused: usize },
+    Fail(String),
+}
+
+/// Reads a BlockchainTests file's cases of more than one block, of the `networks` asked for (all supported
+/// ones when empty).
+pub fn load_chains(json: &str, networks: &[&str]) -> Result<Vec<ChainCase>, ImportError> {
+    let v: Value = serde_json::from_str(json).map_err(|e| ImportError(format!("not JSON: {e}")))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| ImportError("a test file is an object of cases".into()))?;
+    let mut out = Vec::new();
+    for (name, case) in obj {
+        let network = case
+            .get("network")
+            .and_then(|n| n.as_str())
+            .unwrap_or_default()
+            .to_string();
+        if !networks.is_empty() && !networks.contains(&network.as_str()) {
+            continue;
+        }
+        let Some(blocks) = case.get("blocks").and_then(|b| b.as_array()) else {
+            continue;
+        };
+        if blocks.len() < 2 {
+            continue;
+        }
+        let Ok(chain) = Chain::test_network(&network) else {
+            continue;
+        };
+        let ctx = |e: ImportError| ImportError(format!("{name}: {e}"));
+        let pre = state_from_json(case.get("pre").unwrap_or(&Value::Null)).map_err(ctx)?;
+        let (root, mut witness) = full_witness(&pre);
+        let genesis_rlp =
+            hex_bytes("genesisRLP", case.get("genesisRLP").unwrap_or(&Value::Null)).map_err(ctx)?;
+        let genesis_header = header_of_block_rlp(&genesis_rlp).map_err(ctx)?;
+        let genesis: alloy_consensus::Header =
+            alloy_rlp::Decodable::decode(&mut genesis_header.as_slice())
+                .map_err(|e| ImportError(format!("{name}: genesis header: {e}")))?;
+        if genesis.state_root != root {
+            return Err(ImportError(format!(
+                "{name}: the trie of `pre` has root {root}, the genesis header says {}",
+                genesis.state_root
+            )));
+        }
+        let genesis_hash = alloy_primitives::keccak256(&genesis_header);
+        witness.headers = vec![genesis_header];
+        let mut list = Vec::with_capacity(blocks.len());
+        for b in blocks {
+            let rlp = hex_bytes("rlp", b.get("rlp").unwrap_or(&Value::Null)).map_err(ctx)?;
+            let exception = b
+                .get("expectException")
+                .and_then(|e| e.as_str())
+                .map(str::to_string);
+            list.push((rlp, exception));
+        }
+        let last = hex_bytes(
+            "lastblockhash",
+            case.get("lastblockhash").unwrap_or(&Value::Null),
+        )
+        .map_err(ctx)?;
+        if last.len() != 32 {
+            return Err(ImportError(format!(
+                "{name}: `lastblockhash` is not 32 bytes"
+            )));
+        }
+        out.push(ChainCase {
+            name: name.clone(),
+            network,
+            chain,
+            genesis: (genesis_hash, witness),
+            blocks: list,
+            last_hash: B256::from_slice(&last),
+        });
+    }
+    Ok(out)
+}
+
+/// Validates a chain case block by block, each on the post-state of the block it names as its parent.
+pub fn run_chain(case: &ChainCase, sha256: Sha256Fn) -> ChainOutcome {
+    let mut states: HashMap<B256, crate::input::Witness> = HashMap::new();
+    states.insert(case.genesis.0, case.genesis.1.clone());
+    let (mut valid, mut refused) = (0, 0);
+    for (i, (rlp, exception)) in case.blocks.iter().enumerate() {
+        let parent = header_of_block_rlp(rlp).ok().and_then(|h| {
+            alloy_rlp::Decodable::decode(&mut h.as_slice())
+                .ok()
+                .map(|h: alloy_consensus::Header| h.parent_hash)
+        });
+        let Some(witness) = parent.and_then(|p| states.get(&p)) else {
+            if exception.is_some() {
+                refused += 1;
+                continue;
+            }
+            return ChainOutcome::Fail(format!(
+                "block {i}: its parent is not a valid block of the case (or its header does not decode)"
+            ));
+        };
+        let input = StatelessInput::new(case.chain.clone(), rlp.clone(), witness.clone());
+        let result = std::panic::catch_unwind(|| crate::validate_chained(&input, sha256));
+        match (exception, result) {
+            (_, Err(_)) => return ChainOutcome::Fail(format!("block {i}: validation panicked")),
+            (None, Ok(Ok((executed, post)))) => {
+                states.insert(executed.journal.block_hash, post);
+                valid += 1;
+            }
+            (None, Ok(Err(e))) => {
+                return ChainOutcome::Fail(format!("block {i}: a valid block refused: {e}"))
+            }
+            (Some(why), Ok(Ok(_))) => {
+                return ChainOutcome::Fail(format!("block {i}: an invalid block ({why}) accepted"))
+            }
+            (Some(_), Ok(Err(e))) => {
+                if matches!(
+                    e,
+                    BlockError::Witness(_) | BlockError::MissingPreStateRoot(_)
+                ) {
+                    return ChainOutcome::Fail(format!(
+                        "block {i}: refused for a witness error, not the block: {e}"
+                    ));
+                }
+                refused += 1;
+            }
+        }
+    }
+    if !states.contains_key(&case.last_hash) {
+        return ChainOutcome::Fail(format!(
+            "lastblockhash {} is not among the valid blocks",
+            case.last_hash
+        ));
+    }
+    ChainOutcome::Agreed { valid, refused }
 }

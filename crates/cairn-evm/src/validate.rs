@@ -143,6 +143,12 @@ pub fn validate_input(
     meter: &mut dyn FnMut(Mark),
 ) -> Result<Executed, BlockError> {
     let (executed, header) = execute_input(input, sha256, meter)?;
+    compare(&executed, &header)?;
+    Ok(executed)
+}
+
+/// What execution gives against what the header says.
+fn compare(executed: &Executed, header: &Header) -> Result<(), BlockError> {
     let cmp = |field: &'static str, header: String, computed: String| {
         if header == computed {
             Ok(())
@@ -186,7 +192,7 @@ pub fn validate_input(
         header.state_root.to_string(),
         executed.post_state_root.to_string(),
     )?;
-    Ok(executed)
+    Ok(())
 }
 
 /// Everything [`validate_input`] does except comparing what execution gives (gas used, blob gas used, receipts
@@ -197,6 +203,28 @@ pub fn execute_input(
     sha256: Sha256Fn,
     meter: &mut dyn FnMut(Mark),
 ) -> Result<(Executed, Header), BlockError> {
+    execute_inner(input, sha256, meter, false).map(|(e, h, _)| (e, h))
+}
+
+/// [`validate_input`], also giving the witness of the block's post-state for a block built on it (every node of
+/// the input's witness, plus the tries' new and changed nodes and the code the block deployed; the headers
+/// with this block's last): how Ethereum's multi-block tests are chained through stateless validation. Only
+/// useful where the input's witness holds the whole state.
+pub fn validate_chained(
+    input: &StatelessInput,
+    sha256: Sha256Fn,
+) -> Result<(Executed, crate::input::Witness), BlockError> {
+    let (executed, header, post) = execute_inner(input, sha256, &mut |_| {}, true)?;
+    compare(&executed, &header)?;
+    Ok((executed, post.expect("asked for")))
+}
+
+fn execute_inner(
+    input: &StatelessInput,
+    sha256: Sha256Fn,
+    meter: &mut dyn FnMut(Mark),
+    want_post: bool,
+) -> Result<(Executed, Header, Option<crate::input::Witness>), BlockError> {
     let chain_digest = input.chain.digest(sha256);
     let spec = input.chain.spec()?;
     let mut raw = input.block.as_slice();
@@ -383,10 +411,20 @@ pub fn execute_input(
     // Post-state.
     state.merge_transitions(BundleRetention::PlainState);
     let bundle = state.take_bundle();
+    let new_codes: Vec<Vec<u8>> = if want_post {
+        bundle
+            .contracts
+            .values()
+            .map(|c| c.original_bytes().to_vec())
+            .collect()
+    } else {
+        Vec::new()
+    };
     let mut db = state.database;
     stats.accounts_read = db.loaded.len();
     stats.storage_tries = db.storage.len();
-    let post_state_root = apply_changes(&mut db, bundle, &mut stats)?;
+    let mut post_nodes = want_post.then(Vec::new);
+    let post_state_root = apply_changes(&mut db, bundle, &mut stats, post_nodes.as_mut())?;
     meter(Mark::Stage(Stage::PostState));
 
     let journal = Journal {
@@ -401,6 +439,25 @@ pub fn execute_input(
         chain_digest,
     };
     debug_assert_eq!(parent_number + 1, header.number);
+    let post = post_nodes.map(|mut nodes| {
+        nodes.extend(db.accounts.witness_nodes());
+        nodes.extend(input.witness.state.iter().cloned());
+        nodes.sort();
+        nodes.dedup();
+        let mut codes = input.witness.codes.clone();
+        codes.extend(new_codes);
+        codes.sort();
+        codes.dedup();
+        let mut headers = input.witness.headers.clone();
+        headers.push(header_rlp_of(&input.block));
+        let excess = headers.len().saturating_sub(MAX_ANCESTORS);
+        headers.drain(..excess);
+        crate::input::Witness {
+            state: nodes,
+            codes,
+            headers,
+        }
+    });
     Ok((
         Executed {
             journal,
@@ -414,7 +471,12 @@ pub fn execute_input(
             stats,
         },
         header,
+        post,
     ))
+}
+
+fn header_rlp_of(block: &[u8]) -> Vec<u8> {
+    first_item(block).map(|h| h.to_vec()).unwrap_or_default()
 }
 
 /// The raw bytes of the first item of the RLP list `buf` (the header of a block).
@@ -528,6 +590,7 @@ fn apply_changes(
     db: &mut WitnessDb<'_>,
     bundle: revm::database::BundleState,
     stats: &mut Stats,
+    mut post_nodes: Option<&mut Vec<Vec<u8>>>,
 ) -> Result<B256, BlockError> {
     let mut changed: Vec<(Address, revm::database::BundleAccount)> =
         bundle.state.into_iter().collect();
@@ -566,6 +629,9 @@ fn apply_changes(
             for (slot, hashed) in zeroed {
                 trie.remove(&hashed)
                     .map_err(|e| storage_err(address, slot, e))?;
+            }
+            if let Some(out) = post_nodes.as_deref_mut() {
+                out.extend(trie.witness_nodes());
             }
             trie.hash()
         };

@@ -10,7 +10,7 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
 use alloy_primitives::b256;
-use cairn_evm::import::{block_rlp, block_from_json};
+use cairn_evm::import::{block_from_json, block_rlp};
 use cairn_evm::rpc::Rpc;
 use cairn_evm::{host_sha256, validate_input, Chain, StatelessInput};
 use serde_json::{json, Value};
@@ -52,7 +52,9 @@ fn stub(answers: Vec<(&'static str, Value)>) -> Stub {
             let method = request["method"].as_str().unwrap().to_string();
             seen.lock().unwrap().push(method.clone());
             let answer = match answers.iter().find(|(m, _)| *m == method) {
-                Some((_, result)) => json!({"jsonrpc": "2.0", "id": request["id"], "result": result}),
+                Some((_, result)) => {
+                    json!({"jsonrpc": "2.0", "id": request["id"], "result": result})
+                }
                 None => json!({"jsonrpc": "2.0", "id": request["id"],
                                "error": {"code": -32601, "message": format!("the method {method} does not exist/is not available")}}),
             };
@@ -70,7 +72,8 @@ fn stub(answers: Vec<(&'static str, Value)>) -> Stub {
 
 /// The recorded Hoodi block and witness, in RPC shapes.
 fn recorded() -> (Value, Value, Vec<u8>) {
-    let cache: Value = serde_json::from_str(include_str!("../testdata/hoodi-1265656.json")).unwrap();
+    let cache: Value =
+        serde_json::from_str(include_str!("../testdata/hoodi-1265656.json")).unwrap();
     let b = &cache["blocks"][0];
     let block = block_from_json(b).unwrap();
     // eth_getBlockByNumber(n, true): the header's fields, `hash`, the body's lists, uncles by hash.
@@ -111,9 +114,16 @@ fn a_block_fetched_over_json_rpc_validates_to_the_chains_state_root() {
     assert_eq!(inputs[0], inputs[1]);
     assert_eq!(
         *without_raw.calls.lock().unwrap(),
-        ["eth_chainId", "debug_getRawBlock", "eth_getBlockByNumber", "debug_executionWitness"]
+        [
+            "eth_chainId",
+            "debug_getRawBlock",
+            "eth_getBlockByNumber",
+            "debug_executionWitness"
+        ]
     );
-    let j = validate_input(&inputs[0], host_sha256, &mut |_| {}).unwrap().journal;
+    let j = validate_input(&inputs[0], host_sha256, &mut |_| {})
+        .unwrap()
+        .journal;
     assert_eq!(j.post_state_root, HOODI_STATE_ROOT);
     assert_eq!(j.number, 1_265_656);
 }
@@ -125,8 +135,15 @@ fn a_node_without_the_witness_method_or_the_block_is_a_clear_error() {
         ("eth_chainId", json!("0x88bb0")),
         ("eth_getBlockByNumber", rpc_block.clone()),
     ]);
-    let e = Rpc::new(&no_witness.url).unwrap().fetch(1_265_656).unwrap_err();
-    assert!(e.to_string().contains("debug_executionWitness: the node says"), "{e}");
+    let e = Rpc::new(&no_witness.url)
+        .unwrap()
+        .fetch(1_265_656)
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("debug_executionWitness: the node says"),
+        "{e}"
+    );
     let no_block = stub(vec![
         ("eth_chainId", json!("0x88bb0")),
         ("eth_getBlockByNumber", Value::Null),
@@ -143,6 +160,9 @@ fn a_node_without_the_witness_method_or_the_block_is_a_clear_error() {
     let e = Rpc::new(&lying.url).unwrap().fetch(1_265_656).unwrap_err();
     assert!(e.to_string().contains("hashes to"), "{e}");
     // Nothing listening.
-    let e = Rpc::new("http://127.0.0.1:9").unwrap().fetch(1).unwrap_err();
+    let e = Rpc::new("http://127.0.0.1:9")
+        .unwrap()
+        .fetch(1)
+        .unwrap_err();
     assert!(e.to_string().contains("eth_chainId"), "{e}");
 }

@@ -192,11 +192,17 @@ fn forged_signatures_fail_the_guest() {
         }
     };
     for (what, input) in [
-        ("high s", forge(&|s| Signature::new(s.r(), n - s.s(), !s.v()))),
-        ("r off the curve", forge(&|s| Signature::new(U256::from(5u8), s.s(), s.v()))),
+        (
+            "high s",
+            forge(&|s| Signature::new(s.r(), n - s.s(), !s.v())),
+        ),
+        (
+            "r off the curve",
+            forge(&|s| Signature::new(U256::from(5u8), s.s(), s.v())),
+        ),
     ] {
-        let host = cairn_evm::validate_input(&input, cairn_evm::host_sha256, &mut |_| {})
-            .expect_err(what);
+        let host =
+            cairn_evm::validate_input(&input, cairn_evm::host_sha256, &mut |_| {}).expect_err(what);
         let err = execute(&input).expect_err(what);
         assert!(
             err.to_string().contains("transaction 0: bad signature"),
