@@ -1,5 +1,24 @@
 #!/usr/bin/env bash
 # Cairn's test suite: every crate, including real RISC Zero proofs at po2 14 (a few minutes on 2 cores).
+# First installs what the tests need from the system, or stops saying what is missing (scripts/test-deps.sh).
+# Tests that cannot run here fail with the reason; a test is skipped only by its opt-out variable
+# (CAIRN_SKIP_NETNS, CAIRN_SKIP_BROWSER), and the last line lists what was skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec scripts/cargo.sh test --workspace --locked "$@"
+scripts/test-deps.sh
+for v in CAIRN_SKIP_NETNS CAIRN_SKIP_BROWSER; do
+  [ -z "${!v:-}" ] || echo "test.sh: $v is set: the tests that need it are skipped and listed at the end" >&2
+done
+# Each skipped test writes its name and the variable that skipped it here.
+CAIRN_SKIPPED_LOG=$(mktemp)
+export CAIRN_SKIPPED_LOG
+trap 'rm -f "$CAIRN_SKIPPED_LOG"' EXIT
+set +e
+scripts/cargo.sh test --workspace --locked "$@"
+rc=$?
+set -e
+if [ -s "$CAIRN_SKIPPED_LOG" ]; then
+  n=$(sort -u "$CAIRN_SKIPPED_LOG" | wc -l)
+  echo "test.sh: $n tests SKIPPED (not run, not passed), by opt-out: $(sort -u "$CAIRN_SKIPPED_LOG" | paste -sd ';' | sed 's/;/; /g')"
+fi
+exit "$rc"

@@ -167,13 +167,13 @@ pub struct DriveReport {
 }
 
 /// Runs `target` on each of `inputs` and then on `mutations` mutations of them, catching panics; stops at the
-/// first panic or when `budget` is spent.
+/// first panic, or when `budget` (if any) is spent. Without a budget every mutation runs.
 pub fn drive(
     target: &Target,
     inputs: &[Vec<u8>],
     mutations: u64,
     rng_seed: u64,
-    budget: Duration,
+    budget: Option<Duration>,
 ) -> DriveReport {
     // The panic hook is process-wide: one drive at a time.
     static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -201,7 +201,7 @@ pub fn drive(
     }
     if report.crash.is_none() && !inputs.is_empty() {
         for _ in 0..mutations {
-            if start.elapsed() > budget {
+            if budget.is_some_and(|b| start.elapsed() > b) {
                 break;
             }
             let seed = &inputs[rng.below(inputs.len())];
@@ -246,20 +246,58 @@ impl Drop for QuietPanics {
     }
 }
 
-/// Inputs that once crashed `target`, kept in `crates/cairn-fuzz/regressions/<target>/`.
-pub fn regressions(target: &str) -> Vec<(String, Vec<u8>)> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("regressions")
-        .join(target);
-    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let bytes = std::fs::read(e.path()).ok()?;
-            Some((e.file_name().to_string_lossy().into_owned(), bytes))
-        })
-        .collect();
+/// Where inputs that once crashed a target are kept: `crates/cairn-fuzz/regressions/<target>/`.
+pub fn regressions_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("regressions")
+}
+
+/// Why the regression inputs could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum RegressionsError {
+    /// The folder, a target's folder in it or one of its files could not be read (a moved folder drops every
+    /// input from the replay, so it is an error, not an empty list).
+    #[error("cannot read the fuzz regressions at {}: {source}", path.display())]
+    Read {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A folder that names no target: its inputs would never be replayed (a target renamed without it).
+    #[error("{} names no fuzz target (`cairn-fuzz list`): move its inputs to their target's folder", path.display())]
+    UnknownTarget { path: std::path::PathBuf },
+}
+
+/// Inputs that once crashed `target`, kept in `crates/cairn-fuzz/regressions/<target>/` (a target without
+/// that folder has none). Every folder there must name a target.
+pub fn regressions(target: &str) -> Result<Vec<(String, Vec<u8>)>, RegressionsError> {
+    let root = regressions_dir();
+    let read = |path: &std::path::Path, source| RegressionsError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    for entry in std::fs::read_dir(&root).map_err(|e| read(&root, e))? {
+        let entry = entry.map_err(|e| read(&root, e))?;
+        let name = entry.file_name();
+        if !TARGETS.iter().any(|t| name.to_str() == Some(t.name)) {
+            return Err(RegressionsError::UnknownTarget { path: entry.path() });
+        }
+    }
+    let dir = root.join(target);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(read(&dir, e)),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(|e| read(&dir, e))?.path();
+        let bytes = std::fs::read(&path).map_err(|e| read(&path, e))?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        out.push((name, bytes));
+    }
     out.sort();
-    out
+    Ok(out)
 }

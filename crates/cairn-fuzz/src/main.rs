@@ -42,12 +42,19 @@ fn main() -> ExitCode {
                 }
                 let seeds = t.seeds();
                 let n = seeds.len();
+                let regressions = match regressions(t.name) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        eprintln!("cairn-fuzz: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                };
                 let files = seeds
                     .into_iter()
                     .enumerate()
                     .map(|(i, s)| (format!("seed-{i}"), s))
                     .chain(
-                        regressions(t.name)
+                        regressions
                             .into_iter()
                             .map(|(name, s)| (format!("regression-{name}"), s)),
                     );
@@ -82,8 +89,14 @@ fn main() -> ExitCode {
             let n = arg(2).and_then(|s| s.parse().ok()).unwrap_or(100_000);
             let secs = arg(3).and_then(|s| s.parse().ok()).unwrap_or(600);
             let mut inputs = t.seeds();
-            inputs.extend(regressions(t.name).into_iter().map(|(_, b)| b));
-            let report = drive(t, &inputs, n, 1, Duration::from_secs(secs));
+            match regressions(t.name) {
+                Ok(r) => inputs.extend(r.into_iter().map(|(_, b)| b)),
+                Err(e) => {
+                    eprintln!("cairn-fuzz: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+            let report = drive(t, &inputs, n, 1, Some(Duration::from_secs(secs)));
             println!(
                 "{}: {} executions in {:.1} s ({:.0}/s), {} accepted",
                 t.name,

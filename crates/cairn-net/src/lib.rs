@@ -44,6 +44,7 @@ mod error;
 #[doc(hidden)]
 pub mod fuzz;
 mod identity;
+mod kademlia;
 mod network;
 pub mod protocol;
 mod reach;

@@ -127,6 +127,10 @@ pub struct Config {
     pub mdns: bool,
     /// Run Kademlia (peer discovery through the bootstrap peers).
     pub kademlia: bool,
+    /// How often Kademlia bootstraps again once the early bootstraps are over (Kademlia's own default, 5 min).
+    /// Cairn's loop does it, not Kademlia's timer: that one warns "Failed to trigger bootstrap: No known peers"
+    /// on a lone node (the first of a network, a LAN found by mDNS), where having no peers is normal.
+    pub kad_bootstrap_every: Duration,
     /// Blob store directory (`blobs/`, `partial/`, `tmp/` live under it).
     pub store_dir: PathBuf,
     /// Blob store limits.
@@ -175,6 +179,7 @@ impl Config {
             redial_max_backoff: Duration::from_secs(30),
             mdns: true,
             kademlia: true,
+            kad_bootstrap_every: Duration::from_secs(300),
             store_dir,
             store: StoreConfig::default(),
             transfer: TransferConfig::default(),
@@ -217,7 +222,7 @@ struct Behaviour {
     relay: Toggle<relay::Behaviour>,
     dcutr: dcutr::Behaviour,
     autonat: Toggle<autonat::Behaviour>,
-    kad: Toggle<kad::Behaviour<kad::store::MemoryStore>>,
+    kad: Toggle<crate::kademlia::Kademlia>,
     mdns: Toggle<mdns::tokio::Behaviour>,
     gossipsub: gossipsub::Behaviour,
     tasks: request_response::Behaviour<FrameCodec>,
@@ -588,6 +593,10 @@ impl Network {
                     EARLY_BOOTSTRAPS.0,
                 )
             }),
+            periodic_bootstrap: (
+                std::time::Instant::now() + config.kad_bootstrap_every,
+                config.kad_bootstrap_every,
+            ),
         };
         Ok((client, event_rx, event_loop))
     }
@@ -614,11 +623,15 @@ fn build_behaviour(
             .with_hide_listen_addrs(config.reachability != Reachability::Public),
     );
     let kad = config.kademlia.then(|| {
-        let mut k = kad::Behaviour::with_config(
+        let mut kad_config = kad::Config::new(KAD_PROTOCOL);
+        // Periodic bootstraps come from the event loop (see `Config::kad_bootstrap_every`).
+        kad_config.set_periodic_bootstrap_interval(None);
+        // Without bootstraps from an empty routing table (see `kademlia.rs`).
+        let mut k = crate::kademlia::Kademlia::new(kad::Behaviour::with_config(
             peer_id,
             kad::store::MemoryStore::new(peer_id),
-            kad::Config::new(KAD_PROTOCOL),
-        );
+            kad_config,
+        ));
         // Public: serve the DHT at once. Otherwise kad serves only once a direct external address is
         // confirmed: a node behind NAT does not enter others' routing tables, where it could be reached only
         // through a relay (DHT lookups would then open relayed connections to every node they touch).
@@ -950,6 +963,8 @@ pub struct EventLoop {
     punches: (u64, u64),
     /// The next early Kademlia bootstrap, and the wait after it (see [`EARLY_BOOTSTRAPS`]).
     early_bootstrap: Option<(std::time::Instant, Duration)>,
+    /// The next periodic Kademlia bootstrap, and the period (see [`Config::kad_bootstrap_every`]).
+    periodic_bootstrap: (std::time::Instant, Duration),
 }
 
 /// A node bootstraps Kademlia when it starts, through its bootstrap peers. If they did not know the others yet
@@ -1220,6 +1235,16 @@ impl EventLoop {
             }
             self.early_bootstrap =
                 (wait < EARLY_BOOTSTRAPS.1).then(|| (at.max(now) + wait * 2, wait * 2));
+        }
+        let (at, every) = self.periodic_bootstrap;
+        if at <= now {
+            self.periodic_bootstrap = (now + every, every);
+            if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
+                // A lone node knows no peers yet: nothing to bootstrap from, and nothing wrong.
+                if let Err(e) = kad.bootstrap() {
+                    tracing::debug!(target: "cairn_net", error = %e, "no Kademlia bootstrap");
+                }
+            }
         }
         for (peer, addr) in self.redialer.due(now) {
             if self.swarm.is_connected(&peer) {

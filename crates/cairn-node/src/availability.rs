@@ -126,18 +126,21 @@ fn others_share(prev: CpuSample, now: CpuSample) -> Option<f64> {
 
 fn sample() -> Option<CpuSample> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let cpu: Vec<u64> = stat
-        .lines()
-        .next()?
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    // user nice system idle iowait irq softirq steal ...
+    let own_stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    parse_sample(&stat, &own_stat)
+}
+
+/// A sample from the text of `/proc/stat` (the machine's CPU time) and `/proc/self/stat` (this process's).
+fn parse_sample(stat: &str, own_stat: &str) -> Option<CpuSample> {
+    let mut fields = stat.lines().next()?.split_whitespace();
+    if fields.next()? != "cpu" {
+        return None;
+    }
+    let cpu: Vec<u64> = fields.map(|v| v.parse().ok()).collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal (guest time is already inside user and nice)
     let total: u64 = cpu.iter().take(8).sum();
     let idle = cpu.get(3)? + cpu.get(4).copied().unwrap_or(0);
-    let own_stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the command name (which may hold spaces) close with ')'.
+    // Fields after the command name (which may hold spaces and parentheses) close with the last ')'.
     let rest = own_stat.rsplit_once(')')?.1;
     let f: Vec<&str> = rest.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of the line, 12 and 13 after the ')'.
@@ -192,12 +195,62 @@ mod tests {
         };
         let share = others_share(prev, now).unwrap();
         assert!((share - 0.2).abs() < 1e-9, "{share}");
+        // The node's own time is left out even where it is all of the busy time.
+        let all_mine = CpuSample {
+            total: 2000,
+            idle: 700,
+            own: 900,
+        };
+        assert_eq!(others_share(prev, all_mine), Some(0.0));
+        // No time passed: nothing to say.
+        assert_eq!(others_share(prev, prev), None);
         assert!(IdleProbe::default().others_busy().is_none(), "first sample");
-        let mut p = IdleProbe::default();
-        p.others_busy();
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        if let Some(s) = p.others_busy() {
-            assert!((0.0..=1.0).contains(&s));
-        }
+    }
+
+    /// `/proc` as Linux writes it: the first `cpu` line's fields (user nice system idle iowait irq softirq steal
+    /// guest guest_nice) and this process's utime and stime, behind a command name with spaces and a ')'.
+    #[test]
+    fn proc_stat_is_read_field_by_field() {
+        let stat = "cpu  4705 356 584 3699176 23060 0 277 11 7 3\ncpu0 2000 100 300 1849588 11530 0 138 5 3 1\n\
+                    intr 114930548 113 3 0 0\n";
+        let own =
+            "4242 (cairn (prove) x) S 1 4242 4242 0 -1 4194560 10 0 0 0 731 122 0 0 20 0 19 0 \
+                   5765 5378818048 22416 18446744073709551615";
+        let s = parse_sample(stat, own).unwrap();
+        assert_eq!(s.total, 4705 + 356 + 584 + 3699176 + 23060 + 277 + 11);
+        assert_eq!(s.idle, 3699176 + 23060);
+        assert_eq!(s.own, 731 + 122);
+        // Not a /proc/stat, or a truncated one: no sample rather than a wrong one.
+        assert!(parse_sample("intr 1 2 3\n", own).is_none());
+        assert!(parse_sample("cpu 1 2 3\n", own).is_none());
+        assert!(parse_sample("cpu 1 2 x 4 5\n", own).is_none());
+        assert!(parse_sample(stat, "4242 (cairn) S 1 2").is_none());
+    }
+
+    /// On this machine's real `/proc`: CPU time this thread burns shows up as the process's own, and the machine's
+    /// total grows with it.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_nodes_own_cpu_time_is_read_from_proc() {
+        let before = sample().expect("/proc/stat and /proc/self/stat are readable on Linux");
+        // Burn CPU until 5 ticks (50 ms at the usual 100 Hz) show as this process's own; a busy machine only
+        // makes it take longer.
+        let start = std::time::Instant::now();
+        let mut x = 0u64;
+        let after = loop {
+            let spin = std::time::Instant::now();
+            while spin.elapsed() < std::time::Duration::from_millis(50) {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+            }
+            let now = sample().unwrap();
+            if now.own >= before.own + 5 || start.elapsed() > std::time::Duration::from_secs(10) {
+                break now;
+            }
+        };
+        assert!(after.own >= before.own + 5, "{before:?} -> {after:?}");
+        assert!(
+            after.total - before.total >= after.own - before.own,
+            "{before:?} -> {after:?}"
+        );
     }
 }

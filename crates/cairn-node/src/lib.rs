@@ -9,6 +9,7 @@
 //! - [`availability`]: the owner's limits on when the node takes work (hours of the day, idle-only).
 //! - [`node_status`]: the prover node's status page for its owner (`cairn node status`).
 //! - [`capacity`]: what this machine can prove (memory, max po2, a short proof-of-workload benchmark).
+//! - [`lock`]: one process per data directory and job database.
 
 pub mod availability;
 pub mod capacity;
@@ -18,6 +19,7 @@ pub mod coordinator;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod jobdb;
+pub mod lock;
 pub mod node_status;
 pub mod prover;
 pub mod status;

@@ -72,6 +72,10 @@ pub struct NodeLog {
     pub failed: u64,
     /// Results that could not be delivered (the client was unreachable too long).
     pub undelivered: u64,
+    /// Requests refused as malformed or oversized: a peer broke the protocol (each is in the log as a warning).
+    pub bad_requests: u64,
+    /// Gossip messages refused as malformed (not forwarded; the sender's gossip score pays for it).
+    pub bad_gossip: u64,
     /// The latest problems, newest last.
     pub problems: VecDeque<Problem>,
 }

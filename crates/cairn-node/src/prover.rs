@@ -276,7 +276,14 @@ pub async fn run_prover(
                         }
                         announce(&client, cfg.capacity, free_slots(slots, running.len(), paused.is_some()));
                     }
-                    Event::ProtocolViolation { peer, reason } => warn!(%peer, %reason, "refused a bad message"),
+                    Event::ProtocolViolation { peer, reason } => {
+                        warn!(%peer, %reason, "refused a bad message");
+                        note(&mut |l| l.bad_requests += 1);
+                    }
+                    Event::GossipRejected { via, reason, .. } => {
+                        info!(%via, %reason, "refused a bad gossip message");
+                        note(&mut |l| l.bad_gossip += 1);
+                    }
                     Event::PeerDisconnected { peer } => {
                         clients.remove(&peer);
                         // A client that drops off may be back in a moment (a NAT blip, a restart): its tasks go on,

@@ -47,6 +47,17 @@ pub fn execute_stats(
     input: &[u8],
     po2: u8,
 ) -> Result<ExecutionStats, BackendError> {
+    execute_stats_with_progress(program, input, po2, &mut |_| {})
+}
+
+/// As [`execute_stats`], calling `on_segment` with the count of segments so far after each one (for a progress
+/// display: an execution at po2 15 can make hundreds of thousands).
+pub fn execute_stats_with_progress(
+    program: &[u8],
+    input: &[u8],
+    po2: u8,
+    on_segment: &mut (dyn FnMut(u32) + Send),
+) -> Result<ExecutionStats, BackendError> {
     check_po2(po2)?;
     let binary = program_binary(program)?;
     let stderr = SharedBuf::default();
@@ -63,6 +74,7 @@ pub fn execute_stats(
     let session = exec
         .run_with_callback(|_| {
             segments += 1;
+            on_segment(segments);
             Ok(Box::new(NullSegmentRef))
         })
         .map_err(|e| BackendError::GuestFailed(format!("{e:#}")))?;

@@ -357,4 +357,15 @@ fn re_execution_keeps_the_segment_structure_but_not_the_claims() {
             .collect::<Vec<_>>()
     };
     assert_eq!(cycles(&sa), cycles(&sb));
+    // ... but not the claims: every segment's claim (its pre- and post-state digests) differs between the two
+    // runs, so a receipt proved for one execution's segment answers nothing in the other's.
+    assert_eq!(sa.len(), sb.len());
+    for (x, y) in sa.iter().zip(&sb) {
+        assert_ne!(
+            x.claim.claim_digest, y.claim.claim_digest,
+            "segment {}: two executions made the same claim",
+            x.claim.index
+        );
+    }
+    assert_ne!(a.claims, b.claims);
 }

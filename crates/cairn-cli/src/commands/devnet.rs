@@ -51,7 +51,9 @@ pub fn run(args: &DevnetArgs) -> anyhow::Result<ExitCode> {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(out_dir)?;
+    // One devnet per output directory: a second would delete the first one's job database below.
+    let _lock =
+        cairn_node::lock::ProcessLock::dir(out_dir, "the devnet's output directory", "--out")?;
     let db = out_dir.join("jobs.sqlite");
     for stale in [
         db.clone(),

@@ -9,12 +9,18 @@ use cairn_backend::fake::FakeBackend;
 use cairn_backend::ProvingBackend;
 use cairn_gateway::{ApiKeys, Gateway, GatewayConfig};
 use cairn_node::coordinator::{JobSettings, Service, ServiceConfig};
+use cairn_node::lock::ProcessLock;
 use cairn_risc0::RiscZeroBackend;
 
-use super::network::{job_size, net_config, scheduler_config};
+use super::network::{job_size, lock_client, net_config, scheduler_config};
 use crate::cli::{BackendKind, GatewayArgs};
 
 pub fn run(args: &GatewayArgs) -> anyhow::Result<ExitCode> {
+    // One gateway per session directory, and its coordinator's data directory and job database like any
+    // client's, held until it exits.
+    let _gateway_lock =
+        ProcessLock::dir(&args.gateway_dir, "the gateway directory", "--gateway-dir")?;
+    let _client_locks = lock_client(&args.net)?;
     let mut keys = ApiKeys::default();
     if let Some(f) = &args.keys_file {
         keys.extend(ApiKeys::from_file(f)?);

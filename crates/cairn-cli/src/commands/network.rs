@@ -7,6 +7,7 @@ use std::time::Duration;
 use cairn_backend::fake::FakeBackend;
 use cairn_backend::ProvingBackend;
 use cairn_node::coordinator::{prove_network, AutoPo2, CoordinatorConfig, Progress};
+use cairn_node::lock::ProcessLock;
 use cairn_risc0::RiscZeroBackend;
 use cairn_scheduler::SchedulerConfig;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -17,6 +18,15 @@ use super::program;
 use super::prove::{check_reference, write_outputs};
 use crate::cli::{AggregationArg, BackendKind, NetworkClientArgs, Po2Arg, ProveArgs};
 use cairn_scheduler::Aggregation;
+
+/// One client per data directory (its peer identity and blob store) and per job database, held until the
+/// process exits: two clients on either would run as one peer and fight over the same jobs.
+pub(crate) fn lock_client(n: &NetworkClientArgs) -> anyhow::Result<[ProcessLock; 2]> {
+    Ok([
+        ProcessLock::dir(&n.data_dir, "the client's data directory", "--data-dir")?,
+        ProcessLock::file(&n.db, "the job database", "--db")?,
+    ])
+}
 
 #[derive(Debug, Serialize)]
 struct NetworkSummary {
@@ -45,6 +55,7 @@ struct NetworkSummary {
 }
 
 pub fn run(args: &ProveArgs) -> anyhow::Result<ExitCode> {
+    let _locks = lock_client(&args.net)?;
     let prog = program::resolve(&args.program)?;
     let (backend, binary): (Arc<dyn ProvingBackend>, Vec<u8>) = match args.backend {
         BackendKind::Risc0 => (Arc::new(RiscZeroBackend::new()), prog.binary.clone()),
@@ -293,7 +304,8 @@ pub(super) fn aggregation(
         AggregationArg::Auto => match backend.recursion_available() {
             Ok(()) => Aggregation::JoinTree,
             Err(e) => {
-                tracing::info!(reason = %e, "recursion unavailable here: composite receipt");
+                // Said plainly: whoever asked for the default gets a composite receipt, not a succinct one.
+                eprintln!("cairn: the receipt will be composite (--aggregation auto): {e}");
                 Aggregation::Composite
             }
         },

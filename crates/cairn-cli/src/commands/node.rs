@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use cairn_backend::fake::FakeBackend;
 use cairn_backend::ProvingBackend;
+use cairn_node::lock::ProcessLock;
 use cairn_node::prover::{run_prover, ProverConfig};
 use cairn_risc0::RiscZeroBackend;
 
@@ -33,6 +34,9 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(status.code().unwrap_or(1) as u8));
         }
     }
+    // One node per data directory (its identity, blob store and status address), held until it exits; taken
+    // before the benchmark, so a second node refuses at once.
+    let _lock = ProcessLock::dir(&args.data_dir, "the node's data directory", "--data-dir")?;
     let backend: Arc<dyn ProvingBackend> = match args.backend {
         BackendKind::Risc0 => Arc::new(RiscZeroBackend::new()),
         BackendKind::Fake => Arc::new(FakeBackend::new(args.fake_time_scale.clamp(0.0, 10.0))),

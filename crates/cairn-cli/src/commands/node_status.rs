@@ -128,6 +128,15 @@ fn render(v: &serde_json::Value) -> String {
         n("failed"),
         n("undelivered")
     );
+    if n("bad_requests") + n("bad_gossip") > 0 {
+        let _ = writeln!(
+            o,
+            "refused from peers that broke the protocol: {} malformed or oversized requests, {} malformed gossip \
+             messages (the node's log names the peers)",
+            n("bad_requests"),
+            n("bad_gossip")
+        );
+    }
     let _ = writeln!(
         o,
         "earnings and reputation are kept by each client (its ledger); refused results count against this node there"

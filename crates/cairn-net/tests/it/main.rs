@@ -2,5 +2,6 @@
 
 mod common;
 mod gossip;
+mod lone;
 mod requests;
 mod transfer;

@@ -347,21 +347,31 @@ async fn a_restarted_join_tree_job_keeps_its_lifted_segments() {
 /// another prover with no penalty for the one that left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drained_prover_delivers_what_it_holds_and_takes_nothing_new() {
+    use std::collections::{BTreeMap, BTreeSet};
     crate::support::init_tracing();
     let dir = tempfile::tempdir().unwrap();
     let (addr_tx, mut addr_rx) = mpsc::unbounded_channel::<String>();
-    let (ver_tx, mut ver_rx) = mpsc::unbounded_channel::<String>();
+    // (verified, segment, prover): assignments and verified results, in order.
+    let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<(bool, u32, String)>();
+    let mut cfg = coordinator_config(dir.path());
+    // No backup copies: the task the drained prover holds is its own to deliver, not a faster copy's.
+    cfg.scheduler.speculative.enabled = false;
     let job = tokio::spawn(prove_network(
-        coordinator_config(dir.path()),
+        cfg,
         backend(),
         FakeBackend::program("fake-net"),
-        FakeBackend::input(150_000, b"job"),
+        // ~100 segments: when A has delivered what it held, B (82 ms a proof) is still far from done, so
+        // there is new work A could take if it did.
+        FakeBackend::input(1_500_000, b"job"),
         move |p| match p {
             Progress::Listening(a) => {
                 let _ = addr_tx.send(a[0].clone());
             }
-            Progress::Verified { prover, .. } => {
-                let _ = ver_tx.send(prover.to_string());
+            Progress::Assigned { segment, prover } => {
+                let _ = ev_tx.send((false, segment, prover.to_string()));
+            }
+            Progress::Verified { segment, prover } => {
+                let _ = ev_tx.send((true, segment, prover.to_string()));
             }
             _ => {}
         },
@@ -370,24 +380,69 @@ async fn a_drained_prover_delivers_what_it_holds_and_takes_nothing_new() {
         .await
         .unwrap()
         .unwrap();
-    let a = start_prover(dir.path(), "a", &client_addr, Misbehave::Honest, false);
-    // A proves alone until its first result is verified; then it is told to stop, mid-job.
-    let first = tokio::time::timeout(Duration::from_secs(30), ver_rx.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    // A proves alone, 1.6 s a proof, until its first result is verified and it holds the next task.
+    let a = crate::support::start_prover(
+        dir.path(),
+        "a",
+        &[&client_addr],
+        crate::support::ProverOpts {
+            scale: 0.2,
+            ..Default::default()
+        },
+    );
+    let mut assigned: BTreeSet<u32> = BTreeSet::new();
+    let mut verified: BTreeMap<u32, String> = BTreeMap::new();
+    let mut a_peer = None;
+    let held = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let (is_verified, segment, prover) = ev_rx.recv().await.unwrap();
+            a_peer.get_or_insert(prover.clone());
+            if is_verified {
+                verified.insert(segment, prover);
+            } else {
+                assigned.insert(segment);
+            }
+            let pending = assigned.iter().find(|s| !verified.contains_key(s));
+            if let (false, Some(&held)) = (verified.is_empty(), pending) {
+                return held;
+            }
+        }
+    })
+    .await
+    .expect("A proves a segment and takes the next");
+    let a_peer = a_peer.unwrap();
+    // The offer is on its way over loopback: let it arrive (the proof then has over a second to go), and stop A.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let _ = a.send(());
+    let before_stop = assigned.clone();
     let _b = start_prover(dir.path(), "b", &client_addr, Misbehave::Honest, false);
     let proof = tokio::time::timeout(Duration::from_secs(90), job)
         .await
         .expect("job finished in time")
         .unwrap()
         .unwrap();
+    while let Ok((is_verified, segment, prover)) = ev_rx.try_recv() {
+        if is_verified {
+            verified.insert(segment, prover);
+        }
+    }
+    assert_eq!(verified.len() as u32, proof.summary.segments);
+    // It delivered what it held when told to stop ...
     assert_eq!(
-        proof.proved_by.values().sum::<u32>(),
-        proof.summary.segments
+        verified[&held], a_peer,
+        "segment {held}, in A's hands when it was told to stop, was not A's result: {verified:?}"
     );
-    assert!(proof.proved_by[&first] >= 1, "{:?}", proof.proved_by);
+    // ... and took nothing new: every segment it proved was assigned to it before the stop.
+    let by_a: BTreeSet<u32> = verified
+        .iter()
+        .filter(|(_, p)| **p == a_peer)
+        .map(|(s, _)| *s)
+        .collect();
+    assert!(
+        by_a.is_subset(&before_stop),
+        "A proved {by_a:?}, but held only {before_stop:?} when told to stop"
+    );
+    assert_eq!(proof.proved_by[&a_peer] as usize, by_a.len());
     assert_eq!(proof.proved_by.len(), 2, "{:?}", proof.proved_by);
     let ledger = ledger(dir.path());
     assert!(

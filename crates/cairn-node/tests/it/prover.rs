@@ -104,17 +104,27 @@ async fn item4_a_result_survives_a_brief_disconnect_of_its_client() {
         Response::Accept
     );
 
-    // The connection drops while the proof runs; the prover delivers once it is back (it dials again).
+    // The connection drops while the proof runs; the prover delivers once it is back (it dials again). The
+    // order of what the client sees shows it: the connection closed, then a new one, then the result.
     tokio::time::sleep(Duration::from_millis(400)).await;
     client.disconnect(prover).await.unwrap();
+    let mut dropped = false;
+    let mut back = false;
     let result = tokio::time::timeout(Duration::from_secs(40), async {
         loop {
             match events.recv().await.unwrap() {
+                Event::PeerDisconnected { peer } if peer == prover => dropped = true,
+                Event::PeerConnected { peer } if peer == prover => back = dropped,
                 Event::InboundRequest {
                     request: Request::Result(r),
                     responder,
                     ..
                 } => {
+                    assert!(
+                        dropped,
+                        "the result came before the connection ever dropped: the test cut nothing"
+                    );
+                    assert!(back, "a result from a prover that is not connected");
                     responder.respond(Response::Ack);
                     break r;
                 }
@@ -125,6 +135,7 @@ async fn item4_a_result_survives_a_brief_disconnect_of_its_client() {
     })
     .await
     .expect("the result arrived after the reconnect");
+    assert!(dropped && back);
     assert_eq!((result.job, result.task), (1, 0));
     assert!(result.signed_by(&prover));
     let receipt = client

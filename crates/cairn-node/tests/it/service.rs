@@ -297,23 +297,48 @@ async fn item5_a_long_running_client_stays_within_its_store_cap_over_50_jobs() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = service_config(dir.path());
     // A few jobs' segments and programs fit; fifty do not.
-    cfg.net.store.max_total_bytes = 8 << 10;
+    let cap: u64 = 8 << 10;
+    cfg.net.store.max_total_bytes = cap;
+    let blobs = cfg.net.store_dir.join("blobs");
     let (svc, addr) = start(cfg).await;
     let quick = ProverOpts {
         scale: 0.001,
         ..ProverOpts::default()
     };
     let _p = start_prover(dir.path(), "p", &[&addr], quick);
-    let mut pinned_bytes = 0u64;
+    let on_disk = || -> u64 {
+        std::fs::read_dir(&blobs)
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum()
+    };
+    let mut program_len = 0;
     for i in 0..50 {
         let r = job(5, &format!("job-{i}"), Duration::from_secs(30));
-        pinned_bytes += 5 * 100 + r.program.len() as u64;
+        program_len = r.program.len() as u64;
         let proof = prove(&svc, r, Duration::from_secs(40)).await;
         assert!(proof.is_ok(), "job {i}: {proof:?}");
+        let used = on_disk();
+        assert!(
+            used <= cap,
+            "after job {i} the store holds {used} bytes, over its cap of {cap}"
+        );
     }
+    // What the jobs published, measured: every segment blob (the bytes the job database keeps) and the program
+    // they share. Unless that is well over the cap, the test shows nothing.
+    let conn = rusqlite::Connection::open(dir.path().join("jobs.sqlite")).unwrap();
+    let (segments, segment_bytes): (i64, i64) = conn
+        .query_row(
+            "SELECT COUNT(*), SUM(length(segment)) FROM segments",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(segments, 50 * 5);
+    let published = segment_bytes as u64 + program_len;
     assert!(
-        pinned_bytes > 8 << 10,
-        "the test's cap is too generous to show anything"
+        published > 2 * cap,
+        "50 jobs published {published} bytes: the cap of {cap} is too generous to show anything"
     );
     svc.shutdown().await;
 }
