@@ -46,6 +46,9 @@ pub enum Skip {
     Unsupported(String),
 }
 
+/// The cases of a file that were not loaded, with why.
+pub type Skipped = Vec<(String, Skip)>;
+
 /// A case's result.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -68,7 +71,7 @@ impl Outcome {
 pub fn load(
     json: &str,
     networks: &[&str],
-) -> Result<(Vec<Case>, Vec<(String, Skip)>), ImportError> {
+) -> Result<(Vec<Case>, Skipped), ImportError> {
     let v: Value = serde_json::from_str(json).map_err(|e| ImportError(format!("not JSON: {e}")))?;
     let obj = v
         .as_object()
