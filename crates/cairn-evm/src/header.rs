@@ -22,6 +22,8 @@ pub const MIN_GAS_LIMIT: u64 = 5_000;
 pub const GAS_LIMIT_BOUND_DIVISOR: u64 = 1_024;
 /// The largest gas limit (EIP-1985's 2^63 - 1).
 pub const MAX_GAS_LIMIT: u64 = i64::MAX as u64;
+/// EIP-7934 (Osaka): a block's RLP may not exceed 10 MiB less a 2 MiB margin.
+pub const MAX_RLP_BLOCK_SIZE: usize = 10_485_760 - 2_097_152;
 
 fn bad(field: &'static str, reason: impl Into<String>) -> BlockError {
     BlockError::Header {
@@ -43,9 +45,25 @@ fn presence<T>(
     }
 }
 
-/// Rules the header must meet on its own.
-pub fn check_standalone(header: &Header, spec: &ChainSpec) -> Result<(), BlockError> {
+/// Rules the header must meet on its own (`block_len`: the size of the whole block's RLP).
+pub fn check_standalone(
+    header: &Header,
+    block_len: usize,
+    spec: &ChainSpec,
+) -> Result<(), BlockError> {
     let t = header.timestamp;
+    if spec.is_amsterdam_active_at_timestamp(t) {
+        return Err(bad(
+            "timestamp",
+            "Amsterdam is active at this block; its rules (block access lists, state gas) are not supported",
+        ));
+    }
+    if spec.is_osaka_active_at_timestamp(t) && block_len > MAX_RLP_BLOCK_SIZE {
+        return Err(bad(
+            "size",
+            format!("the block's RLP is {block_len} bytes, over EIP-7934's {MAX_RLP_BLOCK_SIZE}"),
+        ));
+    }
     if !spec.is_merged(header.number) {
         return Err(BlockError::Chain(crate::chain::ChainError::PreMerge(
             format!("block {}", header.number),

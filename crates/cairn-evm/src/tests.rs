@@ -68,10 +68,7 @@ impl Outcome {
 
 /// Reads a BlockchainTests file: its single-block cases of the `networks` asked for (all post-merge ones
 /// when empty), and the names of the cases skipped with why.
-pub fn load(
-    json: &str,
-    networks: &[&str],
-) -> Result<(Vec<Case>, Skipped), ImportError> {
+pub fn load(json: &str, networks: &[&str]) -> Result<(Vec<Case>, Skipped), ImportError> {
     let v: Value = serde_json::from_str(json).map_err(|e| ImportError(format!("not JSON: {e}")))?;
     let obj = v
         .as_object()

@@ -292,7 +292,7 @@ fn execute_inner(
             parent.number, header.parent_hash
         )));
     }
-    check_standalone(&header, &spec)?;
+    check_standalone(&header, input.block.len(), &spec)?;
     check_against_parent(&header, parent, &spec)?;
     check_body(&header, &body, &spec)?;
     let block_hashes: HashMap<u64, B256> = ancestors
