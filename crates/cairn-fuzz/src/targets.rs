@@ -227,5 +227,11 @@ fn eth_seeds() -> Vec<Vec<u8>> {
             };
             generate(&cfg).ok().map(|g| g.input.encode())
         })
+        // Ethereum's own test blocks: legacy, 2930, 1559 and blob transactions, withdrawals, system calls.
+        .chain(
+            cairn_evm::samples::test_blocks()
+                .into_iter()
+                .map(|(_, input)| input.encode()),
+        )
         .collect()
 }
