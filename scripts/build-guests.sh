@@ -4,8 +4,16 @@
 # Needs: apt-get install -y rustc-web cargo-web rust-web-src lld-22   (rustc >= 1.96 with its library source)
 # Produces, for each guest NAME: guests/bin/NAME.bin (a RISC Zero program binary: user ELF + v1compat kernel)
 # and guests/bin/NAME.image-id (hex). Commit both; `cargo test -p cairn-backend` checks that they match.
+#
+# `scripts/build-guests.sh --eth-block-k256 DIR` instead builds only a variant of eth-block that recovers
+# signatures with pure-Rust k256 rather than the bigint2 accelerator, into DIR/eth-block-k256.bin (not
+# committed; `cairn bench evm --compare DIR/eth-block-k256.bin` measures the difference).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+variant_dir=
+if [ "${1:-}" = "--eth-block-k256" ]; then
+  variant_dir=$(mkdir -p "${2:?--eth-block-k256 DIR}" && cd "$2" && pwd)
+fi
 cd "$root/guests"
 
 RUSTC=${GUEST_RUSTC:-/usr/bin/rustc}
@@ -20,17 +28,28 @@ flags=(-C passes=lower-atomic -C link-arg=-Ttext=0x00200800 -C link-arg=--fatal-
        --cfg 'getrandom_backend="custom"' -C "linker=$LLD")
 encoded=$(IFS=$sep; echo "${flags[*]}")
 
-env -u RUSTFLAGS -u CARGO_TARGET_DIR \
-  RUSTC="$RUSTC" RUSTC_BOOTSTRAP=1 \
-  CARGO_ENCODED_RUSTFLAGS="$encoded" \
-  CFLAGS_riscv32im_risc0_zkvm_elf="-march=rv32im -nostdlib" \
-  RISC0_FEATURE_bigint2="" \
-  "$CARGO" build --release ${GUEST_LOCKED---locked} --target riscv32im-risc0-zkvm-elf \
-    -Z build-std=alloc,core,proc_macro,panic_abort,std -Z build-std-features=compiler-builtins-mem \
-    --target-dir "$root/guests/target"
+build() {
+  env -u RUSTFLAGS -u CARGO_TARGET_DIR \
+    RUSTC="$RUSTC" RUSTC_BOOTSTRAP=1 \
+    CARGO_ENCODED_RUSTFLAGS="$encoded" \
+    CFLAGS_riscv32im_risc0_zkvm_elf="-march=rv32im -nostdlib" \
+    RISC0_FEATURE_bigint2="" \
+    "$CARGO" build --release ${GUEST_LOCKED---locked} --target riscv32im-risc0-zkvm-elf \
+      -Z build-std=alloc,core,proc_macro,panic_abort,std -Z build-std-features=compiler-builtins-mem "$@"
+}
+
+if [ -n "$variant_dir" ]; then
+  build -p eth-block --features k256 --target-dir "$root/guests/target-k256"
+  cp "$root/guests/target-k256/riscv32im-risc0-zkvm-elf/release/eth-block" "$variant_dir/eth-block-k256.elf"
+  cd "$root"
+  scripts/cargo.sh run -q -p cairn-risc0 --example package_guests -- "$variant_dir" "$variant_dir/eth-block-k256.elf"
+  exit 0
+fi
+
+build --target-dir "$root/guests/target"
 
 # The bundled programs, then the corpus of user-shaped programs (guests/corpus/README.md).
-names=(sha-chain seed-bench evm-block user-loop hello-one panics big-input mem-heavy io-journal composes)
+names=(sha-chain seed-bench eth-block user-loop hello-one panics big-input mem-heavy io-journal composes)
 mkdir -p "$root/guests/bin"
 elfs=()
 for name in "${names[@]}"; do

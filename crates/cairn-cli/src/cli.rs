@@ -50,7 +50,8 @@ pub enum Command {
     /// Benchmarks that print measured figures.
     #[command(subcommand)]
     Bench(BenchCommand),
-    /// EVM blocks for the bundled `evm-block` program: generate synthetic blocks, or execute one natively.
+    /// Ethereum blocks for the bundled `eth-block` program: import real blocks with their witness, generate
+    /// synthetic ones, or validate one natively.
     #[command(subcommand)]
     Block(BlockCommand),
 }
@@ -92,16 +93,60 @@ pub struct SoakArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum BlockCommand {
-    /// Generate a deterministic synthetic block (ETH and ERC-20 transfers, swaps through constant-product
-    /// pools, contract deployments) up to a gas target, with the pre-state it touches. Writes the input for
-    /// `--program evm-block` and prints the journal a proof of it must carry.
+    /// Turn a real block and its execution witness into the `eth-block` program's input, and validate it
+    /// natively (the guest's own code): prints the journal a proof of it must carry, or why the block is
+    /// invalid. Sources: a block (`eth_getBlockByNumber(n, true)` JSON, or `debug_getRawBlock` RLP as hex or
+    /// binary) with `--witness` (`debug_executionWitness` JSON); a node's JSON-RPC (`--rpc URL --number N`);
+    /// an ethrex-replay cache file (`--cache`); or a BlockchainTests file (`--test`).
+    Import(BlockImportArgs),
+    /// Generate a deterministic synthetic block (signed ETH and ERC-20 transfers, swaps through
+    /// constant-product pools, contract deployments) up to a gas target, as Ethereum encodes it, with a Merkle
+    /// witness of the state it touches. Writes the input for `--program eth-block` and prints the journal a
+    /// proof of it must carry.
     Gen(BlockGenArgs),
-    /// Execute a block input natively (the same code as the guest) and print its journal: check your own
-    /// inputs before proving them.
+    /// Validate a block input natively (the same code as the guest) and print its journal, or why the block
+    /// is invalid: check your own inputs before proving them.
     Show {
-        /// A block input file (`cairn block gen`, or your own in the layout of docs/EVM.md).
+        /// A block input file (`cairn block import` or `cairn block gen`).
         input: PathBuf,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct BlockImportArgs {
+    /// The block: JSON (an `eth_getBlockByNumber(n, true)` result, or a whole JSON-RPC response holding
+    /// one), or its RLP (`debug_getRawBlock`) as hex or binary.
+    #[arg(long, conflicts_with_all = ["rpc", "cache", "test"], requires = "witness")]
+    pub block: Option<PathBuf>,
+    /// The block's witness: a `debug_executionWitness` result (or a JSON-RPC response holding one).
+    #[arg(long)]
+    pub witness: Option<PathBuf>,
+    /// Fetch the block and its witness from this node's JSON-RPC (it must serve `debug_executionWitness`:
+    /// reth, Nethermind, Erigon, geth).
+    #[arg(long, requires = "number", conflicts_with_all = ["cache", "test"])]
+    pub rpc: Option<String>,
+    /// The block number to fetch with `--rpc`.
+    #[arg(long)]
+    pub number: Option<u64>,
+    /// An ethrex-replay cache file (`{blocks, witness, network}`).
+    #[arg(long, conflicts_with = "test")]
+    pub cache: Option<PathBuf>,
+    /// A BlockchainTests file of ethereum/tests: its single-block case `--case` (default: the first).
+    #[arg(long)]
+    pub test: Option<PathBuf>,
+    /// The case to take from `--test`.
+    #[arg(long, requires = "test")]
+    pub case: Option<String>,
+    /// The chain: mainnet, sepolia, holesky, hoodi (or its chain id). Default: from the source (the node's
+    /// `eth_chainId`, the cache's network, the test's network).
+    #[arg(long, conflicts_with = "genesis")]
+    pub chain: Option<String>,
+    /// Any other chain: its genesis file (geth's `genesis.json`, or its `config` object).
+    #[arg(long)]
+    pub genesis: Option<PathBuf>,
+    /// Where to write the input.
+    #[arg(long, short, default_value = "block.bin")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -125,14 +170,6 @@ pub struct BlockGenArgs {
     /// Constant-product pools (neighbouring pools share a token, so some swaps take two hops).
     #[arg(long, default_value_t = 12)]
     pub pools: usize,
-    /// State commitment in the journal: `sha256` (SHA-256 over the sorted state, cheap in the zkVM) or `mpt`
-    /// (Ethereum's Merkle-Patricia root, keccak-heavy).
-    #[arg(long, default_value = "sha256", value_parser = ["sha256", "mpt"])]
-    pub commitment: String,
-    /// Sign every transaction and have the guest check each signature (secp256k1 recovery, not accelerated:
-    /// millions of cycles each). Default: senders are given, not proved.
-    #[arg(long)]
-    pub signed: bool,
     /// Where to write the block input.
     #[arg(long, short, default_value = "block.bin")]
     pub out: PathBuf,
@@ -141,7 +178,7 @@ pub struct BlockGenArgs {
 /// Which program to run and on what input.
 #[derive(Debug, Clone, Args)]
 pub struct ProgramArgs {
-    /// A bundled program name (`sha-chain`, `seed-bench`, `evm-block`) or a path to a RISC-V ELF built for
+    /// A bundled program name (`sha-chain`, `seed-bench`, `eth-block`) or a path to a RISC-V ELF built for
     /// riscv32im-risc0-zkvm-elf or a RISC Zero program binary.
     #[arg(long, short, env = "CAIRN_PROGRAM", default_value = "sha-chain")]
     pub program: String,
@@ -691,9 +728,10 @@ pub enum BenchCommand {
     /// `--po2 auto` against the devnet: the same program proved at each fixed po2 and with `--po2 auto`, each
     /// measured time next to the time the client predicted for that po2.
     Po2Auto(BenchPo2AutoArgs),
-    /// EVM cycles per gas: generate blocks of each transaction kind and of the mix at several gas sizes,
-    /// execute each in the zkVM, and print user and total cycles, cycles per gas, segments and paging
-    /// inflation per po2, cycles per stage, and executor speed; next to published figures.
+    /// Ethereum blocks' cycles per gas: a real Hoodi block, Ethereum's own test blocks and synthetic blocks,
+    /// executed in the zkVM by the eth-block guest; prints user and total cycles, cycles per gas by stage
+    /// (decode, header, witness, senders, execute, receipts, post-state), segments and paging per po2, and
+    /// accelerated against pure-Rust signature recovery; next to published figures.
     Evm(BenchEvmArgs),
     /// (internal) Prove one serialized segment in this process and print JSON with time and peak memory.
     #[command(hide = true)]
@@ -710,32 +748,36 @@ pub enum BenchCommand {
 
 #[derive(Debug, Args)]
 pub struct BenchEvmArgs {
-    /// Gas sizes of the blocks.
-    #[arg(long, value_delimiter = ',', default_value = "1M,10M,30M")]
+    /// Which blocks: `hoodi` (Hoodi block 1,265,656 with reth's witness), `tests` (a few of Ethereum's
+    /// BlockchainTests blocks), `gen` (synthetic blocks of `--kinds` at `--gas`), or `all`.
+    #[arg(long, value_delimiter = ',', default_value = "hoodi,tests,gen")]
+    pub blocks: Vec<String>,
+    /// Also measure these block inputs (`cairn block import` / `gen` files).
+    #[arg(long, value_delimiter = ',')]
+    pub input: Vec<PathBuf>,
+    /// Gas sizes of the synthetic blocks.
+    #[arg(long, value_delimiter = ',', default_value = "1M,10M")]
     pub gas: Vec<String>,
-    /// Block kinds: transaction kinds alone and `mix` (the default mix).
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "eth,erc20,swap,create,mix"
-    )]
+    /// Synthetic block kinds: transaction kinds alone (`eth`, `erc20`, `swap`, `create`) and `mix`.
+    #[arg(long, value_delimiter = ',', default_value = "eth,mix")]
     pub kinds: Vec<String>,
-    /// Segment sizes to execute the mixed blocks at (total cycles and segments per po2); blocks of one kind
-    /// run at the largest.
-    #[arg(long, value_delimiter = ',', default_value = "16,18,20")]
+    /// Segment sizes to execute every block at (total cycles, segments and paging per po2).
+    #[arg(long, value_delimiter = ',', default_value = "18,20")]
     pub po2: Vec<u8>,
-    /// Also measure the Merkle-Patricia commitment and checked signatures on the mix at the smallest size.
+    /// Also execute each block with this other build of eth-block (at the largest po2) and compare: for
+    /// pure-Rust k256 signature recovery instead of the bigint2 accelerator, build it with
+    /// `scripts/build-guests.sh --eth-block-k256 DIR` and pass DIR/eth-block-k256.bin.
     #[arg(long)]
-    pub modes: bool,
+    pub compare: Option<PathBuf>,
     /// Write the table as CSV here too.
     #[arg(long)]
     pub csv: Option<PathBuf>,
-    /// Prove this many segments, evenly sampled, of the largest mixed block at `--sample-po2` and report
-    /// proving seconds per segment and per million gas on this machine (0: no proving).
+    /// Prove this many segments, evenly sampled, of the Hoodi block at `--sample-po2` and report proving
+    /// seconds per segment and for the whole block on this machine (0: no proving).
     #[arg(long, default_value_t = 0)]
     pub prove_sample: usize,
     /// Segment size of the sampled proofs.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 18)]
     pub sample_po2: u8,
 }
 

@@ -1,103 +1,114 @@
-//! The journal the `evm-block` guest commits: a fixed 148-byte layout.
+//! What a proof of a block says: the journal the `eth-block` guest commits, 188 bytes in a fixed layout.
+//! Integers are big-endian, so a contract can read each field with one `calldataload`/shift.
 //!
 //! | offset | size | field |
 //! |---|---|---|
-//! | 0 | 1 | format (1) |
-//! | 1 | 1 | commitment (0 SHA-256 sorted, 1 Merkle-Patricia) |
-//! | 2 | 1 | signatures checked (0 no, 1 yes) |
-//! | 3 | 1 | reserved (0) |
-//! | 4 | 4 | transactions (u32 LE) |
-//! | 8 | 4 | of them reverted or halted (u32 LE; they still pay gas) |
-//! | 12 | 8 | gas used (u64 LE) |
-//! | 20 | 32 | pre-state commitment |
-//! | 52 | 32 | post-state commitment |
-//! | 84 | 32 | SHA-256 of the logs (`docs/EVM.md`) |
-//! | 116 | 32 | SHA-256 of the input bytes |
+//! | 0 | 8 | chain id |
+//! | 8 | 8 | block number |
+//! | 16 | 32 | parent hash |
+//! | 48 | 32 | block hash (keccak-256 of the header's RLP) |
+//! | 80 | 32 | pre-state root (the parent's state root) |
+//! | 112 | 32 | post-state root (the block's state root) |
+//! | 144 | 8 | gas used |
+//! | 152 | 4 | transaction count |
+//! | 156 | 32 | chain digest: SHA-256 of the chain's rules as the guest read them (`Chain::digest`) |
+//!
+//! A receipt with this journal and `eth-block`'s image id says: *the block with hash H, applied to the state
+//! of its parent P (state root S), is valid under the rules with digest D and gives state root S'.*
+
+use std::fmt;
+
+use alloy_primitives::B256;
 
 /// Size of the journal in bytes.
-pub const JOURNAL_LEN: usize = 148;
+pub const JOURNAL_LEN: usize = 188;
 
 /// What a proved block says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Journal {
-    pub commitment: u8,
-    pub signatures_checked: bool,
-    pub tx_count: u32,
-    pub reverted: u32,
+    pub chain_id: u64,
+    pub number: u64,
+    pub parent_hash: B256,
+    pub block_hash: B256,
+    pub pre_state_root: B256,
+    pub post_state_root: B256,
     pub gas_used: u64,
-    pub pre_state: [u8; 32],
-    pub post_state: [u8; 32],
-    pub logs_digest: [u8; 32],
-    pub input_digest: [u8; 32],
+    pub tx_count: u32,
+    pub chain_digest: [u8; 32],
 }
 
 impl Journal {
     pub fn to_bytes(&self) -> [u8; JOURNAL_LEN] {
         let mut out = [0u8; JOURNAL_LEN];
-        out[0] = crate::input::FORMAT as u8;
-        out[1] = self.commitment;
-        out[2] = self.signatures_checked as u8;
-        out[4..8].copy_from_slice(&self.tx_count.to_le_bytes());
-        out[8..12].copy_from_slice(&self.reverted.to_le_bytes());
-        out[12..20].copy_from_slice(&self.gas_used.to_le_bytes());
-        out[20..52].copy_from_slice(&self.pre_state);
-        out[52..84].copy_from_slice(&self.post_state);
-        out[84..116].copy_from_slice(&self.logs_digest);
-        out[116..148].copy_from_slice(&self.input_digest);
+        out[0..8].copy_from_slice(&self.chain_id.to_be_bytes());
+        out[8..16].copy_from_slice(&self.number.to_be_bytes());
+        out[16..48].copy_from_slice(self.parent_hash.as_slice());
+        out[48..80].copy_from_slice(self.block_hash.as_slice());
+        out[80..112].copy_from_slice(self.pre_state_root.as_slice());
+        out[112..144].copy_from_slice(self.post_state_root.as_slice());
+        out[144..152].copy_from_slice(&self.gas_used.to_be_bytes());
+        out[152..156].copy_from_slice(&self.tx_count.to_be_bytes());
+        out[156..188].copy_from_slice(&self.chain_digest);
         out
     }
 
-    /// Reads a journal; `None` if it is not 148 bytes of format 1 with known flags.
-    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
-        if bytes.len() != JOURNAL_LEN
-            || bytes[0] != crate::input::FORMAT as u8
-            || bytes[1] > 1
-            || bytes[2] > 1
-            || bytes[3] != 0
-        {
+    /// Reads a journal; `None` unless it is exactly [`JOURNAL_LEN`] bytes.
+    pub fn from_bytes(b: &[u8]) -> Option<Journal> {
+        if b.len() != JOURNAL_LEN {
             return None;
         }
-        let arr = |at: usize| -> [u8; 32] { bytes[at..at + 32].try_into().unwrap() };
+        let u64_at = |i: usize| u64::from_be_bytes(b[i..i + 8].try_into().expect("8 bytes"));
         Some(Journal {
-            commitment: bytes[1],
-            signatures_checked: bytes[2] == 1,
-            tx_count: u32::from_le_bytes(bytes[4..8].try_into().unwrap()),
-            reverted: u32::from_le_bytes(bytes[8..12].try_into().unwrap()),
-            gas_used: u64::from_le_bytes(bytes[12..20].try_into().unwrap()),
-            pre_state: arr(20),
-            post_state: arr(52),
-            logs_digest: arr(84),
-            input_digest: arr(116),
+            chain_id: u64_at(0),
+            number: u64_at(8),
+            parent_hash: B256::from_slice(&b[16..48]),
+            block_hash: B256::from_slice(&b[48..80]),
+            pre_state_root: B256::from_slice(&b[80..112]),
+            post_state_root: B256::from_slice(&b[112..144]),
+            gas_used: u64_at(144),
+            tx_count: u32::from_be_bytes(b[152..156].try_into().expect("4 bytes")),
+            chain_digest: b[156..188].try_into().expect("32 bytes"),
         })
     }
 }
 
-impl core::fmt::Display for Journal {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let hex = |b: &[u8; 32]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
-        writeln!(
-            f,
-            "transactions: {} ({} reverted)",
-            self.tx_count, self.reverted
-        )?;
-        writeln!(f, "gas used:     {}", self.gas_used)?;
-        writeln!(
-            f,
-            "commitment:   {}{}",
-            if self.commitment == 1 {
-                "Merkle-Patricia"
-            } else {
-                "SHA-256 sorted"
-            },
-            if self.signatures_checked {
-                ", signatures checked"
-            } else {
-                ""
-            }
-        )?;
-        writeln!(f, "pre-state:    {}", hex(&self.pre_state))?;
-        writeln!(f, "post-state:   {}", hex(&self.post_state))?;
-        writeln!(f, "logs:         {}", hex(&self.logs_digest))?;
-        write!(f, "input:        {}", hex(&self.input_digest))
+impl fmt::Display for Journal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "chain id        {}", self.chain_id)?;
+        writeln!(f, "block           {} {}", self.number, self.block_hash)?;
+        writeln!(f, "parent          {}", self.parent_hash)?;
+        writeln!(f, "pre-state root  {}", self.pre_state_root)?;
+        writeln!(f, "post-state root {}", self.post_state_root)?;
+        writeln!(f, "gas used        {}", self.gas_used)?;
+        writeln!(f, "transactions    {}", self.tx_count)?;
+        write!(f, "chain digest    0x{}", hex_str(&self.chain_digest))
+    }
+}
+
+fn hex_str(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_refuses_other_lengths() {
+        let j = Journal {
+            chain_id: 560_048,
+            number: 1_265_656,
+            parent_hash: B256::repeat_byte(1),
+            block_hash: B256::repeat_byte(2),
+            pre_state_root: B256::repeat_byte(3),
+            post_state_root: B256::repeat_byte(4),
+            gas_used: 4_402_947,
+            tx_count: 11,
+            chain_digest: [5; 32],
+        };
+        let b = j.to_bytes();
+        assert_eq!(&b[0..8], &560_048u64.to_be_bytes());
+        assert_eq!(Journal::from_bytes(&b), Some(j));
+        assert_eq!(Journal::from_bytes(&b[..187]), None);
     }
 }

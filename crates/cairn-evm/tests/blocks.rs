@@ -1,8 +1,14 @@
-//! Generated blocks execute from their own witness, deterministically, in both commitment modes and with
-//! signatures; a witness with something missing, a bad signature or a malformed input fails with its reason.
+//! Generated blocks validate statelessly from their own witness, deterministically; a witness missing or
+//! altering a node, a header with a wrong root, and forged signatures each fail with a reason that says what.
 
-use cairn_evm::gen::{generate, host_sha256, GenConfig, Kind, Mix};
-use cairn_evm::{execute, BlockError, BlockInput, Commitment, Journal, Signatures};
+use alloy_consensus::{Block, Header, Signed, TxEnvelope};
+use alloy_primitives::{keccak256, Signature, B256, U256};
+use alloy_rlp::Decodable;
+use cairn_evm::gen::{generate, GenConfig, Kind, Mix};
+use cairn_evm::import::block_rlp;
+use cairn_evm::{
+    host_sha256, validate, validate_input, BlockError, Journal, StatelessInput, WitnessError,
+};
 
 fn small(mix: Mix) -> GenConfig {
     GenConfig {
@@ -12,26 +18,51 @@ fn small(mix: Mix) -> GenConfig {
         accounts: 40,
         tokens: 4,
         pools: 5,
-        ..GenConfig::default()
     }
 }
 
+fn block_of(input: &StatelessInput) -> Block<TxEnvelope> {
+    Block::decode(&mut input.block.as_slice()).unwrap()
+}
+
+/// The input with its block changed by `f` (transactions root fixed up, so the body still matches).
+fn with_block(input: &StatelessInput, f: impl FnOnce(&mut Block<TxEnvelope>)) -> StatelessInput {
+    let mut block = block_of(input);
+    f(&mut block);
+    block.header.transactions_root =
+        alloy_consensus::proofs::calculate_transaction_root(&block.body.transactions);
+    StatelessInput {
+        block: block_rlp(&block),
+        ..input.clone()
+    }
+}
+
+fn check(input: &StatelessInput) -> Result<Journal, BlockError> {
+    validate_input(input, host_sha256, &mut |_| {}).map(|e| e.journal)
+}
+
 #[test]
-fn every_kind_fills_its_block_and_re_executes_to_the_same_journal() {
+fn every_kind_fills_its_block_and_validates_to_the_same_journal() {
     for kind in Kind::ALL {
         let g = generate(&small(Mix::only(kind))).unwrap();
         let j = &g.journal;
-        assert_eq!(j.tx_count as usize, g.input.txs.len());
-        assert_eq!(j.reverted, 0, "{kind:?}: no generated transaction reverts");
+        let block = block_of(&g.input);
+        assert_eq!(j.tx_count as usize, block.body.transactions.len());
+        assert_eq!(j.block_hash, block.header.hash_slow());
+        assert_eq!(j.post_state_root, block.header.state_root);
+        assert_eq!(j.gas_used, block.header.gas_used);
+        assert_eq!(j.chain_id, 59_144);
         assert!(
             j.gas_used <= 3_000_000 && j.gas_used > 3_000_000 - 1_500_000,
             "{kind:?}: {}",
             j.gas_used
         );
-        assert_ne!(j.pre_state, j.post_state);
+        assert_ne!(j.pre_state_root, j.post_state_root);
         let (count, gas) = g.by_kind[&kind];
         assert!(count > 0 && gas > 0);
-        let again = execute(&g.input.encode(), host_sha256, &mut |_| {}).unwrap();
+        // Every transaction is a signed EIP-1559 transaction whose sender recovers.
+        assert!(block.body.transactions.iter().all(|t| t.is_eip1559()));
+        let again = validate(&g.input.encode(), host_sha256, &mut |_| {}).unwrap();
         assert_eq!(again.journal, g.journal);
         assert_eq!(
             Journal::from_bytes(&g.journal.to_bytes()).unwrap(),
@@ -41,140 +72,178 @@ fn every_kind_fills_its_block_and_re_executes_to_the_same_journal() {
 }
 
 #[test]
-fn the_mix_is_deterministic_and_the_seed_matters() {
-    let a = generate(&small(Mix::default())).unwrap();
-    let b = generate(&small(Mix::default())).unwrap();
+fn generation_is_deterministic_and_seeded() {
+    let cfg = small(Mix::default());
+    let a = generate(&cfg).unwrap();
+    let b = generate(&cfg).unwrap();
     assert_eq!(a.input.encode(), b.input.encode());
-    assert_eq!(a.journal, b.journal);
-    let c = generate(&GenConfig {
-        seed: 8,
-        ..small(Mix::default())
-    })
-    .unwrap();
-    assert_ne!(a.journal.post_state, c.journal.post_state);
-    assert!(
-        a.by_kind.len() >= 3,
-        "a mixed block has several kinds: {:?}",
-        a.by_kind
-    );
+    let c = generate(&GenConfig { seed: 8, ..cfg }).unwrap();
+    assert_ne!(a.journal.post_state_root, c.journal.post_state_root);
 }
 
 #[test]
-fn merkle_patricia_and_signed_modes_execute() {
-    let mpt = generate(&GenConfig {
-        commitment: Commitment::MerklePatricia,
-        ..small(Mix::default())
-    })
-    .unwrap();
-    let sha = generate(&small(Mix::default())).unwrap();
-    assert_eq!(mpt.journal.commitment, 1);
-    assert_eq!(mpt.journal.gas_used, sha.journal.gas_used);
-    assert_ne!(mpt.journal.post_state, sha.journal.post_state);
-    let signed = generate(&GenConfig {
-        signatures: Signatures::Checked,
-        ..small(Mix::only(Kind::Eth))
-    })
-    .unwrap();
-    assert!(signed.journal.signatures_checked);
-    assert!(signed.input.txs.iter().all(|t| t.signature.len() == 65));
-
-    // A signature by someone else, or over other bytes, fails the block.
-    let mut forged = signed.input.clone();
-    forged.txs[3].value[31] ^= 1;
-    let err = execute(&forged.encode(), host_sha256, &mut |_| {}).unwrap_err();
+fn a_witness_missing_or_altering_a_node_fails_the_block() {
+    let g = generate(&small(Mix::default())).unwrap();
+    let nodes = &g.input.witness.state;
+    assert!(nodes.len() > 10);
+    // Removing any node the block needs fails it, naming the node; try each of the first few.
+    let mut failures = 0;
+    for i in 0..nodes.len() {
+        let mut input = g.input.clone();
+        let removed = input.witness.state.remove(i);
+        match check(&input) {
+            Err(BlockError::Witness(WitnessError::MissingNode { node, what })) => {
+                assert_eq!(node, keccak256(&removed), "{what}");
+                failures += 1;
+            }
+            Err(BlockError::MissingPreStateRoot(root)) => {
+                assert_eq!(root, keccak256(&removed));
+                failures += 1;
+            }
+            Err(BlockError::Witness(WitnessError::MissingStorageRoot { root, .. })) => {
+                assert_eq!(root, keccak256(&removed));
+                failures += 1;
+            }
+            Err(e) => panic!("removing node {i}: unexpected {e}"),
+            // A node only a deletion's alternative path would need may be spare.
+            Ok(_) => {}
+        }
+    }
     assert!(
-        matches!(err, BlockError::BadSignature { index: 3, .. }),
-        "{err}"
+        failures * 10 >= nodes.len() * 9,
+        "{failures} of {}",
+        nodes.len()
     );
-}
-
-#[test]
-fn a_witness_missing_an_account_or_a_slot_fails_with_what_is_missing() {
-    let g = generate(&small(Mix::only(Kind::Erc20))).unwrap();
-    // Drop a slot of a token contract.
+    // Altering a node's bytes: the node the trie refers to is gone (its hash no longer matches).
     let mut input = g.input.clone();
-    let holder = input
-        .accounts
-        .iter_mut()
-        .find(|a| !a.storage.is_empty())
-        .unwrap();
-    holder.storage.pop();
-    let err = execute(&input.encode(), host_sha256, &mut |_| {}).unwrap_err();
-    assert!(matches!(err, BlockError::MissingWitness { .. }), "{err}");
-    assert!(
-        err.to_string().contains("not in the block's witness"),
-        "{err}"
-    );
-    // Drop an account.
+    let last = input.witness.state.len() - 1;
+    let n = &mut input.witness.state[last];
+    let at = n.len() - 1;
+    n[at] ^= 1;
+    assert!(check(&input).is_err());
+    // Removing a code the block runs.
     let mut input = g.input.clone();
-    input.accounts.remove(0);
-    let err = execute(&input.encode(), host_sha256, &mut |_| {}).unwrap_err();
-    assert!(
-        err.to_string().contains("not in the block's witness"),
-        "{err}"
-    );
-    // Duplicate an account.
-    let mut input = g.input.clone();
-    input.accounts.push(input.accounts[0].clone());
+    input.witness.codes.pop();
     assert!(matches!(
-        execute(&input.encode(), host_sha256, &mut |_| {}),
-        Err(BlockError::DuplicateAccount(_))
+        check(&input),
+        Err(BlockError::Witness(WitnessError::MissingCode(_)))
     ));
 }
 
 #[test]
-fn malformed_inputs_and_invalid_blocks_are_refused_with_a_reason() {
+fn a_header_with_a_wrong_root_or_gas_is_refused_with_the_field_named() {
+    let g = generate(&small(Mix::only(Kind::Erc20))).unwrap();
+    let bad_root = with_block(&g.input, |b| b.header.state_root = B256::repeat_byte(7));
+    match check(&bad_root) {
+        Err(BlockError::Mismatch { field, .. }) => assert_eq!(field, "stateRoot"),
+        other => panic!("{other:?}"),
+    }
+    let bad_receipts = with_block(&g.input, |b| b.header.receipts_root = B256::repeat_byte(7));
+    assert!(
+        matches!(
+            check(&bad_receipts),
+            Err(BlockError::Mismatch {
+                field: "receiptsRoot",
+                ..
+            })
+        ),
+        "{:?}",
+        check(&bad_receipts)
+    );
+    let bad_gas = with_block(&g.input, |b| b.header.gas_used -= 1);
+    assert!(matches!(
+        check(&bad_gas),
+        Err(BlockError::Mismatch {
+            field: "gasUsed",
+            ..
+        })
+    ));
+    let bad_fee = with_block(&g.input, |b| b.header.base_fee_per_gas = Some(8));
+    assert!(matches!(
+        check(&bad_fee),
+        Err(BlockError::Header {
+            field: "baseFeePerGas",
+            ..
+        })
+    ));
+    // The body must match the header: a transaction dropped without fixing the root.
+    let mut block = block_of(&g.input);
+    block.body.transactions.pop();
+    let dropped = StatelessInput {
+        block: block_rlp(&block),
+        ..g.input.clone()
+    };
+    assert!(matches!(check(&dropped), Err(BlockError::Body(_))));
+    // A parent header that is not the block's parent.
+    let mut orphan = g.input.clone();
+    let mut parent = Header::decode(&mut orphan.witness.headers[0].as_slice()).unwrap();
+    parent.timestamp += 1;
+    orphan.witness.headers[0] = cairn_evm::validate::header_rlp(&parent);
+    assert!(matches!(check(&orphan), Err(BlockError::BrokenAncestry(_))));
+}
+
+#[test]
+fn forged_signatures_are_refused() {
+    let g = generate(&small(Mix::only(Kind::Eth))).unwrap();
+    let resign = |f: &dyn Fn(&Signature) -> Signature| {
+        with_block(&g.input, |b| {
+            let TxEnvelope::Eip1559(signed) = &b.body.transactions[3] else {
+                panic!("generated transactions are EIP-1559")
+            };
+            let sig = f(signed.signature());
+            b.body.transactions[3] =
+                TxEnvelope::Eip1559(Signed::new_unhashed(signed.tx().clone(), sig));
+        })
+    };
+    // EIP-2: the same signature with s above n/2 recovers the same sender, and is refused.
+    let n = U256::from_str_radix(
+        "fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141",
+        16,
+    )
+    .unwrap();
+    let high_s = resign(&|s| Signature::new(s.r(), n - s.s(), !s.v()));
+    match check(&high_s) {
+        Err(BlockError::Signature { index, .. }) => assert_eq!(index, 3),
+        other => panic!("{other:?}"),
+    }
+    // An r that is no curve point's x recovers nothing.
+    let no_point = resign(&|s| Signature::new(U256::from(5u8), s.s(), s.v()));
+    assert!(matches!(
+        check(&no_point),
+        Err(BlockError::Signature { index: 3, .. })
+    ));
+    // A signature altered into another valid one recovers a stranger, whose account the witness lacks (or
+    // who cannot pay): the block fails either way.
+    let other = resign(&|s| Signature::new(s.r(), s.s() - U256::from(1u8), s.v()));
+    let e = check(&other).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            BlockError::Witness(_) | BlockError::Transaction { index: 3, .. }
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn malformed_inputs_are_refused_not_panicked_on() {
     let g = generate(&small(Mix::only(Kind::Eth))).unwrap();
     let bytes = g.input.encode();
-    for bad in [
-        &bytes[..bytes.len() - 1],
-        &[bytes.as_slice(), &[0]].concat()[..],
-        &[1, 2, 3][..],
-        &[][..],
-    ] {
-        let err = execute(bad, host_sha256, &mut |_| {}).unwrap_err();
-        assert!(matches!(err, BlockError::Decode(_)), "{err}");
-    }
-    let mut other = g.input.clone();
-    other.format = 2;
-    assert!(execute(&other.encode(), host_sha256, &mut |_| {})
-        .unwrap_err()
-        .to_string()
-        .contains("format 2"));
-    // A replayed nonce makes the block invalid, not a proof of a failed transaction.
-    let mut replay = g.input.clone();
-    let first = replay.txs[0].clone();
-    replay.txs.insert(1, first);
-    let err = execute(&replay.encode(), host_sha256, &mut |_| {}).unwrap_err();
-    assert!(
-        matches!(err, BlockError::InvalidTx { index: 1, .. }),
-        "{err}"
-    );
-    // A gas limit no real block has (where a 32-bit guest and a 64-bit host would part ways).
-    let mut huge = g.input.clone();
-    huge.header.gas_limit = u64::MAX;
     assert!(matches!(
-        execute(&huge.encode(), host_sha256, &mut |_| {}),
-        Err(BlockError::GasLimitTooHigh(_))
+        validate(&bytes[..bytes.len() - 1], host_sha256, &mut |_| {}),
+        Err(BlockError::Input(_))
     ));
-    // Storage under an account that cannot exist.
-    let mut ghost = g.input.clone();
-    let empty = ghost
-        .accounts
-        .iter_mut()
-        .find(|a| a.nonce == 0 && a.code.is_empty())
-        .unwrap();
-    empty.storage.push(([1; 32], [2; 32]));
+    let mut trailing = bytes.clone();
+    trailing.push(0);
     assert!(matches!(
-        execute(&ghost.encode(), host_sha256, &mut |_| {}),
-        Err(BlockError::StorageWithoutAccount(_))
+        validate(&trailing, host_sha256, &mut |_| {}),
+        Err(BlockError::Input(_))
     ));
-    // More gas than the block has.
-    let mut greedy = g.input.clone();
-    greedy.header.gas_limit = 100_000;
-    assert!(matches!(
-        execute(&greedy.encode(), host_sha256, &mut |_| {}),
-        Err(BlockError::BlockGas { .. })
-    ));
-    assert_eq!(BlockInput::decode(&bytes).unwrap(), g.input);
+    assert!(validate(&[], host_sha256, &mut |_| {}).is_err());
+    let mut bad_block = g.input.clone();
+    bad_block.block.truncate(bad_block.block.len() / 2);
+    assert!(matches!(check(&bad_block), Err(BlockError::BlockRlp(_))));
+    let mut no_parent = g.input.clone();
+    no_parent.witness.headers.clear();
+    assert!(matches!(check(&no_parent), Err(BlockError::NoParent)));
 }

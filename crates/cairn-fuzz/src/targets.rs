@@ -131,12 +131,12 @@ pub static TARGETS: &[Target] = &[
         seeds: cairn_gateway::fuzz::seed_api_keys,
     },
     Target {
-        name: "evm_block",
-        about: "an EVM block input (`cairn block`, the evm-block guest): decode, witness, execution",
+        name: "eth_block",
+        about: "an Ethereum block input (`cairn block import`/`gen`, the eth-block guest): decode, ancestry, header, witness tries, signatures, execution, post-state",
         cheap: true,
         accepts_seeds: true,
-        run: evm_block,
-        seeds: evm_seeds,
+        run: eth_block,
+        seeds: eth_seeds,
     },
     #[cfg(feature = "risc0")]
     Target {
@@ -205,13 +205,13 @@ fn scenario_seeds() -> Vec<Vec<u8>> {
     files.iter().filter_map(|p| std::fs::read(p).ok()).collect()
 }
 
-fn evm_block(data: &[u8]) -> Result<(), String> {
-    cairn_evm::execute(data, cairn_evm::gen::host_sha256, &mut |_| {})
+fn eth_block(data: &[u8]) -> Result<(), String> {
+    cairn_evm::validate(data, cairn_evm::host_sha256, &mut |_| {})
         .map(|_| ())
         .map_err(|e| e.to_string())
 }
 
-fn evm_seeds() -> Vec<Vec<u8>> {
+fn eth_seeds() -> Vec<Vec<u8>> {
     use cairn_evm::gen::{generate, GenConfig, Mix};
     ["eth", "erc20", "swap", "create"]
         .iter()
@@ -224,9 +224,14 @@ fn evm_seeds() -> Vec<Vec<u8>> {
                 tokens: 2,
                 pools: 1,
                 seed: i as u64,
-                ..GenConfig::default()
             };
             generate(&cfg).ok().map(|g| g.input.encode())
         })
+        // Ethereum's own test blocks: legacy, 2930, 1559 and blob transactions, withdrawals, system calls.
+        .chain(
+            cairn_evm::samples::test_blocks()
+                .into_iter()
+                .map(|(_, input)| input.encode()),
+        )
         .collect()
 }

@@ -39,18 +39,20 @@ pub const SEED_BENCH: Guest = Guest {
     image_id_hex: include_str!("../../../guests/bin/seed-bench.image-id"),
 };
 
-/// An EVM block: revm executes a `cairn_evm::BlockInput` (header, pre-state witness, transactions) and the
-/// guest commits the 148-byte `cairn_evm::Journal` (tx count, gas used, pre/post-state commitments, logs and
-/// input digests). Inputs come from `cairn block gen`; the layout is in `docs/EVM.md`.
-pub const EVM_BLOCK: Guest = Guest {
-    name: "evm-block",
-    about: "execute an EVM block with revm; input = a block from `cairn block gen` (docs/EVM.md); journal = tx count, gas, state commitments, logs digest (148 bytes)",
-    binary: include_bytes!("../../../guests/bin/evm-block.bin"),
-    image_id_hex: include_str!("../../../guests/bin/evm-block.image-id"),
+/// An Ethereum block, validated statelessly: the guest reads a `cairn_evm::StatelessInput` (the block's RLP,
+/// its `debug_executionWitness`, its chain), checks the block against its parent's state root (header rules,
+/// witness tries, signatures, alloy-evm's executor with system calls, receipts, the post-state root) and
+/// commits the 188-byte `cairn_evm::Journal`. Inputs come from `cairn block import` (real blocks) or
+/// `cairn block gen`; the layout is in `docs/EVM.md`.
+pub const ETH_BLOCK: Guest = Guest {
+    name: "eth-block",
+    about: "validate an Ethereum block against its parent's state root; input = `cairn block import`/`gen` (docs/EVM.md); journal = chain id, number, parent hash, block hash, pre/post-state roots, gas, tx count, chain digest (188 bytes)",
+    binary: include_bytes!("../../../guests/bin/eth-block.bin"),
+    image_id_hex: include_str!("../../../guests/bin/eth-block.image-id"),
 };
 
 /// All bundled programs.
-pub const ALL: [Guest; 3] = [SHA_CHAIN, SEED_BENCH, EVM_BLOCK];
+pub const ALL: [Guest; 3] = [SHA_CHAIN, SEED_BENCH, ETH_BLOCK];
 
 /// A bundled program by name.
 pub fn by_name(name: &str) -> Option<Guest> {
@@ -102,22 +104,30 @@ pub fn seed_bench_journal(input: &[u8]) -> Option<Vec<u8>> {
     Some([&words.to_le_bytes()[..], &digest].concat())
 }
 
+/// A bundled program's journal in words, where it has a layout (`eth-block`: the block it proves).
+pub fn describe_journal(guest: &Guest, journal: &[u8]) -> Option<String> {
+    match guest.name {
+        "eth-block" => cairn_evm::Journal::from_bytes(journal).map(|j| j.to_string()),
+        _ => None,
+    }
+}
+
 /// The host-side reference journal of a bundled program.
 pub fn reference_journal(guest: &Guest, input: &[u8]) -> Option<Vec<u8>> {
     match guest.name {
         "sha-chain" => sha_chain_journal(input),
         "seed-bench" => seed_bench_journal(input),
-        "evm-block" => evm_block_journal(input),
+        "eth-block" => eth_block_journal(input),
         _ => None,
     }
 }
 
-/// The journal `evm-block` commits for `input` (the same `cairn_evm::execute`, run natively), or `None` if the
-/// block is invalid (the guest then fails).
-pub fn evm_block_journal(input: &[u8]) -> Option<Vec<u8>> {
+/// The journal `eth-block` commits for `input` (the same `cairn_evm::validate`, run natively), or `None` if
+/// the block is invalid (the guest then fails).
+pub fn eth_block_journal(input: &[u8]) -> Option<Vec<u8>> {
     fn sha256(bytes: &[u8]) -> [u8; 32] {
         Sha256::digest(bytes).into()
     }
-    let executed = cairn_evm::execute(input, sha256, &mut |_| {}).ok()?;
+    let executed = cairn_evm::validate(input, sha256, &mut |_| {}).ok()?;
     Some(executed.journal.to_bytes().to_vec())
 }

@@ -69,6 +69,12 @@ pub fn run(args: &ExecuteArgs) -> anyhow::Result<ExitCode> {
         hex::encode(&summary.journal),
         summary.journal.len()
     );
+    if let Some(text) = prog
+        .guest
+        .and_then(|g| cairn_guests::describe_journal(&g, &summary.journal))
+    {
+        println!("{text}");
+    }
     println!("executed in {:.2} s", t.elapsed().as_secs_f64());
     if let Some(w) = super::po2_warning(po2, Some((summary.user_cycles, summary.total_cycles))) {
         eprintln!("{w}");

@@ -52,7 +52,7 @@ pub fn resolve(args: &ProgramArgs) -> anyhow::Result<Resolved> {
             Some("sha-chain") => {
                 cairn_guests::sha_chain_input(DEFAULT_SHA_CHAIN_ITERATIONS, b"cairn")
             }
-            Some("evm-block") => default_evm_block(),
+            Some("eth-block") => default_eth_block(),
             _ => Vec::new(),
         }
     };
@@ -64,11 +64,11 @@ pub fn resolve(args: &ProgramArgs) -> anyhow::Result<Resolved> {
     })
 }
 
-/// The block `evm-block` runs without `--input`: a few transfers, a token transfer and a swap (seed 1), small
-/// enough to prove on a laptop in minutes. Larger blocks: `cairn block gen`.
-pub fn default_evm_block() -> Vec<u8> {
+/// The block `eth-block` runs without `--input`: a few signed transfers, a token transfer and a swap (seed
+/// 1), synthetic. Real blocks: `cairn block import`; larger synthetic ones: `cairn block gen`.
+pub fn default_eth_block() -> Vec<u8> {
     let cfg = cairn_evm::gen::GenConfig {
-        gas: DEFAULT_EVM_BLOCK_GAS,
+        gas: DEFAULT_ETH_BLOCK_GAS,
         accounts: 16,
         tokens: 2,
         pools: 1,
@@ -80,5 +80,5 @@ pub fn default_evm_block() -> Vec<u8> {
         .encode()
 }
 
-/// Gas of the default `evm-block` input.
-pub const DEFAULT_EVM_BLOCK_GAS: u64 = 200_000;
+/// Gas of the default `eth-block` input.
+pub const DEFAULT_ETH_BLOCK_GAS: u64 = 200_000;

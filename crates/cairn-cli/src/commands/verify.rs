@@ -49,5 +49,8 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         journal.len(),
         hex::encode(&journal)
     );
+    if let Some(text) = guest.and_then(|g| cairn_guests::describe_journal(&g, &journal)) {
+        println!("{text}");
+    }
     Ok(ExitCode::SUCCESS)
 }
