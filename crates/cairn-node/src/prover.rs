@@ -238,11 +238,12 @@ pub async fn run_prover(
                                             pool: pool.clone(),
                                             misbehave: cfg.misbehave.clone(),
                                             last_receipt: last_receipt.clone(),
+                                            cancelled,
                                         };
                                         let done_tx = done_tx.clone();
                                         let span = info_span!("task", job = offer.job, task = offer.task);
                                         tokio::spawn(async move {
-                                            let result = work.run(&offer, peer, &cancelled).await;
+                                            let result = work.run(&offer, peer).await;
                                             let _ = done_tx.send((offer, peer, result)).await;
                                         }.instrument(span));
                                         Response::Accept
@@ -362,20 +363,22 @@ pub async fn run_prover(
                     .filter(|(_, since)| since.elapsed() >= cfg.orphan_grace)
                     .map(|(p, _)| *p)
                     .collect();
+                // Their tasks are dropped (not delivered), but a proof on a worker cannot be stopped mid-way: the
+                // task keeps its slot until its proof has ended (`done_rx`), so nobody can have this node take
+                // more work than it has workers by staying away past the grace period and offering again.
                 for peer in gone {
                     orphaned.remove(&peer);
-                    running.retain(|(client_peer, job, task), r| {
-                        let orphan = *client_peer == peer;
-                        if orphan {
-                            r.cancelled.store(true, Ordering::SeqCst);
-                            info!(job, task, "client gone: dropping its task");
+                    for ((client_peer, job, task), r) in running.iter() {
+                        if *client_peer == peer && !r.cancelled.swap(true, Ordering::SeqCst) {
+                            info!(job, task, "client gone: dropping its task (its slot is free once the proof in hand ends)");
                         }
-                        !orphan
-                    });
+                    }
                 }
                 let mut by_client: HashMap<PeerId, Vec<TaskRef>> = clients.iter().map(|c| (*c, Vec::new())).collect();
-                for (client_peer, job, task) in running.keys() {
-                    by_client.entry(*client_peer).or_default().push(TaskRef { job: *job, task: *task });
+                for ((client_peer, job, task), r) in &running {
+                    if !r.cancelled.load(Ordering::SeqCst) {
+                        by_client.entry(*client_peer).or_default().push(TaskRef { job: *job, task: *task });
+                    }
                 }
                 if cfg.misbehave == Misbehave::Silent {
                     by_client.clear();
@@ -518,6 +521,9 @@ struct Work {
     pool: Arc<WorkerPool>,
     misbehave: Misbehave,
     last_receipt: Arc<std::sync::Mutex<Option<Vec<u8>>>>,
+    /// Set when the task is cancelled (by its client, or its client is gone): work not started yet on a worker
+    /// is skipped.
+    cancelled: Arc<AtomicBool>,
 }
 
 /// A finished task: the receipt, and how long proving it took here (reported to the client with the result).
@@ -527,12 +533,8 @@ struct Proved {
 }
 
 impl Work {
-    async fn run(
-        &self,
-        offer: &Offer,
-        client_peer: PeerId,
-        cancelled: &AtomicBool,
-    ) -> Result<Proved, TaskError> {
+    async fn run(&self, offer: &Offer, client_peer: PeerId) -> Result<Proved, TaskError> {
+        let cancelled = &self.cancelled;
         if self.misbehave == Misbehave::Silent {
             std::future::pending::<()>().await;
         }
@@ -658,8 +660,14 @@ impl Work {
         f: impl FnOnce() -> Result<T, cairn_backend::BackendError> + Send + 'static,
     ) -> Result<T, TaskError> {
         let (tx, rx) = oneshot::channel();
+        let cancelled = self.cancelled.clone();
         self.pool
             .spawn(move || {
+                // Queued behind other work and cancelled meanwhile: not started at all.
+                if cancelled.load(Ordering::SeqCst) {
+                    let _ = tx.send(Err(TaskError::transient("cancelled before it started")));
+                    return;
+                }
                 let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
                     .map_err(|panic| {
                         TaskError::task(format!(

@@ -190,3 +190,126 @@ async fn item11_a_segment_larger_than_its_offer_says_is_refused_before_proving()
     assert_eq!(kind, cairn_net::protocol::FailureKind::Task);
     assert!(reason.contains("po2 18"), "{reason}");
 }
+
+/// A free TCP port on loopback (for a client that must come back at the same address).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A bare client with a persistent identity at a fixed loopback port: stopped and started again, it is the same
+/// peer at the same address (a client restarting).
+async fn fixed_client(
+    dir: &std::path::Path,
+    port: u16,
+) -> (cairn_net::Client, tokio::sync::mpsc::Receiver<Event>) {
+    let mut cfg = cairn_net::Config::loopback(dir.join("client"));
+    cfg.identity = cairn_net::Identity::File(dir.join("client").join("identity.key"));
+    cfg.listen = vec![format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap()];
+    let (client, events, event_loop) = Network::new(cfg).await.unwrap();
+    tokio::spawn(event_loop.run());
+    (client, events)
+}
+
+/// Issue 29, item 3: a client that stays away past the grace period has its tasks dropped, but their proofs
+/// cannot be stopped mid-way and go on on the workers. Before, their slots were freed at once, so a client that
+/// came back (or any client) could offer more work than the node has workers: offered, disconnected for a minute
+/// and back, again and again, proofs piled up in the worker queue until the node ran out of memory. Now a slot
+/// stays taken until its proof has really ended: the client back after the grace period is told the node is
+/// busy, and its next task is taken once the abandoned proof is over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue29_item3_a_client_away_past_the_grace_period_cannot_push_a_prover_past_its_slots() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let (client, mut events) = fixed_client(dir.path(), port).await;
+    let addr = format!("/ip4/127.0.0.1/tcp/{port}/p2p/{}", client.local_peer_id());
+    // One slot, proofs of ~16 s, a grace period of 1 s.
+    let opts = ProverOpts {
+        scale: 2.0,
+        orphan_grace: Duration::from_secs(1),
+        ..ProverOpts::default()
+    };
+    let _stop = start_prover(dir.path(), "prover", &[&addr], opts);
+    let prover = loop {
+        if let Event::PeerConnected { peer } = events.recv().await.unwrap() {
+            break peer;
+        }
+    };
+    let (_, offer) = offer_first_segment(&client, "away", 10_000, 14, 14).await;
+    let Request::Offer(first) = offer else {
+        unreachable!()
+    };
+    let second = Request::Offer(Offer {
+        task: 1,
+        ..first.clone()
+    });
+    assert_eq!(
+        client
+            .request(prover, &Request::Offer(first))
+            .await
+            .unwrap(),
+        Response::Accept
+    );
+    // The client goes away (its process stops) for longer than the grace period, and comes back as the same
+    // peer at the same address; the prover dials it again.
+    let started = std::time::Instant::now();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    client.shutdown().await;
+    drop(events);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (client, mut events) = fixed_client(dir.path(), port).await;
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match events.recv().await.unwrap() {
+                Event::PeerConnected { peer } if peer == prover => break,
+                Event::InboundRequest { responder, .. } => responder.respond(Response::Ack),
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("the prover dialled the client again");
+    tokio::spawn(async move {
+        while let Some(ev) = events.recv().await {
+            if let Event::InboundRequest { responder, .. } = ev {
+                responder.respond(Response::Ack);
+            }
+        }
+    });
+    assert!(
+        started.elapsed() < Duration::from_secs(14),
+        "the first proof may be over already: the test shows nothing"
+    );
+    // Its first task was dropped, but its proof still holds the node's only worker.
+    match client.request(prover, &second).await.unwrap() {
+        Response::Decline { kind, reason } => {
+            assert_eq!(
+                kind,
+                Some(cairn_net::protocol::DeclineKind::Busy),
+                "{reason}"
+            )
+        }
+        other => panic!(
+            "a one-slot node took a second task while its worker still proves the first: {other:?}"
+        ),
+    }
+    // Once the abandoned proof is over, the slot is free again.
+    let taken = tokio::time::timeout(Duration::from_secs(40), async {
+        loop {
+            if client.request(prover, &second).await.unwrap() == Response::Accept {
+                break started.elapsed();
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    })
+    .await
+    .expect("the slot was never freed");
+    assert!(
+        taken >= Duration::from_secs(12),
+        "taken after {taken:?}, before the first proof (~16 s) could have ended"
+    );
+}

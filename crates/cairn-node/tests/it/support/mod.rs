@@ -40,6 +40,8 @@ pub struct ProverOpts {
     pub persistent_identity: bool,
     /// Largest segment it accepts.
     pub max_po2: u8,
+    /// How long a client may stay away before its tasks are dropped.
+    pub orphan_grace: Duration,
 }
 
 impl Default for ProverOpts {
@@ -51,6 +53,7 @@ impl Default for ProverOpts {
             scale: 0.01,
             persistent_identity: false,
             max_po2: 18,
+            orphan_grace: Duration::from_secs(30),
         }
     }
 }
@@ -79,7 +82,7 @@ pub fn start_prover(
         },
         workers: opts.slots as usize,
         heartbeat_every: Duration::from_millis(500),
-        orphan_grace: Duration::from_secs(30),
+        orphan_grace: opts.orphan_grace,
         misbehave: opts.misbehave,
         share_results: None,
         print_addr: false,
