@@ -857,7 +857,8 @@ fn ethereums_own_test_block_proves_across_the_devnet_with_the_hosts_journal() {
 
     let receipt = dir.path().join("devnet/receipt.bin");
     let status = Command::new(CAIRN)
-        .args(["devnet", "--nodes", "2"])
+        // Two threads per node: with one, the fifth segment would leave a core idle for its whole proof.
+        .args(["devnet", "--nodes", "2", "--threads-per-node", "2"])
         .args(["--program", "eth-block", "--po2", "18", "--input"])
         .arg(&block)
         .arg("--out")
