@@ -815,9 +815,13 @@ fn devnet_command_ends_with_a_verified_receipt() {
 /// by the client, by `cairn verify --expect-input`, and here against the journal `cairn block import`
 /// printed), with the test's own state root and block hash. The smallest real block there is still costs
 /// 743 K user cycles (keccak in software: both headers, the witness nodes, the tries) and 1.31 M with
-/// paging at po2 18: five po2 18 segments, the suite's longest proof. Signed transactions in the guest are
-/// checked by execution in `cairn-risc0/tests/evm.rs`.
+/// paging at po2 18: five po2 18 segments, 1,281 s measured alone on 2 cores (2026-12-07), more than the rest
+/// of the suite together, so it is a heavy test: listed as ignored by `scripts/test.sh`, run by
+/// `scripts/test.sh --heavy`. The same guest runs this block and Ethereum's other test blocks in the zkVM in
+/// every run (`cairn-risc0/tests/evm.rs`, signed transactions and forged signatures included), and real proofs
+/// over the devnet in every run are those of the other real-proof tests here.
 #[test]
+#[ignore = "heavy: five po2 18 proofs, ~21 min on 2 cores; run by scripts/test.sh --heavy"]
 fn ethereums_own_test_block_proves_across_the_devnet_with_the_hosts_journal() {
     let _g = cores(Proofs::Real);
     let dir = tmp();

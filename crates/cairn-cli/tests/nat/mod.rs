@@ -22,6 +22,14 @@ struct NatLab {
 
 const HOMES: [(char, u8); 3] = [('a', 1), ('b', 2), ('c', 3)];
 
+/// A fake job long enough for a client that knows only the relay to hear of both provers before it ends: 10
+/// segments of 2 s each (about 20 s on one prover). With 0.4 s proofs, one prover, heard first, could finish
+/// the whole job before the other's first announcement (every 2 s) reached the client (CI saw it once).
+const BOTH_PROVERS: Proofs = Proofs::Fake {
+    scale: 0.25,
+    cycles: 140_000,
+};
+
 impl NatLab {
     fn ns(&self, name: &str) -> String {
         format!("{}{name}", self.prefix)
@@ -438,14 +446,14 @@ fn provers_behind_two_nats_prove_for_a_public_client_then_one_behind_nat_adverti
         return;
     };
     let dir = tmp();
-    let (relay, a, b) = lab.relay_and_two_provers(dir.path(), QUICK);
+    let (relay, a, b) = lab.relay_and_two_provers(dir.path(), BOTH_PROVERS);
     let out = lab
-        .client("pub", dir.path(), &relay, QUICK, &[])
+        .client("pub", dir.path(), &relay, BOTH_PROVERS, &[])
         .output()
         .unwrap();
     eprintln!("client stderr:\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success());
-    assert_receipt_verifies(dir.path(), QUICK);
+    assert_receipt_verifies(dir.path(), BOTH_PROVERS);
     let s = summary(dir.path());
     for p in [&a, &b] {
         assert!(
@@ -467,12 +475,12 @@ fn provers_behind_two_nats_prove_for_a_public_client_then_one_behind_nat_adverti
     let job2 = dir.path().join("job2");
     std::fs::create_dir_all(&job2).unwrap();
     let out = lab
-        .client("hc", &job2, &relay, QUICK, &[])
+        .client("hc", &job2, &relay, BOTH_PROVERS, &[])
         .output()
         .unwrap();
     eprintln!("client stderr:\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success());
-    assert_receipt_verifies(&job2, QUICK);
+    assert_receipt_verifies(&job2, BOTH_PROVERS);
     for (h, name) in [("ha", "home-a"), ("hb", "home-b")] {
         let st = lab.status(h, dir.path(), name);
         eprintln!("{name} after a client behind NAT: {}", st["reachability"]);
