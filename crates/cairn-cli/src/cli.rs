@@ -678,6 +678,10 @@ pub struct GatewayArgs {
     pub po2: Po2Arg,
     #[command(flatten)]
     pub net: NetworkClientArgs,
+    /// The most cycles any session may execute (its guest stopped and the session FAILED past it); a
+    /// session's own `exec_cycle_limit` can lower it, never raise it. Default: no limit beyond the session's.
+    #[arg(long, env = "CAIRN_GATEWAY_CYCLE_LIMIT")]
+    pub cycle_limit: Option<u64>,
     /// Proving backend (the fake one's receipts are NOT RISC Zero receipts: for trying the API only).
     #[arg(long, env = "CAIRN_BACKEND", value_enum, default_value_t = BackendKind::Risc0)]
     pub backend: BackendKind,

@@ -200,7 +200,14 @@ fn a_second_gateway_on_the_same_gateway_directory_refuses_at_once() {
     let gateway = |n: &str| {
         let mut cmd = Command::new(CAIRN);
         cmd.args(["gateway", "--http", "127.0.0.1:0", "--print-addr"])
-            .args(["--keys", "tester:a-key", "--backend", "fake", "--po2", "14"])
+            .args([
+                "--keys",
+                "tester:a-key-0001",
+                "--backend",
+                "fake",
+                "--po2",
+                "14",
+            ])
             .args(["--listen", "/ip4/127.0.0.1/tcp/0", "--bootstrap", NOBODY])
             .arg("--gateway-dir")
             .arg(dir.path().join("gateway"))

@@ -72,6 +72,10 @@ pub(crate) fn router(inner: Arc<Inner>) -> Router {
         .route("/snark/status/{uuid}", get(snark))
         .route("/metrics", get(metrics))
         .merge(crate::dashboard::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            inner.clone(),
+            crate::guard::limit_key_guessing,
+        ))
         .with_state(inner)
 }
 

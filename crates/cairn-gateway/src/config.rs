@@ -9,6 +9,8 @@ use sha2::{Digest, Sha256};
 
 use crate::GatewayError;
 
+/// The shortest API key accepted (in a key file or a list).
+pub const MIN_KEY_LEN: usize = 8;
 /// Default cap on concurrent sessions per key.
 pub const DEFAULT_MAX_SESSIONS: u32 = 4;
 /// Default cap on one upload (program, input or receipt), in bytes.
@@ -91,18 +93,28 @@ impl ApiKeys {
     }
 
     /// Parses `name:key,name:key` (the `CAIRN_GATEWAY_KEYS` environment variable). A key without a name
-    /// (`key`) is named `key1`, `key2`, ...
+    /// (`key`) is named `key1`, `key2`, ..., skipping names the list gives explicitly. Keys are at least
+    /// [`MIN_KEY_LEN`] characters, as in a key file; names and keys are unique.
     pub fn parse_list(s: &str) -> Result<Self, GatewayError> {
-        let mut keys = Vec::new();
-        for (i, item) in s
+        let items: Vec<(Option<String>, &str)> = s
             .split(',')
             .map(str::trim)
             .filter(|t| !t.is_empty())
-            .enumerate()
-        {
-            let (name, key) = match item.split_once(':') {
-                Some((n, k)) => (n.trim().to_string(), k.trim()),
-                None => (format!("key{}", i + 1), item),
+            .map(|item| match item.split_once(':') {
+                Some((n, k)) => (Some(n.trim().to_string()), k.trim()),
+                None => (None, item),
+            })
+            .collect();
+        let mut auto = (1..).map(|i| format!("key{i}")).filter(|n| {
+            !items
+                .iter()
+                .any(|(explicit, _)| explicit.as_deref() == Some(n.as_str()))
+        });
+        let mut keys = Vec::new();
+        for (i, (name, key)) in items.iter().enumerate() {
+            let name = match name {
+                Some(n) => n.clone(),
+                None => auto.next().expect("names without end"),
             };
             if key.is_empty() || name.is_empty() {
                 return Err(GatewayError::Config(format!(
@@ -110,9 +122,40 @@ impl ApiKeys {
                     i + 1
                 )));
             }
+            if key.chars().count() < MIN_KEY_LEN {
+                return Err(GatewayError::Config(format!(
+                    "the key of {name} (API key list item {}) is shorter than {MIN_KEY_LEN} characters: use a long \
+                     random string (openssl rand -hex 16)",
+                    i + 1
+                )));
+            }
             keys.push(ApiKey::new(&name, key));
         }
-        Ok(Self(keys))
+        let keys = Self(keys);
+        keys.check_unique("the API key list")?;
+        Ok(keys)
+    }
+
+    /// Refuses two keys with one name (sessions belong to a key's name, so they would share sessions and
+    /// limits) or one key given twice (the second's name and limits would never apply).
+    pub fn check_unique(&self, source: &str) -> Result<(), GatewayError> {
+        for (i, a) in self.0.iter().enumerate() {
+            for b in &self.0[..i] {
+                if a.name == b.name {
+                    return Err(GatewayError::Config(format!(
+                        "two API keys in {source} are named {}: give each key its own name",
+                        a.name
+                    )));
+                }
+                if a.digest == b.digest {
+                    return Err(GatewayError::Config(format!(
+                        "keys {} and {} in {source} are the same key: give each holder its own",
+                        b.name, a.name
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Reads a TOML key file:
@@ -138,9 +181,9 @@ impl ApiKeys {
         })?;
         let mut keys = Vec::new();
         for e in file.keys {
-            if e.key.len() < 8 {
+            if e.key.chars().count() < MIN_KEY_LEN {
                 return Err(GatewayError::Config(format!(
-                    "the key of {} in {} is shorter than 8 characters: use a long random string",
+                    "the key of {} in {} is shorter than {MIN_KEY_LEN} characters: use a long random string",
                     e.name,
                     path.display()
                 )));
@@ -161,11 +204,15 @@ impl ApiKeys {
             }
             keys.push(k);
         }
-        Ok(Self(keys))
+        let keys = Self(keys);
+        keys.check_unique(&format!("the key file {}", path.display()))?;
+        Ok(keys)
     }
 
-    pub fn extend(&mut self, other: ApiKeys) {
+    /// Adds `other`'s keys (a key file's, then a list's), refusing a name or a key both give.
+    pub fn merge(&mut self, other: ApiKeys) -> Result<(), GatewayError> {
         self.0.extend(other.0);
+        self.check_unique("the key file and the key list together")
     }
 }
 
@@ -175,10 +222,10 @@ mod tests {
 
     #[test]
     fn keys_from_a_list_and_a_file() {
-        let k = ApiKeys::parse_list("alice:secret-a, bob:secret-b,lonely").unwrap();
+        let k = ApiKeys::parse_list("alice:secret-a, bob:secret-b,lonely-key").unwrap();
         assert_eq!(k.find("secret-a").unwrap().name, "alice");
         assert_eq!(k.find("secret-b").unwrap().name, "bob");
-        assert_eq!(k.find("lonely").unwrap().name, "key3");
+        assert_eq!(k.find("lonely-key").unwrap().name, "key1");
         assert!(k.find("secret-c").is_none());
         assert!(ApiKeys::parse_list("alice:").is_err());
 
@@ -208,5 +255,62 @@ mod tests {
         .unwrap();
         let e = ApiKeys::from_file(&p).unwrap_err().to_string();
         assert!(e.contains("max_upload_mb"), "{e}");
+    }
+
+    /// Issue 29, item 11: a list took one-character keys (a key file demands 8), an automatic name could be
+    /// an explicit one's (`key2:...,other` named both `key2`, and sessions belong to a name), and a file and
+    /// a list could both name `alice`.
+    #[test]
+    fn item11_keys_are_long_and_names_and_keys_unique_wherever_they_come_from() {
+        let e = ApiKeys::parse_list("alice:x").unwrap_err().to_string();
+        assert!(e.contains("shorter than 8"), "{e}");
+        assert!(ApiKeys::parse_list("x").is_err());
+        // Unnamed keys take the first free automatic names.
+        let k =
+            ApiKeys::parse_list("key1:first-key-0001,unnamed-0002,key3:third-key-0003,more-0004")
+                .unwrap();
+        let names: Vec<&str> = [
+            "first-key-0001",
+            "unnamed-0002",
+            "third-key-0003",
+            "more-0004",
+        ]
+        .iter()
+        .map(|key| k.find(key).unwrap().name.as_str())
+        .collect();
+        assert_eq!(names, ["key1", "key2", "key3", "key4"]);
+        let k = ApiKeys::parse_list("key2:named-0001,unnamed-0002").unwrap();
+        assert_eq!(k.find("unnamed-0002").unwrap().name, "key1");
+        // Two names alike, or one key twice, are refused with the name.
+        let e = ApiKeys::parse_list("alice:secret-a1,alice:secret-a2")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("named alice"), "{e}");
+        let e = ApiKeys::parse_list("alice:secret-a1,bob:secret-a1")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("alice and bob") && e.contains("same key"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("keys.toml");
+        std::fs::write(
+            &p,
+            "[[key]]\nname = \"alice\"\nkey = \"alice-file-key\"\n[[key]]\nname = \"alice\"\nkey = \"other-file-key\"\n",
+        )
+        .unwrap();
+        assert!(ApiKeys::from_file(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("named alice"));
+        std::fs::write(&p, "[[key]]\nname = \"alice\"\nkey = \"alice-file-key\"\n").unwrap();
+        let mut keys = ApiKeys::from_file(&p).unwrap();
+        let e = keys
+            .merge(ApiKeys::parse_list("alice:alice-list-key").unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("named alice"), "{e}");
+        let mut keys = ApiKeys::from_file(&p).unwrap();
+        keys.merge(ApiKeys::parse_list("bob:bob-list-key").unwrap())
+            .unwrap();
+        assert_eq!(keys.len(), 2);
     }
 }

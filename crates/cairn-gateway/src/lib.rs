@@ -14,6 +14,7 @@
 mod api;
 pub mod config;
 mod dashboard;
+mod guard;
 // Entry points for the fuzz targets of crates/cairn-fuzz (doc-hidden, not part of the API).
 #[doc(hidden)]
 pub mod fuzz;
@@ -76,6 +77,8 @@ pub(crate) struct Inner {
     pub backend: Arc<dyn ProvingBackend>,
     pub live: Mutex<HashMap<String, Live>>,
     pub metrics: metrics::Metrics,
+    /// Refused API key attempts per client address.
+    pub failures: guard::Failures,
     /// Serializes session creation, so two requests cannot both slip under a key's session cap.
     pub create: tokio::sync::Mutex<()>,
     pub shutting_down: AtomicBool,
@@ -114,6 +117,7 @@ impl Gateway {
                 "no API keys: pass --keys-file or set CAIRN_GATEWAY_KEYS=name:key,...".into(),
             ));
         }
+        cfg.keys.check_unique("the gateway's keys")?;
         let dir = cfg.data_dir.clone();
         let store = tokio::task::spawn_blocking(move || store::Store::open(&dir))
             .await
@@ -137,6 +141,7 @@ impl Gateway {
             backend,
             live: Mutex::new(HashMap::new()),
             metrics: metrics::Metrics::default(),
+            failures: guard::Failures::default(),
             create: tokio::sync::Mutex::new(()),
             shutting_down: AtomicBool::new(false),
             stop: tokio::sync::watch::channel(false).0,
@@ -157,6 +162,8 @@ impl Gateway {
         let app = api::router(inner.clone());
         let mut stop = inner.stop.subscribe();
         tokio::spawn(async move {
+            // The client's address, for counting refused keys per address (`guard`).
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
             let _ = axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
                     let _ = stop.wait_for(|s| *s).await;

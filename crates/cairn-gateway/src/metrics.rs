@@ -25,6 +25,10 @@ pub(crate) struct Metrics {
     pub running: Gauge,
     pub segments_verified: Counter,
     pub segments_rejected: Counter,
+    /// Requests refused with 401 (no key or an unknown one).
+    pub key_failures: Counter,
+    /// Keyed requests refused with 429: their address had used up its failed attempts.
+    pub key_attempts_refused: Counter,
     /// Seconds per stage: execute (submit to last segment), prove (per segment, first offer to verified),
     /// assemble, verify (the gateway's own check of the final receipt).
     pub stages: Family<Labels, Histogram, fn() -> Histogram>,
@@ -38,6 +42,8 @@ impl Default for Metrics {
             running: Gauge::default(),
             segments_verified: Counter::default(),
             segments_rejected: Counter::default(),
+            key_failures: Counter::default(),
+            key_attempts_refused: Counter::default(),
             stages: Family::new_with_constructor(stage_histogram),
         }
     }
@@ -79,6 +85,16 @@ impl Metrics {
             "segments_rejected",
             "Segment results refused (invalid, wrong claim, copied, malformed)",
             self.segments_rejected.clone(),
+        );
+        r.register(
+            "api_key_failures",
+            "Requests refused for a missing or unknown API key",
+            self.key_failures.clone(),
+        );
+        r.register(
+            "api_key_lockouts",
+            "Keyed requests refused because their address had too many failed key attempts",
+            self.key_attempts_refused.clone(),
         );
         r.register(
             "stage_seconds",

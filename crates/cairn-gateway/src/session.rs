@@ -100,9 +100,10 @@ async fn prove(inner: &Arc<Inner>, row: &SessionRow) -> Result<Stats, End> {
         )));
     }
     let mut settings = inner.cfg.job.clone();
-    settings.cycle_limit = row.cycle_limit;
+    settings.cycle_limit = cycle_limit(inner.cfg.job.cycle_limit, row.cycle_limit);
     if row.execute_only {
-        return execute_only(inner, row, program, input, settings.po2).await;
+        let limit = settings.cycle_limit;
+        return execute_only(inner, row, program, input, settings.po2, limit).await;
     }
     let started = Instant::now();
     let mut handle = inner
@@ -208,15 +209,25 @@ async fn prove(inner: &Arc<Inner>, row: &SessionRow) -> Result<Stats, End> {
 }
 
 /// An `execute_only` session: run the guest, keep its journal, prove nothing.
+/// The cycle limit a session runs under: its own `exec_cycle_limit`, capped by the gateway's `--cycle-limit`
+/// (a session could raise the operator's limit before, issue 29 item 4).
+fn cycle_limit(gateway: Option<u64>, session: Option<u64>) -> Option<u64> {
+    match (gateway, session) {
+        (Some(g), Some(s)) => Some(g.min(s)),
+        (g, s) => g.or(s),
+    }
+}
+
 async fn execute_only(
     inner: &Arc<Inner>,
     row: &SessionRow,
     program: Vec<u8>,
     input: Vec<u8>,
     po2: u8,
+    limit: Option<u64>,
 ) -> Result<Stats, End> {
     set_state(inner, &row.uuid, "executing".into());
-    let (backend, limit) = (inner.backend.clone(), row.cycle_limit);
+    let backend = inner.backend.clone();
     let t = Instant::now();
     let summary = tokio::task::spawn_blocking(move || {
         backend.execute_limited(&program, &input, po2, limit, &mut |_| Ok(()))
@@ -270,5 +281,20 @@ fn end_of(inner: &Inner, uuid: &str, e: NodeError) -> End {
             End::failed(format!("{e} (the session's exec_cycle_limit)"))
         }
         other => End::failed(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod cycle_limit_tests {
+    use super::cycle_limit;
+
+    /// Issue 29, item 4: a session's `exec_cycle_limit` replaced the gateway's instead of being capped by it.
+    #[test]
+    fn item4_a_sessions_cycle_limit_is_capped_by_the_gateways() {
+        assert_eq!(cycle_limit(Some(1_000), Some(u64::MAX)), Some(1_000));
+        assert_eq!(cycle_limit(Some(1_000), Some(10)), Some(10));
+        assert_eq!(cycle_limit(Some(1_000), None), Some(1_000));
+        assert_eq!(cycle_limit(None, Some(10)), Some(10));
+        assert_eq!(cycle_limit(None, None), None);
     }
 }

@@ -366,6 +366,46 @@ async fn bad_requests_get_clear_errors() {
     net.stop().await;
 }
 
+/// Issue 29, item 11: nothing limited failed key attempts, so a key could be guessed at the speed of HTTP.
+/// After ten refused keys in a minute an address gets 429 for every keyed request, the right key included,
+/// while requests without a key still work; the metrics count both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn item11_key_guessing_from_one_address_is_refused_after_ten_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Devnet::start(dir.path(), 0, 0).await;
+    let url = net.url();
+    let u = url.clone();
+    tokio::task::spawn_blocking(move || {
+        let (_, id) = program("guess");
+        for i in 0..10 {
+            let e = err(client(&u, &format!("guess-{i:04}")).upload_img(&id, vec![]));
+            assert!(e.contains("unknown API key"), "attempt {i}: {e}");
+        }
+        let e = err(client(&u, "guess-0010").upload_img(&id, vec![]));
+        assert!(e.contains("too many refused API keys"), "{e}");
+        let e = err(client(&u, ALICE).upload_img(&id, vec![]));
+        assert!(
+            e.contains("too many refused API keys"),
+            "the right key too: {e}"
+        );
+    })
+    .await
+    .unwrap();
+    assert!(reqwest_get(&url, "/version")
+        .await
+        .starts_with("HTTP/1.1 200"));
+    let metrics = body(&reqwest_get(&url, "/metrics").await).to_string();
+    assert!(
+        metrics.contains("cairn_gateway_api_key_failures_total 10"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("cairn_gateway_api_key_lockouts_total 2"),
+        "{metrics}"
+    );
+    net.stop().await;
+}
+
 /// Killing the gateway (and its coordinator) mid-session loses no verified segment: a new gateway on the
 /// same data directory resumes the session, proves only what was missing, and the polling ends in
 /// SUCCEEDED.

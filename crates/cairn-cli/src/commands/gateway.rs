@@ -23,10 +23,10 @@ pub fn run(args: &GatewayArgs) -> anyhow::Result<ExitCode> {
     let _client_locks = lock_client(&args.net)?;
     let mut keys = ApiKeys::default();
     if let Some(f) = &args.keys_file {
-        keys.extend(ApiKeys::from_file(f)?);
+        keys.merge(ApiKeys::from_file(f)?)?;
     }
     if let Some(list) = &args.keys {
-        keys.extend(ApiKeys::parse_list(list)?);
+        keys.merge(ApiKeys::parse_list(list)?)?;
     }
     anyhow::ensure!(
         !keys.is_empty(),
@@ -52,7 +52,7 @@ pub fn run(args: &GatewayArgs) -> anyhow::Result<ExitCode> {
         task_slack: Duration::from_secs(n.task_slack_secs),
         timeout: Duration::from_secs(n.job_timeout_secs),
         aggregation,
-        cycle_limit: None,
+        cycle_limit: args.cycle_limit,
         auto,
     };
     let cfg = GatewayConfig {
