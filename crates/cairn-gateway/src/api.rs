@@ -121,7 +121,11 @@ fn check_version(headers: &HeaderMap) -> ApiResult<()> {
     Ok(())
 }
 
-/// The absolute base URL clients reach us at.
+/// The absolute base URL clients reach us at: `--public-url`, or else the request's `Host` with `https` where
+/// a TLS proxy in front says the client came over TLS (`X-Forwarded-Proto: https` or `Forwarded: proto=https`),
+/// so the SDK, which sends its key with every upload, never gets an `http` URL for a gateway it reached over TLS
+/// (issue 29, item 12). Headers can only turn `http` into `https` here, never the reverse, and what a client
+/// puts in them changes only the URLs handed back to that client.
 fn base_url(inner: &Inner, headers: &HeaderMap) -> String {
     if let Some(u) = &inner.cfg.public_url {
         return u.trim_end_matches('/').to_string();
@@ -131,7 +135,36 @@ fn base_url(inner: &Inner, headers: &HeaderMap) -> String {
         .and_then(|h| h.to_str().ok())
         .map(str::to_string)
         .unwrap_or_else(|| inner.cfg.listen.to_string());
-    format!("http://{host}")
+    let scheme = if came_over_tls(headers) {
+        "https"
+    } else {
+        "http"
+    };
+    format!("{scheme}://{host}")
+}
+
+/// Whether a proxy in front says the client's connection was TLS.
+fn came_over_tls(headers: &HeaderMap) -> bool {
+    let values = |name: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .collect::<Vec<_>>()
+    };
+    values("x-forwarded-proto")
+        .iter()
+        .any(|p| p.eq_ignore_ascii_case("https"))
+        || values("forwarded").iter().any(|element| {
+            element.split(';').any(|pair| {
+                pair.split_once('=').is_some_and(|(k, v)| {
+                    k.trim().eq_ignore_ascii_case("proto")
+                        && v.trim().trim_matches('"').eq_ignore_ascii_case("https")
+                })
+            })
+        })
 }
 
 /// Runs blocking store work off the runtime.

@@ -406,6 +406,59 @@ async fn item11_key_guessing_from_one_address_is_refused_after_ten_failures() {
     net.stop().await;
 }
 
+/// Issue 29, item 12: without `--public-url` the upload and receipt URLs came from `Host` as `http://`, so a
+/// host that reached the gateway through a TLS proxy was told to send its key (with every upload) in clear
+/// text. A proxy's `X-Forwarded-Proto: https` or `Forwarded: proto=https` now gives `https` URLs; a plain
+/// request still gets `http`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn item12_a_gateway_behind_a_tls_proxy_hands_out_https_urls() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Devnet::start(dir.path(), 0, 0).await;
+    let url = net.url();
+    let keyed = format!("x-api-key: {ALICE}\r\n");
+    let upload = |extra: String| {
+        let url = url.clone();
+        let headers = format!("{keyed}{extra}");
+        async move { body(&raw_get(&url, "/inputs/upload", &headers).await).to_string() }
+    };
+    let plain = upload(String::new()).await;
+    assert!(
+        plain.contains("\"url\":\"http://gw.example/blobs/inputs/"),
+        "{plain}"
+    );
+    for proxy in [
+        "X-Forwarded-Proto: https\r\n",
+        "X-Forwarded-Proto: HTTPS, http\r\n",
+        "Forwarded: for=10.0.0.1;proto=https;host=gw.example\r\n",
+    ] {
+        let b = upload(proxy.to_string()).await;
+        assert!(
+            b.contains("\"url\":\"https://gw.example/blobs/inputs/"),
+            "{proxy}: {b}"
+        );
+    }
+    let b = upload("X-Forwarded-Proto: http\r\n".to_string()).await;
+    assert!(b.contains("\"url\":\"http://gw.example/"), "{b}");
+    net.stop().await;
+}
+
+/// A GET with `Host: gw.example` and the given extra header lines (each ending in CRLF).
+async fn raw_get(url: &str, path: &str, headers: &str) -> String {
+    let addr = url.trim_start_matches("http://").to_string();
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: gw.example\r\nConnection: close\r\n{headers}\r\n");
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    })
+    .await
+    .unwrap()
+}
+
 /// Killing the gateway (and its coordinator) mid-session loses no verified segment: a new gateway on the
 /// same data directory resumes the session, proves only what was missing, and the polling ends in
 /// SUCCEEDED.
