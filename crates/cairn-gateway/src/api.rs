@@ -246,9 +246,10 @@ async fn image_upload(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    authorize(&inner, &headers)?;
+    let key = authorize(&inner, &headers)?;
     let id = check_image_id(&id)?;
-    if inner.store.has_image(&id) {
+    let (store, i) = (inner.store.clone(), id.clone());
+    if blocking(move || store.has_image(&i, &key.name)).await? {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
     let url = format!("{}/blobs/images/{id}", base_url(&inner, &headers));
@@ -328,6 +329,7 @@ async fn put_image(
         }
         store
             .commit_file(&t, &store.image_path(&id))
+            .and_then(|()| store.add_image_owner(&id, &key.name))
             .map_err(ApiError::internal)
     })
     .await
@@ -444,7 +446,8 @@ async fn create_session(
 ) -> ApiResult<Json<CreateSessRes>> {
     let key = authorize(&inner, &headers)?;
     let (req, img) = parse_session_request(&body)?;
-    if !inner.store.has_image(&img) {
+    let (store, i, owner) = (inner.store.clone(), img.clone(), key.name.clone());
+    if !blocking(move || store.has_image(&i, &owner)).await? {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("program {img} was never uploaded: GET /images/upload/{img} and PUT it first"),

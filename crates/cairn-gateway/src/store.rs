@@ -111,6 +111,11 @@ impl Store {
                 created_ms INTEGER NOT NULL,
                 finished_ms INTEGER,
                 resumed INTEGER NOT NULL DEFAULT 0
+             );
+             CREATE TABLE IF NOT EXISTS image_owners (
+                image_id TEXT NOT NULL,
+                owner TEXT NOT NULL,
+                PRIMARY KEY (image_id, owner)
              );",
         )?;
         Ok(Self {
@@ -144,8 +149,28 @@ impl Store {
         self.dir.join("tmp").join(new_uuid())
     }
 
-    pub fn has_image(&self, image_id: &str) -> bool {
-        self.image_path(image_id).is_file()
+    /// Whether `owner` has uploaded this program (and it is on disk). Programs are stored once by image id,
+    /// but each key sees only those it uploaded itself, so no tenant learns what programs another runs
+    /// (issue 29, item 12); a second key's upload of the same program is checked and recorded like a first.
+    pub fn has_image(&self, image_id: &str, owner: &str) -> Result<bool, GatewayError> {
+        if !self.image_path(image_id).is_file() {
+            return Ok(false);
+        }
+        let n: i64 = self.conn().query_row(
+            "SELECT COUNT(*) FROM image_owners WHERE image_id = ?1 AND owner = ?2",
+            params![image_id, owner],
+            |r| r.get(0),
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Records that `owner` uploaded this program (after its image id was checked and the file stored).
+    pub fn add_image_owner(&self, image_id: &str, owner: &str) -> Result<(), GatewayError> {
+        self.conn().execute(
+            "INSERT OR IGNORE INTO image_owners (image_id, owner) VALUES (?1, ?2)",
+            params![image_id, owner],
+        )?;
+        Ok(())
     }
 
     /// Moves a checked upload into place (atomic rename within the data directory).

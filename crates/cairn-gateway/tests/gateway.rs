@@ -442,6 +442,42 @@ async fn item12_a_gateway_behind_a_tls_proxy_hands_out_https_urls() {
     net.stop().await;
 }
 
+/// Issue 29, item 12: `GET /images/upload/{id}` answered 204 to any key once another key had uploaded that
+/// program, telling a tenant what programs others run. Each key now sees only its own uploads: a second key
+/// is asked to upload (its bytes are checked like a first upload's) and cannot start a session on a program
+/// it never uploaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn item12_a_key_cannot_learn_which_programs_other_keys_uploaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Devnet::start(dir.path(), 0, 0).await;
+    let url = net.url();
+    tokio::task::spawn_blocking(move || {
+        let (prog, id) = program("alices-secret-program");
+        let (alice, bob) = (client(&url, ALICE), client(&url, BOB));
+        assert!(
+            !alice.upload_img(&id, prog.clone()).unwrap(),
+            "a first upload"
+        );
+        assert!(
+            alice.upload_img(&id, prog.clone()).unwrap(),
+            "alice's own program exists for her"
+        );
+        let input = bob.upload_input(FakeBackend::input(1_000, b"b")).unwrap();
+        let e = err(bob.create_session(id.clone(), input.clone(), vec![], false));
+        assert!(e.contains("never uploaded"), "{e}");
+        // Bob is asked for the bytes (the SDK's `false`: "uploaded now"), as for any program he never sent.
+        assert!(
+            !bob.upload_img(&id, prog.clone()).unwrap(),
+            "bob learned alice's program exists"
+        );
+        assert!(bob.upload_img(&id, prog).unwrap());
+        bob.create_session(id, input, vec![], true).unwrap();
+    })
+    .await
+    .unwrap();
+    net.stop().await;
+}
+
 /// A GET with `Host: gw.example` and the given extra header lines (each ending in CRLF).
 async fn raw_get(url: &str, path: &str, headers: &str) -> String {
     let addr = url.trim_start_matches("http://").to_string();
