@@ -256,13 +256,31 @@ async fn image_upload(
     Ok(Json(ImgUploadRes { url }).into_response())
 }
 
+/// An upload's temporary file, removed when this is dropped: on an error, and also when the client goes away
+/// mid-upload and the server drops the request's future, which no error path sees (issue 29, item 8). Once
+/// the file has been moved into place the removal finds nothing and does nothing.
+pub(crate) struct TempFile(PathBuf);
+
+impl TempFile {
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        // One unlink: too small to be worth a blocking thread.
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// Streams a request body into a temporary file, refusing it past `limit` bytes.
 async fn receive(
     inner: &Inner,
     headers: &HeaderMap,
     body: Body,
     limit: u64,
-) -> ApiResult<(PathBuf, u64)> {
+) -> ApiResult<(TempFile, u64)> {
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -276,8 +294,8 @@ async fn receive(
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large());
     }
-    let tmp = inner.store.temp_path();
-    let mut file = tokio::fs::File::create(&tmp)
+    let tmp = TempFile(inner.store.temp_path());
+    let mut file = tokio::fs::File::create(tmp.path())
         .await
         .map_err(ApiError::internal)?;
     let mut stream = body.into_data_stream();
@@ -296,11 +314,7 @@ async fn receive(
         file.sync_all().await.map_err(ApiError::internal)
     }
     .await;
-    if let Err(e) = result {
-        let _ = tokio::fs::remove_file(&tmp).await;
-        return Err(e);
-    }
-    Ok((tmp, size))
+    result.map(|()| (tmp, size))
 }
 
 async fn put_image(
@@ -312,7 +326,11 @@ async fn put_image(
     let key = authorize(&inner, &headers)?;
     let id = check_image_id(&id)?;
     let (tmp, _) = receive(&inner, &headers, body, key.max_upload_bytes).await?;
-    let (backend, store, t) = (inner.backend.clone(), inner.store.clone(), tmp.clone());
+    let (backend, store, t) = (
+        inner.backend.clone(),
+        inner.store.clone(),
+        tmp.path().to_path_buf(),
+    );
     let checked = tokio::task::spawn_blocking(move || -> Result<(), ApiError> {
         let bytes = std::fs::read(&t).map_err(ApiError::internal)?;
         let actual = backend.image_id(&bytes).map_err(|e| {
@@ -334,9 +352,7 @@ async fn put_image(
     })
     .await
     .map_err(ApiError::internal)?;
-    if checked.is_err() {
-        let _ = tokio::fs::remove_file(&tmp).await;
-    }
+    drop(tmp);
     checked.map(|()| StatusCode::OK)
 }
 
@@ -388,7 +404,7 @@ async fn put_upload(
     let (tmp, size) = receive(inner, headers, body, key.max_upload_bytes).await?;
     let store = inner.store.clone();
     blocking(move || {
-        store.commit_file(&tmp, &store.upload_path(&uuid))?;
+        store.commit_file(tmp.path(), &store.upload_path(&uuid))?;
         store.finish_upload(&uuid, size)
     })
     .await?;

@@ -77,6 +77,20 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// Removes every file in an upload directory of temporary files, saying how many it removed.
+fn sweep_temp(tmp: &Path) {
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return;
+    };
+    let removed = entries
+        .filter_map(Result::ok)
+        .filter(|e| std::fs::remove_file(e.path()).is_ok())
+        .count();
+    if removed > 0 {
+        tracing::info!(removed, dir = %tmp.display(), "removed uploads left unfinished by the last run");
+    }
+}
+
 impl Store {
     pub fn open(dir: &Path) -> Result<Self, GatewayError> {
         for sub in ["images", "uploads", "receipts", "journals", "tmp"] {
@@ -84,6 +98,9 @@ impl Store {
                 GatewayError::Config(format!("cannot create {}: {e}", dir.join(sub).display()))
             })?;
         }
+        // Uploads that were in progress when the gateway last stopped (a crash, a kill) can never finish: the
+        // directory is this process's alone (the gateway holds its lock), so whatever `tmp/` holds is stale.
+        sweep_temp(&dir.join("tmp"));
         let path = dir.join("gateway.sqlite");
         let conn = Connection::open(&path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -383,6 +400,26 @@ mod tests {
         assert_eq!(&u[14..15], "4");
         assert!(!is_uuid("../../etc/passwd"));
         assert!(!is_uuid(&u.to_uppercase()));
+    }
+
+    /// Issue 29, item 8: nothing swept `tmp/`, so uploads cut off by a crash stayed forever.
+    #[test]
+    fn item8_uploads_left_unfinished_by_the_last_run_are_removed_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let stale = s.temp_path();
+        std::fs::write(&stale, vec![7u8; 4096]).unwrap();
+        let image = s.image_path("ab");
+        std::fs::write(&image, b"kept").unwrap();
+        drop(s);
+        let s = Store::open(dir.path()).unwrap();
+        assert!(!stale.exists(), "a stale upload survived a restart");
+        assert!(image.exists(), "only tmp/ is swept");
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
+        drop(s);
     }
 
     #[test]

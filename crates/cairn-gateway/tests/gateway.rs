@@ -478,6 +478,67 @@ async fn item12_a_key_cannot_learn_which_programs_other_keys_uploaded() {
     net.stop().await;
 }
 
+/// Issue 29, item 8: a temporary file was removed only when an upload failed with an error; a client that
+/// went away mid-upload (the server drops the request) left it for ever. Uploads cut off by the client, too
+/// large, or for an unknown id leave nothing in `tmp/`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn item8_an_upload_cut_off_by_its_client_leaves_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Devnet::start(dir.path(), 0, 0).await;
+    let url = net.url();
+    let tmp = dir.path().join("gateway/tmp");
+    let reply = body(&raw_get(&url, "/inputs/upload", &format!("x-api-key: {ALICE}\r\n")).await)
+        .to_string();
+    let uuid = reply
+        .split("/blobs/inputs/")
+        .nth(1)
+        .and_then(|r| r.get(..36))
+        .unwrap_or_else(|| panic!("no upload URL in {reply}"))
+        .to_string();
+    let addr = url.trim_start_matches("http://").to_string();
+    let (a, id, t) = (addr, uuid, tmp.clone());
+    // Half of a declared megabyte, then the connection closes.
+    let while_open = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(a).unwrap();
+        write!(
+            s,
+            "PUT /blobs/inputs/{id} HTTP/1.1\r\nHost: x\r\nx-api-key: {ALICE}\r\nContent-Length: 1048576\r\n\r\n"
+        )
+        .unwrap();
+        s.write_all(&vec![1u8; 512 << 10]).unwrap();
+        s.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        std::fs::read_dir(&t).unwrap().count()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        while_open, 1,
+        "the upload in progress had its file (or this test shows nothing)"
+    );
+    let t0 = Instant::now();
+    loop {
+        let n = std::fs::read_dir(&tmp).unwrap().count();
+        if n == 0 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "{n} files left in tmp/ after the client went away"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A whole upload afterwards leaves nothing behind either.
+    tokio::task::spawn_blocking(move || {
+        client(&url, ALICE).upload_input(vec![2u8; 1000]).unwrap();
+    })
+    .await
+    .unwrap();
+    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
+    net.stop().await;
+}
+
 /// A GET with `Host: gw.example` and the given extra header lines (each ending in CRLF).
 async fn raw_get(url: &str, path: &str, headers: &str) -> String {
     let addr = url.trim_start_matches("http://").to_string();
