@@ -229,8 +229,18 @@ async fn execute_only(
     set_state(inner, &row.uuid, "executing".into());
     let backend = inner.backend.clone();
     let t = Instant::now();
+    // `/sessions/stop` only set a flag nothing here read, so a stopped execute-only session ran to its end
+    // (for ever, for an endless guest): the executor now looks at the flag at every segment (issue 29, item 4).
+    let (state, uuid) = (inner.clone(), row.uuid.clone());
     let summary = tokio::task::spawn_blocking(move || {
-        backend.execute_limited(&program, &input, po2, limit, &mut |_| Ok(()))
+        backend.execute_limited(&program, &input, po2, limit, &mut |_| {
+            if state.live().get(&uuid).is_some_and(|l| l.stop) {
+                return Err(BackendError::Execution(
+                    "stopped at the client's request".into(),
+                ));
+            }
+            Ok(())
+        })
     })
     .await
     .map_err(|e| End::failed(format!("execution stopped: {e}")))?
@@ -261,6 +271,12 @@ async fn write_file(inner: &Inner, dest: std::path::PathBuf, bytes: Vec<u8>) -> 
 /// What a job's error means to the client.
 fn end_of(inner: &Inner, uuid: &str, e: NodeError) -> End {
     let stopped = inner.live().get(uuid).is_some_and(|l| l.stop);
+    if stopped && matches!(e, NodeError::Backend(BackendError::Execution(_))) {
+        return End {
+            status: ABORTED,
+            message: "stopped at the client's request (/sessions/stop)".into(),
+        };
+    }
     match e {
         NodeError::JobFailed(m) if stopped || m == "cancelled" => End {
             status: ABORTED,

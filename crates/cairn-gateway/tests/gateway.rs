@@ -539,6 +539,36 @@ async fn item8_an_upload_cut_off_by_its_client_leaves_no_file() {
     net.stop().await;
 }
 
+/// Issue 29, item 4: `/sessions/stop` on an execute-only session set a flag nothing read, so its executor ran
+/// on (for ever, for an endless guest). A stopped execute-only session now ends ABORTED within seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn item4_a_stopped_execute_only_session_stops_executing() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Devnet::start(dir.path(), 0, 0).await;
+    let url = net.url();
+    tokio::task::spawn_blocking(move || {
+        let c = client(&url, ALICE);
+        let (prog, id) = program("nearly-endless");
+        c.upload_img(&id, prog).unwrap();
+        // 2^40 cycles: tens of millions of fake segments, far longer than this test waits.
+        let input = c.upload_input(FakeBackend::input(1 << 40, b"x")).unwrap();
+        let s = c.create_session(id, input, vec![], true).unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(
+            s.status(&c).unwrap().status,
+            "RUNNING",
+            "it should still be executing"
+        );
+        s.stop(&c).unwrap();
+        let res = wait(&url, ALICE, &s, Duration::from_secs(10));
+        assert_eq!(res.status, "ABORTED", "{:?}", res.error_msg);
+        assert!(res.error_msg.unwrap().contains("/sessions/stop"));
+    })
+    .await
+    .unwrap();
+    net.stop().await;
+}
+
 /// A GET with `Host: gw.example` and the given extra header lines (each ending in CRLF).
 async fn raw_get(url: &str, path: &str, headers: &str) -> String {
     let addr = url.trim_start_matches("http://").to_string();
