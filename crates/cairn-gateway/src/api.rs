@@ -274,6 +274,60 @@ impl Drop for TempFile {
     }
 }
 
+/// Uploads one key may have in progress at once, or its `max_sessions` where that is more (one host per
+/// session uploads one thing at a time), so a tenant cannot hold every connection in uploads that never end
+/// nor keep other tenants' uploads out (issue 29, item 6).
+pub(crate) const UPLOADS_PER_KEY: u32 = 4;
+/// Uploads in progress at once, all keys together.
+pub(crate) const UPLOADS_IN_ALL: u32 = 64;
+/// Programs read into memory and checked (image id) at once: each is held whole while RISC Zero reads it.
+pub(crate) const IMAGE_CHECKS: usize = 2;
+
+/// An upload in progress, counted against its key and the gateway until dropped (however the request ends).
+pub(crate) struct UploadSlot {
+    inner: Arc<Inner>,
+    key: String,
+}
+
+impl UploadSlot {
+    fn take(inner: &Arc<Inner>, key: &ApiKey) -> ApiResult<Self> {
+        let mut uploads = inner.uploads();
+        let total: u32 = uploads.values().sum();
+        let mine = uploads.get(&key.name).copied().unwrap_or(0);
+        if mine >= UPLOADS_PER_KEY.max(key.max_sessions) {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "{mine} uploads of this key are in progress, the most at once: finish or close one first"
+                ),
+            ));
+        }
+        if total >= UPLOADS_IN_ALL {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the gateway has {total} uploads in progress, the most it takes at once: try again shortly"),
+            ));
+        }
+        *uploads.entry(key.name.clone()).or_insert(0) += 1;
+        Ok(Self {
+            inner: inner.clone(),
+            key: key.name.clone(),
+        })
+    }
+}
+
+impl Drop for UploadSlot {
+    fn drop(&mut self) {
+        let mut uploads = self.inner.uploads();
+        if let Some(n) = uploads.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                uploads.remove(&self.key);
+            }
+        }
+    }
+}
+
 /// Streams a request body into a temporary file, refusing it past `limit` bytes.
 async fn receive(
     inner: &Inner,
@@ -325,7 +379,14 @@ async fn put_image(
 ) -> ApiResult<StatusCode> {
     let key = authorize(&inner, &headers)?;
     let id = check_image_id(&id)?;
+    let _slot = UploadSlot::take(&inner, &key)?;
     let (tmp, _) = receive(&inner, &headers, body, key.max_upload_bytes).await?;
+    // Read whole to compute its image id: at most IMAGE_CHECKS programs in memory at once.
+    let _check = inner
+        .image_checks
+        .acquire()
+        .await
+        .map_err(ApiError::internal)?;
     let (backend, store, t) = (
         inner.backend.clone(),
         inner.store.clone(),
@@ -401,6 +462,7 @@ async fn put_upload(
         }
         _ => return Err(not_found("upload", &uuid)),
     }
+    let _slot = UploadSlot::take(inner, &key)?;
     let (tmp, size) = receive(inner, headers, body, key.max_upload_bytes).await?;
     let store = inner.store.clone();
     blocking(move || {

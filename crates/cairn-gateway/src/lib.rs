@@ -79,6 +79,10 @@ pub(crate) struct Inner {
     pub metrics: metrics::Metrics,
     /// Refused API key attempts per client address.
     pub failures: guard::Failures,
+    /// Uploads in progress per key name (`api::UploadSlot`).
+    pub uploads: Mutex<HashMap<String, u32>>,
+    /// Programs being read and checked at once (`api::IMAGE_CHECKS`).
+    pub image_checks: tokio::sync::Semaphore,
     /// Serializes session creation, so two requests cannot both slip under a key's session cap.
     pub create: tokio::sync::Mutex<()>,
     pub shutting_down: AtomicBool,
@@ -89,6 +93,10 @@ pub(crate) struct Inner {
 impl Inner {
     pub fn live(&self) -> std::sync::MutexGuard<'_, HashMap<String, Live>> {
         self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn uploads(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+        self.uploads.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -142,6 +150,8 @@ impl Gateway {
             live: Mutex::new(HashMap::new()),
             metrics: metrics::Metrics::default(),
             failures: guard::Failures::default(),
+            uploads: Mutex::new(HashMap::new()),
+            image_checks: tokio::sync::Semaphore::new(api::IMAGE_CHECKS),
             create: tokio::sync::Mutex::new(()),
             shutting_down: AtomicBool::new(false),
             stop: tokio::sync::watch::channel(false).0,

@@ -569,6 +569,59 @@ async fn item4_a_stopped_execute_only_session_stops_executing() {
     net.stop().await;
 }
 
+/// Issue 29, item 6: nothing limited concurrent uploads, so one key could hold any number of never-ending
+/// uploads open. A key has at most four in progress (the fifth is refused at once, saying why), other keys
+/// are not affected, and a slot comes back when its client goes away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn item6_a_key_holds_at_most_four_uploads_in_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Devnet::start(dir.path(), 0, 0).await;
+    let url = net.url();
+    let addr = url.trim_start_matches("http://").to_string();
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let reply =
+            body(&raw_get(&url, "/inputs/upload", &format!("x-api-key: {ALICE}\r\n")).await)
+                .to_string();
+        ids.push(reply.split("/blobs/inputs/").nth(1).unwrap()[..36].to_string());
+    }
+    let a = addr.clone();
+    let u = url.clone();
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let start = |id: &str| {
+            let mut s = std::net::TcpStream::connect(&a).unwrap();
+            write!(
+                s,
+                "PUT /blobs/inputs/{id} HTTP/1.1\r\nHost: x\r\nx-api-key: {ALICE}\r\nContent-Length: 1000000\r\n\r\n"
+            )
+            .unwrap();
+            s.write_all(&[1u8; 1000]).unwrap();
+            s
+        };
+        let held: Vec<_> = ids[..4].iter().map(|id| start(id)).collect();
+        std::thread::sleep(Duration::from_millis(300));
+        let mut fifth = start(&ids[4]);
+        fifth.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut reply = String::new();
+        let _ = fifth.read_to_string(&mut reply);
+        assert!(reply.starts_with("HTTP/1.1 429"), "{reply}");
+        assert!(reply.contains("4 uploads of this key are in progress"), "{reply}");
+        // Another key uploads meanwhile.
+        client(&u, BOB).upload_input(vec![3u8; 100]).unwrap();
+        // The slots come back when the clients go away.
+        drop(held);
+        let t0 = Instant::now();
+        while client(&u, ALICE).upload_input(vec![4u8; 100]).is_err() {
+            assert!(t0.elapsed() < Duration::from_secs(10), "alice's slots never came back");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    })
+    .await
+    .unwrap();
+    net.stop().await;
+}
+
 /// A GET with `Host: gw.example` and the given extra header lines (each ending in CRLF).
 async fn raw_get(url: &str, path: &str, headers: &str) -> String {
     let addr = url.trim_start_matches("http://").to_string();
