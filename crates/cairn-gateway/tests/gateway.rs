@@ -569,6 +569,37 @@ async fn item4_a_stopped_execute_only_session_stops_executing() {
     net.stop().await;
 }
 
+/// Issue 29, item 5: two keys' sessions of the same program, input and po2 shared one job, so one tenant
+/// stopping its session aborted the other's. Each key's session is its own job now: Alice stops hers, Bob's
+/// still proves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn item5_a_tenant_stopping_its_session_does_not_stop_another_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    // po2 14 "proves" in 0.8 s: the jobs run for a few seconds.
+    let net = Devnet::start_at(dir.path(), 2, 0, 0.1).await;
+    let url = net.url();
+    tokio::task::spawn_blocking(move || {
+        let input = FakeBackend::input(60_000, b"shared");
+        let alice = client(&url, ALICE);
+        let bob = client(&url, BOB);
+        let a = submit(&alice, "same", input.clone(), None);
+        let b = submit(&bob, "same", input, None);
+        std::thread::sleep(Duration::from_millis(500));
+        a.stop(&alice).unwrap();
+        let ra = wait(&url, ALICE, &a, Duration::from_secs(30));
+        assert_eq!(ra.status, "ABORTED", "{:?}", ra.error_msg);
+        let rb = wait(&url, BOB, &b, Duration::from_secs(60));
+        assert_eq!(
+            rb.status, "SUCCEEDED",
+            "Alice's stop reached Bob's session: {:?}",
+            rb.error_msg
+        );
+    })
+    .await
+    .unwrap();
+    net.stop().await;
+}
+
 /// Issue 29, item 6: nothing limited concurrent uploads, so one key could hold any number of never-ending
 /// uploads open. A key has at most four in progress (the fifth is refused at once, saying why), other keys
 /// are not affected, and a slot comes back when its client goes away.

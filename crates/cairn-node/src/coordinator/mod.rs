@@ -194,9 +194,19 @@ pub fn job_key(prefix: &str, po2: u8, aggregation: Aggregation) -> String {
     }
 }
 
-/// The part of a [`job_key`] that names the program and input alone (any po2, any aggregation).
-pub fn job_key_prefix(image_id: &Digest32, input: &[u8]) -> String {
-    format!("{image_id}:{}:", Digest32::sha256(input))
+/// The part of a [`job_key`] that names who asked, the program and the input (any po2, any aggregation).
+///
+/// The owner is part of it: two owners (a gateway's API keys) submitting the same work get a job each, so
+/// one stopping its session, or its timeout and cycle limit, never reaches the other's (issue 29, item 5).
+/// The same owner submitting it twice joins the running job. The command line's own jobs (owner `cli`)
+/// keep the key they always had, so job databases written before resume.
+pub fn job_key_prefix(owner: &str, image_id: &Digest32, input: &[u8]) -> String {
+    let base = format!("{image_id}:{}:", Digest32::sha256(input));
+    match owner {
+        "" | "cli" => base,
+        // Owner names are free text: escaped so that no name can produce another owner's prefix.
+        owner => format!("{}@{base}", owner.escape_default()),
+    }
 }
 
 /// The po2 and aggregation of a key made by [`job_key`] with this `prefix`.

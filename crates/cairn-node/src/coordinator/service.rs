@@ -207,14 +207,15 @@ impl Service {
         // Off the runtime and the loop: the image id, and the job key's prefix (a hash of the whole input, which
         // can be hundreds of MB).
         let (image_id, prefix) = {
-            let (b, p, i) = (
+            let (b, p, i, o) = (
                 self.backend.clone(),
                 request.program.clone(),
                 request.input.clone(),
+                request.owner.clone(),
             );
             tokio::task::spawn_blocking(move || {
                 b.image_id(&p)
-                    .map(|id| (id, super::job_key_prefix(&id, &i)))
+                    .map(|id| (id, super::job_key_prefix(&o, &id, &i)))
             })
             .await
             .map_err(NodeError::join)??
