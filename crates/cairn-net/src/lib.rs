@@ -39,6 +39,7 @@
 mod blob;
 mod codec;
 mod error;
+mod hosts;
 // Entry points for the fuzz targets of crates/cairn-fuzz (not behind a feature: a feature only the fuzz crate
 // enables would make `cargo build -p cairn-cli` and a workspace build compile this crate twice).
 #[doc(hidden)]

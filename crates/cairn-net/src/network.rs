@@ -581,6 +581,7 @@ impl Network {
             is_relay_server: config.relay_server.is_some(),
             inbound: HashMap::new(),
             closing: Vec::new(),
+            hosts: Default::default(),
             nat: if config.reachability == Reachability::Private {
                 "off".into()
             } else {
@@ -957,6 +958,8 @@ pub struct EventLoop {
     inbound: HashMap<PeerId, Vec<(ConnectionId, Multiaddr)>>,
     /// Relayed connections to close, and when.
     closing: Vec<(std::time::Instant, ConnectionId)>,
+    /// Which identity lives at which address (what gossip may point this node at).
+    hosts: crate::hosts::HostBook,
     /// AutoNAT's verdict: `unknown`, `public`, `private` or `off`.
     nat: String,
     /// Hole punches (succeeded, failed).
@@ -1207,6 +1210,8 @@ impl EventLoop {
                     connected_peers: self.swarm.connected_peers().count(),
                     relayed_connections,
                     hole_punches: self.punches,
+                    gossip_addrs_ignored: self.hosts.ignored,
+                    gossip_addr_claims: self.hosts.claims(),
                 });
             }
             Command::Shutdown => {}
@@ -1272,7 +1277,13 @@ impl EventLoop {
             return;
         }
         for addr in addrs_of(from, addrs) {
-            self.swarm.add_peer_address(from, addr);
+            // Gossip cannot point this node at a host that is not the one it names (`hosts.rs`).
+            match self.hosts.admit(from, &addr) {
+                crate::hosts::Admit::Yes => self.swarm.add_peer_address(from, addr),
+                why => {
+                    tracing::debug!(target: "cairn_net", peer = %from, %addr, ?why, "announced address ignored")
+                }
+            }
         }
     }
 
@@ -1395,6 +1406,9 @@ impl EventLoop {
             } => {
                 tracing::debug!(target: "cairn_net", peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
                 self.redialer.connected(&peer_id);
+                if endpoint.is_dialer() {
+                    self.hosts.met(peer_id, endpoint.get_remote_address());
+                }
                 if addr_is_relayed(endpoint.get_remote_address()) {
                     self.relayed.entry(peer_id).or_default().push(connection_id);
                 } else if self.is_relay_server && endpoint.is_listener() {
@@ -1443,6 +1457,10 @@ impl EventLoop {
                 ..
             } => {
                 tracing::debug!(target: "cairn_net", %peer, %error, "outgoing connection failed");
+                if let libp2p::swarm::DialError::WrongPeerId { obtained, address } = &error {
+                    // Someone else lives there: gossip naming `peer` at that address is not believed again.
+                    self.hosts.met(*obtained, address);
+                }
                 if !self.swarm.is_connected(&peer) {
                     self.redialer.lost(&peer, std::time::Instant::now());
                 }

@@ -129,6 +129,11 @@ pub struct ReachabilityStatus {
     pub relayed_connections: usize,
     /// Hole punches that succeeded and failed since start.
     pub hole_punches: (u64, u64),
+    /// Addresses in gossip this node did not believe (another identity lives or claimed to live there,
+    /// or their IP holds as many unverified claims as it may), since start.
+    pub gossip_addrs_ignored: u64,
+    /// Gossiped addresses held as unverified claims now.
+    pub gossip_addr_claims: usize,
 }
 
 impl ReachabilityStatus {

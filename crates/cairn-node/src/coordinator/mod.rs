@@ -16,6 +16,7 @@
 pub mod auto;
 mod check;
 mod job;
+pub mod newcomers;
 mod persist;
 pub mod service;
 

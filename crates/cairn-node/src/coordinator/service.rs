@@ -2,7 +2,7 @@
 //! every job's state; everything slow (execution, verification, assembly, requests) runs elsewhere and
 //! reports back through a channel. Callers talk to it through a cloneable [`Service`] handle.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -23,6 +23,7 @@ use tracing::{debug, info, warn};
 
 use super::check::{self, Checked, Delivery};
 use super::job::JobRun;
+use super::newcomers::{self, Newcomers};
 use super::persist::{Prepared, StoredSegment, Submitter};
 use super::{JobSettings, NetworkProof, Progress};
 use crate::jobdb::{DbHandle, JobDb, JobState, LedgerEvent, LedgerKind};
@@ -168,6 +169,8 @@ impl Service {
             status: status.clone(),
             status_at: None,
             status_dirty: false,
+            connected: HashSet::new(),
+            newcomers: Newcomers::default(),
             start: Instant::now(),
         };
         tokio::spawn(core.run(commands, reports, events));
@@ -368,6 +371,8 @@ pub(super) enum Report {
         reason: String,
     },
     Assembled(JobId, Result<Vec<u8>, BackendError>),
+    /// A newcomer was probed: its status if it answered in time.
+    Probed(PeerId, Option<NetCapacity>),
 }
 
 fn to_sched_capacity(c: &NetCapacity) -> NodeCapacity {
@@ -405,6 +410,10 @@ pub(super) struct Core {
     status_at: Option<Instant>,
     /// Something changed since the status was last refreshed.
     status_dirty: bool,
+    /// Peers with a live connection now.
+    connected: HashSet<PeerId>,
+    /// Announced provers with no connection here, waiting to be probed (`newcomers.rs`).
+    newcomers: Newcomers,
     start: Instant,
 }
 
@@ -757,8 +766,15 @@ impl Core {
                 })
             })
             .collect();
+        let (waiting, probing) = self.newcomers.pending();
+        let newcomers = serde_json::json!({
+            "waiting": waiting,
+            "probing": probing,
+            "dropped": self.newcomers.dropped,
+            "probes_failed": self.newcomers.failures,
+        });
         *self.status.lock().expect("poisoned") =
-            serde_json::json!({ "jobs": jobs, "provers": provers });
+            serde_json::json!({ "jobs": jobs, "provers": provers, "newcomers": newcomers });
     }
 
     fn act(&mut self, action: Action) -> Option<(JobId, JobOutcome)> {
@@ -918,6 +934,21 @@ impl Core {
         })
     }
 
+    /// Probes the newcomers whose turn it is: a `Status` request each (which dials them), off the loop.
+    fn start_probes(&mut self) {
+        for peer in self.newcomers.to_probe() {
+            let (client, reports) = (self.client.clone(), self.reports.clone());
+            tokio::spawn(async move {
+                let asked = client.request(peer, &Request::Status);
+                let capacity = match tokio::time::timeout(newcomers::PROBE_TIMEOUT, asked).await {
+                    Ok(Ok(Response::Status(s))) => Some(s.capacity),
+                    _ => None,
+                };
+                let _ = reports.send(Report::Probed(peer, capacity)).await;
+            });
+        }
+    }
+
     /// A prover says it finished: fetch its receipt and check it, off the loop.
     fn on_result(
         &mut self,
@@ -1037,6 +1068,17 @@ impl Core {
             Report::ExecutionStored(id, summary) => self.on_execution_stored(id, summary),
             Report::Status(peer, Some(capacity)) => self.prover_seen(peer, &capacity),
             Report::Status(_, None) => Vec::new(),
+            Report::Probed(peer, capacity) => {
+                self.newcomers.probed(peer, capacity.is_some());
+                self.start_probes();
+                match capacity {
+                    Some(c) => self.prover_seen(peer, &c),
+                    None => {
+                        debug!(%peer, "an announced prover did not answer its probe");
+                        Vec::new()
+                    }
+                }
+            }
             Report::OfferAnswer {
                 task,
                 node,
@@ -1091,6 +1133,8 @@ impl Core {
     fn on_event(&mut self, event: Event) -> Ended {
         match event {
             Event::PeerConnected { peer } => {
+                self.connected.insert(peer);
+                self.newcomers.connected(&peer);
                 let (client, reports) = (self.client.clone(), self.reports.clone());
                 tokio::spawn(async move {
                     let capacity = match client.request(peer, &Request::Status).await {
@@ -1103,18 +1147,29 @@ impl Core {
             }
             // Handled here, not sent through `reports`: this loop is that channel's only reader, so waiting
             // for room in it (full after a resume replays its segments) would block it for good.
+            // Only a peer with a live connection joins the pool on its word; any other is a newcomer to
+            // probe first (`newcomers.rs`), so a made-up identity never costs a task attempt.
             Event::Capacity { from, announcement } => {
-                self.prover_seen(from, &announcement.capacity)
+                if self.connected.contains(&from) {
+                    self.prover_seen(from, &announcement.capacity)
+                } else {
+                    self.newcomers.heard(from);
+                    self.start_probes();
+                    Vec::new()
+                }
             }
             // The peer keeps its node id: identity follows the peer id, so a reconnect does not wash away a
             // quarantine or a record (see `prover_seen`).
-            Event::PeerDisconnected { peer } => match self.peers.get(&peer).copied() {
-                Some(node) => {
-                    info!(%peer, "prover left");
-                    self.feed(Input::NodeLeft { node })
+            Event::PeerDisconnected { peer } => {
+                self.connected.remove(&peer);
+                match self.peers.get(&peer).copied() {
+                    Some(node) => {
+                        info!(%peer, "prover left");
+                        self.feed(Input::NodeLeft { node })
+                    }
+                    None => Vec::new(),
                 }
-                None => Vec::new(),
-            },
+            }
             Event::InboundRequest {
                 peer,
                 request,

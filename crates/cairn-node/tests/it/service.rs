@@ -811,3 +811,135 @@ async fn po2_auto_predicts_on_the_provers_heard_and_proves_at_its_choice() {
     );
     svc.shutdown().await;
 }
+
+/// Issue 29, item 1: a signed capacity announcement put its author in the pool without that author ever
+/// connecting, so made-up identities relayed by one peer, each claiming a huge speed, were offered tasks
+/// first, and every failed dial cost a task an attempt; their announced addresses could point anywhere (here
+/// at the relaying peer's own port and at a closed loopback port). Now an identity that never connected is
+/// probed first, a bounded few at a time, and never gets a task, a place in the pool or an entry in the
+/// client's tables; and one address is dialed for at most one identity nothing has verified there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item1_identities_announced_through_another_peer_get_no_task_and_no_place_in_the_pool() {
+    let dir = tempfile::tempdir().unwrap();
+    let (svc, addr) = start(service_config(dir.path())).await;
+    let _p = start_prover(
+        dir.path(),
+        "honest",
+        &[&addr],
+        ProverOpts {
+            scale: 0.05,
+            ..ProverOpts::default()
+        },
+    );
+    // An ordinary peer connected to the client, through which the strangers' gossip reaches it.
+    let (hub, mut hub_events, hub_loop) =
+        Network::new(cairn_net::Config::loopback(dir.path().join("hub")))
+            .await
+            .unwrap();
+    tokio::spawn(hub_loop.run());
+    tokio::spawn(async move { while hub_events.recv().await.is_some() {} });
+    hub.dial(addr.parse().unwrap()).await.unwrap();
+    let hub_listen = hub.listen_addrs().await.unwrap()[0].to_string();
+    let hub_addr = format!("{hub_listen}/p2p/{}", hub.local_peer_id());
+    tokio::time::sleep(Duration::from_secs(2)).await; // the gossip mesh forms
+
+    const FAKES: usize = 20;
+    let mut fakes = std::collections::HashSet::new();
+    for i in 0..FAKES {
+        let (fake, mut events, event_loop) = Network::new(cairn_net::Config::loopback(
+            dir.path().join(format!("fake{i}")),
+        ))
+        .await
+        .unwrap();
+        tokio::spawn(event_loop.run());
+        let me = fake.local_peer_id();
+        fakes.insert(me);
+        fake.dial(hub_addr.parse().unwrap()).await.unwrap();
+        // Publish once the hub has subscribed (gossip needs a peer on the topic).
+        let subscribed = tokio::time::timeout(Duration::from_secs(10), async {
+            while let Some(ev) = events.recv().await {
+                if matches!(
+                    ev,
+                    Event::PeerSubscribed {
+                        topic: cairn_net::Topic::Capacity,
+                        ..
+                    }
+                ) {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        assert_eq!(subscribed, Ok(true), "fake {i} never saw the hub subscribe");
+        let announcement = cairn_net::protocol::CapacityAnnouncement {
+            capacity: NodeCapacity {
+                memory_bytes: 64 << 30,
+                max_po2: 22,
+                cycles_per_sec: 50_000_000,
+                slots: 8,
+                recursion: false,
+            },
+            free_slots: 8,
+            benchmark: None,
+            addrs: vec![
+                format!("{hub_listen}/p2p/{me}"),
+                format!("/ip4/127.0.0.1/tcp/9/p2p/{me}"),
+            ],
+        };
+        fake.publish_raw(
+            cairn_net::Topic::Capacity,
+            cairn_net::protocol::encode(&announcement).unwrap(),
+        )
+        .await
+        .unwrap();
+        // Gone at once: the identity is made up, nothing answers for it.
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            fake.shutdown().await;
+        });
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let mut handle = svc
+        .submit(job(8, "among strangers", Duration::from_secs(60)))
+        .await
+        .unwrap();
+    let mut offered_to_fakes = 0;
+    let proof = loop {
+        tokio::select! {
+            Some(p) = handle.progress.recv() => {
+                if let cairn_node::coordinator::Progress::Assigned { prover, .. } = p {
+                    offered_to_fakes += usize::from(fakes.contains(&prover));
+                }
+            }
+            r = &mut handle.result => break r.unwrap().unwrap(),
+        }
+    };
+    assert_eq!(proof.proved_by.values().sum::<u32>(), 8);
+    assert_eq!(
+        offered_to_fakes, 0,
+        "tasks were offered to identities that never connected"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let status = svc.status();
+    let listed: Vec<String> = status["provers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["peer"].as_str().unwrap().to_string())
+        .collect();
+    for fake in &fakes {
+        assert!(
+            !listed.contains(&fake.to_string()),
+            "a made-up identity is in the client's tables: {listed:?}"
+        );
+    }
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let newcomers = &status["newcomers"];
+    assert!(
+        newcomers["probes_failed"].as_u64().unwrap() >= 1,
+        "the strangers were never probed: {status}"
+    );
+    svc.shutdown().await;
+}

@@ -1,0 +1,161 @@
+//! What a newcomer must show before this client spends anything on it (issue 29, item 1; SECURITY.md,
+//! "Newcomers").
+//!
+//! A prover joins the scheduler's pool only after it answered `Status` over a live connection (Noise proves
+//! the identity at the other end). A signed capacity announcement from a peer with no connection here is a
+//! *candidate*: this client probes it (a `Status` request, which dials it at the addresses gossip gave and
+//! `cairn-net`'s host book let through), at most [`PROBES`] at once, each within [`PROBE_TIMEOUT`]. A
+//! candidate that answers joins the pool; one that does not is forgotten, and its identity is not probed
+//! again while it is among the last [`MAX_FAILED`] that failed. At most [`MAX_WAITING`] candidates wait;
+//! announcements past that are dropped (an honest prover announces again, and connects on its own).
+//!
+//! So a made-up identity costs this client one bounded probe, never a task attempt, a slot in the scheduler
+//! or an entry in its tables, and what the client keeps about peers it has never met is bounded.
+
+use std::collections::{HashSet, VecDeque};
+use std::time::Duration;
+
+use cairn_net::PeerId;
+
+/// Probes in flight at once.
+pub const PROBES: usize = 4;
+/// How long a probe may take (dial and answer).
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Candidates waiting for a probe.
+pub const MAX_WAITING: usize = 256;
+/// Failed identities remembered (not probed again).
+pub const MAX_FAILED: usize = 4_096;
+
+#[derive(Debug, Default)]
+pub(super) struct Newcomers {
+    waiting: VecDeque<PeerId>,
+    queued: HashSet<PeerId>,
+    probing: HashSet<PeerId>,
+    failed: VecDeque<PeerId>,
+    failed_set: HashSet<PeerId>,
+    /// Announcements dropped because the queue was full (since start).
+    pub(super) dropped: u64,
+    /// Probes that failed (since start).
+    pub(super) failures: u64,
+}
+
+impl Newcomers {
+    /// A peer with no connection here announced itself: queue a probe unless one is queued or running, it
+    /// failed one lately, or the queue is full.
+    pub(super) fn heard(&mut self, peer: PeerId) {
+        if self.queued.contains(&peer) || self.probing.contains(&peer) {
+            return;
+        }
+        if self.failed_set.contains(&peer) {
+            return;
+        }
+        if self.waiting.len() >= MAX_WAITING {
+            self.dropped += 1;
+            return;
+        }
+        self.queued.insert(peer);
+        self.waiting.push_back(peer);
+    }
+
+    /// The peer connected (and will be asked for its status on that connection): no probe needed.
+    pub(super) fn connected(&mut self, peer: &PeerId) {
+        if self.queued.remove(peer) {
+            self.waiting.retain(|p| p != peer);
+        }
+        self.forget_failure(peer);
+    }
+
+    /// The next candidates to probe now (each marked as probing).
+    pub(super) fn to_probe(&mut self) -> Vec<PeerId> {
+        let mut out = Vec::new();
+        while self.probing.len() < PROBES {
+            let Some(p) = self.waiting.pop_front() else {
+                break;
+            };
+            self.queued.remove(&p);
+            self.probing.insert(p);
+            out.push(p);
+        }
+        out
+    }
+
+    /// A probe ended: answered (`true`) or not.
+    pub(super) fn probed(&mut self, peer: PeerId, answered: bool) {
+        self.probing.remove(&peer);
+        if answered {
+            self.forget_failure(&peer);
+            return;
+        }
+        self.failures += 1;
+        if self.failed_set.insert(peer) {
+            self.failed.push_back(peer);
+            if self.failed.len() > MAX_FAILED {
+                if let Some(old) = self.failed.pop_front() {
+                    self.failed_set.remove(&old);
+                }
+            }
+        }
+    }
+
+    fn forget_failure(&mut self, peer: &PeerId) {
+        if self.failed_set.remove(peer) {
+            self.failed.retain(|p| p != peer);
+        }
+    }
+
+    /// Candidates waiting and being probed.
+    pub(super) fn pending(&self) -> (usize, usize) {
+        (self.waiting.len(), self.probing.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probes_are_bounded_and_a_failed_identity_is_not_probed_again() {
+        let mut n = Newcomers::default();
+        let peers: Vec<PeerId> = (0..10).map(|_| PeerId::random()).collect();
+        for p in &peers {
+            n.heard(*p);
+            n.heard(*p);
+        }
+        assert_eq!(n.pending(), (10, 0));
+        let first = n.to_probe();
+        assert_eq!(first.len(), PROBES);
+        assert!(n.to_probe().is_empty(), "no more than {PROBES} at once");
+        n.heard(first[0]); // announced again while probed: not queued twice
+        assert_eq!(n.pending(), (10 - PROBES, PROBES));
+        n.probed(first[0], false);
+        n.probed(first[1], true);
+        n.heard(first[0]);
+        assert_eq!(
+            n.pending(),
+            (10 - PROBES, PROBES - 2),
+            "a failed one waits no more"
+        );
+        // Connecting on its own clears a failure: it is asked on its connection.
+        n.connected(&first[0]);
+        n.heard(first[0]);
+        assert_eq!(n.pending().0, 10 - PROBES + 1);
+        assert_eq!(n.failures, 1);
+    }
+
+    #[test]
+    fn what_is_kept_about_strangers_is_bounded() {
+        let mut n = Newcomers::default();
+        for _ in 0..(MAX_WAITING + 100) {
+            n.heard(PeerId::random());
+        }
+        assert_eq!(n.pending().0, MAX_WAITING);
+        assert_eq!(n.dropped, 100);
+        for _ in 0..(MAX_FAILED + 10) {
+            let p = PeerId::random();
+            n.probing.insert(p);
+            n.probed(p, false);
+        }
+        assert_eq!(n.failed.len(), MAX_FAILED);
+        assert_eq!(n.failed_set.len(), MAX_FAILED);
+    }
+}
