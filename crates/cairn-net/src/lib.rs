@@ -39,6 +39,7 @@
 mod blob;
 mod codec;
 mod error;
+mod guard;
 mod hosts;
 // Entry points for the fuzz targets of crates/cairn-fuzz (not behind a feature: a feature only the fuzz crate
 // enables would make `cargo build -p cairn-cli` and a workspace build compile this crate twice).
@@ -54,6 +55,7 @@ mod transfer;
 
 pub use blob::{BlobId, BlobRef, ParseBlobIdError};
 pub use error::{NetError, StoreError};
+pub use guard::InboundLimits;
 pub use identity::Identity;
 pub use libp2p::{Multiaddr, PeerId};
 pub use network::{Client, Config, ConnectionLimits, Event, EventLoop, Network, Responder, Topic};

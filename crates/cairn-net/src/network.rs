@@ -80,6 +80,8 @@ pub struct ConnectionLimits {
     pub max_pending_incoming: u32,
     /// Outgoing connections still in their handshake.
     pub max_pending_outgoing: u32,
+    /// Inbound connections per address and from strangers (`guard.rs`).
+    pub inbound: crate::guard::InboundLimits,
 }
 
 impl Default for ConnectionLimits {
@@ -91,6 +93,7 @@ impl Default for ConnectionLimits {
             max_per_peer: 4,
             max_pending_incoming: 32,
             max_pending_outgoing: 32,
+            inbound: crate::guard::InboundLimits::default(),
         }
     }
 }
@@ -214,7 +217,9 @@ impl Config {
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
-    // First, so that a connection over the limits is refused before any other behaviour sees it.
+    // First, so that a connection over the limits is refused before any other behaviour sees it; the
+    // guard before libp2p's limits, so an idle stranger is evicted before the table counts as full.
+    guard: crate::guard::Guard,
     limits: connection_limits::Behaviour,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
@@ -684,6 +689,7 @@ fn build_behaviour(
         )
     });
     Ok(Behaviour {
+        guard: crate::guard::Guard::new(l.inbound),
         limits,
         identify,
         ping: ping::Behaviour::new(
@@ -1059,10 +1065,22 @@ impl EventLoop {
     }
 
     fn emit(&mut self, event: Event) {
-        if let Err(e) = self.events.try_send(event) {
-            self.dropped_events += 1;
-            // A dropped InboundRequest drops its responder, which answers `Internal`.
-            tracing::warn!(target: "cairn_net", error = %e, "event channel full or closed; event dropped");
+        match self.events.try_send(event) {
+            Ok(()) => {}
+            // The node is overloaded, not broken: a request it cannot take now is answered `Busy`, which the
+            // asker retries (a dropped responder would answer `Internal`, which a prover takes as final).
+            Err(mpsc::error::TrySendError::Full(Event::InboundRequest { responder, .. })) => {
+                self.dropped_events += 1;
+                tracing::warn!(target: "cairn_net", peer = %responder.peer(), "event channel full; request answered Busy");
+                responder.respond(Response::Error(ErrorReply::new(
+                    ErrorCode::Busy,
+                    "the node is overloaded; retry later",
+                )));
+            }
+            Err(e) => {
+                self.dropped_events += 1;
+                tracing::warn!(target: "cairn_net", error = %e, "event channel full or closed; event dropped");
+            }
         }
     }
 
@@ -1212,6 +1230,8 @@ impl EventLoop {
                     hole_punches: self.punches,
                     gossip_addrs_ignored: self.hosts.ignored,
                     gossip_addr_claims: self.hosts.claims(),
+                    inbound_refused: self.swarm.behaviour().guard.refused,
+                    strangers_evicted: self.swarm.behaviour().guard.evicted,
                 });
             }
             Command::Shutdown => {}
@@ -1695,6 +1715,16 @@ impl EventLoop {
                     ..
                 } => match protocol::decode::<Request>(&request) {
                     Ok(request) => {
+                        // Work brought or done: the peer keeps its connection slots (`guard.rs`).
+                        if matches!(
+                            request,
+                            Request::Offer(_)
+                                | Request::Result(_)
+                                | Request::Heartbeat(_)
+                                | Request::Failed { .. }
+                        ) {
+                            self.swarm.behaviour_mut().guard.value(peer);
+                        }
                         let (tx, rx) = oneshot::channel();
                         self.pending_responses
                             .push(rx.map(move |r| (peer, r.ok(), channel)).boxed());

@@ -134,6 +134,10 @@ pub struct ReachabilityStatus {
     pub gossip_addrs_ignored: u64,
     /// Gossiped addresses held as unverified claims now.
     pub gossip_addr_claims: usize,
+    /// Inbound connections refused (too many from one address, or from strangers), since start.
+    pub inbound_refused: u64,
+    /// Idle strangers' connections closed to make room, since start.
+    pub strangers_evicted: u64,
 }
 
 impl ReachabilityStatus {

@@ -735,6 +735,14 @@ async fn wait_for_shared(dir: &std::path::Path, offer: &Offer) -> Result<Vec<u8>
     Err("nothing to copy".into())
 }
 
+/// Whether the client answered and refused a request. `Busy` (its queue was full) and `Internal` are not
+/// refusals of what was sent: a finished proof is offered again, like one to an unreachable client (issue 29,
+/// item 9: a client whose event channel was full answered `Internal`, and the proof was thrown away).
+fn refused(e: &cairn_net::NetError) -> bool {
+    matches!(e, cairn_net::NetError::Remote { reply, .. }
+        if !matches!(reply.code, ErrorCode::Busy | ErrorCode::Internal))
+}
+
 /// Delivers a finished result: publishes the receipt blob once, then sends the signed `Result`, retrying the
 /// request with backoff (~1 minute in all) while the client is unreachable: a finished proof is worth a wait,
 /// and the client keeps the task open until its deadline.
@@ -763,7 +771,7 @@ async fn deliver(
                 return Ok(());
             }
             // The client answered and refused it: asking again changes nothing.
-            Err(e @ cairn_net::NetError::Remote { .. }) => return Err(e.into()),
+            Err(e) if refused(&e) => return Err(e.into()),
             // The client stays unreachable past the time it keeps a gone prover's tasks: give up.
             Err(e) if started.elapsed() >= DELIVER_FOR => return Err(e.into()),
             Err(e) => {

@@ -176,3 +176,32 @@ async fn hostile_requests_are_refused_without_crashing_the_receiver() {
     })
     .await;
 }
+
+/// Issue 29, item 9: a node whose event channel is full dropped inbound requests, and a dropped request is
+/// answered `Internal`, which a prover takes as final (it threw a finished proof away). It is answered
+/// `Busy` now: the node is overloaded, retry later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item9_a_node_whose_event_channel_is_full_answers_busy_not_internal() {
+    init_tracing();
+    bounded(async {
+        // Nobody reads the busy node's events, and its channel holds one.
+        let busy = spawn_node(vec![], |c| c.event_buffer = 1).await;
+        let busy_addr = busy.tcp_addr().await;
+        let busy_id = busy.id();
+        let asker = spawn_node(vec![busy_addr], |_| {}).await;
+        wait_connected(&asker.client, busy_id).await;
+        let mut codes = Vec::new();
+        for _ in 0..4 {
+            match asker.client.request(busy_id, &Request::Status).await {
+                Err(NetError::Remote { reply, .. }) => codes.push(reply.code),
+                other => panic!("nobody reads the node's events, yet it answered {other:?}"),
+            }
+        }
+        assert!(
+            codes.iter().all(|c| *c == ErrorCode::Busy),
+            "a full event channel must answer Busy: {codes:?}"
+        );
+        drop(busy);
+    })
+    .await;
+}

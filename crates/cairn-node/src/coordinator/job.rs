@@ -66,8 +66,11 @@ pub(super) struct JobRun {
     /// The receipt each prover delivered for each task (task index, node), while it is checked and after: a
     /// prover answers a task once. A repeat of the same receipt (a retried request) is acknowledged without a
     /// second fetch; another receipt is refused, so a prover cannot make this client fetch and verify
-    /// receipt after receipt for one task. Forgotten when the transfer fails (the prover may deliver again).
+    /// receipt after receipt for one task. A failed transfer spends the prover's copy too (issue 29, item 2):
+    /// it is remembered in `failed_fetches` and forgotten only when the prover takes the task again.
     pub delivered: HashMap<(u32, NodeId), BlobId>,
+    /// Deliveries whose receipt could not be fetched (task index, node).
+    pub failed_fetches: std::collections::HashSet<(u32, NodeId)>,
 }
 
 impl Drop for JobRun {

@@ -41,9 +41,23 @@ pub(super) struct Newcomers {
 
 impl Newcomers {
     /// A peer with no connection here announced itself: queue a probe unless one is queued or running, it
-    /// failed one lately, or the queue is full.
-    pub(super) fn heard(&mut self, peer: PeerId) {
+    /// failed one lately, or the queue is full. A `known` peer (one that answered this client before: it
+    /// has a node id, which only a live connection gives) goes to the front and is probed even after a
+    /// failure: it announces only while it is up, say back from an outage or a move.
+    pub(super) fn heard(&mut self, peer: PeerId, known: bool) {
         if self.queued.contains(&peer) || self.probing.contains(&peer) {
+            return;
+        }
+        if known {
+            self.forget_failure(&peer);
+            self.queued.insert(peer);
+            self.waiting.push_front(peer);
+            if self.waiting.len() > MAX_WAITING {
+                if let Some(last) = self.waiting.pop_back() {
+                    self.queued.remove(&last);
+                    self.dropped += 1;
+                }
+            }
             return;
         }
         if self.failed_set.contains(&peer) {
@@ -118,35 +132,40 @@ mod tests {
         let mut n = Newcomers::default();
         let peers: Vec<PeerId> = (0..10).map(|_| PeerId::random()).collect();
         for p in &peers {
-            n.heard(*p);
-            n.heard(*p);
+            n.heard(*p, false);
+            n.heard(*p, false);
         }
         assert_eq!(n.pending(), (10, 0));
         let first = n.to_probe();
         assert_eq!(first.len(), PROBES);
         assert!(n.to_probe().is_empty(), "no more than {PROBES} at once");
-        n.heard(first[0]); // announced again while probed: not queued twice
+        n.heard(first[0], false); // announced again while probed: not queued twice
         assert_eq!(n.pending(), (10 - PROBES, PROBES));
         n.probed(first[0], false);
         n.probed(first[1], true);
-        n.heard(first[0]);
+        n.heard(first[0], false);
         assert_eq!(
             n.pending(),
             (10 - PROBES, PROBES - 2),
             "a failed one waits no more"
         );
+        // Unless it answered before: a known prover is probed again, first.
+        n.heard(first[0], true);
+        assert_eq!(n.to_probe()[0], first[0]);
+        n.probed(first[0], false);
+        assert_eq!(n.failures, 2);
         // Connecting on its own clears a failure: it is asked on its connection.
         n.connected(&first[0]);
-        n.heard(first[0]);
-        assert_eq!(n.pending().0, 10 - PROBES + 1);
-        assert_eq!(n.failures, 1);
+        let waiting = n.pending().0;
+        n.heard(first[0], false);
+        assert_eq!(n.pending().0, waiting + 1);
     }
 
     #[test]
     fn what_is_kept_about_strangers_is_bounded() {
         let mut n = Newcomers::default();
         for _ in 0..(MAX_WAITING + 100) {
-            n.heard(PeerId::random());
+            n.heard(PeerId::random(), false);
         }
         assert_eq!(n.pending().0, MAX_WAITING);
         assert_eq!(n.dropped, 100);

@@ -230,6 +230,7 @@ impl Core {
             watchers: Vec::new(),
             pinned: vec![p.program_blob],
             delivered: HashMap::new(),
+            failed_fetches: Default::default(),
             settings,
         };
         info!(job = id.0, %owner, %image_id, po2 = run.settings.po2, "job submitted");

@@ -1092,7 +1092,19 @@ impl Core {
                     self.feed(Input::TaskFailed { node, task, reason })
                 }
             }
-            Report::OfferAnswer { declined: None, .. } => Vec::new(),
+            // It took the task (again): it may deliver it again.
+            Report::OfferAnswer {
+                task,
+                node,
+                declined: None,
+            } => {
+                if let Some(job) = self.jobs.get_mut(&task.job) {
+                    if job.failed_fetches.remove(&(task.index, node)) {
+                        job.delivered.remove(&(task.index, node));
+                    }
+                }
+                Vec::new()
+            }
             Report::Checked {
                 task,
                 node,
@@ -1107,10 +1119,20 @@ impl Core {
                 prove_ms,
             } => self.on_stored(task, node, bytes, published, prove_ms),
             Report::FetchFailed { task, node, reason } => {
-                // Not the prover's lie, necessarily: it may deliver this task again.
+                // Not the prover's lie, necessarily, but its copy of the task is spent: it delivers it again
+                // only if it takes the task again (an accepted offer forgets the delivery). Before, the delivery was
+                // forgotten here, so a prover could answer again at once and hold a fetch slot with each
+                // slow transfer, for ever (issue 29, item 2).
                 if let Some(job) = self.jobs.get_mut(&task.job) {
-                    job.delivered.remove(&(task.index, node));
+                    job.failed_fetches.insert((task.index, node));
                 }
+                self.ledger_for(
+                    node,
+                    task,
+                    LedgerKind::Penalty,
+                    Some("ReceiptTransferFailed".into()),
+                    0,
+                );
                 self.feed(Input::TaskFailed {
                     node,
                     task,
@@ -1153,7 +1175,8 @@ impl Core {
                 if self.connected.contains(&from) {
                     self.prover_seen(from, &announcement.capacity)
                 } else {
-                    self.newcomers.heard(from);
+                    let known = self.peers.contains_key(&from);
+                    self.newcomers.heard(from, known);
                     self.start_probes();
                     Vec::new()
                 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::support::{init_tracing, start_prover, ProverOpts};
 use cairn_backend::fake::FakeBackend;
-use cairn_net::protocol::{Offer, Request, Response, TaskKind};
+use cairn_net::protocol::{ErrorCode, ErrorReply, Offer, Request, Response, TaskKind};
 use cairn_net::{BlobRef, Event, Network, Retention};
 
 /// A bare client listening on loopback, a prover (with `opts`) dialing it, and the prover's peer id.
@@ -138,6 +138,64 @@ async fn item4_a_result_survives_a_brief_disconnect_of_its_client() {
     assert!(dropped && back);
     assert_eq!((result.job, result.task), (1, 0));
     assert!(result.signed_by(&prover));
+    let receipt = client
+        .fetch_blob_ref(&[prover], result.receipt, Retention::Evictable)
+        .await
+        .unwrap();
+    crate::support::backend()
+        .verify_segment(&std::fs::read(receipt.path).unwrap(), &claim)
+        .unwrap();
+}
+
+/// Issue 29, item 9: a client whose event channel was full answered a prover's `Result` with `Internal`, and
+/// the prover took any answered error as final and threw the finished proof away. A client that answers
+/// `Internal` or `Busy` is asked again (until it acknowledges, or refuses for a reason of its own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item9_a_result_answered_busy_or_internal_is_delivered_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (client, mut events, prover, _stop) =
+        client_and_prover(dir.path(), ProverOpts::default()).await;
+    let (claim, offer) = offer_first_segment(&client, "overloaded", 10_000, 14, 14).await;
+    assert_eq!(
+        client.request(prover, &offer).await.unwrap(),
+        Response::Accept
+    );
+    let mut answers = vec![
+        (
+            ErrorCode::Internal,
+            "the node dropped the request without answering",
+        ),
+        (ErrorCode::Busy, "the node is overloaded; retry later"),
+    ]
+    .into_iter();
+    let mut asked = 0;
+    let result = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match events.recv().await.unwrap() {
+                Event::InboundRequest {
+                    request: Request::Result(r),
+                    responder,
+                    ..
+                } => {
+                    asked += 1;
+                    match answers.next() {
+                        Some((code, why)) => {
+                            responder.respond(Response::Error(ErrorReply::new(code, why)))
+                        }
+                        None => {
+                            responder.respond(Response::Ack);
+                            break r;
+                        }
+                    }
+                }
+                Event::InboundRequest { responder, .. } => responder.respond(Response::Ack),
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("the prover gave up its result after an Internal or Busy answer");
+    assert_eq!(asked, 3);
     let receipt = client
         .fetch_blob_ref(&[prover], result.receipt, Retention::Evictable)
         .await

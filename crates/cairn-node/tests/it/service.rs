@@ -538,6 +538,72 @@ async fn a_prover_answers_a_task_once_and_a_flood_of_results_is_refused_unfetche
     svc.shutdown().await;
 }
 
+/// Issue 29, item 2: a failed receipt transfer forgot the prover's delivery, so it could answer the same
+/// task again at once, and each answer cost the client a fetch slot for as long as a slow transfer lasts.
+/// Now a prover whose receipt could not be fetched has spent its copy of the task: another `Result` for it
+/// is refused unfetched (until it is given the task again), and the failure is in the ledger.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item2_a_prover_whose_receipt_transfer_failed_cannot_answer_the_task_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (svc, addr) = start(service_config(dir.path())).await;
+    let slow = ProverOpts {
+        scale: 0.05,
+        ..ProverOpts::default()
+    };
+    let _p = start_prover(dir.path(), "honest", &[&addr], slow);
+    let handle = svc
+        .submit(job(24, "trickled", Duration::from_secs(60)))
+        .await
+        .unwrap();
+    let (trickler, mut offered) = posing_prover(dir.path(), "trickler", 50_000_000, true).await;
+    let service_peer = trickler.dial(addr.parse().unwrap()).await.unwrap();
+    let offer = tokio::time::timeout(Duration::from_secs(30), offered.recv())
+        .await
+        .expect("the trickler got no offer")
+        .unwrap();
+    let mut taken = 0;
+    for i in 0..4u32 {
+        // Never published: each fetch fails (as a transfer that never completes would, later).
+        let receipt = BlobRef::of(format!("receipt {i}").as_bytes());
+        let answer = trickler
+            .request(
+                service_peer,
+                &signed_result(&trickler, offer.job, offer.task, receipt),
+            )
+            .await;
+        match answer {
+            Ok(Response::Ack) => taken += 1,
+            Err(cairn_net::NetError::Remote { reply, .. }) => assert!(
+                matches!(reply.code, ErrorCode::Refused | ErrorCode::UnknownTask),
+                "{:?}: {}",
+                reply.code,
+                reply.message
+            ),
+            other => panic!("unexpected answer {other:?}"),
+        }
+        // Time for the client to try the fetch and fail.
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+    }
+    assert_eq!(
+        taken, 1,
+        "a prover whose transfer failed answered the same task again and was fetched again"
+    );
+    let proof = tokio::time::timeout(Duration::from_secs(60), handle.result)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(proof.proved_by.values().sum::<u32>(), 24);
+    svc.shutdown().await;
+    let who = trickler.local_peer_id().to_string();
+    assert!(
+        ledger(dir.path())
+            .iter()
+            .any(|(p, _, cause)| *p == who && cause.as_deref() == Some("ReceiptTransferFailed")),
+        "the failed transfer is not in the ledger"
+    );
+}
+
 /// Issue 13, item 6: a verified result that cannot be made durable (the job database is locked past its
 /// busy timeout) is not accepted: the job stops with the database's error, nothing is recorded as verified
 /// or rewarded, and submitting it again later proves it in full.
