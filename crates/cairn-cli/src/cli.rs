@@ -441,6 +441,10 @@ pub struct ReachArgs {
     /// Also relay for nodes behind NAT, as `cairn relay` does (a node or gateway on a public address).
     #[arg(long, env = "CAIRN_SERVE_RELAY")]
     pub serve_relay: bool,
+    /// Inbound connections one IP address may hold (loopback exempt): identities are free, addresses are
+    /// not. Raise it where many nodes share one address (a campus or carrier-grade NAT).
+    #[arg(long, env = "CAIRN_MAX_CONNS_PER_IP", default_value_t = 8)]
+    pub max_conns_per_ip: u32,
 }
 
 /// `cairn relay`.
@@ -473,6 +477,10 @@ pub struct RelayArgs {
     /// Answer reachability probes from nodes at private addresses (the NAT test lab, a LAN).
     #[arg(long, env = "CAIRN_AUTONAT_PRIVATE_IPS")]
     pub autonat_private_ips: bool,
+    /// Inbound connections one IP address may hold (loopback exempt). Raise it where many nodes share one
+    /// address (a campus or carrier-grade NAT).
+    #[arg(long, env = "CAIRN_MAX_CONNS_PER_IP", default_value_t = 8)]
+    pub max_conns_per_ip: u32,
     /// Print each listen address as `listening <addr>` on stdout (for scripts).
     #[arg(long, env = "CAIRN_PRINT_ADDR")]
     pub print_addr: bool,

@@ -9,8 +9,9 @@
 //!   [`InboundLimits::limit_loopback`]: on one machine every node shares 127.0.0.1, and a process on the same
 //!   machine could do worse than connect);
 //! - **a reserve for peers that work**: peers that sent work messages (offers, results, heartbeats, failure
-//!   reports) or that this node dialed are *valued*; strangers hold at most [`InboundLimits::strangers`]
-//!   inbound connections, so the rest of the table stays open to valued peers;
+//!   reports), that hold a reservation or a circuit on this node's relay, or that this node dialed are
+//!   *valued*; strangers hold at most the connection limit less [`InboundLimits::reserve`] inbound
+//!   connections, so the rest of the table stays open to valued peers;
 //! - **eviction of idle strangers**: where a new connection finds its address or the strangers' share full,
 //!   the oldest stranger connection that has had [`InboundLimits::grace`] to show work and has not is closed
 //!   to make room; only if there is none is the new connection refused. So a flood of idle identities cycles
@@ -38,8 +39,9 @@ use libp2p::{Multiaddr, PeerId};
 pub struct InboundLimits {
     /// Inbound connections from one IP address.
     pub per_ip: u32,
-    /// Inbound connections held by peers that have not worked with this node.
-    pub strangers: u32,
+    /// Connections kept for valued peers: strangers hold at most `ConnectionLimits::max_established` less
+    /// this many inbound connections.
+    pub reserve: u32,
     /// How long a new connection has to show work before it can be evicted.
     pub grace: Duration,
     /// Apply `per_ip` to loopback addresses too (tests; a devnet on one machine shares 127.0.0.1).
@@ -50,8 +52,8 @@ impl Default for InboundLimits {
     fn default() -> Self {
         Self {
             per_ip: 8,
-            // Of `ConnectionLimits::max_established` (128): 32 kept for valued peers.
-            strangers: 96,
+            // Of `ConnectionLimits::max_established` (128 for a node): 96 for strangers.
+            reserve: 32,
             grace: Duration::from_secs(10),
             limit_loopback: false,
         }
@@ -70,6 +72,8 @@ struct Inbound {
 
 pub(crate) struct Guard {
     limits: InboundLimits,
+    /// Inbound connections strangers may hold.
+    strangers_max: usize,
     pending: HashMap<ConnectionId, Option<IpAddr>>,
     inbound: HashMap<ConnectionId, Inbound>,
     valued: HashSet<PeerId>,
@@ -90,9 +94,10 @@ fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
 }
 
 impl Guard {
-    pub(crate) fn new(limits: InboundLimits) -> Self {
+    pub(crate) fn new(limits: InboundLimits, max_established: u32) -> Self {
         Self {
             limits,
+            strangers_max: max_established.saturating_sub(limits.reserve).max(1) as usize,
             pending: HashMap::new(),
             inbound: HashMap::new(),
             valued: HashSet::new(),
@@ -126,7 +131,7 @@ impl Guard {
             .filter(|(id, _)| !self.closing.contains(id))
     }
 
-    fn from_ip(&self, ip: IpAddr) -> usize {
+    fn coming_from(&self, ip: IpAddr) -> usize {
         let established = self.live().filter(|(_, c)| c.ip == Some(ip)).count();
         established + self.pending.values().filter(|p| **p == Some(ip)).count()
     }
@@ -183,7 +188,7 @@ impl NetworkBehaviour for Guard {
     ) -> Result<(), ConnectionDenied> {
         let ip = ip_of(remote);
         if let Some(limited) = self.limited_ip(ip) {
-            if self.from_ip(limited) >= self.limits.per_ip as usize
+            if self.coming_from(limited) >= self.limits.per_ip as usize
                 && !self.evict(Some(limited), Instant::now())
             {
                 return Err(self.deny(format!(
@@ -208,12 +213,12 @@ impl NetworkBehaviour for Guard {
             .remove(&connection_id)
             .unwrap_or_else(|| ip_of(remote));
         if !self.valued.contains(&peer)
-            && self.strangers() >= self.limits.strangers as usize
+            && self.strangers() >= self.strangers_max
             && !self.evict(None, Instant::now())
         {
             return Err(self.deny(format!(
                 "{} connections from peers that have not worked with this node already",
-                self.limits.strangers
+                self.strangers_max
             )));
         }
         self.inbound.insert(
@@ -306,7 +311,7 @@ mod tests {
 
     #[test]
     fn one_address_holds_a_few_slots_and_idle_strangers_make_room() {
-        let mut g = Guard::new(InboundLimits::default());
+        let mut g = Guard::new(InboundLimits::default(), 128);
         for _ in 0..8 {
             connect(&mut g, "10.1.1.1", PeerId::random()).unwrap();
         }
@@ -330,10 +335,10 @@ mod tests {
     fn strangers_cannot_take_the_slots_kept_for_peers_that_work() {
         let limits = InboundLimits {
             per_ip: 1_000,
-            strangers: 4,
+            reserve: 4,
             ..InboundLimits::default()
         };
-        let mut g = Guard::new(limits);
+        let mut g = Guard::new(limits, 8);
         let worker = PeerId::random();
         g.value(worker);
         for _ in 0..4 {

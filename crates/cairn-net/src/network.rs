@@ -689,7 +689,7 @@ fn build_behaviour(
         )
     });
     Ok(Behaviour {
-        guard: crate::guard::Guard::new(l.inbound),
+        guard: crate::guard::Guard::new(l.inbound, l.max_established),
         limits,
         identify,
         ping: ping::Behaviour::new(
@@ -1562,6 +1562,19 @@ impl EventLoop {
                 // entry); close it now rather than at TCP's timeout, so it is redialled.
                 tracing::info!(target: "cairn_net", %peer, %error, "ping failed; closing the connection");
                 self.swarm.close_connection(connection);
+            }
+            // A node holding a reservation on this relay, or a circuit through it, is no stranger: its
+            // connection is what the relay is for (`guard.rs`).
+            BehaviourEvent::Relay(relay::Event::ReservationReqAccepted { src_peer_id, .. }) => {
+                self.swarm.behaviour_mut().guard.value(src_peer_id);
+            }
+            BehaviourEvent::Relay(relay::Event::CircuitReqAccepted {
+                src_peer_id,
+                dst_peer_id,
+            }) => {
+                let guard = &mut self.swarm.behaviour_mut().guard;
+                guard.value(src_peer_id);
+                guard.value(dst_peer_id);
             }
             BehaviourEvent::RelayClient(relay::client::Event::ReservationReqAccepted {
                 relay_peer_id,

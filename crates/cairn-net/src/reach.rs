@@ -79,8 +79,11 @@ pub struct RelayServerConfig {
 }
 
 impl Default for RelayServerConfig {
-    /// Sized for Cairn: a segment of po2 20 is ~20 MB and a job can run for hours, so circuits are not
-    /// limited in bytes and live a day; reservations are renewed hourly.
+    /// Sized for Cairn: a segment of po2 20 is ~20 MB, so a circuit carries up to 1 GiB each way (about 50
+    /// such segments) and lives up to 2 hours; then it closes and the next request opens a new one (transfers
+    /// resume where they stopped). Before (issue 29, item 7) circuits had no byte limit and lived a day, so a
+    /// few identities could hold every circuit as a free proxy. Reservations are renewed hourly. How many
+    /// identities one address can bring is bounded by the inbound connection guard (`guard.rs`: 8 per IP).
     fn default() -> Self {
         Self {
             max_reservations: 1024,
@@ -88,8 +91,8 @@ impl Default for RelayServerConfig {
             reservation_duration: Duration::from_secs(3600),
             max_circuits: 256,
             max_circuits_per_peer: 32,
-            max_circuit_duration: Duration::from_secs(24 * 3600),
-            max_circuit_bytes: 0,
+            max_circuit_duration: Duration::from_secs(2 * 3600),
+            max_circuit_bytes: 1 << 30,
         }
     }
 }
@@ -323,6 +326,19 @@ fn hash_peer(peer: &PeerId) -> u64 {
 mod tests {
     use super::*;
 
+    /// Issue 29, item 7: a relay's circuits had no byte limit and lived 24 h, so ~8 identities could hold all
+    /// 256 for a day as a free proxy and cut nodes behind NAT off that relay. A circuit is bounded in bytes and
+    /// time now (and how many identities one address brings, by `guard.rs`).
+    #[test]
+    fn item7_a_relay_circuit_is_bounded_in_bytes_and_time() {
+        let c = RelayServerConfig::default().to_libp2p();
+        assert!(c.max_circuit_bytes > 0 && c.max_circuit_bytes <= 1 << 30);
+        assert!(c.max_circuit_duration <= Duration::from_secs(2 * 3600));
+        // libp2p's per-address rate limits on reservations and circuits stay in place.
+        assert!(!c.reservation_rate_limiters.is_empty());
+        assert!(!c.circuit_src_rate_limiters.is_empty());
+    }
+
     #[test]
     fn backoff_doubles_up_to_its_cap_with_bounded_jitter() {
         let b = Backoff {
@@ -411,7 +427,8 @@ mod tests {
     #[test]
     fn relay_limits_fit_cairn_transfers() {
         let c = RelayServerConfig::default().to_libp2p();
-        assert_eq!(c.max_circuit_bytes, 0, "unlimited bytes per circuit");
+        // Room for ~50 po2 20 segments (~20 MB each) per circuit and an hour of a job.
+        assert!(c.max_circuit_bytes >= 50 * 20_000_000);
         assert!(c.max_circuit_duration >= Duration::from_secs(3600));
         let zero = RelayServerConfig {
             max_circuit_duration: Duration::ZERO,

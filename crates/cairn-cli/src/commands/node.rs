@@ -261,6 +261,7 @@ pub fn apply_reach(net: &mut cairn_net::Config, r: &ReachArgs) -> anyhow::Result
     net.reachability = r.reachability;
     net.external_addrs = parse_addrs(&r.external_addr)?;
     net.autonat_private_ips = r.autonat_private_ips;
+    net.limits.inbound.per_ip = r.max_conns_per_ip.max(1);
     if r.serve_relay {
         net.relay_server = Some(cairn_net::RelayServerConfig::default());
     }

@@ -106,6 +106,13 @@ fn render(v: &serde_json::Value) -> String {
         r["hole_punches"][0].as_u64().unwrap_or(0),
         r["hole_punches"][1].as_u64().unwrap_or(0),
     );
+    let _ = writeln!(
+        o,
+        "  strangers: {} inbound connection(s) refused, {} idle one(s) evicted; {} announced address(es) not believed",
+        r["inbound_refused"].as_u64().unwrap_or(0),
+        r["strangers_evicted"].as_u64().unwrap_or(0),
+        r["gossip_addrs_ignored"].as_u64().unwrap_or(0),
+    );
     let running = v["running"].as_array().cloned().unwrap_or_default();
     let _ = writeln!(o, "tasks in hand: {}", running.len());
     for t in &running {

@@ -21,6 +21,7 @@ pub fn run(args: &RelayArgs) -> anyhow::Result<ExitCode> {
     // It holds connections for nodes that have nothing to say for long stretches.
     net.idle_connection_timeout = Duration::from_secs(600);
     net.limits.max_established = (args.max_reservations as u32 * 2).max(256);
+    net.limits.inbound.per_ip = args.max_conns_per_ip.max(1);
     net.relay_server = Some(RelayServerConfig {
         max_reservations: args.max_reservations,
         max_circuits: args.max_circuits,

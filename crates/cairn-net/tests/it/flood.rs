@@ -88,12 +88,13 @@ async fn a_thousand_identities_from_one_address_cannot_keep_clients_from_a_node(
         let client = spawn_node(vec![], |_| {}).await;
         let started = Instant::now();
         let reached = loop {
-            match client.client.dial(target.clone()).await {
-                Ok(_) => match client.client.request(node_id, &Request::Status).await {
-                    Ok(Response::Status(_)) => break true,
-                    _ => {}
-                },
-                Err(_) => {}
+            if client.client.dial(target.clone()).await.is_ok()
+                && matches!(
+                    client.client.request(node_id, &Request::Status).await,
+                    Ok(Response::Status(_))
+                )
+            {
+                break true;
             }
             if started.elapsed() > Duration::from_secs(30) {
                 break false;

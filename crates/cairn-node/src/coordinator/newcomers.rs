@@ -80,7 +80,7 @@ impl Newcomers {
     }
 
     /// The next candidates to probe now (each marked as probing).
-    pub(super) fn to_probe(&mut self) -> Vec<PeerId> {
+    pub(super) fn next_probes(&mut self) -> Vec<PeerId> {
         let mut out = Vec::new();
         while self.probing.len() < PROBES {
             let Some(p) = self.waiting.pop_front() else {
@@ -136,9 +136,9 @@ mod tests {
             n.heard(*p, false);
         }
         assert_eq!(n.pending(), (10, 0));
-        let first = n.to_probe();
+        let first = n.next_probes();
         assert_eq!(first.len(), PROBES);
-        assert!(n.to_probe().is_empty(), "no more than {PROBES} at once");
+        assert!(n.next_probes().is_empty(), "no more than {PROBES} at once");
         n.heard(first[0], false); // announced again while probed: not queued twice
         assert_eq!(n.pending(), (10 - PROBES, PROBES));
         n.probed(first[0], false);
@@ -151,7 +151,7 @@ mod tests {
         );
         // Unless it answered before: a known prover is probed again, first.
         n.heard(first[0], true);
-        assert_eq!(n.to_probe()[0], first[0]);
+        assert_eq!(n.next_probes()[0], first[0]);
         n.probed(first[0], false);
         assert_eq!(n.failures, 2);
         // Connecting on its own clears a failure: it is asked on its connection.

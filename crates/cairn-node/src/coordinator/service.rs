@@ -936,7 +936,7 @@ impl Core {
 
     /// Probes the newcomers whose turn it is: a `Status` request each (which dials them), off the loop.
     fn start_probes(&mut self) {
-        for peer in self.newcomers.to_probe() {
+        for peer in self.newcomers.next_probes() {
             let (client, reports) = (self.client.clone(), self.reports.clone());
             tokio::spawn(async move {
                 let asked = client.request(peer, &Request::Status);
