@@ -19,6 +19,8 @@ pub struct Metrics {
     pub verified: Counter,
     pub rejected: Counter,
     pub penalties: Counter,
+    /// Segments the executor produced (a job that ended stops its executor at the next one).
+    pub executed: Counter,
 }
 
 impl Metrics {
@@ -43,6 +45,11 @@ impl Metrics {
             "penalties",
             "Penalties recorded in the ledger",
             self.penalties.clone(),
+        );
+        r.register(
+            "segments_executed",
+            "Segments executed (a job that ends stops its execution at the next segment)",
+            self.executed.clone(),
         );
         r
     }

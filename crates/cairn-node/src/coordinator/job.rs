@@ -71,10 +71,14 @@ pub(super) struct JobRun {
     pub delivered: HashMap<(u32, NodeId), BlobId>,
     /// Deliveries whose receipt could not be fetched (task index, node).
     pub failed_fetches: std::collections::HashSet<(u32, NodeId)>,
+    /// Set when the job goes away, however it ends (cancelled, timed out, failed, done): its executor stops
+    /// at its next segment (issue 29, item 4: it ran on until the program ended, endless ones never).
+    pub stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Drop for JobRun {
     fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         // In-memory pin counts only: no disk I/O here.
         for id in self.pinned.drain(..) {
             let _ = self.client.store().unpin(&id);

@@ -231,8 +231,10 @@ impl Core {
             pinned: vec![p.program_blob],
             delivered: HashMap::new(),
             failed_fetches: Default::default(),
+            stop: Default::default(),
             settings,
         };
+        let stop = run.stop.clone();
         info!(job = id.0, %owner, %image_id, po2 = run.settings.po2, "job submitted");
         let (po2, cycle_limit) = (run.settings.po2, run.settings.cycle_limit);
         let resumed = run.resumed_segments;
@@ -279,10 +281,16 @@ impl Core {
             });
         } else {
             // Execute on a blocking thread, streaming segments to the loop.
-            let backend = self.backend.clone();
+            let (backend, executed) = (self.backend.clone(), self.metrics.executed.clone());
             tokio::task::spawn_blocking(move || {
                 let execute = || {
                     backend.execute_limited(&program, &input, po2, cycle_limit, &mut |blob| {
+                        executed.inc();
+                        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            return Err(cairn_backend::BackendError::Execution(
+                                "the job ended; its execution stops".into(),
+                            ));
+                        }
                         reports
                             .blocking_send(Report::Segment(id, blob, false))
                             .map_err(|_| {
@@ -308,10 +316,17 @@ impl Core {
         let restored = (job.aggregation() == cairn_scheduler::Aggregation::JoinTree)
             .then(|| job.verified.get(&index).cloned())
             .flatten();
+        // A job that ended while its segments queued for the database skips their writes: nothing will use
+        // them, and a fast executor can queue seconds of them.
+        let stop = job.stop.clone();
         let record = (!recorded).then(|| {
-            let (claim, bytes) = (blob.claim, blob.bytes.clone());
-            self.db
-                .call(move |db| db.record_segment(id.0, &claim, &bytes))
+            let (claim, bytes, stop) = (blob.claim, blob.bytes.clone(), stop.clone());
+            self.db.call(move |db| {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    return Ok(());
+                }
+                db.record_segment(id.0, &claim, &bytes)
+            })
         });
         let (client, reports) = (self.client.clone(), self.reports.clone());
         tokio::spawn(async move {
@@ -319,26 +334,31 @@ impl Core {
                 if let Some(r) = record {
                     answer(r).await?;
                 }
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    return Ok(None);
+                }
                 let data = BlobRef::of(&blob.bytes);
                 let blob_id = client.publish_blob(blob.bytes, Retention::Pinned).await?;
                 let restored = match restored {
                     Some(bytes) => Some(put_pinned(&client, bytes).await?),
                     None => None,
                 };
-                Ok(StoredSegment {
+                Ok(Some(StoredSegment {
                     claim: blob.claim,
                     data,
                     blob: blob_id,
                     restored,
-                })
+                }))
             }
             .await;
-            let _ = reports
-                .send(match stored {
-                    Ok(s) => Report::SegmentStored(id, s),
-                    Err(e) => Report::JobError(id, e),
-                })
-                .await;
+            let report = match stored {
+                Ok(Some(s)) => Report::SegmentStored(id, s),
+                // The job ended before anything was published for this segment: nobody waits for it (and
+                // a report could reach a later run of the same job id).
+                Ok(None) => return,
+                Err(e) => Report::JobError(id, e),
+            };
+            let _ = reports.send(report).await;
         });
     }
 

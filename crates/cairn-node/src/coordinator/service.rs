@@ -773,8 +773,12 @@ impl Core {
             "dropped": self.newcomers.dropped,
             "probes_failed": self.newcomers.failures,
         });
-        *self.status.lock().expect("poisoned") =
-            serde_json::json!({ "jobs": jobs, "provers": provers, "newcomers": newcomers });
+        *self.status.lock().expect("poisoned") = serde_json::json!({
+            "jobs": jobs,
+            "provers": provers,
+            "newcomers": newcomers,
+            "segments_executed": self.metrics.executed.get(),
+        });
     }
 
     fn act(&mut self, action: Action) -> Option<(JobId, JobOutcome)> {

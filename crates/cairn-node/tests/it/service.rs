@@ -1009,3 +1009,35 @@ async fn item1_identities_announced_through_another_peer_get_no_task_and_no_plac
     );
     svc.shutdown().await;
 }
+
+/// Issue 29, item 4: a job that ended (here: timed out) kept its executor running until the program ended,
+/// an endless one for ever, burning a core per job a client had ever submitted. The executor now stops at
+/// its next segment once the job is gone, however it ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item4_a_timed_out_job_stops_executing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (svc, _addr) = start(service_config(dir.path())).await;
+    // 2^40 cycles: tens of millions of fake segments, and no prover: it can only time out.
+    let request = JobRequest {
+        program: FakeBackend::program("endless"),
+        input: FakeBackend::input(1 << 40, b"endless"),
+        settings: settings(Duration::from_secs(2)),
+        owner: "test".into(),
+    };
+    let outcome = prove(&svc, request, Duration::from_secs(30)).await;
+    assert!(
+        outcome.is_err(),
+        "an endless job with no prover ended well?"
+    );
+    let executed = || svc.status()["segments_executed"].as_u64().unwrap();
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let before = executed();
+    assert!(before > 0, "nothing was executed: the test shows nothing");
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    let after = executed();
+    assert!(
+        after <= before + 1,
+        "the ended job's executor went on: {before} segments, then {after} two seconds later"
+    );
+    svc.shutdown().await;
+}
