@@ -29,7 +29,7 @@ pub const PARTIAL_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(
 /// `.data`/`.manifest` pair, downloads older than [`PARTIAL_MAX_AGE`], and the oldest downloads beyond a
 /// quarter of the store's cap (partial files are not counted in the cap while they grow, so without this,
 /// downloads that never finished would pile up outside it run after run).
-fn prune_partials(partial: &Path, config: &StoreConfig) {
+fn prune_partials(partial: &Path, config: &StoreConfig, busy: &std::collections::HashSet<String>) {
     let Ok(entries) = fs::read_dir(partial) else {
         return;
     };
@@ -44,6 +44,10 @@ fn prune_partials(partial: &Path, config: &StoreConfig) {
             .or_else(|| name.strip_suffix(".manifest"))
             .filter(|id| id.parse::<BlobId>().is_ok());
         let meta = e.metadata().ok();
+        if id.is_some_and(|id| busy.contains(id)) {
+            // Being downloaded right now: not this pass's to judge.
+            continue;
+        }
         let (Some(id), Some(meta)) = (id, meta.filter(|m| m.is_file())) else {
             tracing::warn!(target: "cairn_net::store", file = ?path, "removing a stray file from partial/");
             let _ = fs::remove_file(&path);
@@ -183,7 +187,7 @@ impl BlobStore {
         for e in fs::read_dir(&tmp).map_err(io_err(&tmp))?.flatten() {
             let _ = fs::remove_file(e.path());
         }
-        prune_partials(&dir.join("partial"), &config);
+        prune_partials(&dir.join("partial"), &config, &Default::default());
         let blobs = dir.join("blobs");
         let mut found = Vec::new();
         for e in fs::read_dir(&blobs).map_err(io_err(&blobs))?.flatten() {
@@ -249,6 +253,15 @@ impl BlobStore {
 
     pub(crate) fn blob_path(&self, id: &BlobId) -> PathBuf {
         self.dir.join("blobs").join(id.to_hex())
+    }
+
+    /// Applies the opening rule for unfinished downloads (a day, a quarter of the cap, newest first) while the
+    /// node runs, leaving alone the downloads in `busy` (issue 29, item 8: a failed fetch's partial files
+    /// were counted against nothing until the next restart, so fetches that kept failing filled the disk).
+    /// Blocking: call it off the async runtime.
+    pub(crate) fn prune_unfinished(&self, busy: &[BlobId]) {
+        let busy = busy.iter().map(BlobId::to_hex).collect();
+        prune_partials(&self.dir.join("partial"), &self.config, &busy);
     }
 
     pub(crate) fn partial_paths(&self, id: &BlobId) -> (PathBuf, PathBuf) {

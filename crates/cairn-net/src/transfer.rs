@@ -537,10 +537,17 @@ impl Fetcher {
         let result = self
             .fetch_locked(providers, id, retention, expected_size)
             .await;
-        self.in_flight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&id);
+        let busy: Vec<BlobId> = {
+            let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            in_flight.remove(&id);
+            in_flight.keys().copied().collect()
+        };
+        if result.is_err() {
+            // A failed fetch may leave its partial download behind (kept to be resumed): keep what all of
+            // them hold within the store's budget for unfinished downloads now, not at the next restart.
+            let store = self.store.clone();
+            tokio::task::spawn_blocking(move || store.prune_unfinished(&busy));
+        }
         result
     }
 
