@@ -24,6 +24,8 @@ need() {
 need curl - 'command -v curl'
 # RISC Zero's C++ kernels and SQLite are compiled from source.
 need build-essential - 'command -v cc && command -v c++'
+# nm: a test checks that the fuzz targets' entry points are not linked into the `cairn` binary.
+need binutils - 'command -v nm'
 # The SIGSTOP test runs /bin/kill, not the shell's builtin.
 need procps - '[ -x /bin/kill ] || [ -x /usr/bin/kill ]'
 # Network namespaces: the NAT lab and the two-host test.

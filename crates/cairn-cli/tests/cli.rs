@@ -309,3 +309,44 @@ fn execute_sweep_leaves_po2_15_out_unless_asked() {
     let (_, at15) = r.iter().find(|(p, _)| *p == 15).expect("a po2 15 row");
     assert!(at15.parse::<u32>().unwrap() >= 1, "{all}");
 }
+
+/// Issue 29, "Also": the fuzz targets' entry points (`cairn_net::fuzz`, `cairn_node::fuzz`,
+/// `cairn_gateway::fuzz`, `JobDb::overwrite_records_for_fuzzing`) are compiled into the library crates (a
+/// feature only the fuzz crate enabled would build each of them twice in a workspace build), but nothing a
+/// node runs calls them, so the linker leaves them out of the `cairn` binary. This holds it: none of their
+/// symbols may be in the binary's symbol table.
+#[test]
+fn the_fuzz_entry_points_are_not_linked_into_the_cairn_binary() {
+    let out = Command::new("nm")
+        .arg(CAIRN)
+        .output()
+        .expect("nm (binutils; scripts/test-deps.sh installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let symbols = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        symbols.lines().count() > 1_000,
+        "the binary has no symbol table to check"
+    );
+    let linked: Vec<&str> = symbols
+        .lines()
+        .filter(|l| {
+            [
+                "cairn_net4fuzz",
+                "cairn_node4fuzz",
+                "cairn_gateway4fuzz",
+                "for_fuzzing",
+            ]
+            .iter()
+            .any(|f| l.contains(f))
+        })
+        .take(5)
+        .collect();
+    assert!(
+        linked.is_empty(),
+        "fuzz-only entry points are in the cairn binary: {linked:?}"
+    );
+}
