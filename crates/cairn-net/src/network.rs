@@ -519,6 +519,7 @@ impl Network {
             );
         }
         let mut bootstrapped = false;
+        let mut nat_jury = crate::reach::NatJury::default();
         for addr in config.bootstrap.iter().chain(&config.relays) {
             let peer = peer_of(addr).ok_or_else(|| NetError::AddressWithoutPeerId(addr.clone()))?;
             if redialer.is_kept(&peer) {
@@ -530,8 +531,10 @@ impl Network {
                 bootstrapped = true;
             }
             if let Some(autonat) = swarm.behaviour_mut().autonat.as_mut() {
-                // Bootstrap peers and relays are the natural servers for this node's dial-back probes.
+                // Bootstrap peers and relays are the natural servers for this node's dial-back probes, and
+                // the ones whose word counts most (`reach::NatJury`).
                 autonat.add_server(peer, Some(addr.clone()));
+                nat_jury.trust(peer);
             }
             if let Err(e) = swarm.dial(addr.clone()) {
                 tracing::warn!(target: "cairn_net", %addr, error = %e, "could not dial bootstrap peer");
@@ -587,6 +590,8 @@ impl Network {
             inbound: HashMap::new(),
             closing: Vec::new(),
             hosts: Default::default(),
+            nat_jury,
+            private_pending: false,
             nat: if config.reachability == Reachability::Private {
                 "off".into()
             } else {
@@ -966,6 +971,10 @@ pub struct EventLoop {
     closing: Vec<(std::time::Instant, ConnectionId)>,
     /// Which identity lives at which address (what gossip may point this node at).
     hosts: crate::hosts::HostBook,
+    /// AutoNAT's dial-back results by server (`reach::NatJury`).
+    nat_jury: crate::reach::NatJury,
+    /// AutoNAT said private but too few servers agreed yet.
+    private_pending: bool,
     /// AutoNAT's verdict: `unknown`, `public`, `private` or `off`.
     nat: String,
     /// Hole punches (succeeded, failed).
@@ -1307,6 +1316,21 @@ impl EventLoop {
         }
     }
 
+    /// Nobody could dial back: withdraw the direct addresses (relay circuits and the operator's stay).
+    fn withdraw_direct(&mut self) {
+        self.private_pending = false;
+        let withdraw: Vec<Multiaddr> = self
+            .swarm
+            .external_addresses()
+            .filter(|a| !addr_is_relayed(a) && !self.operator_addrs.contains(a))
+            .cloned()
+            .collect();
+        for a in withdraw {
+            self.swarm.remove_external_address(&a);
+        }
+        self.update_kad_mode();
+    }
+
     /// In `Auto` mode, Kademlia serves while the node has a direct (not relayed) confirmed address.
     fn update_kad_mode(&mut self) {
         if self.reachability != Reachability::Auto {
@@ -1606,6 +1630,24 @@ impl EventLoop {
                     tracing::info!(target: "cairn_net", peer = %remote_peer_id, %error, "hole punch failed: staying on the relay");
                 }
             },
+            BehaviourEvent::Autonat(autonat::Event::OutboundProbe(probe)) => {
+                let now = std::time::Instant::now();
+                match probe {
+                    autonat::OutboundProbeEvent::Response { peer, .. } => {
+                        self.nat_jury.heard(peer, true, now)
+                    }
+                    autonat::OutboundProbeEvent::Error {
+                        peer: Some(peer),
+                        error:
+                            autonat::OutboundProbeError::Response(autonat::ResponseError::DialError),
+                        ..
+                    } => self.nat_jury.heard(peer, false, now),
+                    _ => {}
+                }
+                if self.private_pending && self.nat_jury.private_stands(now) {
+                    self.withdraw_direct();
+                }
+            }
             BehaviourEvent::Autonat(autonat::Event::StatusChanged { old, new }) => {
                 tracing::info!(target: "cairn_net", ?old, ?new, "AutoNAT verdict changed");
                 self.nat = match &new {
@@ -1614,20 +1656,17 @@ impl EventLoop {
                     autonat::NatStatus::Unknown => "unknown",
                 }
                 .into();
+                self.private_pending = false;
                 if matches!(new, autonat::NatStatus::Private)
                     && self.reachability == Reachability::Auto
                 {
-                    // Nobody could dial back: withdraw the direct addresses (relay circuits stay).
-                    let withdraw: Vec<Multiaddr> = self
-                        .swarm
-                        .external_addresses()
-                        .filter(|a| !addr_is_relayed(a) && !self.operator_addrs.contains(a))
-                        .cloned()
-                        .collect();
-                    for a in withdraw {
-                        self.swarm.remove_external_address(&a);
+                    if self.nat_jury.private_stands(std::time::Instant::now()) {
+                        self.withdraw_direct();
+                    } else {
+                        // Not on the word of one or two peers (`NatJury`): wait for more.
+                        tracing::info!(target: "cairn_net", "AutoNAT says private, but too few servers agree; keeping the addresses");
+                        self.private_pending = true;
                     }
-                    self.update_kad_mode();
                 }
             }
             _ => {}

@@ -322,9 +322,96 @@ fn hash_peer(peer: &PeerId) -> u64 {
         })
 }
 
+/// How long a dial-back verdict counts.
+const NAT_WINDOW: Duration = Duration::from_secs(30 * 60);
+/// Distinct servers, none of them chosen by the operator, whose failed dial-backs make a private verdict stand.
+const NAT_UNTRUSTED_QUORUM: usize = 3;
+
+/// AutoNAT's dial-back results by server, so that no single peer can take a node's addresses away (issue
+/// 29, item 10). libp2p's AutoNAT client asks connected peers as well as the servers the operator named
+/// (bootstrap peers and relays), and a peer that answers every probe with a failure could flip a public
+/// node to private, which withdraws its direct addresses and its DHT service. A private verdict now stands
+/// only if no server reached the node in the last 30 minutes and a server the operator chose failed to, or
+/// three distinct servers did.
+#[derive(Debug, Default)]
+pub(crate) struct NatJury {
+    trusted: std::collections::HashSet<PeerId>,
+    recent: std::collections::VecDeque<(PeerId, bool, Instant)>,
+}
+
+impl NatJury {
+    /// A server the operator chose (a bootstrap peer or relay).
+    pub(crate) fn trust(&mut self, server: PeerId) {
+        self.trusted.insert(server);
+    }
+
+    /// `server` dialed back (`reached`) or answered that it could not.
+    pub(crate) fn heard(&mut self, server: PeerId, reached: bool, now: Instant) {
+        self.recent.push_back((server, reached, now));
+        while self
+            .recent
+            .front()
+            .is_some_and(|(_, _, at)| now.duration_since(*at) > NAT_WINDOW)
+            || self.recent.len() > 256
+        {
+            self.recent.pop_front();
+        }
+    }
+
+    /// Whether a private verdict stands on what the servers said lately.
+    pub(crate) fn private_stands(&self, now: Instant) -> bool {
+        let recent = || {
+            self.recent
+                .iter()
+                .filter(move |(_, _, at)| now.duration_since(*at) <= NAT_WINDOW)
+        };
+        if recent().any(|(_, reached, _)| *reached) {
+            return false;
+        }
+        let failed: std::collections::HashSet<&PeerId> = recent().map(|(p, _, _)| p).collect();
+        failed.iter().any(|p| self.trusted.contains(*p)) || failed.len() >= NAT_UNTRUSTED_QUORUM
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 29, item 10: any connected peer could answer AutoNAT's dial-back probes with failures and flip a
+    /// public node to private. One or two peers' failures no longer do; a server the operator chose, or
+    /// three distinct ones, still can, and any success in the window vetoes.
+    #[test]
+    fn item10_one_lying_peer_cannot_make_a_public_node_private() {
+        let now = Instant::now();
+        let mut jury = NatJury::default();
+        let (liar, other, relay) = (PeerId::random(), PeerId::random(), PeerId::random());
+        jury.trust(relay);
+        for _ in 0..10 {
+            jury.heard(liar, false, now);
+        }
+        assert!(!jury.private_stands(now), "one peer's failures flip it");
+        jury.heard(other, false, now);
+        assert!(!jury.private_stands(now));
+        jury.heard(PeerId::random(), false, now);
+        assert!(jury.private_stands(now), "three distinct servers failed");
+        // An honest server reached the node: that vetoes.
+        jury.heard(PeerId::random(), true, now);
+        assert!(!jury.private_stands(now));
+        // Later, the success is out of the window, and the operator's relay fails to dial back.
+        let later = now + NAT_WINDOW + Duration::from_secs(1);
+        jury.heard(relay, false, later);
+        assert!(
+            jury.private_stands(later),
+            "the operator's own server could not dial back"
+        );
+        let mut lone = NatJury::default();
+        lone.trust(relay);
+        lone.heard(relay, false, now);
+        assert!(
+            lone.private_stands(now),
+            "behind NAT with one relay, its word is enough"
+        );
+    }
 
     /// Issue 29, item 7: a relay's circuits had no byte limit and lived 24 h, so ~8 identities could hold all
     /// 256 for a day as a free proxy and cut nodes behind NAT off that relay. A circuit is bounded in bytes and
