@@ -759,6 +759,8 @@ impl<B: Brain> Engine<B> {
             // Garbage or a copy costs next to nothing to produce.
             Behavior::Invalid | Behavior::Copier => (0.0, 1.0),
             Behavior::Silent => (0.0, f64::INFINITY),
+            // Nothing answers: the offer fails when its dial times out.
+            Behavior::Phantom => (0.0, self.p.phantom_dial_s),
         };
         let fails =
             spec.behavior == Behavior::Honest && self.rng.random::<f64>() < self.p.task_fail_rate;
@@ -881,6 +883,11 @@ impl<B: Brain> Engine<B> {
                     reason: RejectReason::WrongClaim,
                 },
                 Behavior::Silent => return,
+                Behavior::Phantom => Input::TaskFailed {
+                    node,
+                    task,
+                    reason: "unreachable: the dial timed out".into(),
+                },
             }
         };
         self.feed(input);

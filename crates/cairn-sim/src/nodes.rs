@@ -21,6 +21,9 @@ pub enum Behavior {
     Copier,
     /// Proves something else (full compute) and claims it answers the task.
     WrongClaim,
+    /// A made-up identity that never connected (`RunParams::phantoms`): an offer to it fails when the dial
+    /// times out.
+    Phantom,
 }
 
 impl Behavior {
@@ -31,6 +34,7 @@ impl Behavior {
             Behavior::Invalid => "invalid",
             Behavior::Copier => "copier",
             Behavior::WrongClaim => "wrong_claim",
+            Behavior::Phantom => "phantom",
         }
     }
 }
@@ -213,6 +217,36 @@ pub fn population(p: &RunParams, rng: &mut ChaCha8Rng) -> Vec<NodeSpec> {
                 node.capacity = cap;
             }
         }
+    }
+    // Made-up identities announced by one flooder: in the pool only without the newcomer rule (they never
+    // connect, so with it they never get past their probe). They announce first, so they hold the lowest
+    // ids (a client numbers provers as it hears of them) and FIFO placement reaches them first, as the
+    // made-up identities in issue 29's measurement were; the rest of the population is drawn as without them.
+    if p.phantoms > 0 && !p.newcomer_rule {
+        operator += 1;
+        let phantoms = p.phantoms as usize;
+        for node in nodes.iter_mut() {
+            node.id = NodeId(node.id.0 + phantoms as u64);
+        }
+        let made_up = (0..phantoms).map(|i| {
+            let mut cap = capacity(16.0, p.phantom_speed, true);
+            cap.slots = 8;
+            NodeSpec {
+                id: NodeId(i as u64),
+                operator,
+                behavior: Behavior::Phantom,
+                aggregator: false,
+                capacity: cap,
+                speed: 1.0,
+                bandwidth,
+                latency,
+                relayed: false,
+                churns: false,
+                stake: 0,
+                ask: 1,
+            }
+        });
+        nodes.splice(0..0, made_up);
     }
     nodes
 }

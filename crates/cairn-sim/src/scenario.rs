@@ -101,6 +101,15 @@ pub struct RunParams {
     pub churn: f64,
     pub churn_up_s: f64,
     pub churn_down_s: f64,
+    /// Made-up identities a flooder announces over gossip (issue 29, item 1): each claims `phantom_speed`
+    /// times the reference machine, never connects and never answers. With `newcomer_rule` (Cairn's rule: a
+    /// prover joins a client's pool only after answering over a live connection) they cost one probe each and
+    /// never enter the pool; without it they join on their word (as before the rule) and every offer to one
+    /// fails after `phantom_dial_s`, a dial that times out. They stay in the pool (re-announced every 30 s).
+    pub phantoms: u32,
+    pub phantom_speed: f64,
+    pub newcomer_rule: bool,
+    pub phantom_dial_s: f64,
     /// Sybil operators, each running `sybil_size` identities on one machine (each identity advertises the
     /// whole machine but really gets 1/k of it) and splitting its stake among them.
     pub sybil_groups: u32,
@@ -193,6 +202,10 @@ impl Default for RunParams {
             churn: 0.0,
             churn_up_s: 1800.0,
             churn_down_s: 300.0,
+            phantoms: 0,
+            phantom_speed: 50.0,
+            newcomer_rule: true,
+            phantom_dial_s: 10.0,
             sybil_groups: 0,
             sybil_size: 4,
             stake: 1000,
@@ -295,6 +308,8 @@ impl RunParams {
         pos("bandwidth_mbps", self.bandwidth_mbps)?;
         pos("client_uplink_mbps", self.client_uplink_mbps)?;
         frac("relayed", self.relayed)?;
+        pos("phantom_speed", self.phantom_speed)?;
+        pos("phantom_dial_s", self.phantom_dial_s)?;
         pos("relay_mbps", self.relay_mbps)?;
         if !(self.relay_latency_ms >= 0.0 && self.relay_latency_ms.is_finite()) {
             return Err((

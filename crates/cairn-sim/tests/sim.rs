@@ -283,3 +283,57 @@ heartbeat_s = [2.0, 30.0]
     assert_eq!(often.metrics.slashes, seldom.metrics.slashes);
     assert_eq!(often.metrics.wasted_ratio, seldom.metrics.wasted_ratio);
 }
+
+/// Issue 29, item 1, the simulator's side: made-up identities announced over gossip, claiming a fast machine
+/// and never answering. Without the newcomer rule they join the pool on their word, take the first offers and
+/// fail every one at its dial timeout: the job runs out of attempts. With the rule (what the client does now)
+/// they never enter the pool and the job is as if they did not exist.
+#[test]
+fn phantoms_fail_a_job_without_the_newcomer_rule_and_cost_nothing_with_it() {
+    let toml = r#"
+name = "phantoms"
+seed = 3
+[base]
+jobs = 1
+nodes = 300
+user_cycles = 20e6
+po2 = 16
+max_attempts = 5
+deadline_s = 3600
+max_sim_hours = 4
+aggregation = "composite"
+[sweep]
+phantoms = [0, 300]
+[[variant]]
+name = "rule"
+newcomer_rule = true
+[[variant]]
+name = "no-rule"
+newcomer_rule = false
+"#;
+    let scenario = Scenario::parse(toml, "phantoms").expect("parses");
+    let report = cairn_sim::simulate_scenario(&scenario, scenario.seed, 1).expect("simulates");
+    let by = |variant: &str, phantoms: u32| {
+        report
+            .runs
+            .iter()
+            .find(|r| r.spec.variant == variant && r.spec.params.phantoms == phantoms)
+            .expect("run")
+    };
+    let calm = by("rule", 0);
+    assert_eq!(calm.metrics.completed, 1);
+    let ttp = |r: &cairn_sim::RunResult| r.jobs[0].ttp_s;
+    let with_rule = by("rule", 300);
+    assert_eq!(with_rule.metrics.completed, 1, "{:?}", with_rule.jobs);
+    assert_eq!(
+        ttp(with_rule),
+        ttp(calm),
+        "the rule keeps phantoms out entirely"
+    );
+    let without = by("no-rule", 300);
+    assert_eq!(
+        without.metrics.completed, 0,
+        "300 phantoms should take the first offers and exhaust the attempts: {:?}",
+        without.jobs
+    );
+}
