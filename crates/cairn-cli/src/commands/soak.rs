@@ -209,6 +209,10 @@ struct ChaosCounts {
     client_kills: u32,
     connection_cuts: u32,
     sockets_cut: u32,
+    /// Identities announced over gossip that never connect or answer (`Strangers`).
+    made_up_identities: u32,
+    /// Strangers that connected to the observed node and stayed idle.
+    idle_strangers: u32,
 }
 
 /// Random faults, one every `mean` seconds on average, until `stop`.
@@ -351,6 +355,118 @@ impl Chaos {
             let mut lane = self.lanes[l].lock().unwrap_or_else(|p| p.into_inner());
             let _ = lane.nodes[n].spawn(&self.exe);
         }
+    }
+}
+
+/// Strangers on the network (issue 29): a flooder announcing made-up identities that claim a fast machine,
+/// with addresses pointing at other nodes' ports and at a closed port, each gone a moment after it announced;
+/// and idle strangers holding connections to the observed node. None of them may ever be offered a task
+/// (checked against the clients' ledgers).
+struct Strangers {
+    bootstrap: String,
+    /// Other nodes' addresses (`/ip4/.../tcp/<port>`) the made-up identities claim to live at.
+    targets: Vec<String>,
+    dir: PathBuf,
+    counts: Arc<Mutex<ChaosCounts>>,
+    made_up: Arc<Mutex<std::collections::HashSet<String>>>,
+}
+
+impl Strangers {
+    fn run(self, stop: Arc<AtomicBool>) {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async move {
+            let Ok(bootstrap) = self.bootstrap.parse::<cairn_net::Multiaddr>() else {
+                return;
+            };
+            let mut idle: std::collections::VecDeque<cairn_net::Client> = Default::default();
+            let mut n = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                n += 1;
+                let dir = self.dir.join(format!("stranger-{n}"));
+                let Ok((client, mut events, event_loop)) =
+                    cairn_net::Network::new(cairn_net::Config::loopback(&dir)).await
+                else {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    continue;
+                };
+                tokio::spawn(event_loop.run());
+                let me = client.local_peer_id();
+                let target = &self.targets[n as usize % self.targets.len().max(1)];
+                let announce = async {
+                    client.dial(bootstrap.clone()).await.ok()?;
+                    tokio::time::timeout(Duration::from_secs(5), async {
+                        while let Some(ev) = events.recv().await {
+                            if let cairn_net::Event::PeerSubscribed {
+                                topic: cairn_net::Topic::Capacity,
+                                ..
+                            } = ev
+                            {
+                                return;
+                            }
+                        }
+                    })
+                    .await
+                    .ok()?;
+                    let a = cairn_net::protocol::CapacityAnnouncement {
+                        capacity: cairn_net::protocol::NodeCapacity {
+                            memory_bytes: 64 << 30,
+                            max_po2: 22,
+                            cycles_per_sec: 50_000_000,
+                            slots: 8,
+                            recursion: true,
+                        },
+                        free_slots: 8,
+                        benchmark: None,
+                        addrs: vec![
+                            format!("{target}/p2p/{me}"),
+                            format!("/ip4/127.0.0.1/tcp/9/p2p/{me}"),
+                        ],
+                    };
+                    let bytes = cairn_net::protocol::encode(&a).ok()?;
+                    client
+                        .publish_raw(cairn_net::Topic::Capacity, bytes)
+                        .await
+                        .ok()
+                };
+                if announce.await.is_some() {
+                    self.made_up
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(me.to_string());
+                    self.counts
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .made_up_identities += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                // Every other one stays, idle, holding its connection (eight at most, oldest let go).
+                if n % 2 == 0 {
+                    tokio::spawn(async move { while events.recv().await.is_some() {} });
+                    idle.push_back(client);
+                    self.counts
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .idle_strangers += 1;
+                    if idle.len() > 8 {
+                        if let Some(old) = idle.pop_front() {
+                            old.shutdown().await;
+                        }
+                    }
+                } else {
+                    client.shutdown().await;
+                    let _ = std::fs::remove_dir_all(&dir);
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            for c in idle {
+                c.shutdown().await;
+            }
+        });
     }
 }
 
@@ -830,6 +946,23 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<ExitCode> {
         let stop = stop.clone();
         std::thread::spawn(move || chaos.run(stop))
     };
+    let made_up = Arc::new(Mutex::new(std::collections::HashSet::new()));
+    let strangers_thread = {
+        let lane = lanes[0].lock().unwrap_or_else(|p| p.into_inner());
+        let strangers = Strangers {
+            bootstrap: lane.nodes[0].addr.clone(),
+            targets: lane
+                .nodes
+                .iter()
+                .filter_map(|n| n.addr.split("/p2p/").next().map(str::to_string))
+                .collect(),
+            dir: out.join("strangers"),
+            counts: counts.clone(),
+            made_up: made_up.clone(),
+        };
+        let stop = stop.clone();
+        std::thread::spawn(move || strangers.run(stop))
+    };
     let samples = Arc::new(Mutex::new(Samples::default()));
     let sampler = {
         let (stop, samples) = (stop.clone(), samples.clone());
@@ -852,11 +985,31 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<ExitCode> {
     let jobs = run_jobs(&exe, &lanes, args, &client_pid, Instant::now() + duration);
     stop.store(true, Ordering::SeqCst);
     let _ = chaos_thread.join();
+    let _ = strangers_thread.join();
     let _ = sampler.join();
     let jobs = jobs?;
     let samples = samples.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let counts = counts.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let verdict = check(&lanes, &jobs, &samples, args);
+    let mut verdict = check(&lanes, &jobs, &samples, args);
+    // 6. No made-up identity was ever offered a task: none appears in a client's ledger.
+    let made_up = made_up.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    for lane in lanes.iter() {
+        let lane = lane.lock().unwrap_or_else(|p| p.into_inner());
+        let db = lane.dir.join("jobs.sqlite");
+        match cairn_node::jobdb::JobDb::open(&db).and_then(|db| db.ledger()) {
+            Ok(ledger) => {
+                for (prover, kind, cause) in ledger.iter().filter(|(p, ..)| made_up.contains(p)) {
+                    verdict.problems.push(format!(
+                        "{}: a made-up identity {prover} is in the ledger ({kind} {cause:?}): it was offered work",
+                        lane.name
+                    ));
+                }
+            }
+            Err(e) => verdict
+                .problems
+                .push(format!("{}: reading the ledger: {e}", lane.name)),
+        }
+    }
 
     let report = serde_json::json!({
         "minutes": args.minutes,
@@ -882,6 +1035,10 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<ExitCode> {
     println!(
         "soak: faults: {} prover kills ({} restarts), {} stalls, {} connection cuts ({} sockets), {} client kills",
         c.prover_kills, c.prover_restarts, c.prover_stalls, c.connection_cuts, c.sockets_cut, c.client_kills
+    );
+    println!(
+        "soak: strangers: {} made-up identities announced, {} idle connections held",
+        c.made_up_identities, c.idle_strangers
     );
     println!(
         "soak: observer node: RSS {} -> {} KiB, open files {} -> {}; largest node blob store {:.1} MB (cap {} MB), client store {:.1} MB",
