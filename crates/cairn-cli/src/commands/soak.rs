@@ -445,7 +445,7 @@ impl Strangers {
                 }
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 // Every other one stays, idle, holding its connection (eight at most, oldest let go).
-                if n % 2 == 0 {
+                if n.is_multiple_of(2) {
                     tokio::spawn(async move { while events.recv().await.is_some() {} });
                     idle.push_back(client);
                     self.counts
