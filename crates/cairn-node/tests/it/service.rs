@@ -129,6 +129,45 @@ async fn posing_prover(
     (peer, offered)
 }
 
+/// A job of `segments` on one honest prover, and an intruder posing as a very fast prover that took the
+/// first offer it got (it declines the rest).
+struct JobWithIntruder {
+    svc: Service,
+    handle: cairn_node::coordinator::JobHandle,
+    intruder: cairn_net::Client,
+    /// The service's peer id, as the intruder dialled it.
+    service_peer: cairn_net::PeerId,
+    offer: Offer,
+    _honest: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn job_with_an_intruder(dir: &Path, segments: u64, name: &str) -> JobWithIntruder {
+    let (svc, addr) = start(service_config(dir)).await;
+    let slow = ProverOpts {
+        scale: 0.05,
+        ..ProverOpts::default()
+    };
+    let _honest = start_prover(dir, "honest", &[&addr], slow);
+    let handle = svc
+        .submit(job(segments, name, Duration::from_secs(60)))
+        .await
+        .unwrap();
+    let (intruder, mut offered) = posing_prover(dir, name, 50_000_000, true).await;
+    let service_peer = intruder.dial(addr.parse().unwrap()).await.unwrap();
+    let offer = tokio::time::timeout(Duration::from_secs(30), offered.recv())
+        .await
+        .unwrap_or_else(|_| panic!("the {name} got no offer"))
+        .unwrap();
+    JobWithIntruder {
+        svc,
+        handle,
+        intruder,
+        service_peer,
+        offer,
+        _honest,
+    }
+}
+
 /// A `Result` for `task` of `job` delivering `receipt`, signed by `peer`.
 fn signed_result(peer: &cairn_net::Client, job: u64, task: u32, receipt: BlobRef) -> Request {
     Request::Result(TaskResult {
@@ -481,24 +520,14 @@ async fn item10_a_result_from_a_peer_not_given_the_task_is_refused_before_it_is_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_prover_answers_a_task_once_and_a_flood_of_results_is_refused_unfetched() {
     let dir = tempfile::tempdir().unwrap();
-    let (svc, addr) = start(service_config(dir.path())).await;
-    let slow = ProverOpts {
-        scale: 0.05,
-        ..ProverOpts::default()
-    };
-    let _p = start_prover(dir.path(), "honest", &[&addr], slow);
-    let handle = svc
-        .submit(job(6, "flooded", Duration::from_secs(60)))
-        .await
-        .unwrap();
-
-    // The flooder joins as a prover and accepts the first offer it gets; the rest it declines.
-    let (flooder, mut offered) = posing_prover(dir.path(), "flooder", 50_000_000, true).await;
-    let service_peer = flooder.dial(addr.parse().unwrap()).await.unwrap();
-    let offer = tokio::time::timeout(Duration::from_secs(30), offered.recv())
-        .await
-        .expect("the flooder got no offer")
-        .unwrap();
+    let JobWithIntruder {
+        svc,
+        handle,
+        intruder: flooder,
+        service_peer,
+        offer,
+        _honest,
+    } = job_with_an_intruder(dir.path(), 6, "flooder").await;
     let result_for =
         |bytes: &[u8]| signed_result(&flooder, offer.job, offer.task, BlobRef::of(bytes));
     let first = b"not a receipt at all".to_vec();
@@ -545,22 +574,14 @@ async fn a_prover_answers_a_task_once_and_a_flood_of_results_is_refused_unfetche
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn item2_a_prover_whose_receipt_transfer_failed_cannot_answer_the_task_again() {
     let dir = tempfile::tempdir().unwrap();
-    let (svc, addr) = start(service_config(dir.path())).await;
-    let slow = ProverOpts {
-        scale: 0.05,
-        ..ProverOpts::default()
-    };
-    let _p = start_prover(dir.path(), "honest", &[&addr], slow);
-    let handle = svc
-        .submit(job(24, "trickled", Duration::from_secs(60)))
-        .await
-        .unwrap();
-    let (trickler, mut offered) = posing_prover(dir.path(), "trickler", 50_000_000, true).await;
-    let service_peer = trickler.dial(addr.parse().unwrap()).await.unwrap();
-    let offer = tokio::time::timeout(Duration::from_secs(30), offered.recv())
-        .await
-        .expect("the trickler got no offer")
-        .unwrap();
+    let JobWithIntruder {
+        svc,
+        handle,
+        intruder: trickler,
+        service_peer,
+        offer,
+        _honest,
+    } = job_with_an_intruder(dir.path(), 24, "trickler").await;
     let mut taken = 0;
     for i in 0..4u32 {
         // Never published: each fetch fails (as a transfer that never completes would, later).
