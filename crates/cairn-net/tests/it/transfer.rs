@@ -157,12 +157,7 @@ async fn cut_transfer_resumes_after_restart_without_refetching_chunks() {
 async fn a_flaky_provider_is_retried_and_the_fetch_resumes_each_round() {
     init_tracing();
     bounded(async {
-        let hooks = cairn_net::TestHooks::default();
-        hooks.set(HookState {
-            cut_after_chunks: Some(5),
-            ..HookState::default()
-        });
-        let server = spawn_node(vec![], |c| c.test_hooks = hooks.clone()).await;
+        let server = spawn_node_cutting_streams_after(5).await;
         let data = test_bytes(SIZE, 9);
         let id = server
             .client
@@ -502,12 +497,7 @@ async fn a_peer_that_stops_reading_cannot_hold_a_serving_permit() {
 async fn item8_failed_fetches_leave_no_more_than_the_budget_for_unfinished_downloads() {
     init_tracing();
     bounded(async {
-        let hooks = cairn_net::TestHooks::default();
-        hooks.set(HookState {
-            cut_after_chunks: Some(5),
-            ..HookState::default()
-        });
-        let server = spawn_node(vec![], |c| c.test_hooks = hooks.clone()).await;
+        let server = spawn_node_cutting_streams_after(5).await;
         // A cut download's data file has the blob's full length (~1.1 MB, written in part): a quarter of
         // this cap (2 MiB) holds one, not the six this test leaves.
         let cap = 8 << 20;
@@ -555,4 +545,14 @@ async fn item8_failed_fetches_leave_no_more_than_the_budget_for_unfinished_downl
         );
     })
     .await;
+}
+
+/// A node whose served streams break after `chunks` chunks each (a flaky link).
+async fn spawn_node_cutting_streams_after(chunks: u32) -> Node {
+    let hooks = cairn_net::TestHooks::default();
+    hooks.set(HookState {
+        cut_after_chunks: Some(chunks),
+        ..HookState::default()
+    });
+    spawn_node(vec![], |c| c.test_hooks = hooks).await
 }
