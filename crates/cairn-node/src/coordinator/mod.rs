@@ -205,7 +205,8 @@ pub fn job_key_prefix(owner: &str, image_id: &Digest32, input: &[u8]) -> String 
     let base = format!("{image_id}:{}:", Digest32::sha256(input));
     match owner {
         "" | "cli" => base,
-        // Owner names are free text: escaped so that no name can produce another owner's prefix.
+        // The image id and input digest after the owner are fixed-length hex, so no two owners' keys can be
+        // equal; the name is written escaped, keeping control characters out of the key.
         owner => format!("{}@{base}", owner.escape_default()),
     }
 }
