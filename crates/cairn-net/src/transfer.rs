@@ -105,6 +105,9 @@ pub struct HookState {
     /// Fetching side: after receiving this many chunks of a range, stop reading the stream (and hold it open)
     /// for an hour, like a peer that asks for a blob and then reads nothing.
     pub stall_reading_after_chunks: Option<u32>,
+    /// Serving side: wait this many milliseconds before sending each chunk, like a peer that trickles a
+    /// blob out to hold the fetcher's transfer slot (issue 29, item 2).
+    pub chunk_delay_ms: Option<u32>,
 }
 
 impl TestHooks {
@@ -399,6 +402,9 @@ async fn serve_stream(
                     if hook.cut_after_chunks == Some(sent) {
                         tracing::debug!(sent, "test hook: cutting the stream");
                         return;
+                    }
+                    if let Some(ms) = hook.chunk_delay_ms {
+                        tokio::time::sleep(Duration::from_millis(u64::from(ms))).await;
                     }
                     let chunk = {
                         let (store, m) = (store.clone(), manifest.clone());

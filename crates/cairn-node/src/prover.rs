@@ -45,6 +45,9 @@ pub enum Misbehave {
     Replay,
     /// Proves the same segment index of another run of the job's program (a valid proof from another job).
     OtherJob,
+    /// Proves honestly, then serves each receipt one chunk every 15 s, holding the client's fetch slot (a
+    /// receipt trickler, issue 29 item 2).
+    Trickle,
     /// Waits for a colluding node's receipt for the same task in this directory and submits it as its own.
     Copy(PathBuf),
 }
@@ -58,9 +61,10 @@ impl std::str::FromStr for Misbehave {
             "garbage" => Self::Garbage,
             "replay" => Self::Replay,
             "other-job" => Self::OtherJob,
+            "trickle" => Self::Trickle,
             _ => match s.strip_prefix("copy:") {
                 Some(dir) => Self::Copy(dir.into()),
-                None => return Err(format!("unknown misbehaviour {s:?}: honest, silent, garbage, replay, other-job, copy:DIR")),
+                None => return Err(format!("unknown misbehaviour {s:?}: honest, silent, garbage, replay, other-job, trickle, copy:DIR")),
             },
         })
     }
@@ -133,7 +137,14 @@ pub async fn run_prover(
     backend: Arc<dyn ProvingBackend>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), NodeError> {
-    let (client, mut events, event_loop) = Network::new(cfg.net.clone()).await?;
+    let net = cfg.net.clone();
+    if cfg.misbehave == Misbehave::Trickle {
+        net.test_hooks.set(cairn_net::HookState {
+            chunk_delay_ms: Some(15_000),
+            ..cairn_net::HookState::default()
+        });
+    }
+    let (client, mut events, event_loop) = Network::new(net).await?;
     tokio::spawn(event_loop.run());
     print_listen_addrs(&client, cfg.print_addr).await?;
     let log: SharedLog = Arc::new(std::sync::Mutex::new(NodeLog {

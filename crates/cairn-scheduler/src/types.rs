@@ -164,6 +164,13 @@ pub enum Input {
         task: TaskId,
         error: String,
     },
+    /// The node delivered a result whose receipt is arriving more slowly than its size needs (a congested
+    /// uplink, or a prover trickling it out to hold the job up): the task gets a backup elsewhere, if backups
+    /// are on, and the first verified result wins.
+    ResultSlow {
+        node: NodeId,
+        task: TaskId,
+    },
     /// The driver verified the node's result and it answers the task.
     ResultVerified {
         node: NodeId,

@@ -784,6 +784,59 @@ fn tail_of_a_job_gets_backups_on_idle_nodes() {
     assert!(b.iter().all(|(_, n)| n.0 != 3 && n.0 != 4));
 }
 
+/// Issue 29, item 2 (receipt tricklers): a copy whose proof is done but whose receipt arrives slowly looks
+/// punctual to every timer (its node is fast, its deadline far), so nothing raced it and the job waited on the
+/// transfer. The driver's `ResultSlow` backs the task up at once, even where a backup would not be expected
+/// to finish first and past the usual count, and the first verified result wins.
+#[test]
+fn item2_a_result_arriving_slowly_is_backed_up_at_once() {
+    let cfg = SchedulerConfig {
+        speculative: SpeculativeConfig {
+            enabled: true,
+            tail_tasks: 0,
+            slow_factor: Some(2.0),
+            max_backups_per_task: 0,
+            ..SpeculativeConfig::default()
+        },
+        ..quiet_config()
+    };
+    let mut r = Rig::new(cfg, "fifo");
+    r.node(1, cap(20, false, 1));
+    r.submit(1, composite(18));
+    r.segment(1, 0);
+    r.finish_exec(1, 1);
+    let a = r.node(2, cap(20, false, 1));
+    assert!(
+        assigns(&a).is_empty(),
+        "no backup before the result is slow"
+    );
+    r.now = 300;
+    let a = r.input(Input::ResultSlow {
+        node: NodeId(1),
+        task: task(1, 0),
+    });
+    assert_eq!(assigns(&a), vec![(task(1, 0), NodeId(2))]);
+    let a = r.verify(2, task(1, 0));
+    assert_eq!(cancels(&a), vec![(task(1, 0), NodeId(1))]);
+    assert_eq!(finished(&a).len(), 1);
+}
+
+/// With backups off, a slow result changes nothing (the user chose no second copies).
+#[test]
+fn a_slow_result_with_backups_off_launches_nothing() {
+    let mut r = Rig::fifo();
+    r.node(1, cap(20, false, 1));
+    r.submit(1, composite(18));
+    r.segment(1, 0);
+    r.finish_exec(1, 1);
+    r.node(2, cap(20, false, 1));
+    let a = r.input(Input::ResultSlow {
+        node: NodeId(1),
+        task: task(1, 0),
+    });
+    assert!(assigns(&a).is_empty());
+}
+
 #[test]
 fn speculation_off_launches_no_backup() {
     let mut r = Rig::fifo();

@@ -27,6 +27,14 @@ pub(super) struct Delivery {
     pub prove_ms: Option<u64>,
 }
 
+/// How long a receipt of `bytes` may take to arrive before its task is backed up elsewhere
+/// (`Report::ResultSlow`): a few seconds, plus the size at 256 KiB/s (a slow home uplink). The fetch goes on;
+/// the first verified result wins.
+pub(super) fn patience(bytes: u64) -> std::time::Duration {
+    std::time::Duration::from_secs(3)
+        + std::time::Duration::from_secs_f64(bytes as f64 / (256.0 * 1024.0))
+}
+
 /// How many results are fetched and verified at once (each holds a receipt of up to
 /// [`super::MAX_RECEIPT_BYTES`] in memory).
 pub(super) const CONCURRENT_CHECKS: usize = 8;
@@ -65,10 +73,19 @@ pub(super) fn spawn(
                 // At most a few checks at once: each holds a receipt in memory. (Closed only when the
                 // service is gone: then nobody is listening.)
                 let _permit = permits.acquire_owned().await.ok()?;
-                let fetched = match client
-                    .fetch_blob_ref(&[peer], receipt, Retention::Evictable)
-                    .await
-                {
+                let slow = tokio::time::sleep(patience(receipt.size));
+                let providers = [peer];
+                let fetch = client.fetch_blob_ref(&providers, receipt, Retention::Evictable);
+                tokio::pin!(fetch);
+                tokio::pin!(slow);
+                let fetched = tokio::select! {
+                    f = &mut fetch => f,
+                    () = &mut slow => {
+                        let _ = reports.send(Report::ResultSlow { task, node }).await;
+                        fetch.await
+                    }
+                };
+                let fetched = match fetched {
                     Ok(f) => f,
                     Err(e) => {
                         let reason = e.to_string();

@@ -370,6 +370,11 @@ pub(super) enum Report {
         node: NodeId,
         reason: String,
     },
+    /// A result's receipt is still arriving after the time its size needs (`check::patience`).
+    ResultSlow {
+        task: TaskId,
+        node: NodeId,
+    },
     Assembled(JobId, Result<Vec<u8>, BackendError>),
     /// A newcomer was probed: its status if it answered in time.
     Probed(PeerId, Option<NetCapacity>),
@@ -1122,6 +1127,10 @@ impl Core {
                 published,
                 prove_ms,
             } => self.on_stored(task, node, bytes, published, prove_ms),
+            Report::ResultSlow { task, node } => {
+                warn!(job = task.job.0, task = task.index, prover = ?self.nodes.get(&node), "a receipt is arriving slowly; backing the task up");
+                self.feed(Input::ResultSlow { node, task })
+            }
             Report::FetchFailed { task, node, reason } => {
                 // Not the prover's lie, necessarily, but its copy of the task is spent: it delivers it again
                 // only if it takes the task again (an accepted offer forgets the delivery). Before, the delivery was

@@ -1062,3 +1062,68 @@ async fn item4_a_timed_out_job_stops_executing() {
     );
     svc.shutdown().await;
 }
+
+/// Issue 29, item 2, as the soak found it: a prover that proves at once and then serves its receipt one chunk
+/// every 15 s (just inside the transfer's chunk timeout) looks punctual to every timer, so nothing raced it and
+/// each job it touched waited 15 s on one transfer (the soak's honest jobs took 7x as long once it joined).
+/// A receipt still arriving after the time its size needs is backed up on another prover, and the first
+/// verified result wins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn item2_a_job_does_not_wait_on_a_receipt_trickled_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = service_config(dir.path());
+    // Only the new trigger: the others (the tail, idle nodes backing up unproven ones, stragglers against
+    // their expected time) miss a trickler that has delivered before and proves fast, which is how the soak's
+    // got through; here they would race this one for other reasons.
+    cfg.scheduler.speculative = cairn_scheduler::SpeculativeConfig {
+        enabled: true,
+        tail_tasks: 0,
+        slow_factor: None,
+        idle_backups: false,
+        ..cairn_scheduler::SpeculativeConfig::default()
+    };
+    let (svc, addr) = start(cfg).await;
+    let _trickler = start_prover(
+        dir.path(),
+        "trickler",
+        &[&addr],
+        ProverOpts {
+            misbehave: Misbehave::Trickle,
+            ..ProverOpts::default()
+        },
+    );
+    // Deadlines with room for a slow machine, as the command line's are (and the soak's were): the
+    // trickler's copy is not timed out while its receipt trickles.
+    let mut req = job(1, "trickled", Duration::from_secs(60));
+    req.settings.task_slack = Duration::from_secs(30);
+    let mut handle = svc.submit(req).await.unwrap();
+    // The trickler, alone, takes the task; then an honest prover joins.
+    let trickler = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let Some(cairn_node::coordinator::Progress::Assigned { prover, .. }) =
+                handle.progress.recv().await
+            {
+                return prover;
+            }
+        }
+    })
+    .await
+    .expect("the trickler was offered the task");
+    let _honest = start_prover(dir.path(), "honest", &[&addr], ProverOpts::default());
+    let started = Instant::now();
+    let proof = tokio::time::timeout(Duration::from_secs(60), &mut handle.result)
+        .await
+        .expect("the job finished")
+        .unwrap()
+        .unwrap();
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(12),
+        "the job waited {took:?} on a receipt trickled out 15 s a chunk"
+    );
+    assert!(
+        !proof.proved_by.contains_key(&trickler.to_string()),
+        "{:?}",
+        proof.proved_by
+    );
+}

@@ -659,6 +659,12 @@ impl Scheduler {
                 self.touch(node, now);
                 self.on_declined(now, node, task, reason);
             }
+            Input::ResultSlow { node, task } => {
+                self.touch(node, now);
+                // Unconditional (the slow copy's proof is done; only its transfer lags) and beyond the usual
+                // limit, like the backup of a copy on a node that never delivered.
+                self.want_backup_with(task, false, 1);
+            }
             Input::ResultVerified { node, task } => {
                 self.touch(node, now);
                 self.on_verified(now, node, task, &mut out);
