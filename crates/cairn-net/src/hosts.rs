@@ -10,20 +10,29 @@
 //!   a verified address is ignored.
 //! - **claims**: addresses gossip named and nothing has verified yet. The first identity to claim an address
 //!   holds it; others naming the same address are ignored, so one address is dialed for at most one
-//!   unverified identity. An IP holds at most [`CLAIMS_PER_IP`] claims and the book [`MAX_CLAIMS`] in all;
-//!   past that, new claims are ignored (never evicting older ones, which would let an attacker cycle them).
+//!   unverified identity. An IP where nobody was met yet holds at most [`UNPROVEN_CLAIMS_PER_IP`] claims, and
+//!   one where an identity was met [`CLAIMS_PER_IP`]; the book holds [`MAX_CLAIMS`]. Past that, new claims are
+//!   ignored (never evicting live ones, which would let an attacker cycle them). A claim lasts [`CLAIM_TTL`];
+//!   a dial that reached nobody does not free it. So gossip pointing made-up identities at a host that is
+//!   not a Cairn node costs that host at most [`UNPROVEN_CLAIMS_PER_IP`] connection attempts from each node
+//!   in a [`CLAIM_TTL`], however many identities name it.
 //!
 //! Relayed addresses (`/p2p-circuit`) carry no claim: the relay, not this node, connects, and only to the
 //! identity holding a reservation there. Addresses with no IP (DNS names) are accepted as they are.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 
-/// Unverified claims one IP may hold.
+/// Unverified claims an IP where some identity was met may hold.
 pub const CLAIMS_PER_IP: usize = 64;
+/// Unverified claims an IP where nobody was met yet may hold.
+pub const UNPROVEN_CLAIMS_PER_IP: usize = 4;
+/// How long a claim holds its address.
+pub const CLAIM_TTL: Duration = Duration::from_secs(600);
 /// Unverified claims in all.
 pub const MAX_CLAIMS: usize = 4_096;
 /// Verified addresses kept (oldest forgotten first).
@@ -57,15 +66,21 @@ pub(crate) enum Admit {
     VerifiedOther,
     /// Another identity claimed it first.
     ClaimedOther,
-    /// Its IP (or the book) holds as many claims as it may.
+    /// Its IP (or the book) holds as many claims as it may: [`UNPROVEN_CLAIMS_PER_IP`] where nobody was met.
     Full,
 }
 
 #[derive(Debug, Default)]
 pub(crate) struct HostBook {
     verified: HashMap<Host, (PeerId, u64)>,
-    claims: HashMap<Host, PeerId>,
-    per_ip: HashMap<IpAddr, usize>,
+    /// Verified addresses per IP.
+    verified_ips: HashMap<IpAddr, usize>,
+    /// Claimed addresses: who claimed each, and when.
+    claims: HashMap<Host, (PeerId, Instant)>,
+    /// The claimed addresses of each IP.
+    per_ip: HashMap<IpAddr, Vec<Host>>,
+    /// When expired claims were last swept from the whole book.
+    swept: Option<Instant>,
     /// Insertion counter, for forgetting the oldest verified entry.
     clock: u64,
     /// Gossiped addresses ignored so far (for the status and tests).
@@ -78,19 +93,31 @@ impl HostBook {
         let Some(host) = host_of(addr) else {
             return Admit::Yes;
         };
+        let now = Instant::now();
+        if self
+            .claims
+            .get(&host)
+            .is_some_and(|(_, at)| now.duration_since(*at) >= CLAIM_TTL)
+        {
+            self.release_claim(&host);
+        }
         let answer = match self.verified.get(&host) {
             Some((p, _)) if *p == peer => Admit::Yes,
             Some(_) => Admit::VerifiedOther,
             None => match self.claims.get(&host) {
-                Some(p) if *p == peer => Admit::Yes,
+                Some((p, _)) if *p == peer => Admit::Yes,
                 Some(_) => Admit::ClaimedOther,
                 None => {
-                    let n = self.per_ip.get(&host.0).copied().unwrap_or(0);
-                    if n >= CLAIMS_PER_IP || self.claims.len() >= MAX_CLAIMS {
+                    let limit = if self.verified_ips.contains_key(&host.0) {
+                        CLAIMS_PER_IP
+                    } else {
+                        UNPROVEN_CLAIMS_PER_IP
+                    };
+                    if self.ip_claims(host.0, now) >= limit || self.book_full(now) {
                         Admit::Full
                     } else {
-                        self.claims.insert(host, peer);
-                        *self.per_ip.entry(host.0).or_default() += 1;
+                        self.claims.insert(host, (peer, now));
+                        self.per_ip.entry(host.0).or_default().push(host);
                         Admit::Yes
                     }
                 }
@@ -109,7 +136,9 @@ impl HostBook {
         };
         self.release_claim(&host);
         self.clock += 1;
-        self.verified.insert(host, (peer, self.clock));
+        if self.verified.insert(host, (peer, self.clock)).is_none() {
+            *self.verified_ips.entry(host.0).or_default() += 1;
+        }
         if self.verified.len() > MAX_VERIFIED {
             if let Some(oldest) = self
                 .verified
@@ -118,15 +147,64 @@ impl HostBook {
                 .map(|(h, _)| *h)
             {
                 self.verified.remove(&oldest);
+                if let Some(n) = self.verified_ips.get_mut(&oldest.0) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.verified_ips.remove(&oldest.0);
+                    }
+                }
             }
         }
     }
 
+    /// Live claims of `ip` (its expired ones released).
+    fn ip_claims(&mut self, ip: IpAddr, now: Instant) -> usize {
+        let Some(hosts) = self.per_ip.get(&ip) else {
+            return 0;
+        };
+        let expired: Vec<Host> = hosts
+            .iter()
+            .filter(|h| {
+                self.claims
+                    .get(h)
+                    .is_none_or(|(_, at)| now.duration_since(*at) >= CLAIM_TTL)
+            })
+            .copied()
+            .collect();
+        for h in &expired {
+            self.release_claim(h);
+        }
+        self.per_ip.get(&ip).map_or(0, Vec::len)
+    }
+
+    /// Whether the book holds all the claims it may (expired ones swept first, at most once a minute).
+    fn book_full(&mut self, now: Instant) -> bool {
+        if self.claims.len() < MAX_CLAIMS {
+            return false;
+        }
+        if self
+            .swept
+            .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(60))
+        {
+            self.swept = Some(now);
+            let expired: Vec<Host> = self
+                .claims
+                .iter()
+                .filter(|(_, (_, at))| now.duration_since(*at) >= CLAIM_TTL)
+                .map(|(h, _)| *h)
+                .collect();
+            for h in &expired {
+                self.release_claim(h);
+            }
+        }
+        self.claims.len() >= MAX_CLAIMS
+    }
+
     fn release_claim(&mut self, host: &Host) {
         if self.claims.remove(host).is_some() {
-            if let Some(n) = self.per_ip.get_mut(&host.0) {
-                *n -= 1;
-                if *n == 0 {
+            if let Some(hosts) = self.per_ip.get_mut(&host.0) {
+                hosts.retain(|h| h != host);
+                if hosts.is_empty() {
                     self.per_ip.remove(&host.0);
                 }
             }
@@ -184,7 +262,8 @@ mod tests {
             assert_eq!(book.admit(p, &circuit), Admit::Yes);
         }
         assert_eq!(book.claims(), 0);
-        for port in 0..CLAIMS_PER_IP as u16 {
+        // An IP where nobody was met holds a few claims: a host that is no Cairn node is dialed a few times.
+        for port in 0..UNPROVEN_CLAIMS_PER_IP as u16 {
             let p = PeerId::random();
             let a = addr(&format!("/ip4/10.9.9.9/tcp/{}", 1000 + port), p);
             assert_eq!(book.admit(p, &a), Admit::Yes);
@@ -193,9 +272,29 @@ mod tests {
         assert_eq!(book.admit(p, &addr("/ip4/10.9.9.9/tcp/9", p)), Admit::Full);
         // Another IP is not affected.
         assert_eq!(book.admit(p, &addr("/ip4/10.9.9.8/tcp/9", p)), Admit::Yes);
-        // A verified meeting frees the claim it replaces.
+        // A verified meeting frees the claim it replaces, and the IP, proven to host a node, holds more.
         let q = PeerId::random();
         book.met(q, &addr("/ip4/10.9.9.9/tcp/1000", q));
-        assert_eq!(book.admit(p, &addr("/ip4/10.9.9.9/tcp/9", p)), Admit::Yes);
+        for port in 0..(CLAIMS_PER_IP - UNPROVEN_CLAIMS_PER_IP + 1) as u16 {
+            let p = PeerId::random();
+            let a = addr(&format!("/ip4/10.9.9.9/tcp/{}", 2000 + port), p);
+            assert_eq!(book.admit(p, &a), Admit::Yes, "claim {port}");
+        }
+        let p = PeerId::random();
+        assert_eq!(book.admit(p, &addr("/ip4/10.9.9.9/tcp/9", p)), Admit::Full);
+    }
+
+    #[test]
+    fn claims_expire_and_their_addresses_can_be_claimed_again() {
+        let mut book = HostBook::default();
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let at = "/ip4/10.5.5.5/tcp/4001";
+        assert_eq!(book.admit(a, &addr(at, a)), Admit::Yes);
+        assert_eq!(book.admit(b, &addr(at, b)), Admit::ClaimedOther);
+        // Age the claim past its lifetime.
+        let host = host_of(&addr(at, a)).unwrap();
+        book.claims.get_mut(&host).unwrap().1 = Instant::now() - CLAIM_TTL;
+        assert_eq!(book.admit(b, &addr(at, b)), Admit::Yes);
+        assert_eq!(book.claims(), 1);
     }
 }
