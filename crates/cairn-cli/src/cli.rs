@@ -57,7 +57,7 @@ pub enum Command {
 }
 
 /// `cairn soak`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct SoakArgs {
     /// How long to submit jobs, in minutes (the job running at the end is finished first).
     #[arg(long, env = "CAIRN_SOAK_MINUTES", default_value_t = 10.0)]
@@ -89,6 +89,14 @@ pub struct SoakArgs {
     /// Directory for the nodes, the job databases, the logs, the receipts and `soak.json` (emptied first).
     #[arg(long, env = "CAIRN_SOAK_OUT", default_value = "cairn-out/soak")]
     pub out: PathBuf,
+    /// Minutes at the start with no attackers, whose jobs are the baseline the attacked ones are held to
+    /// (default: a sixth of --minutes).
+    #[arg(long, env = "CAIRN_SOAK_QUIET_MINUTES")]
+    pub quiet_minutes: Option<f64>,
+    /// Leave the attackers out (strangers, a receipt trickler, an abandoning client, a gateway tenant's
+    /// intruder): chaos only.
+    #[arg(long, env = "CAIRN_SOAK_NO_ATTACKERS")]
+    pub no_attackers: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -593,7 +601,7 @@ pub struct NodeArgs {
     /// Print each listen address as `listening <addr>` on stdout (for scripts and `cairn devnet`).
     #[arg(long, env = "CAIRN_PRINT_ADDR")]
     pub print_addr: bool,
-    /// (testing) Misbehave: silent, garbage, replay, other-job, copy:DIR.
+    /// (testing) Misbehave: silent, garbage, replay, other-job, trickle, copy:DIR.
     #[arg(long, env = "CAIRN_MISBEHAVE", hide = true, default_value = "honest")]
     pub misbehave: String,
     /// (testing) Write every receipt into DIR too (the colluding half of the copy test).

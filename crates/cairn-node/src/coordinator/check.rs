@@ -28,10 +28,11 @@ pub(super) struct Delivery {
 }
 
 /// How long a receipt of `bytes` may take to arrive before its task is backed up elsewhere
-/// (`Report::ResultSlow`): a few seconds, plus the size at 256 KiB/s (a slow home uplink). The fetch goes on;
-/// the first verified result wins.
+/// (`Report::ResultSlow`): two seconds (a manifest and a chunk over a relayed link with a long round trip),
+/// plus the size at 256 KiB/s (a slow home uplink). The fetch goes on; the first verified result wins, and the
+/// backup costs only a second copy of one proof.
 pub(super) fn patience(bytes: u64) -> std::time::Duration {
-    std::time::Duration::from_secs(3)
+    std::time::Duration::from_secs(2)
         + std::time::Duration::from_secs_f64(bytes as f64 / (256.0 * 1024.0))
 }
 

@@ -23,6 +23,9 @@ use cairn_backend::ProvingBackend;
 
 use crate::cli::SoakArgs;
 
+mod attackers;
+use attackers::{Abandoner, SessionRun, Strangers, Tenant};
+
 /// Misbehaviours of the lying provers, in turn.
 const LIES: &[&str] = &["garbage", "replay", "other-job", "silent"];
 
@@ -131,64 +134,75 @@ impl Lane {
     ) -> anyhow::Result<Self> {
         let dir = out.join(name);
         std::fs::create_dir_all(&dir)?;
-        let mut nodes = Vec::new();
-        for i in 0..honest + liars {
-            let liar = i >= honest;
-            let node_name = if liar {
-                format!("liar-{}", i - honest)
-            } else {
-                format!("node-{i}")
-            };
-            let port = free_port()?;
-            let mut a: Vec<String> = [
-                "node",
-                "--listen",
-                &format!("/ip4/127.0.0.1/tcp/{port}"),
-                "--no-mdns",
-                "--print-addr",
-                "--heartbeat-secs",
-                "2",
-                "--workers",
-                "1",
-                "--threads",
-                "1",
-                "--no-benchmark",
-                "--announce-secs",
-                "5",
-                "--max-disk-mb",
-                &args.max_disk_mb.to_string(),
-                "--backend",
-                backend,
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-            a.push("--data-dir".into());
-            a.push(dir.join(&node_name).display().to_string());
-            if backend == "fake" {
-                a.extend(["--fake-time-scale".into(), args.fake_time_scale.to_string()]);
-            }
-            if liar {
-                a.extend(["--misbehave".into(), LIES[(i - honest) % LIES.len()].into()]);
-            }
-            let mut node = NodeProc {
-                log: dir.join(format!("{node_name}.log")),
-                name: format!("{name}/{node_name}"),
-                args: a,
-                child: None,
-                addr: String::new(),
-                peer: String::new(),
-                liar,
-            };
-            node.spawn(exe)?;
-            nodes.push(node);
-        }
-        Ok(Self {
+        let mut lane = Self {
             name,
             backend,
-            nodes,
+            nodes: Vec::new(),
             dir,
-        })
+        };
+        for i in 0..honest + liars {
+            if i >= honest {
+                let lie = LIES[(i - honest) % LIES.len()];
+                lane.add_node(exe, &format!("liar-{}", i - honest), Some(lie), args)?;
+            } else {
+                lane.add_node(exe, &format!("node-{i}"), None, args)?;
+            }
+        }
+        Ok(lane)
+    }
+
+    /// Starts a node of this lane, honest or misbehaving as `lie` says.
+    fn add_node(
+        &mut self,
+        exe: &Path,
+        node_name: &str,
+        lie: Option<&str>,
+        args: &SoakArgs,
+    ) -> anyhow::Result<()> {
+        let port = free_port()?;
+        let mut a: Vec<String> = [
+            "node",
+            "--listen",
+            &format!("/ip4/127.0.0.1/tcp/{port}"),
+            "--no-mdns",
+            "--print-addr",
+            "--heartbeat-secs",
+            "2",
+            "--workers",
+            "1",
+            "--threads",
+            "1",
+            "--no-benchmark",
+            "--announce-secs",
+            "5",
+            "--max-disk-mb",
+            &args.max_disk_mb.to_string(),
+            "--backend",
+            self.backend,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        a.push("--data-dir".into());
+        a.push(self.dir.join(node_name).display().to_string());
+        if self.backend == "fake" {
+            a.extend(["--fake-time-scale".into(), args.fake_time_scale.to_string()]);
+        }
+        if let Some(lie) = lie {
+            a.extend(["--misbehave".into(), lie.into()]);
+        }
+        let mut node = NodeProc {
+            log: self.dir.join(format!("{node_name}.log")),
+            name: format!("{}/{node_name}", self.name),
+            args: a,
+            child: None,
+            addr: String::new(),
+            peer: String::new(),
+            liar: lie.is_some(),
+        };
+        node.spawn(exe)?;
+        self.nodes.push(node);
+        Ok(())
     }
 
     fn bootstrap(&self) -> String {
@@ -211,6 +225,10 @@ struct ChaosCounts {
     sockets_cut: u32,
     /// Identities announced over gossip that never connect or answer (`Strangers`).
     made_up_identities: u32,
+    /// Runs of the abandoning client that were killed mid-job (each comes back 65 s later to offer again).
+    clients_abandoned: u32,
+    /// Nodes the chaos killed, stalled or cut (peer ids): only these may be penalized.
+    disturbed: std::collections::BTreeSet<String>,
     /// Strangers that connected to the observed node and stayed idle.
     idle_strangers: u32,
 }
@@ -297,6 +315,7 @@ impl Chaos {
             match self.rng.below(4) {
                 0 if !victims.is_empty() => {
                     let i = victims[self.rng.below(victims.len())];
+                    counts.disturbed.insert(lane.nodes[i].peer.clone());
                     lane.nodes[i].kill();
                     counts.prover_kills += 1;
                     let back = now + Duration::from_secs_f64(self.rng.range(2.0, 20.0));
@@ -304,6 +323,7 @@ impl Chaos {
                 }
                 1 if !victims.is_empty() => {
                     let i = victims[self.rng.below(victims.len())];
+                    counts.disturbed.insert(lane.nodes[i].peer.clone());
                     if let Some(pid) = lane.nodes[i].pid() {
                         if !resumes.iter().any(|r| r.1 == pid) && signal(pid, "STOP") {
                             counts.prover_stalls += 1;
@@ -317,6 +337,7 @@ impl Chaos {
                 2 if !victims.is_empty() => {
                     // Cut every TCP connection of a node (ss -K: needs root and a kernel with sock_destroy).
                     let i = victims[self.rng.below(victims.len())];
+                    counts.disturbed.insert(lane.nodes[i].peer.clone());
                     let port = lane.nodes[i]
                         .addr
                         .split("/tcp/")
@@ -358,118 +379,6 @@ impl Chaos {
     }
 }
 
-/// Strangers on the network (issue 29): a flooder announcing made-up identities that claim a fast machine,
-/// with addresses pointing at other nodes' ports and at a closed port, each gone a moment after it announced;
-/// and idle strangers holding connections to the observed node. None of them may ever be offered a task
-/// (checked against the clients' ledgers).
-struct Strangers {
-    bootstrap: String,
-    /// Other nodes' addresses (`/ip4/.../tcp/<port>`) the made-up identities claim to live at.
-    targets: Vec<String>,
-    dir: PathBuf,
-    counts: Arc<Mutex<ChaosCounts>>,
-    made_up: Arc<Mutex<std::collections::HashSet<String>>>,
-}
-
-impl Strangers {
-    fn run(self, stop: Arc<AtomicBool>) {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        else {
-            return;
-        };
-        rt.block_on(async move {
-            let Ok(bootstrap) = self.bootstrap.parse::<cairn_net::Multiaddr>() else {
-                return;
-            };
-            let mut idle: std::collections::VecDeque<cairn_net::Client> = Default::default();
-            let mut n = 0u64;
-            while !stop.load(Ordering::SeqCst) {
-                n += 1;
-                let dir = self.dir.join(format!("stranger-{n}"));
-                let Ok((client, mut events, event_loop)) =
-                    cairn_net::Network::new(cairn_net::Config::loopback(&dir)).await
-                else {
-                    tokio::time::sleep(Duration::from_secs(2)).await;
-                    continue;
-                };
-                tokio::spawn(event_loop.run());
-                let me = client.local_peer_id();
-                let target = &self.targets[n as usize % self.targets.len().max(1)];
-                let announce = async {
-                    client.dial(bootstrap.clone()).await.ok()?;
-                    tokio::time::timeout(Duration::from_secs(5), async {
-                        while let Some(ev) = events.recv().await {
-                            if let cairn_net::Event::PeerSubscribed {
-                                topic: cairn_net::Topic::Capacity,
-                                ..
-                            } = ev
-                            {
-                                return;
-                            }
-                        }
-                    })
-                    .await
-                    .ok()?;
-                    let a = cairn_net::protocol::CapacityAnnouncement {
-                        capacity: cairn_net::protocol::NodeCapacity {
-                            memory_bytes: 64 << 30,
-                            max_po2: 22,
-                            cycles_per_sec: 50_000_000,
-                            slots: 8,
-                            recursion: true,
-                        },
-                        free_slots: 8,
-                        benchmark: None,
-                        addrs: vec![
-                            format!("{target}/p2p/{me}"),
-                            format!("/ip4/127.0.0.1/tcp/9/p2p/{me}"),
-                        ],
-                    };
-                    let bytes = cairn_net::protocol::encode(&a).ok()?;
-                    client
-                        .publish_raw(cairn_net::Topic::Capacity, bytes)
-                        .await
-                        .ok()
-                };
-                if announce.await.is_some() {
-                    self.made_up
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(me.to_string());
-                    self.counts
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .made_up_identities += 1;
-                }
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                // Every other one stays, idle, holding its connection (eight at most, oldest let go).
-                if n.is_multiple_of(2) {
-                    tokio::spawn(async move { while events.recv().await.is_some() {} });
-                    idle.push_back(client);
-                    self.counts
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .idle_strangers += 1;
-                    if idle.len() > 8 {
-                        if let Some(old) = idle.pop_front() {
-                            old.shutdown().await;
-                        }
-                    }
-                } else {
-                    client.shutdown().await;
-                    let _ = std::fs::remove_dir_all(&dir);
-                }
-                tokio::time::sleep(Duration::from_secs(2)).await;
-            }
-            for c in idle {
-                c.shutdown().await;
-            }
-        });
-    }
-}
-
 /// One job of the soak.
 #[derive(Debug, Clone, serde::Serialize)]
 struct JobRun {
@@ -480,6 +389,8 @@ struct JobRun {
     runs: u32,
     finished: bool,
     secs: f64,
+    /// "quiet" (submitted before the attackers came) or "attack".
+    phase: &'static str,
 }
 
 /// Submits jobs one after another until `until`; returns them.
@@ -489,6 +400,7 @@ fn run_jobs(
     args: &SoakArgs,
     client_pid: &Arc<Mutex<Option<u32>>>,
     until: Instant,
+    attack_at: Instant,
 ) -> anyhow::Result<Vec<JobRun>> {
     let mut jobs = Vec::new();
     let mut n = 0u64;
@@ -527,7 +439,9 @@ fn run_jobs(
             "--aggregation",
             "composite",
             "--backups",
-            "off",
+            // Backups race stragglers (and receipt tricklers) where proofs do not share cores: the fake
+            // lane's proofs are sleeps; the real lane's provers share this machine's cores.
+            if real { "off" } else { "on" },
             "--task-slack-secs",
             "30",
             "--heartbeat-timeout-secs",
@@ -557,6 +471,11 @@ fn run_jobs(
             runs: 0,
             finished: false,
             secs: 0.0,
+            phase: if started < attack_at {
+                "quiet"
+            } else {
+                "attack"
+            },
         };
         // A job gets ten minutes, whatever happens to its clients.
         while started.elapsed() < Duration::from_secs(600) {
@@ -626,9 +545,9 @@ fn dir_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
-/// `(timestamp, job, task)` of every line of `log` holding `what` (tracing's format: an RFC 3339 time first,
-/// then `job=N task=M` among the fields).
-fn events(log: &Path, what: &str) -> Vec<(chrono::DateTime<chrono::FixedOffset>, u64, u32)> {
+/// `(timestamp, job, task)` of every line of `log` holding every string in `what` (tracing's format, colours
+/// taken out: an RFC 3339 time first, then `job=N task=M` among the fields).
+fn events(log: &Path, what: &[&str]) -> Vec<(chrono::DateTime<chrono::FixedOffset>, u64, u32)> {
     let Ok(f) = File::open(log) else {
         return Vec::new();
     };
@@ -643,9 +562,9 @@ fn events(log: &Path, what: &str) -> Vec<(chrono::DateTime<chrono::FixedOffset>,
     BufReader::new(f)
         .lines()
         .map_while(Result::ok)
-        .filter(|l| l.contains(what))
-        .filter_map(|l| {
-            let plain = strip_ansi(&l);
+        .map(|l| strip_ansi(&l))
+        .filter(|l| what.iter().all(|w| l.contains(w)))
+        .filter_map(|plain| {
             let ts = chrono::DateTime::parse_from_rfc3339(plain.split_whitespace().next()?).ok()?;
             Some((
                 ts,
@@ -654,6 +573,20 @@ fn events(log: &Path, what: &str) -> Vec<(chrono::DateTime<chrono::FixedOffset>,
             ))
         })
         .collect()
+}
+
+/// The peer id of the client whose log this is (it logged the identity it created on its first run).
+fn client_peer(log: &Path) -> Option<String> {
+    let f = File::open(log).ok()?;
+    BufReader::new(f)
+        .lines()
+        .map_while(Result::ok)
+        .find(|l| l.contains("created a new node identity"))
+        .and_then(|l| {
+            let plain = strip_ansi(&l);
+            let at = plain.find(" peer=")? + 6;
+            plain[at..].split_whitespace().next().map(str::to_string)
+        })
 }
 
 fn strip_ansi(s: &str) -> String {
@@ -744,6 +677,19 @@ struct Verdict {
     largest_node_store_mb: f64,
     node_store_cap_mb: u64,
     client_store_mb: f64,
+    /// Penalties of honest nodes the chaos never touched (must be none) and of those it did (allowed).
+    honest_nodes_penalized: usize,
+    penalties_of_disturbed_honest_nodes: usize,
+    gateway_sessions: usize,
+    gateway_sessions_verified: usize,
+    /// Another key's requests for the tenant's sessions, all refused.
+    intrusions_refused: usize,
+    /// Jobs before and under attack, their median times and the ratio (once each phase has three).
+    quiet_jobs: usize,
+    attacked_jobs: usize,
+    quiet_median_secs: f64,
+    attacked_median_secs: f64,
+    attacked_to_quiet: Option<f64>,
     problems: Vec<String>,
 }
 
@@ -813,9 +759,11 @@ fn check(lanes: &[Mutex<Lane>], jobs: &[JobRun], samples: &Samples, args: &SoakA
                 .problems
                 .push(format!("{}: job database: {e:#}", lane.name)),
         }
-        // 3. Nothing verified is given out again: no prover accepts a task after the client verified it.
+        // 3. Nothing verified is given out again: no prover accepts a task of the lane's client after the
+        // client verified it (other clients, the gateway's and the abandoning one, number their jobs alike).
+        let client = client_peer(&lane.dir.join("client.log"));
         let verified_at: HashMap<(u64, u32), chrono::DateTime<chrono::FixedOffset>> =
-            events(&lane.dir.join("client.log"), "segment verified")
+            events(&lane.dir.join("client.log"), &["segment verified"])
                 .into_iter()
                 .fold(HashMap::new(), |mut m, (ts, job, task)| {
                     m.entry((job, task))
@@ -825,7 +773,10 @@ fn check(lanes: &[Mutex<Lane>], jobs: &[JobRun], samples: &Samples, args: &SoakA
                 });
         v.verifications_logged += verified_at.len();
         for node in &lane.nodes {
-            let accepted = events(&node.log, "task accepted");
+            let accepted = match &client {
+                Some(peer) => events(&node.log, &["task accepted", &format!("client={peer}")]),
+                None => Vec::new(),
+            };
             v.acceptances_logged += accepted.len();
             for (ts, job, task) in accepted {
                 if let Some(at) = verified_at.get(&(job, task)) {
@@ -946,8 +897,18 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<ExitCode> {
         let stop = stop.clone();
         std::thread::spawn(move || chaos.run(stop))
     };
+    // The attackers come after the quiet phase, whose jobs are the baseline (issue 29).
+    let quiet = Duration::from_secs_f64(args.quiet_minutes.unwrap_or(args.minutes / 6.0) * 60.0);
+    let attack_at = if args.no_attackers {
+        Instant::now() + duration * 4 + Duration::from_secs(3600)
+    } else {
+        Instant::now() + quiet
+    };
     let made_up = Arc::new(Mutex::new(std::collections::HashSet::new()));
-    let strangers_thread = {
+    let mut attacker_threads = Vec::new();
+    let sessions: Arc<Mutex<Vec<SessionRun>>> = Arc::default();
+    let mut gateway = None;
+    if !args.no_attackers {
         let lane = lanes[0].lock().unwrap_or_else(|p| p.into_inner());
         let strangers = Strangers {
             bootstrap: lane.nodes[0].addr.clone(),
@@ -960,9 +921,41 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<ExitCode> {
             counts: counts.clone(),
             made_up: made_up.clone(),
         };
-        let stop = stop.clone();
-        std::thread::spawn(move || strangers.run(stop))
-    };
+        let halt = stop.clone();
+        attacker_threads.push(std::thread::spawn(move || strangers.run(attack_at, halt)));
+        let abandoner = Abandoner {
+            exe: exe.clone(),
+            bootstrap: lane.bootstrap(),
+            dir: out.join("abandoner"),
+            cycles: args.fake_cycles * 40,
+            counts: counts.clone(),
+        };
+        let halt = stop.clone();
+        attacker_threads.push(std::thread::spawn(move || abandoner.run(attack_at, halt)));
+        // The receipt trickler joins the lane when the attack starts.
+        let (all, path, a, halt) = (lanes.clone(), exe.clone(), args.clone(), stop.clone());
+        attacker_threads.push(std::thread::spawn(move || {
+            if attackers::wait_until(attack_at, &halt) {
+                let mut lane = all[0].lock().unwrap_or_else(|p| p.into_inner());
+                if let Err(e) = lane.add_node(&path, "trickler-0", Some("trickle"), &a) {
+                    eprintln!("soak: the receipt trickler did not start: {e:#}");
+                }
+            }
+        }));
+        // A gateway on the same provers: an honest tenant's sessions, and another key after them.
+        let (g, url) = start_gateway(&exe, &lane, out)?;
+        gateway = Some(g);
+        let tenant = Tenant {
+            url,
+            key: TENANT_KEY.into(),
+            intruder_key: INTRUDER_KEY.into(),
+            cycles: args.fake_cycles,
+            attack_at,
+            sessions: sessions.clone(),
+        };
+        let halt = stop.clone();
+        attacker_threads.push(std::thread::spawn(move || tenant.run(halt)));
+    }
     let samples = Arc::new(Mutex::new(Samples::default()));
     let sampler = {
         let (stop, samples) = (stop.clone(), samples.clone());
@@ -982,32 +975,109 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<ExitCode> {
         })
     };
 
-    let jobs = run_jobs(&exe, &lanes, args, &client_pid, Instant::now() + duration);
+    let jobs = run_jobs(
+        &exe,
+        &lanes,
+        args,
+        &client_pid,
+        Instant::now() + duration,
+        attack_at,
+    );
     stop.store(true, Ordering::SeqCst);
     let _ = chaos_thread.join();
-    let _ = strangers_thread.join();
+    for t in attacker_threads {
+        let _ = t.join();
+    }
     let _ = sampler.join();
+    if let Some(mut g) = gateway {
+        let _ = g.kill();
+        let _ = g.wait();
+    }
+    let sessions = sessions.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let jobs = jobs?;
     let samples = samples.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let counts = counts.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let mut verdict = check(&lanes, &jobs, &samples, args);
-    // 6. No made-up identity was ever offered a task: none appears in a client's ledger.
+    // 6. No made-up identity was ever offered a task, and no honest node the chaos left alone was penalized:
+    // neither appears so in a client's ledger (the CLI clients' and the gateway's).
     let made_up = made_up.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let mut ledgers = Vec::new();
+    let mut honest = std::collections::HashMap::new();
     for lane in lanes.iter() {
         let lane = lane.lock().unwrap_or_else(|p| p.into_inner());
-        let db = lane.dir.join("jobs.sqlite");
-        match cairn_node::jobdb::JobDb::open(&db).and_then(|db| db.ledger()) {
+        ledgers.push((lane.name.to_string(), lane.dir.join("jobs.sqlite")));
+        for n in lane.nodes.iter().filter(|n| !n.liar) {
+            honest.insert(n.peer.clone(), n.name.clone());
+        }
+    }
+    if !args.no_attackers {
+        ledgers.push(("gateway".into(), out.join("gateway/jobs.sqlite")));
+    }
+    for (name, db) in &ledgers {
+        match cairn_node::jobdb::JobDb::open(db).and_then(|db| db.ledger()) {
             Ok(ledger) => {
-                for (prover, kind, cause) in ledger.iter().filter(|(p, ..)| made_up.contains(p)) {
-                    verdict.problems.push(format!(
-                        "{}: a made-up identity {prover} is in the ledger ({kind} {cause:?}): it was offered work",
-                        lane.name
-                    ));
+                for (prover, kind, cause) in &ledger {
+                    if made_up.contains(prover) {
+                        verdict.problems.push(format!(
+                            "{name}: a made-up identity {prover} is in the ledger ({kind} {cause:?}): it was offered work"
+                        ));
+                    }
+                    if kind == "penalty" {
+                        if let Some(node) = honest.get(prover) {
+                            if counts.disturbed.contains(prover) {
+                                verdict.penalties_of_disturbed_honest_nodes += 1;
+                            } else {
+                                verdict.honest_nodes_penalized += 1;
+                                verdict.problems.push(format!(
+                                    "{name}: honest node {node}, never disturbed, was penalized ({cause:?})"
+                                ));
+                            }
+                        }
+                    }
                 }
             }
             Err(e) => verdict
                 .problems
-                .push(format!("{}: reading the ledger: {e}", lane.name)),
+                .push(format!("{name}: reading the ledger: {e}")),
+        }
+    }
+    // 7. The gateway tenant's sessions all succeeded with receipts that verify, and every request another key
+    // made for them was refused.
+    verdict.gateway_sessions = sessions.len();
+    for s in &sessions {
+        verdict.gateway_sessions_verified += usize::from(s.receipt_verified);
+        verdict.intrusions_refused += s.intrusions_refused as usize;
+        for p in &s.problems {
+            verdict
+                .problems
+                .push(format!("gateway session {}: {p}", s.number));
+        }
+    }
+    // 8. Honest jobs under attack take at most 1.5x the time of those before it (medians of the fake lane's
+    // command-line jobs; compared once each phase has three).
+    let median = |phase: &str| {
+        let mut t: Vec<f64> = jobs
+            .iter()
+            .filter(|j| j.lane == "fake" && j.finished && j.phase == phase)
+            .map(|j| j.secs)
+            .collect();
+        t.sort_by(f64::total_cmp);
+        (t.len(), t.get(t.len() / 2).copied())
+    };
+    let (nq, quiet_median) = median("quiet");
+    let (na, attack_median) = median("attack");
+    verdict.quiet_jobs = nq;
+    verdict.attacked_jobs = na;
+    if let (Some(q), Some(a)) = (quiet_median, attack_median) {
+        verdict.quiet_median_secs = q;
+        verdict.attacked_median_secs = a;
+        if nq >= 3 && na >= 3 {
+            verdict.attacked_to_quiet = Some(a / q);
+            if a > 1.5 * q {
+                verdict.problems.push(format!(
+                    "honest jobs took {a:.1} s (median) under attack against {q:.1} s before: over 1.5x"
+                ));
+            }
         }
     }
 
@@ -1017,6 +1087,7 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<ExitCode> {
         "chaos": counts,
         "verdict": verdict,
         "jobs": jobs,
+        "gateway_sessions": sessions,
         "observer_samples": samples.points,
     });
     let path = out.join("soak.json");
@@ -1041,6 +1112,24 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<ExitCode> {
         c.made_up_identities, c.idle_strangers
     );
     println!(
+        "soak: attackers: {} abandoned client runs; gateway: {} sessions, {} receipts verified, {} intruding requests refused; penalties of undisturbed honest nodes: {}",
+        c.clients_abandoned,
+        verdict.gateway_sessions,
+        verdict.gateway_sessions_verified,
+        verdict.intrusions_refused,
+        verdict.honest_nodes_penalized
+    );
+    match verdict.attacked_to_quiet {
+        Some(r) => println!(
+            "soak: honest jobs: median {:.1} s before the attack ({} jobs), {:.1} s under it ({} jobs): {r:.2}x",
+            verdict.quiet_median_secs, verdict.quiet_jobs, verdict.attacked_median_secs, verdict.attacked_jobs
+        ),
+        None => println!(
+            "soak: honest jobs: {} before the attack, {} under it: too few to compare times",
+            verdict.quiet_jobs, verdict.attacked_jobs
+        ),
+    }
+    println!(
         "soak: observer node: RSS {} -> {} KiB, open files {} -> {}; largest node blob store {:.1} MB (cap {} MB), client store {:.1} MB",
         verdict.rss_kib_after_warmup,
         verdict.rss_kib_at_end,
@@ -1064,4 +1153,71 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<ExitCode> {
         println!("soak: FAILED");
         Ok(ExitCode::FAILURE)
     }
+}
+
+/// The gateway tenant's key, and the key that intrudes on its sessions.
+const TENANT_KEY: &str = "soak-tenant-key-0123456789abcdef";
+const INTRUDER_KEY: &str = "soak-intruder-key-0123456789abcd";
+
+/// A `cairn gateway` (fake backend) proving on `lane`'s nodes; its process and base URL once it answers.
+fn start_gateway(exe: &Path, lane: &Lane, out: &Path) -> anyhow::Result<(Child, String)> {
+    let dir = out.join("gateway");
+    std::fs::create_dir_all(&dir)?;
+    let port = free_port()?;
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("gateway.log"))?;
+    let mut child = Command::new(exe)
+        .args([
+            "gateway",
+            "--backend",
+            "fake",
+            "--http",
+            &format!("127.0.0.1:{port}"),
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--bootstrap",
+            &lane.bootstrap(),
+            "--keys",
+            &format!("tenant:{TENANT_KEY},intruder:{INTRUDER_KEY}"),
+            "--po2",
+            "14",
+            "--aggregation",
+            "composite",
+            "--backups",
+            "on",
+            "--task-slack-secs",
+            "30",
+            "--heartbeat-timeout-secs",
+            "10",
+            "--job-timeout-secs",
+            "600",
+        ])
+        .arg("--gateway-dir")
+        .arg(dir.join("store"))
+        .arg("--db")
+        .arg(dir.join("jobs.sqlite"))
+        .arg("--data-dir")
+        .arg(dir.join("client"))
+        .env("CAIRN_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .context("starting the gateway")?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            bail!(
+                "the gateway exited ({status}) before it answered; see {}",
+                dir.join("gateway.log").display()
+            );
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            bail!("the gateway did not answer within 2 minutes");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok((child, format!("http://127.0.0.1:{port}")))
 }
