@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 static CORES: RwLock<()> = RwLock::new(());
 
 /// Provers behind NAT routers (a lab of network namespaces).
+mod flood;
 mod nat;
 
 const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");

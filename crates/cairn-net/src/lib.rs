@@ -41,6 +41,7 @@ mod codec;
 mod error;
 mod guard;
 mod hosts;
+pub use hosts::{CLAIMS_PER_IP, CLAIM_TTL, UNPROVEN_CLAIMS_PER_IP};
 // Entry points for the fuzz targets of crates/cairn-fuzz (not behind a feature: a feature only the fuzz crate
 // enables would make `cargo build -p cairn-cli` and a workspace build compile this crate twice).
 #[doc(hidden)]
