@@ -208,17 +208,14 @@ impl Service {
             cairn_backend::check_po2(request.settings.po2)?;
         }
         // Off the runtime and the loop: the image id, and the job key's prefix (a hash of the whole input, which
-        // can be hundreds of MB).
-        let (image_id, prefix) = {
-            let (b, p, i, o) = (
-                self.backend.clone(),
-                request.program.clone(),
-                request.input.clone(),
-                request.owner.clone(),
-            );
+        // can be hundreds of MB). The request goes to the blocking thread and comes back: no copy of the program
+        // or input is made for it (issue 29, item 6: a session held them three times).
+        let (request, image_id, prefix) = {
+            let backend = self.backend.clone();
             tokio::task::spawn_blocking(move || {
-                b.image_id(&p)
-                    .map(|id| (id, super::job_key_prefix(&o, &id, &i)))
+                let id = backend.image_id(&request.program)?;
+                let prefix = super::job_key_prefix(&request.owner, &id, &request.input);
+                Ok::<_, cairn_backend::BackendError>((request, id, prefix))
             })
             .await
             .map_err(NodeError::join)??
