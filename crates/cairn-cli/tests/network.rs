@@ -1190,7 +1190,9 @@ fn a_join_tree_is_refused_plainly_where_recursion_is_missing() {
 /// `cairn soak`, short: fake-backend provers (named as such: the soak's volume comes from fake proofs; the real
 /// lane runs in the recorded one-hour soak, docs/SECURITY.md), two of them lying, a fault every few seconds
 /// (provers killed and restarted, stalled, their connections cut, the client killed mid-job), jobs submitted
-/// back to back for 75 s. Every guarantee the soak checks must hold, and faults must actually have happened.
+/// back to back for 75 s, and after 12.5 s the attackers of issue 29 (made-up identities, a receipt trickler,
+/// a client abandoning and re-offering its job, another key after a gateway tenant's sessions). Every guarantee
+/// the soak checks must hold, and faults and attacks must actually have happened.
 #[test]
 fn a_short_soak_under_chaos_keeps_every_guarantee() {
     let _g = cores(QUICK);
@@ -1233,4 +1235,11 @@ fn a_short_soak_under_chaos_keeps_every_guarantee() {
     .map(|k| chaos[k].as_u64().unwrap())
     .sum();
     assert!(faults >= 5, "too few faults happened: {chaos}");
+    // The attackers came after the quiet first sixth and were seen off.
+    assert!(v["gateway_sessions"].as_u64().unwrap() >= 3, "{v}");
+    assert_eq!(v["gateway_sessions"], v["gateway_sessions_verified"], "{v}");
+    assert!(v["intrusions_refused"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(v["honest_nodes_penalized"], 0, "{v}");
+    assert!(chaos["made_up_identities"].as_u64().unwrap() > 0, "{chaos}");
+    assert!(chaos["clients_abandoned"].as_u64().unwrap() >= 1, "{chaos}");
 }
