@@ -45,8 +45,8 @@ pub enum Misbehave {
     Replay,
     /// Proves the same segment index of another run of the job's program (a valid proof from another job).
     OtherJob,
-    /// Proves honestly, then serves each receipt one chunk every 15 s, holding the client's fetch slot (a
-    /// receipt trickler, issue 29 item 2).
+    /// Proves honestly, then serves each receipt one chunk every 12 s (inside the 15 s chunk timeout), holding
+    /// the client's fetch slot (a receipt trickler, issue 29 item 2).
     Trickle,
     /// Waits for a colluding node's receipt for the same task in this directory and submits it as its own.
     Copy(PathBuf),
@@ -140,7 +140,7 @@ pub async fn run_prover(
     let net = cfg.net.clone();
     if cfg.misbehave == Misbehave::Trickle {
         net.test_hooks.set(cairn_net::HookState {
-            chunk_delay_ms: Some(15_000),
+            chunk_delay_ms: Some(12_000),
             ..cairn_net::HookState::default()
         });
     }

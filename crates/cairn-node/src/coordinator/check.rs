@@ -29,12 +29,17 @@ pub(super) struct Delivery {
 
 /// How long a receipt of `bytes` may take to arrive before its task is backed up elsewhere
 /// (`Report::ResultSlow`): two seconds (a manifest and a chunk over a relayed link with a long round trip),
-/// plus the size at 256 KiB/s (a slow home uplink). The fetch goes on; the first verified result wins, and the
-/// backup costs only a second copy of one proof.
+/// plus the size at 256 KiB/s (a slow home uplink), the size counted up to [`PATIENT_BYTES`]: the size is the
+/// prover's word, and padding a receipt (decoders ignore trailing bytes) must not buy a trickler more time.
+/// The fetch goes on; the first verified result wins, and the backup costs only a second copy of one proof.
 pub(super) fn patience(bytes: u64) -> std::time::Duration {
     std::time::Duration::from_secs(2)
-        + std::time::Duration::from_secs_f64(bytes as f64 / (256.0 * 1024.0))
+        + std::time::Duration::from_secs_f64(bytes.min(PATIENT_BYTES) as f64 / (256.0 * 1024.0))
 }
+
+/// Receipt bytes that earn patience: 1 MiB, several times a RISC Zero segment, lifted or join receipt
+/// (~200-300 kB whatever the po2).
+pub(super) const PATIENT_BYTES: u64 = 1 << 20;
 
 /// How many results are fetched and verified at once (each holds a receipt of up to
 /// [`super::MAX_RECEIPT_BYTES`] in memory).
@@ -78,12 +83,23 @@ pub(super) fn spawn(
                 let providers = [peer];
                 let fetch = client.fetch_blob_ref(&providers, receipt, Retention::Evictable);
                 tokio::pin!(fetch);
-                tokio::pin!(slow);
                 let fetched = tokio::select! {
                     f = &mut fetch => f,
-                    () = &mut slow => {
-                        let _ = reports.send(Report::ResultSlow { task, node }).await;
-                        fetch.await
+                    () = slow => {
+                        // Too slow: the task is backed up, and this fetch goes on until it ends or the task is
+                        // verified another way (the service drops `abort`), freeing its transfer slot.
+                        let (abort, aborted) = tokio::sync::oneshot::channel();
+                        match reports.try_send(Report::ResultSlow { task, node, abort }) {
+                            Ok(()) => tokio::select! {
+                                f = &mut fetch => f,
+                                _ = aborted => {
+                                    tracing::debug!("the task was verified meanwhile; the slow fetch is dropped");
+                                    return None;
+                                }
+                            },
+                            // The loop is busy: no backup this time, and the fetch simply goes on.
+                            Err(_) => fetch.await,
+                        }
                     }
                 };
                 let fetched = match fetched {

@@ -71,6 +71,9 @@ pub(super) struct JobRun {
     pub delivered: HashMap<(u32, NodeId), BlobId>,
     /// Deliveries whose receipt could not be fetched (task index, node).
     pub failed_fetches: std::collections::HashSet<(u32, NodeId)>,
+    /// Fetches of receipts that arrived slowly, by task index: dropped (which aborts the fetch and frees its
+    /// transfer slot) once the task is verified, or when the job goes away.
+    pub slow_fetches: HashMap<u32, Vec<tokio::sync::oneshot::Sender<()>>>,
     /// Set when the job goes away, however it ends (cancelled, timed out, failed, done): its executor stops
     /// at its next segment (issue 29, item 4: it ran on until the program ended, endless ones never).
     pub stop: std::sync::Arc<std::sync::atomic::AtomicBool>,

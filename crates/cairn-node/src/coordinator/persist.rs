@@ -231,6 +231,7 @@ impl Core {
             pinned: vec![p.program_blob],
             delivered: HashMap::new(),
             failed_fetches: Default::default(),
+            slow_fetches: Default::default(),
             stop: Default::default(),
             settings,
         };
@@ -544,6 +545,8 @@ impl Core {
             }
             return Vec::new();
         };
+        // Slow fetches of other copies' receipts for this task are of no use now: abort them.
+        job.slow_fetches.remove(&task.index);
         if !job.verified.contains_key(&task.index) {
             if let Some((r, b)) = published {
                 job.pinned.push(b);

@@ -367,10 +367,12 @@ pub(super) enum Report {
         node: NodeId,
         reason: String,
     },
-    /// A result's receipt is still arriving after the time its size needs (`check::patience`).
+    /// A result's receipt is still arriving after the time its size needs (`check::patience`); dropping
+    /// `abort` stops that fetch.
     ResultSlow {
         task: TaskId,
         node: NodeId,
+        abort: oneshot::Sender<()>,
     },
     Assembled(JobId, Result<Vec<u8>, BackendError>),
     /// A newcomer was probed: its status if it answered in time.
@@ -1124,7 +1126,14 @@ impl Core {
                 published,
                 prove_ms,
             } => self.on_stored(task, node, bytes, published, prove_ms),
-            Report::ResultSlow { task, node } => {
+            Report::ResultSlow { task, node, abort } => {
+                let Some(job) = self.jobs.get_mut(&task.job) else {
+                    return Vec::new(); // the job is gone: `abort` dropped, the fetch stops
+                };
+                if job.verified.contains_key(&task.index) {
+                    return Vec::new();
+                }
+                job.slow_fetches.entry(task.index).or_default().push(abort);
                 warn!(job = task.job.0, task = task.index, prover = ?self.nodes.get(&node), "a receipt is arriving slowly; backing the task up");
                 self.feed(Input::ResultSlow { node, task })
             }

@@ -659,9 +659,8 @@ impl Scheduler {
                 self.touch(node, now);
                 self.on_declined(now, node, task, reason);
             }
-            Input::ResultSlow { node, task } => {
-                self.touch(node, now);
-                // Unconditional (the slow copy's proof is done; only its transfer lags) and beyond the usual
+            Input::ResultSlow { node: _, task } => {
+                // Not a word from the node (the driver's own timer): no `touch`. Unconditional (the slow copy's proof is done; only its transfer lags) and beyond the usual
                 // limit, like the backup of a copy on a node that never delivered.
                 self.want_backup_with(task, false, 1);
             }
