@@ -280,6 +280,7 @@ impl Tenant {
         };
         let image = image.to_string();
         let mut n = 0u64;
+        let mut failed_in_a_row = 0u32;
         while !stop.load(Ordering::SeqCst) {
             n += 1;
             let started = Instant::now();
@@ -306,10 +307,21 @@ impl Tenant {
                     format!(": {}", run.problems.join("; "))
                 }
             );
+            let failed = !run.problems.is_empty();
             self.sessions
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .push(run);
+            // A gateway that fails at once (gone, refusing) must not spin this loop: wait, and give up after
+            // twenty failures in a row (each one is a problem in the verdict).
+            failed_in_a_row = if failed { failed_in_a_row + 1 } else { 0 };
+            if failed_in_a_row >= 20 {
+                eprintln!("soak: the gateway failed 20 sessions in a row; the tenant stops");
+                return;
+            }
+            if failed {
+                std::thread::sleep(Duration::from_secs(2));
+            }
         }
     }
 

@@ -882,6 +882,13 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<ExitCode> {
     let lanes = Arc::new(lanes);
     let observer = lanes[0].lock().unwrap_or_else(|p| p.into_inner()).nodes[0].pid();
 
+    // A gateway on the same provers (an honest tenant's sessions, and another key after them), started before
+    // any thread so that a failure to start leaves nothing running.
+    let mut gateway = None;
+    if !args.no_attackers {
+        let lane = lanes[0].lock().unwrap_or_else(|p| p.into_inner());
+        gateway = Some(start_gateway(&exe, &lane, out)?);
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let client_pid = Arc::new(Mutex::new(None));
     let counts = Arc::new(Mutex::new(ChaosCounts::default()));
@@ -907,8 +914,7 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<ExitCode> {
     let made_up = Arc::new(Mutex::new(std::collections::HashSet::new()));
     let mut attacker_threads = Vec::new();
     let sessions: Arc<Mutex<Vec<SessionRun>>> = Arc::default();
-    let mut gateway = None;
-    if !args.no_attackers {
+    if let Some((_, url)) = &gateway {
         let lane = lanes[0].lock().unwrap_or_else(|p| p.into_inner());
         let strangers = Strangers {
             bootstrap: lane.nodes[0].addr.clone(),
@@ -942,11 +948,8 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         }));
-        // A gateway on the same provers: an honest tenant's sessions, and another key after them.
-        let (g, url) = start_gateway(&exe, &lane, out)?;
-        gateway = Some(g);
         let tenant = Tenant {
-            url,
+            url: url.clone(),
             key: TENANT_KEY.into(),
             intruder_key: INTRUDER_KEY.into(),
             cycles: args.fake_cycles,
@@ -989,7 +992,7 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<ExitCode> {
         let _ = t.join();
     }
     let _ = sampler.join();
-    if let Some(mut g) = gateway {
+    if let Some((mut g, _)) = gateway {
         let _ = g.kill();
         let _ = g.wait();
     }
@@ -1079,6 +1082,11 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<ExitCode> {
                 ));
             }
         }
+    }
+    if verdict.attacked_to_quiet.is_none() && !args.no_attackers && args.minutes >= 10.0 {
+        verdict.problems.push(format!(
+            "{nq} jobs before the attack and {na} under it: too few to compare their times"
+        ));
     }
 
     let report = serde_json::json!({
