@@ -821,6 +821,52 @@ fn item2_a_result_arriving_slowly_is_backed_up_at_once() {
     assert_eq!(finished(&a).len(), 1);
 }
 
+/// The soak's gateway met the receipt trickler in 207 of its 475 sessions: its copies always lost to the
+/// backups a slow result starts, so the scheduler never saw it deliver late and kept its claimed speed, and
+/// kept handing it tasks. A slow result now teaches the scheduler that the node delivers no faster than the
+/// task's cycles over the time it has held the task, so a faster free node is preferred.
+#[test]
+fn a_node_whose_result_arrived_slowly_is_passed_over_where_a_faster_one_is_free() {
+    let cfg = SchedulerConfig {
+        learn_speed: true,
+        finish_time_placement: true,
+        speculative: SpeculativeConfig {
+            enabled: true,
+            tail_tasks: 0,
+            slow_factor: None,
+            idle_backups: false,
+            max_backups_per_task: 1,
+            ..SpeculativeConfig::default()
+        },
+        ..quiet_config()
+    };
+    let mut r = Rig::new(cfg, "fifo");
+    r.node(1, cap(20, false, 1));
+    r.node(2, cap(20, false, 1));
+    r.submit(1, composite(18));
+    assert_eq!(assigns(&r.segment(1, 0)), vec![(task(1, 0), NodeId(1))]);
+    assert_eq!(assigns(&r.segment(1, 1)), vec![(task(1, 1), NodeId(2))]);
+    r.now = 900;
+    r.verify(2, task(1, 1));
+    // Node 1's receipt is still arriving 8 s after it took a 1 s task: backed up on node 2, which answers.
+    r.now = 8_000;
+    let a = r.input(Input::ResultSlow {
+        node: NodeId(1),
+        task: task(1, 0),
+    });
+    assert_eq!(assigns(&a), vec![(task(1, 0), NodeId(2))]);
+    r.now = 8_900;
+    let a = r.verify(2, task(1, 0));
+    assert_eq!(cancels(&a), vec![(task(1, 0), NodeId(1))]);
+    // Both free; the next two segments go to node 2, the second when it is free again, none to node 1.
+    let mut given = assigns(&r.segment(1, 2));
+    given.extend(assigns(&r.segment(1, 3)));
+    assert!(
+        given.iter().all(|(_, n)| *n == NodeId(2)),
+        "the node that trickled got work while a faster one was free: {given:?}"
+    );
+}
+
 /// With backups off, a slow result changes nothing (the user chose no second copies).
 #[test]
 fn a_slow_result_with_backups_off_launches_nothing() {

@@ -579,7 +579,7 @@ impl Core {
     }
 
     /// Persists what the scheduler now knows of `node`'s speed, for the next run.
-    fn save_speed(&self, node: NodeId) {
+    pub(super) fn save_speed(&self, node: NodeId) {
         let Some((_, speed, samples)) = self.sched.learned_speeds().find(|(n, ..)| *n == node)
         else {
             return;

@@ -1135,7 +1135,10 @@ impl Core {
                 }
                 job.slow_fetches.entry(task.index).or_default().push(abort);
                 warn!(job = task.job.0, task = task.index, prover = ?self.nodes.get(&node), "a receipt is arriving slowly; backing the task up");
-                self.feed(Input::ResultSlow { node, task })
+                let ended = self.feed(Input::ResultSlow { node, task });
+                // What the scheduler learned of its speed outlives this process (the next run places by it).
+                self.save_speed(node);
+                ended
             }
             Report::FetchFailed { task, node, reason } => {
                 // Not the prover's lie, necessarily, but its copy of the task is spent: it delivers it again

@@ -30,6 +30,34 @@ impl Scheduler {
         self.index.set_speed(node, speed);
     }
 
+    /// `node`'s result for `task` is arriving slowly `held_ms` after it was given the task: whatever it proves
+    /// at, it delivers no faster than `cycles / held_ms`. The speed used to place work on it drops to that if it
+    /// is lower (a later verified result averages it back up), so a node that trickles its receipts out is
+    /// passed over where faster nodes are free instead of being handed task after task it loses to backups
+    /// (the soak's gateway met one in 207 of 475 sessions before). Its delivered count is left alone: it has
+    /// not delivered.
+    pub(super) fn learn_from_slow_result(&mut self, task: TaskId, node: NodeId, held_ms: Time) {
+        if !self.cfg.learn_speed {
+            return;
+        }
+        let Some(cycles) = self.cycles_of(task) else {
+            return;
+        };
+        let observed = cycles as f64 * 1000.0 / held_ms.max(1) as f64;
+        let claimed = self.index.get(node).map(|n| n.cap.cycles_per_sec);
+        let l = self.learned.entry(node).or_insert(LearnedSpeed {
+            cycles_per_sec: claimed.unwrap_or(observed),
+            delivered: claimed.unwrap_or(observed),
+            samples: 0,
+        });
+        if observed < l.cycles_per_sec {
+            l.cycles_per_sec = observed;
+            l.delivered = l.delivered.min(observed);
+            let speed = l.cycles_per_sec;
+            self.index.set_speed(node, speed);
+        }
+    }
+
     /// At a missed deadline: if the copy's node is still heard from and has extensions left, give it one more
     /// allowance (its original one) and ask for a backup where that would finish sooner. Returns whether it
     /// did (then the node is slow, not silent: no penalty, no cancel).

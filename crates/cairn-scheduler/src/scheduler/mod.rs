@@ -659,7 +659,16 @@ impl Scheduler {
                 self.touch(node, now);
                 self.on_declined(now, node, task, reason);
             }
-            Input::ResultSlow { node: _, task } => {
+            Input::ResultSlow { node, task } => {
+                let started = self
+                    .jobs
+                    .get(&task.job)
+                    .and_then(|j| j.tasks.get(&task.index))
+                    .and_then(|t| t.copies.iter().find(|c| c.node == node))
+                    .map(|c| c.started);
+                if let Some(started) = started {
+                    self.learn_from_slow_result(task, node, now.saturating_sub(started));
+                }
                 // Not a word from the node (the driver's own timer): no `touch`. Unconditional (the slow copy's proof is done; only its transfer lags) and beyond the usual
                 // limit, like the backup of a copy on a node that never delivered.
                 self.want_backup_with(task, false, 1);

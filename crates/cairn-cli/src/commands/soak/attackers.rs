@@ -423,7 +423,7 @@ impl Tenant {
         }
         let deadline = Instant::now() + Duration::from_secs(600);
         loop {
-            std::thread::sleep(Duration::from_secs(1));
+            std::thread::sleep(Duration::from_millis(250));
             let s = Self::json(
                 self.get(http, &self.key, &format!("/sessions/status/{uuid}"))?,
                 "status",

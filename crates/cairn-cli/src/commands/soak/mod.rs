@@ -690,6 +690,10 @@ struct Verdict {
     quiet_median_secs: f64,
     attacked_median_secs: f64,
     attacked_to_quiet: Option<f64>,
+    /// The same for the gateway tenant's sessions.
+    gateway_quiet_median_secs: f64,
+    gateway_attacked_median_secs: f64,
+    gateway_attacked_to_quiet: Option<f64>,
     problems: Vec<String>,
 }
 
@@ -1083,6 +1087,28 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    // The same for the gateway tenant's sessions (honest jobs too, through another client).
+    let session_median = |phase: &str| {
+        let mut t: Vec<f64> = sessions
+            .iter()
+            .filter(|s| s.phase == phase && s.receipt_verified)
+            .map(|s| s.secs)
+            .collect();
+        t.sort_by(f64::total_cmp);
+        (t.len(), t.get(t.len() / 2).copied())
+    };
+    if let ((sq, Some(q)), (sa, Some(a))) = (session_median("quiet"), session_median("attack")) {
+        verdict.gateway_quiet_median_secs = q;
+        verdict.gateway_attacked_median_secs = a;
+        if sq >= 3 && sa >= 3 {
+            verdict.gateway_attacked_to_quiet = Some(a / q);
+            if a > 1.5 * q {
+                verdict.problems.push(format!(
+                    "the gateway's sessions took {a:.1} s (median) under attack against {q:.1} s before: over 1.5x"
+                ));
+            }
+        }
+    }
     if verdict.attacked_to_quiet.is_none() && !args.no_attackers && args.minutes >= 10.0 {
         verdict.problems.push(format!(
             "{nq} jobs before the attack and {na} under it: too few to compare their times"
@@ -1136,6 +1162,12 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<ExitCode> {
             "soak: honest jobs: {} before the attack, {} under it: too few to compare times",
             verdict.quiet_jobs, verdict.attacked_jobs
         ),
+    }
+    if let Some(r) = verdict.gateway_attacked_to_quiet {
+        println!(
+            "soak: gateway sessions: median {:.1} s before the attack, {:.1} s under it: {r:.2}x",
+            verdict.gateway_quiet_median_secs, verdict.gateway_attacked_median_secs
+        );
     }
     println!(
         "soak: observer node: RSS {} -> {} KiB, open files {} -> {}; largest node blob store {:.1} MB (cap {} MB), client store {:.1} MB",
