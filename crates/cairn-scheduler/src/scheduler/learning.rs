@@ -1,5 +1,5 @@
-//! What the scheduler learns of nodes from what they do: speeds from verified results and missed deadlines,
-//! deadline extensions for nodes still heard from, and the straggler trigger's reference speed.
+//! What the scheduler learns of nodes from what they do: speeds from verified results, slow results and missed
+//! deadlines, deadline extensions for nodes still heard from, and the straggler trigger's reference speed.
 
 use super::*;
 

@@ -684,7 +684,7 @@ struct Verdict {
     gateway_sessions_verified: usize,
     /// Another key's requests for the tenant's sessions, all refused.
     intrusions_refused: usize,
-    /// Jobs before and under attack, their median times and the ratio (once each phase has three).
+    /// Jobs before and under attack, their median times and the ratio (once each phase has `MIN_COMPARED`).
     quiet_jobs: usize,
     attacked_jobs: usize,
     quiet_median_secs: f64,
@@ -1061,7 +1061,7 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<ExitCode> {
         }
     }
     // 8. Honest jobs under attack take at most 1.5x the time of those before it (medians of the fake lane's
-    // command-line jobs; compared once each phase has three).
+    // command-line jobs; compared once each phase has `MIN_COMPARED`: a 75 s run has too few for a median).
     let median = |phase: &str| {
         let mut t: Vec<f64> = jobs
             .iter()
@@ -1078,7 +1078,7 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<ExitCode> {
     if let (Some(q), Some(a)) = (quiet_median, attack_median) {
         verdict.quiet_median_secs = q;
         verdict.attacked_median_secs = a;
-        if nq >= 3 && na >= 3 {
+        if nq >= MIN_COMPARED && na >= MIN_COMPARED {
             verdict.attacked_to_quiet = Some(a / q);
             if a > 1.5 * q {
                 verdict.problems.push(format!(
@@ -1100,7 +1100,7 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<ExitCode> {
     if let ((sq, Some(q)), (sa, Some(a))) = (session_median("quiet"), session_median("attack")) {
         verdict.gateway_quiet_median_secs = q;
         verdict.gateway_attacked_median_secs = a;
-        if sq >= 3 && sa >= 3 {
+        if sq >= MIN_COMPARED && sa >= MIN_COMPARED {
             verdict.gateway_attacked_to_quiet = Some(a / q);
             if a > 1.5 * q {
                 verdict.problems.push(format!(
@@ -1194,6 +1194,9 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<ExitCode> {
         Ok(ExitCode::FAILURE)
     }
 }
+
+/// Jobs (or gateway sessions) each phase needs before their median times are compared.
+const MIN_COMPARED: usize = 10;
 
 /// The gateway tenant's key, and the key that intrudes on its sessions.
 const TENANT_KEY: &str = "soak-tenant-key-0123456789abcdef";
