@@ -1063,13 +1063,11 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<ExitCode> {
     // 8. Honest jobs under attack take at most 1.5x the time of those before it (medians of the fake lane's
     // command-line jobs; compared once each phase has `MIN_COMPARED`: a 75 s run has too few for a median).
     let median = |phase: &str| {
-        let mut t: Vec<f64> = jobs
-            .iter()
-            .filter(|j| j.lane == "fake" && j.finished && j.phase == phase)
-            .map(|j| j.secs)
-            .collect();
-        t.sort_by(f64::total_cmp);
-        (t.len(), t.get(t.len() / 2).copied())
+        count_and_median(
+            jobs.iter()
+                .filter(|j| j.lane == "fake" && j.finished && j.phase == phase)
+                .map(|j| j.secs),
+        )
     };
     let (nq, quiet_median) = median("quiet");
     let (na, attack_median) = median("attack");
@@ -1089,13 +1087,12 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<ExitCode> {
     }
     // The same for the gateway tenant's sessions (honest jobs too, through another client).
     let session_median = |phase: &str| {
-        let mut t: Vec<f64> = sessions
-            .iter()
-            .filter(|s| s.phase == phase && s.receipt_verified)
-            .map(|s| s.secs)
-            .collect();
-        t.sort_by(f64::total_cmp);
-        (t.len(), t.get(t.len() / 2).copied())
+        count_and_median(
+            sessions
+                .iter()
+                .filter(|s| s.phase == phase && s.receipt_verified)
+                .map(|s| s.secs),
+        )
     };
     if let ((sq, Some(q)), (sa, Some(a))) = (session_median("quiet"), session_median("attack")) {
         verdict.gateway_quiet_median_secs = q;
@@ -1193,6 +1190,13 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<ExitCode> {
         println!("soak: FAILED");
         Ok(ExitCode::FAILURE)
     }
+}
+
+/// How many times there are, and their median.
+fn count_and_median(times: impl Iterator<Item = f64>) -> (usize, Option<f64>) {
+    let mut t: Vec<f64> = times.collect();
+    t.sort_by(f64::total_cmp);
+    (t.len(), t.get(t.len() / 2).copied())
 }
 
 /// Jobs (or gateway sessions) each phase needs before their median times are compared.
