@@ -28,6 +28,9 @@ pub struct SchedulerConfig {
     pub ledger: LedgerConfig,
     /// Quarantine of nodes whose results are rejected (`None`: only the failed task excludes them).
     pub quarantine: Option<QuarantineConfig>,
+    /// Benching of nodes whose receipts keep arriving too slowly (`Input::ResultSlow`), with no penalty
+    /// (`None`: such a node is only passed over where a faster one is free).
+    pub slow_bench: Option<SlowBenchConfig>,
     /// After a node declines an offer (`Input::TaskDeclined`), the slot it declined stays taken this long, so
     /// it is not offered the next task in a tight loop.
     pub decline_backoff_ms: u64,
@@ -141,6 +144,32 @@ impl Default for QuarantineConfig {
     }
 }
 
+/// When a node whose receipts keep arriving slowly stops getting work for a while. Its receipt is raced by a
+/// backup each time and loses, so it never shows the scheduler how slow it really is, and wherever the fast
+/// nodes are busy (with this client's work or, at a gateway, with other clients' work the client cannot see)
+/// it looks like the free node that finishes first: the soak's gateway handed a receipt trickler tasks in 92 of
+/// 304 sessions, each then waiting for the backup. After `after_slow_results` slow results with no prompt
+/// verified result between, the node is benched: given nothing new for `first_ms`, doubled at each further
+/// slow result up to `max_ms`, then tried again. No penalty: an honest prover on a congested uplink is slow,
+/// not lying. Not benched while it is the only live node (slow is better than nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SlowBenchConfig {
+    pub after_slow_results: u32,
+    pub first_ms: u64,
+    pub max_ms: u64,
+}
+
+impl Default for SlowBenchConfig {
+    fn default() -> Self {
+        Self {
+            after_slow_results: 2,
+            first_ms: 60_000,
+            max_ms: 1_800_000,
+        }
+    }
+}
+
 impl Default for SchedulerConfig {
     fn default() -> Self {
         Self {
@@ -153,6 +182,7 @@ impl Default for SchedulerConfig {
             speculative: SpeculativeConfig::default(),
             ledger: LedgerConfig::default(),
             quarantine: Some(QuarantineConfig::default()),
+            slow_bench: Some(SlowBenchConfig::default()),
             decline_backoff_ms: 5_000,
             prefer_fast: PreferFastConfig::default(),
             finish_time_placement: true,

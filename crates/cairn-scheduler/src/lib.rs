@@ -62,7 +62,8 @@ pub mod status;
 pub mod types;
 
 pub use config::{
-    LedgerConfig, PreferFastConfig, QuarantineConfig, SchedulerConfig, SpeculativeConfig,
+    LedgerConfig, PreferFastConfig, QuarantineConfig, SchedulerConfig, SlowBenchConfig,
+    SpeculativeConfig,
 };
 pub use ledger::{Account, CountAmount, Ledger, LedgerError, PenaltyTally, Totals};
 pub use policy::{

@@ -70,7 +70,12 @@ pub(crate) struct NodeEntry {
     pub cap: NodeCapacity,
     pub bucket: usize,
     pub running: u32,
+    /// Slots placement may fill: its own cut to the per-node cap, or none while it is benched.
     pub limit: u32,
+    /// The limit it has when not benched.
+    unbenched_limit: u32,
+    /// Left out of placement for now (its receipts arrived too slowly), its work in flight kept.
+    pub benched: bool,
     /// Key in its bucket's pull order while it has a free slot.
     free_key: Option<u64>,
     /// Position in its bucket's vector while it has a free slot.
@@ -191,7 +196,8 @@ impl NodeIndex {
         if let Some(mut e) = self.take(node) {
             e.cap = cap;
             e.bucket = bucket_of(&cap);
-            e.limit = limit;
+            e.unbenched_limit = limit;
+            e.limit = if e.benched { 0 } else { limit };
             self.put(node, e);
         } else {
             let e = NodeEntry {
@@ -199,6 +205,8 @@ impl NodeIndex {
                 bucket: bucket_of(&cap),
                 running: 0,
                 limit,
+                unbenched_limit: limit,
+                benched: false,
                 free_key: None,
                 vec_pos: 0,
                 tasks: Vec::new(),
@@ -246,6 +254,19 @@ impl NodeIndex {
         }
         self.nodes.insert(node, e);
         self.version += 1;
+    }
+
+    /// Benches a live node (`true`: placement gives it nothing more, its copies in flight run on) or lets it
+    /// back (its free slots are free again).
+    pub fn set_benched(&mut self, node: NodeId, benched: bool) {
+        if self.nodes.get(&node).is_none_or(|e| e.benched == benched) {
+            return;
+        }
+        let mut e = self.take(node).expect("present");
+        e.benched = benched;
+        e.limit = if benched { 0 } else { e.unbenched_limit };
+        self.version += 1;
+        self.put(node, e);
     }
 
     /// Removes a node and returns its entry (with its tasks in flight).
@@ -818,7 +839,7 @@ mod tests {
     }
 
     /// The indexed slot list equals the walk over every node it replaced, through joins, departures, speed
-    /// changes, assignments and releases, with many nodes of equal speed.
+    /// changes, benches, assignments and releases, with many nodes of equal speed; a benched node is never free.
     #[test]
     fn indexed_slots_equal_the_walk() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
@@ -846,7 +867,10 @@ mod tests {
                         drop(e);
                     }
                 }
-                2 => index.set_speed(node, f64::from(rng.random_range(1..4u32)) * 50.0),
+                2 if rng.random_bool(0.7) => {
+                    index.set_speed(node, f64::from(rng.random_range(1..4u32)) * 50.0)
+                }
+                2 => index.set_benched(node, rng.random_bool(0.5)),
                 3..=6 => {
                     if index.get(node).is_some_and(|e| e.running < e.limit) {
                         task += 1;
@@ -878,6 +902,19 @@ mod tests {
             with_busy += usize::from(walked.iter().any(|s| s.0 > step));
             with_free += usize::from(walked.iter().any(|s| s.0 == step));
             assert_eq!(sorted(indexed), sorted(walked), "step {step}");
+            let free = index
+                .nodes
+                .iter()
+                .filter(|(_, e)| e.free_key.is_some())
+                .count();
+            assert_eq!(free, index.free_total(), "step {step}");
+            assert!(
+                index
+                    .nodes
+                    .iter()
+                    .all(|(_, e)| !e.benched || (e.limit == 0 && e.free_key.is_none())),
+                "a benched node has a free slot (step {step})"
+            );
         }
         // The comparison saw both kinds of slot often.
         assert!(

@@ -106,6 +106,8 @@ pub struct SchedulerStats {
     pub late_duplicates: u64,
     /// Nodes put in quarantine for rejected results.
     pub quarantines: u64,
+    /// Times a node was benched for receipts arriving too slowly (`SchedulerConfig::slow_bench`).
+    pub benched: u64,
     /// Straggler backups not launched because no free node was expected to finish before the straggler (with
     /// idle backups a request waits and is counted each time it is looked at).
     pub backups_skipped: u64,

@@ -867,6 +867,106 @@ fn a_node_whose_result_arrived_slowly_is_passed_over_where_a_faster_one_is_free(
     );
 }
 
+/// A gateway's coordinator cannot see the work its honest provers do for other clients: while they are busy,
+/// a receipt trickler is the free node that looks fastest, so the 30-minute soak's gateway still handed it
+/// tasks in 92 of 304 sessions (each then waited for the backup; sessions took 1.93x their quiet time). Here
+/// one honest node, loaded by other clients' work, takes 2 s to deliver each task and declines offers every
+/// other 5 s; segments come faster than it can take them; node 1 reports every result at once and trickles it
+/// out (`ResultSlow` 2.5 s after it took the task, so the speed it seems to deliver at is close to node 2's).
+/// After its second slow result node 1 gets nothing for a minute (no penalty), then one task to try it again,
+/// then nothing for two minutes. Without the bench it got a task each time it looked fastest (at 125 s here).
+#[test]
+fn a_node_whose_receipts_keep_arriving_slowly_is_benched_while_the_others_are_busy() {
+    let cfg = SchedulerConfig {
+        learn_speed: true,
+        finish_time_placement: true,
+        speculative: SpeculativeConfig {
+            enabled: true,
+            tail_tasks: 0,
+            slow_factor: None,
+            idle_backups: false,
+            max_backups_per_task: 1,
+            ..SpeculativeConfig::default()
+        },
+        ..quiet_config()
+    };
+    let mut r = Rig::new(cfg, "fifo");
+    r.node(1, cap(20, false, 1));
+    r.node(2, cap(20, false, 1));
+    // (due, node, task, slow): node 2 verifies 2 s after it is given a task, node 1 is slow 2.5 s after.
+    let mut due: Vec<(Time, u64, TaskId, bool)> = Vec::new();
+    let mut given_to_1: Vec<Time> = Vec::new();
+    let mut done = 0;
+    let mut next = [0u32; 2];
+    for job in [1u64, 2] {
+        r.submit(job, composite(18));
+    }
+    let mut t: Time = 0;
+    while t <= 300_000 {
+        r.now = t;
+        let mut out = Vec::new();
+        // Job 1: a segment every 3 s for 60 s (node 2, declining half the time, proves one in 4 s on
+        // average); job 2: the same from 125 s.
+        for (i, (job, from)) in [(1u64, 0u64), (2, 125_000)].into_iter().enumerate() {
+            if t >= from && t < from + 60_000 && (t - from) % 3_000 == 0 {
+                out.extend(r.segment(job, next[i]));
+                next[i] += 1;
+            } else if t == from + 60_000 {
+                out.extend(r.finish_exec(job, next[i]));
+            }
+        }
+        let now_due: Vec<_> = due.iter().copied().filter(|d| d.0 == t).collect();
+        due.retain(|d| d.0 != t);
+        for (_, node, task, slow) in now_due {
+            out.extend(if slow {
+                r.input(Input::ResultSlow {
+                    node: NodeId(node),
+                    task,
+                })
+            } else {
+                r.verify(node, task)
+            });
+        }
+        out.extend(r.tick_at(t));
+        // Offers made while node 2 is busy with another client's work (every other 5 s) are declined.
+        let mut offers = assigns(&out);
+        while let Some((task, node)) = offers.pop() {
+            if node == NodeId(1) {
+                given_to_1.push(t);
+                due.push((t + 2_500, 1, task, true));
+            } else if (t / 5_000) % 2 == 1 {
+                let a = r.input(Input::TaskDeclined {
+                    node,
+                    task,
+                    reason: "busy".into(),
+                });
+                offers.extend(assigns(&a));
+                done += finished(&a).len();
+            } else {
+                due.push((t + 2_000, 2, task, false));
+            }
+        }
+        for (task, node) in cancels(&out) {
+            due.retain(|d| !(d.2 == task && NodeId(d.1) == node));
+        }
+        done += finished(&out).len();
+        t += 100;
+    }
+    assert_eq!(done, 2, "both jobs finish");
+    // Two slow results, then none for a minute, one try, none for two minutes, one try.
+    assert_eq!(
+        given_to_1.len(),
+        4,
+        "node 1 was given tasks at {given_to_1:?} (ms)"
+    );
+    assert!(
+        given_to_1[2] >= given_to_1[1] + 2_500 + 60_000
+            && given_to_1[3] >= given_to_1[2] + 2_500 + 120_000,
+        "node 1 was given tasks at {given_to_1:?} (ms)"
+    );
+    assert_eq!(r.s.stats().benched, 3);
+}
+
 /// With backups off, a slow result changes nothing (the user chose no second copies).
 #[test]
 fn a_slow_result_with_backups_off_launches_nothing() {

@@ -58,6 +58,31 @@ impl Scheduler {
         }
     }
 
+    /// Counts a slow result of `node`; at the configured count (and at each one after it, until a prompt
+    /// verified result clears the count) the node is benched, each time for twice as long as before. A node
+    /// alone in the pool is not benched: slow is better than nothing.
+    pub(super) fn bench_if_slow_again(&mut self, now: Time, node: NodeId) {
+        let Some(cfg) = self.cfg.slow_bench else {
+            return;
+        };
+        let r = self.slow_results.entry(node).or_default();
+        r.strikes = r.strikes.saturating_add(1);
+        if r.strikes < cfg.after_slow_results.max(1) || self.index.nodes.len() < 2 {
+            return;
+        }
+        let ms = cfg
+            .first_ms
+            .saturating_mul(1u64 << r.benches.min(32))
+            .min(cfg.max_ms.max(cfg.first_ms));
+        r.benches = r.benches.saturating_add(1);
+        let until = now.saturating_add(ms);
+        self.benched.insert(node, until);
+        self.index.set_benched(node, true);
+        self.horizons.clear();
+        self.stats.benched += 1;
+        self.push_timer(until, Timer::Unbench { node });
+    }
+
     /// At a missed deadline: if the copy's node is still heard from and has extensions left, give it one more
     /// allowance (its original one) and ask for a backup where that would finish sooner. Returns whether it
     /// did (then the node is slow, not silent: no penalty, no cancel).

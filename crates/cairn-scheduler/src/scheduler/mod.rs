@@ -57,6 +57,10 @@ enum Timer {
     /// A placement was held for faster slots expected to be free by now: dispatch again (a slot that did not
     /// finish is then past its expected end and no longer waited for).
     Recheck,
+    /// A benched node may be given work again (if it is still benched until this time).
+    Unbench {
+        node: NodeId,
+    },
 }
 
 /// A class's horizon as last computed (finish-time placement).
@@ -91,6 +95,8 @@ struct CopyRun {
     price: Option<u64>,
     /// Deadline extensions granted to this copy because its node was still heard from (slow, not silent).
     extensions: u32,
+    /// Its receipt was reported arriving slowly (`Input::ResultSlow`).
+    slow: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -241,6 +247,11 @@ pub struct Scheduler {
     /// Rejected results per node, and nodes in quarantine (until the given time; `Time::MAX` = for good).
     rejected_results: BTreeMap<NodeId, u32>,
     quarantined: BTreeMap<NodeId, Time>,
+    /// Slow results per node since its last prompt verified one, and benches so far
+    /// (`SchedulerConfig::slow_bench`).
+    slow_results: BTreeMap<NodeId, SlowRecord>,
+    /// Benched nodes, until when.
+    benched: BTreeMap<NodeId, Time>,
     /// Reference speed per class for the straggler trigger: (computed at, index version, speed).
     reference_speed: BTreeMap<Class, (Time, u64, Option<f64>)>,
     /// Speeds learned from what nodes did (`SchedulerConfig::learn_speed`); they replace the claims.
@@ -255,6 +266,14 @@ pub struct Scheduler {
     arrivals: BTreeMap<Class, u64>,
     /// The earliest `Timer::Recheck` pending.
     recheck_at: Option<Time>,
+}
+
+/// A node's slow results (`Input::ResultSlow`) since its last prompt verified one, and how often it has been
+/// benched for them (each bench lasts twice the one before).
+#[derive(Debug, Clone, Copy, Default)]
+struct SlowRecord {
+    strikes: u32,
+    benches: u32,
 }
 
 /// A node's speed as measured by the scheduler, from its verified results (and capped after a missed
@@ -356,6 +375,8 @@ impl Scheduler {
             stats: SchedulerStats::default(),
             rejected_results: BTreeMap::new(),
             quarantined: BTreeMap::new(),
+            slow_results: BTreeMap::new(),
+            benched: BTreeMap::new(),
             reference_speed: BTreeMap::new(),
             learned: BTreeMap::new(),
             with_exclusions: BTreeSet::new(),
@@ -662,12 +683,16 @@ impl Scheduler {
             Input::ResultSlow { node, task } => {
                 let started = self
                     .jobs
-                    .get(&task.job)
-                    .and_then(|j| j.tasks.get(&task.index))
-                    .and_then(|t| t.copies.iter().find(|c| c.node == node))
-                    .map(|c| c.started);
+                    .get_mut(&task.job)
+                    .and_then(|j| j.tasks.get_mut(&task.index))
+                    .and_then(|t| t.copies.iter_mut().find(|c| c.node == node))
+                    .map(|c| {
+                        c.slow = true;
+                        c.started
+                    });
                 if let Some(started) = started {
                     self.learn_from_slow_result(task, node, now.saturating_sub(started));
+                    self.bench_if_slow_again(now, node);
                 }
                 // Not a word from the node (the driver's own timer): no `touch`. Unconditional (the slow copy's proof is done; only its transfer lags) and beyond the usual
                 // limit, like the backup of a copy on a node that never delivered.
@@ -1084,6 +1109,9 @@ impl Scheduler {
         }
         self.index
             .upsert(node, capacity, self.cfg.per_node_in_flight_cap, now);
+        if self.benched.get(&node).is_some_and(|until| now < *until) {
+            self.index.set_benched(node, true);
+        }
         self.ledger.open_account(node);
     }
 
@@ -1368,6 +1396,10 @@ impl Scheduler {
         let amount = self.ledger.reward(node, task, price.unwrap_or(reward_base));
         out.push(Action::Reward { node, task, amount });
         self.learn_from_result(task, node, took);
+        if mine.is_some_and(|c| !c.slow) {
+            // Delivered promptly: its slow results so far were the link's bad moment, not its habit.
+            self.slow_results.remove(&node);
+        }
         let job = self.jobs.get_mut(&task.job).expect("job");
         job.done += 1;
         job.released -= 1;

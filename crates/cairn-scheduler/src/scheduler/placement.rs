@@ -490,6 +490,7 @@ impl Scheduler {
                 started: now,
                 deadline,
                 extensions: 0,
+                slow: false,
                 expected_ms: expected,
                 backup,
                 price: p.price,

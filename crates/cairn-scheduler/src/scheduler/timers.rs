@@ -125,6 +125,13 @@ impl Scheduler {
     pub(super) fn timer_state(&self, at: Time, timer: &Timer) -> TimerState {
         match *timer {
             Timer::ReleaseDeclined { .. } | Timer::Recheck => TimerState::Due,
+            Timer::Unbench { node } => {
+                if self.benched.get(&node) == Some(&at) {
+                    TimerState::Due
+                } else {
+                    TimerState::Stale
+                }
+            }
             Timer::Deadline { task, copy } => {
                 if self.copy_live(task, copy).is_some() {
                     TimerState::Due
@@ -227,6 +234,12 @@ impl Scheduler {
             }
             Timer::Straggler { task, .. } => self.want_backup(task, true),
             Timer::ReleaseDeclined { node, task } => self.index.on_release(node, task),
+            Timer::Unbench { node } => {
+                // Dispatch runs after the timers: it may be tried again now.
+                self.benched.remove(&node);
+                self.index.set_benched(node, false);
+                self.horizons.clear();
+            }
             Timer::Recheck => {
                 // Dispatch runs after the timers; the horizon is recomputed there.
                 if self.recheck_at.is_some_and(|at| at <= now) {
