@@ -83,7 +83,7 @@ pub struct SoakArgs {
     /// A fake proof's time as a share of a real one's (po2 14: 8.2 s).
     #[arg(long, env = "CAIRN_SOAK_FAKE_TIME_SCALE", default_value_t = 0.1)]
     pub fake_time_scale: f64,
-    /// Cycles of the first fake job (each job adds 1,000, so each is new).
+    /// Cycles of every fake job (and of each gateway session; inputs differ by a seed, so each job is new).
     #[arg(long, env = "CAIRN_SOAK_FAKE_CYCLES", default_value_t = 60_000)]
     pub fake_cycles: u64,
     /// Directory for the nodes, the job databases, the logs, the receipts and `soak.json` (emptied first).

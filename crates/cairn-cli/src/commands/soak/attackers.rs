@@ -404,7 +404,8 @@ impl Tenant {
         self.put(
             http,
             url,
-            FakeBackend::input(self.cycles + n * 1_000, format!("gateway-{n}").as_bytes()),
+            // Every session the same size (quiet and attacked ones compare), each input new.
+            FakeBackend::input(self.cycles, format!("gateway-{n}").as_bytes()),
         )?;
         let created = http
             .post(format!("{}/sessions/create", self.url))

@@ -414,16 +414,18 @@ fn run_jobs(
             (lane.name, lane.backend, lane.bootstrap(), lane.dir.clone())
         };
         let receipt = dir.join(format!("receipts/job-{n}.bin"));
-        // Each job's input differs, so each is a new job in the database: for the fake backend the cycle
-        // count, for sha-chain one iteration and the job's number as seed bytes.
-        let input: [String; 2] = if real {
-            ["--input-hex".into(), format!("0100000000000000{n:016x}")]
-        } else {
-            [
-                "--iterations".into(),
-                (args.fake_cycles + n * 1_000).to_string(),
-            ]
-        };
+        // Each job's input differs, so each is a new job in the database, and every job of a lane is the same
+        // size, so jobs before and under the attack compare (they once grew by 1,000 cycles each, and the
+        // hour's last jobs were twice the first): the job's number as seed bytes after the iteration count
+        // (the fake backend's cycle count).
+        let iterations = if real { 1 } else { args.fake_cycles };
+        let input: [String; 2] = [
+            "--input-hex".into(),
+            hex::encode(cairn_guests::sha_chain_input(
+                iterations,
+                format!("soak-{n}").as_bytes(),
+            )),
+        ];
         let mut cmd_args: Vec<String> = [
             "prove",
             "--network",
