@@ -49,6 +49,7 @@ pub mod fuzz;
 mod identity;
 mod kademlia;
 mod network;
+mod outbox;
 pub mod protocol;
 mod reach;
 mod store;

@@ -24,6 +24,7 @@ use crate::blob::BlobId;
 use crate::codec::{Frame, FrameCodec};
 use crate::error::NetError;
 use crate::identity::{self, Identity};
+use crate::outbox::{Outbox, Pushed};
 use crate::protocol::{
     self, limits, CapacityAnnouncement, ErrorCode, ErrorReply, JobAnnouncement, Request, Response,
 };
@@ -150,7 +151,8 @@ pub struct Config {
     pub gossip_heartbeat: Duration,
     /// How long a connection with no active protocol stays open.
     pub idle_connection_timeout: Duration,
-    /// Capacity of the event channel; when full, events are dropped (inbound requests get `Busy`).
+    /// Capacity of the event channel; when full, events wait in the event loop (the latest per peer and kind)
+    /// and inbound requests get `Busy`.
     pub event_buffer: usize,
     /// Fault injection for the blob server (tests only).
     #[doc(hidden)]
@@ -580,6 +582,9 @@ impl Network {
             pending_providers: HashMap::new(),
             serve: Some((incoming, store, config.transfer, config.test_hooks)),
             dropped_events: 0,
+            outbox: Outbox::new(OUTBOX_CAP),
+            outbox_peak: 0,
+            outbox_warned: None,
             reachability: config.reachability,
             explicit_loopback,
             operator_addrs: config.external_addrs.clone(),
@@ -952,7 +957,13 @@ pub struct EventLoop {
         TransferConfig,
         TestHooks,
     )>,
+    /// Events lost: the node stopped taking them, or more distinct ones waited than `OUTBOX_CAP`.
     dropped_events: u64,
+    /// Events waiting for room in `events` (the node is behind), the latest per peer and kind.
+    outbox: Outbox<EventKey, Event>,
+    outbox_peak: usize,
+    /// When the node was last warned that events wait.
+    outbox_warned: Option<std::time::Instant>,
     reachability: Reachability,
     /// The node was told to listen on a loopback address (see [`advertise_listen_addr`]).
     explicit_loopback: bool,
@@ -983,6 +994,52 @@ pub struct EventLoop {
     early_bootstrap: Option<(std::time::Instant, Duration)>,
     /// The next periodic Kademlia bootstrap, and the period (see [`Config::kad_bootstrap_every`]).
     periodic_bootstrap: (std::time::Instant, Duration),
+}
+
+/// Distinct events (a kind and a peer, see [`EventKey`]) that may wait for a node that is behind: a few per
+/// peer for thousands of peers. Past it a new one is dropped and counted (a flood of made-up identities).
+const OUTBOX_CAP: usize = 65_536;
+
+/// What makes two waiting events one: the later replaces the earlier (see [`crate::outbox`]).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum EventKey {
+    Listening(Multiaddr),
+    /// Connected or disconnected: the latest is what holds.
+    Connection(PeerId),
+    Subscribed(PeerId, Topic),
+    Capacity(PeerId),
+    Job(PeerId, u64),
+    /// A prover's heartbeat: the latest says which tasks it holds (the one it replaces is answered
+    /// `Internal`, which a heartbeat's sender ignores). Missing them all while behind, the node would take
+    /// an honest prover for silent.
+    Heartbeat(PeerId),
+    /// Refusals for the ledger: the latest per peer stands for the others while the node is behind.
+    Rejected(PeerId),
+    Violation(PeerId),
+}
+
+impl EventKey {
+    /// `None` for an inbound request other than a heartbeat (it never waits: answered `Busy` when there is no
+    /// room, which its sender retries).
+    fn of(event: &Event) -> Option<Self> {
+        Some(match event {
+            Event::Listening { address } => Self::Listening(address.clone()),
+            Event::PeerConnected { peer } | Event::PeerDisconnected { peer } => {
+                Self::Connection(*peer)
+            }
+            Event::PeerSubscribed { peer, topic } => Self::Subscribed(*peer, *topic),
+            Event::Capacity { from, .. } => Self::Capacity(*from),
+            Event::Job { from, announcement } => Self::Job(*from, announcement.job),
+            Event::GossipRejected { via, .. } => Self::Rejected(*via),
+            Event::ProtocolViolation { peer, .. } => Self::Violation(*peer),
+            Event::InboundRequest {
+                peer,
+                request: Request::Heartbeat(_),
+                ..
+            } => Self::Heartbeat(*peer),
+            Event::InboundRequest { .. } => return None,
+        })
+    }
 }
 
 /// A node bootstraps Kademlia when it starts, through its bootstrap peers. If they did not know the others yet
@@ -1031,6 +1088,22 @@ fn advertise_listen_addr(mode: Reachability, explicit_loopback: bool, addr: &Mul
         }
 }
 
+/// Room for one event in the node's channel, asked for only while events wait (`wanted`; the sender is not
+/// even cloned otherwise: the select loop builds this future on every turn).
+fn reserve(
+    events: &mpsc::Sender<Event>,
+    wanted: bool,
+) -> impl std::future::Future<Output = Result<mpsc::OwnedPermit<Event>, mpsc::error::SendError<()>>>
+{
+    let sender = wanted.then(|| events.clone());
+    async move {
+        match sender {
+            Some(s) => s.reserve_owned().await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
 impl std::fmt::Debug for EventLoop {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EventLoop")
@@ -1058,6 +1131,21 @@ impl EventLoop {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 _ = tick.tick() => self.on_tick(),
+                permit = reserve(&self.events, !self.outbox.is_empty()), if !self.outbox.is_empty() => {
+                    match permit {
+                        Ok(permit) => {
+                            if let Some(event) = self.outbox.pop() {
+                                permit.send(event);
+                            }
+                        }
+                        Err(_) => {
+                            // The node stopped taking events: nothing will take these.
+                            while self.outbox.pop().is_some() {
+                                self.dropped_events += 1;
+                            }
+                        }
+                    }
+                }
                 command = self.commands.recv() => match command {
                     Some(Command::Shutdown) | None => break,
                     Some(c) => self.on_command(c),
@@ -1073,23 +1161,51 @@ impl EventLoop {
         tracing::info!(target: "cairn_net", dropped_events = self.dropped_events, "network event loop stopped");
     }
 
+    /// Hands `event` to the node, or, when the node is behind (the channel full, or events already waiting),
+    /// keeps it waiting in the outbox, the latest per peer and kind: never dropped while the node takes
+    /// events at all (the grand test's overloaded client once dropped 2,600 and then took honest provers
+    /// whose announcements it never saw for silent). An inbound request other than a heartbeat does not wait:
+    /// with no room it is answered `Busy`, which the asker retries (a dropped responder would answer
+    /// `Internal`, which a prover takes as final).
     fn emit(&mut self, event: Event) {
-        match self.events.try_send(event) {
-            Ok(()) => {}
-            // The node is overloaded, not broken: a request it cannot take now is answered `Busy`, which the
-            // asker retries (a dropped responder would answer `Internal`, which a prover takes as final).
-            Err(mpsc::error::TrySendError::Full(Event::InboundRequest { responder, .. })) => {
-                self.dropped_events += 1;
+        let event = if self.outbox.is_empty() || matches!(event, Event::InboundRequest { .. }) {
+            match self.events.try_send(event) {
+                Ok(()) => return,
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    self.dropped_events += 1;
+                    return;
+                }
+                Err(mpsc::error::TrySendError::Full(event)) => event,
+            }
+        } else {
+            event
+        };
+        let Some(key) = EventKey::of(&event) else {
+            if let Event::InboundRequest { responder, .. } = event {
                 tracing::warn!(target: "cairn_net", peer = %responder.peer(), "event channel full; request answered Busy");
                 responder.respond(Response::Error(ErrorReply::new(
                     ErrorCode::Busy,
                     "the node is overloaded; retry later",
                 )));
             }
-            Err(e) => {
-                self.dropped_events += 1;
-                tracing::warn!(target: "cairn_net", error = %e, "event channel full or closed; event dropped");
-            }
+            return;
+        };
+        if let Pushed::Full(_) = self.outbox.push(key, event) {
+            self.dropped_events += 1;
+        }
+        self.outbox_peak = self.outbox_peak.max(self.outbox.len());
+        let now = std::time::Instant::now();
+        if self
+            .outbox_warned
+            .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(10))
+        {
+            self.outbox_warned = Some(now);
+            tracing::warn!(
+                target: "cairn_net",
+                waiting = self.outbox.len(),
+                dropped = self.dropped_events,
+                "the node is behind on network events; they wait (the latest per peer and kind)"
+            );
         }
     }
 
@@ -1241,6 +1357,9 @@ impl EventLoop {
                     gossip_addr_claims: self.hosts.claims(),
                     inbound_refused: self.swarm.behaviour().guard.refused,
                     strangers_evicted: self.swarm.behaviour().guard.evicted,
+                    events_waiting: self.outbox.len(),
+                    events_waiting_peak: self.outbox_peak,
+                    events_dropped: self.dropped_events,
                 });
             }
             Command::Shutdown => {}

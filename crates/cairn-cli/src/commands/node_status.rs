@@ -113,6 +113,13 @@ fn render(v: &serde_json::Value) -> String {
         r["strangers_evicted"].as_u64().unwrap_or(0),
         r["gossip_addrs_ignored"].as_u64().unwrap_or(0),
     );
+    let _ = writeln!(
+        o,
+        "  network events: {} waiting for the node (at most {} at once), {} lost",
+        r["events_waiting"].as_u64().unwrap_or(0),
+        r["events_waiting_peak"].as_u64().unwrap_or(0),
+        r["events_dropped"].as_u64().unwrap_or(0),
+    );
     let running = v["running"].as_array().cloned().unwrap_or_default();
     let _ = writeln!(o, "tasks in hand: {}", running.len());
     for t in &running {

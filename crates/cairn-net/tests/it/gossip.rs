@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use cairn_net::protocol::{CapacityAnnouncement, JobAnnouncement};
+use cairn_net::protocol::{CapacityAnnouncement, Heartbeat, JobAnnouncement, Request, Response};
 use cairn_net::{BlobRef, Event, NetError, Topic};
 
 use crate::common::*;
@@ -141,6 +141,96 @@ async fn gossip_is_validated_before_forwarding() {
         assert!(rejected.iter().all(|(via, _)| *via == a.id()));
         assert!(rejected[0].1.contains("malformed"), "{rejected:?}");
         assert!(rejected[1].1.contains("over the limit"), "{rejected:?}");
+    })
+    .await;
+}
+
+/// Issue 30: the grand test's first try (200 node processes on 2 cores) had the client drop 2,600 network
+/// events: its event channel was full, the swarm's task dropped what did not fit, and honest provers whose
+/// announcements and heartbeats it never saw were then taken for silent. Here nobody reads S's events (its
+/// channel holds two) while six peers each announce their capacity ten times and send it a heartbeat; then S
+/// catches up. It must see every peer's latest announcement and a heartbeat of each, and drop nothing: what
+/// waits is the latest per peer and kind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_behind_on_its_events_loses_no_peers_latest_announcement() {
+    init_tracing();
+    bounded(async {
+        let mut slow = spawn_node(vec![], |c| c.event_buffer = 2).await;
+        let addr = slow.tcp_addr().await;
+        let mut peers = Vec::new();
+        for _ in 0..6 {
+            let p = spawn_node(vec![addr.clone()], |_| {}).await;
+            wait_connected(&p.client, slow.id()).await;
+            peers.push(p);
+        }
+        let announce = |free_slots: u32| CapacityAnnouncement {
+            capacity: capacity(),
+            free_slots,
+            benchmark: None,
+            addrs: Vec::new(),
+        };
+        for p in &peers {
+            // Until S is in the peer's mesh for the topic.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+            while let Err(e) = p.client.publish_capacity(&announce(0)).await {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "never published: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            for n in 1..=10 {
+                p.client.publish_capacity(&announce(n)).await.unwrap();
+            }
+            let (c, to) = (p.client.clone(), slow.id());
+            tokio::spawn(async move {
+                let hb = Request::Heartbeat(Heartbeat {
+                    busy: Vec::new(),
+                    capacity: capacity(),
+                });
+                let _ = c.request(to, &hb).await;
+            });
+        }
+        // Give the last announcements time to arrive, then read everything S kept.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let status = slow.client.reachability().await.unwrap();
+        assert!(
+            status.events_waiting as u64 + status.events_dropped > 0,
+            "S's channel never filled: the test tests nothing"
+        );
+        let mut latest = std::collections::HashMap::new();
+        let mut heartbeats = std::collections::HashSet::new();
+        while let Ok(Some(e)) =
+            tokio::time::timeout(Duration::from_millis(500), slow.events.recv()).await
+        {
+            match e {
+                Event::Capacity { from, announcement } => {
+                    latest.insert(from, announcement.free_slots);
+                }
+                Event::InboundRequest {
+                    peer,
+                    request: Request::Heartbeat(_),
+                    responder,
+                } => {
+                    heartbeats.insert(peer);
+                    responder.respond(Response::Ack);
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(heartbeats.len(), peers.len(), "S lost heartbeats");
+        for p in &peers {
+            assert_eq!(
+                latest.get(&p.id()),
+                Some(&10),
+                "S lost {}'s latest announcement (saw {latest:?})",
+                p.id()
+            );
+        }
+        let status = slow.client.reachability().await.unwrap();
+        assert_eq!(status.events_dropped, 0, "{status:?}");
+        assert_eq!(status.events_waiting, 0, "{status:?}");
+        assert!(status.events_waiting_peak >= 6, "{status:?}");
     })
     .await;
 }
