@@ -908,7 +908,7 @@ fn a_node_whose_receipts_keep_arriving_slowly_is_benched_while_the_others_are_bu
         // Job 1: a segment every 3 s for 60 s (node 2, declining half the time, proves one in 4 s on
         // average); job 2: the same from 125 s.
         for (i, (job, from)) in [(1u64, 0u64), (2, 125_000)].into_iter().enumerate() {
-            if t >= from && t < from + 60_000 && (t - from) % 3_000 == 0 {
+            if t >= from && t < from + 60_000 && (t - from).is_multiple_of(3_000) {
                 out.extend(r.segment(job, next[i]));
                 next[i] += 1;
             } else if t == from + 60_000 {
