@@ -1077,7 +1077,8 @@ impl Core {
             Report::Status(peer, Some(capacity)) => self.prover_seen(peer, &capacity),
             Report::Status(_, None) => Vec::new(),
             Report::Probed(peer, capacity) => {
-                self.newcomers.probed(peer, capacity.is_some());
+                self.newcomers
+                    .probed(peer, capacity.is_some(), Instant::now());
                 self.start_probes();
                 match capacity {
                     Some(c) => self.prover_seen(peer, &c),
@@ -1198,7 +1199,7 @@ impl Core {
                     self.prover_seen(from, &announcement.capacity)
                 } else {
                     let known = self.peers.contains_key(&from);
-                    self.newcomers.heard(from, known);
+                    self.newcomers.heard(from, known, Instant::now());
                     self.start_probes();
                     Vec::new()
                 }
