@@ -31,7 +31,11 @@ for _ in $(seq 100); do
 	sleep 0.2
 done
 [ -n "$first" ] || { echo "node 0 did not listen"; exit 1; }
-for i in $(seq 1 $((N - 1))); do start_node "$i" "$first"; done
+# STAGGER seconds between starts (default 0: all at once, the start-up storm docs/LAB.md describes).
+for i in $(seq 1 $((N - 1))); do
+	start_node "$i" "$first"
+	[ -n "${STAGGER:-}" ] && sleep "$STAGGER"
+done
 # Every node listening.
 for _ in $(seq 600); do
 	up=$(grep -l '^listening ' "$OUT"/node-*.out 2>/dev/null | wc -l)
