@@ -5,7 +5,8 @@
 # bootstrapped to the first, then one `cairn prove --network --backend fake` client of ITERATIONS cycles at
 # po2 14 (the default, 11.4 M cycles, is 698 segments), and reports the job's outcome and time, the client's
 # lost or waiting network events, and the penalties it gave (every node is honest: there should be none).
-# Uses the binary `scripts/cargo.sh build` made (override with CAIRN=path).
+# Uses the binary `scripts/cargo.sh build` made (override with CAIRN=path). Settings by environment: SETTLE,
+# IDLE (the idle measurement, docs/LAB.md), STAGGER (seconds between node starts), NO_CLIENT=1.
 set -u
 N=${1:?usage: scripts/many-nodes.sh N [ITERATIONS] [OUT]}
 ITER=${2:-11436032}
