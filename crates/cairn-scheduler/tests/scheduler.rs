@@ -821,13 +821,10 @@ fn item2_a_result_arriving_slowly_is_backed_up_at_once() {
     assert_eq!(finished(&a).len(), 1);
 }
 
-/// The soak's gateway met the receipt trickler in 207 of its 475 sessions: its copies always lost to the
-/// backups a slow result starts, so the scheduler never saw it deliver late and kept its claimed speed, and
-/// kept handing it tasks. A slow result now teaches the scheduler that the node delivers no faster than the
-/// task's cycles over the time it has held the task, so a faster free node is preferred.
-#[test]
-fn a_node_whose_result_arrived_slowly_is_passed_over_where_a_faster_one_is_free() {
-    let cfg = SchedulerConfig {
+/// Speeds learned, finish-time placement, and one backup per task only when a result arrives slowly: what the
+/// slow-result tests need.
+fn slow_result_config() -> SchedulerConfig {
+    SchedulerConfig {
         learn_speed: true,
         finish_time_placement: true,
         speculative: SpeculativeConfig {
@@ -839,8 +836,16 @@ fn a_node_whose_result_arrived_slowly_is_passed_over_where_a_faster_one_is_free(
             ..SpeculativeConfig::default()
         },
         ..quiet_config()
-    };
-    let mut r = Rig::new(cfg, "fifo");
+    }
+}
+
+/// The soak's gateway met the receipt trickler in 207 of its 475 sessions: its copies always lost to the
+/// backups a slow result starts, so the scheduler never saw it deliver late and kept its claimed speed, and
+/// kept handing it tasks. A slow result now teaches the scheduler that the node delivers no faster than the
+/// task's cycles over the time it has held the task, so a faster free node is preferred.
+#[test]
+fn a_node_whose_result_arrived_slowly_is_passed_over_where_a_faster_one_is_free() {
+    let mut r = Rig::new(slow_result_config(), "fifo");
     r.node(1, cap(20, false, 1));
     r.node(2, cap(20, false, 1));
     r.submit(1, composite(18));
@@ -877,20 +882,7 @@ fn a_node_whose_result_arrived_slowly_is_passed_over_where_a_faster_one_is_free(
 /// then nothing for two minutes. Without the bench it got a task each time it looked fastest (at 125 s here).
 #[test]
 fn a_node_whose_receipts_keep_arriving_slowly_is_benched_while_the_others_are_busy() {
-    let cfg = SchedulerConfig {
-        learn_speed: true,
-        finish_time_placement: true,
-        speculative: SpeculativeConfig {
-            enabled: true,
-            tail_tasks: 0,
-            slow_factor: None,
-            idle_backups: false,
-            max_backups_per_task: 1,
-            ..SpeculativeConfig::default()
-        },
-        ..quiet_config()
-    };
-    let mut r = Rig::new(cfg, "fifo");
+    let mut r = Rig::new(slow_result_config(), "fifo");
     r.node(1, cap(20, false, 1));
     r.node(2, cap(20, false, 1));
     // (due, node, task, slow): node 2 verifies 2 s after it is given a task, node 1 is slow 2.5 s after.
