@@ -322,3 +322,13 @@ impl std::fmt::Display for RejectReason {
         })
     }
 }
+
+/// A node's slow-result record as a driver keeps it between runs ([`crate::Scheduler::slow_standing`],
+/// [`crate::Scheduler::remember_slow`]): slow results since its last prompt verified one, benches so far (the
+/// next lasts twice the last), and how much of its current bench is left (0: not benched).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SlowStanding {
+    pub strikes: u32,
+    pub benches: u32,
+    pub bench_left_ms: u64,
+}

@@ -959,6 +959,89 @@ fn a_node_whose_receipts_keep_arriving_slowly_is_benched_while_the_others_are_bu
     assert_eq!(r.s.stats().benched, 3);
 }
 
+/// The one-hour soak's command-line jobs took 1.72x their quiet time: each job is a new client process, and the
+/// bench of stop 36 lived in the process, so 102 of 189 jobs met the receipt trickler afresh. A driver now keeps
+/// each node's slow record ([`Scheduler::slow_standing`]) and gives it to the next run
+/// ([`Scheduler::remember_slow`]): the node stays out for what is left of its bench, and its strikes carry
+/// over, so one more slow result benches it again at once, for twice as long.
+#[test]
+fn a_bench_remembered_from_an_earlier_run_keeps_the_node_out_until_it_ends_and_its_record_carries_over(
+) {
+    let mut r = Rig::new(slow_result_config(), "fifo");
+    r.s.remember_slow(
+        0,
+        NodeId(1),
+        SlowStanding {
+            strikes: 2,
+            benches: 1,
+            bench_left_ms: 20_000,
+        },
+    );
+    r.node(1, cap(20, false, 1));
+    r.node(2, cap(20, false, 1));
+    r.submit(1, composite(18));
+    assert_eq!(assigns(&r.segment(1, 0)), vec![(task(1, 0), NodeId(2))]);
+    // Node 2 is busy and node 1 is benched: segment 1 waits.
+    assert!(assigns(&r.segment(1, 1)).is_empty());
+    r.now = 15_000;
+    assert!(assigns(&r.tick_at(15_000)).is_empty());
+    let left = r.s.slow_standing(15_000, NodeId(1)).expect("a record");
+    assert_eq!(
+        (left.strikes, left.benches, left.bench_left_ms),
+        (2, 1, 5_000)
+    );
+    // The bench ends at 20 s: node 1 is tried again.
+    r.now = 20_000;
+    assert_eq!(assigns(&r.tick_at(20_000)), vec![(task(1, 1), NodeId(1))]);
+    // One more slow result and it is benched at once, for two minutes (its second bench).
+    r.now = 25_000;
+    r.input(Input::ResultSlow {
+        node: NodeId(1),
+        task: task(1, 1),
+    });
+    assert_eq!(r.s.stats().benched, 1);
+    let s = r.s.slow_standing(25_000, NodeId(1)).expect("a record");
+    assert_eq!((s.strikes, s.benches, s.bench_left_ms), (3, 2, 120_000));
+    // A node with no slow record has none to keep.
+    assert!(r.s.slow_standing(25_000, NodeId(2)).is_none());
+}
+
+/// A remembered bench must not leave a client with nothing: the trickler may be the first (or the only) prover
+/// a new client hears of. While every live node is benched none is; the bench holds again once another node is
+/// live, for what is left of it.
+#[test]
+fn a_remembered_bench_gives_way_while_the_node_is_the_only_live_one() {
+    let mut r = Rig::new(slow_result_config(), "fifo");
+    r.s.remember_slow(
+        0,
+        NodeId(1),
+        SlowStanding {
+            strikes: 2,
+            benches: 1,
+            bench_left_ms: 600_000,
+        },
+    );
+    r.node(1, cap(20, false, 2));
+    r.submit(1, composite(18));
+    assert_eq!(assigns(&r.segment(1, 0)), vec![(task(1, 0), NodeId(1))]);
+    r.node(2, cap(20, false, 1));
+    assert_eq!(assigns(&r.segment(1, 1)), vec![(task(1, 1), NodeId(2))]);
+    // Node 1 has a free slot, but node 2 is live now: segment 2 waits for node 2.
+    assert!(assigns(&r.segment(1, 2)).is_empty());
+    // Node 2 leaves: node 1 is the only live node again and gets the waiting work.
+    let a = r.input(Input::NodeLeft { node: NodeId(2) });
+    let given = assigns(&a);
+    assert!(
+        given.iter().all(|(_, n)| *n == NodeId(1)) && given.len() == 1,
+        "{given:?}"
+    );
+    assert_eq!(
+        r.s.slow_standing(r.now, NodeId(1)).map(|s| s.bench_left_ms),
+        Some(600_000),
+        "the bench itself still runs"
+    );
+}
+
 /// With backups off, a slow result changes nothing (the user chose no second copies).
 #[test]
 fn a_slow_result_with_backups_off_launches_nothing() {

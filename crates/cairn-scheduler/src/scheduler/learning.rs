@@ -2,6 +2,7 @@
 //! deadlines, deadline extensions for nodes still heard from, and the straggler trigger's reference speed.
 
 use super::*;
+use crate::SlowStanding;
 
 impl Scheduler {
     /// `node` verified a result of `task` `took_ms` after it was given the task: that is its speed now
@@ -77,10 +78,65 @@ impl Scheduler {
         r.benches = r.benches.saturating_add(1);
         let until = now.saturating_add(ms);
         self.benched.insert(node, until);
-        self.index.set_benched(node, true);
-        self.horizons.clear();
         self.stats.benched += 1;
         self.push_timer(until, Timer::Unbench { node });
+        self.apply_benches(now);
+    }
+
+    /// Puts the benches into placement, keeping "slow is better than nothing": while every live node is
+    /// benched, none is kept out (their benches still run, and hold again once another node is live).
+    pub(super) fn apply_benches(&mut self, now: Time) {
+        if self.benched.is_empty() {
+            return;
+        }
+        let live: Vec<NodeId> = self
+            .benched
+            .iter()
+            .filter(|(n, until)| now < **until && self.index.get(**n).is_some())
+            .map(|(n, _)| *n)
+            .collect();
+        let hold = live.len() < self.index.nodes.len();
+        for n in live {
+            if self.index.get(n).is_some_and(|e| e.benched != hold) {
+                self.index.set_benched(n, hold);
+                self.horizons.clear();
+            }
+        }
+    }
+
+    /// `node`'s slow-result record at `now`, for a driver to keep for its next run (`None`: nothing to keep).
+    pub fn slow_standing(&self, now: Time, node: NodeId) -> Option<SlowStanding> {
+        let r = self.slow_results.get(&node)?;
+        let bench_left_ms = self
+            .benched
+            .get(&node)
+            .map_or(0, |until| until.saturating_sub(now));
+        Some(SlowStanding {
+            strikes: r.strikes,
+            benches: r.benches,
+            bench_left_ms,
+        })
+    }
+
+    /// Starts `node` from the slow-result record an earlier run of the driver kept: what is left of its bench
+    /// holds from `now`, and its strikes count towards the next. A record this run already has wins.
+    pub fn remember_slow(&mut self, now: Time, node: NodeId, standing: SlowStanding) {
+        if self.cfg.slow_bench.is_none() || self.slow_results.contains_key(&node) {
+            return;
+        }
+        self.slow_results.insert(
+            node,
+            SlowRecord {
+                strikes: standing.strikes,
+                benches: standing.benches,
+            },
+        );
+        if standing.bench_left_ms > 0 {
+            let until = now.saturating_add(standing.bench_left_ms);
+            self.benched.insert(node, until);
+            self.push_timer(until, Timer::Unbench { node });
+            self.apply_benches(now);
+        }
     }
 
     /// At a missed deadline: if the copy's node is still heard from and has extensions left, give it one more

@@ -1109,9 +1109,7 @@ impl Scheduler {
         }
         self.index
             .upsert(node, capacity, self.cfg.per_node_in_flight_cap, now);
-        if self.benched.get(&node).is_some_and(|until| now < *until) {
-            self.index.set_benched(node, true);
-        }
+        self.apply_benches(now);
         self.ledger.open_account(node);
     }
 
@@ -1171,6 +1169,7 @@ impl Scheduler {
             };
             self.after_failure(now, task, node, why, out);
         }
+        self.apply_benches(now);
         self.second_chance_sweep();
     }
 
