@@ -7,7 +7,18 @@
 use std::path::Path;
 
 use cairn_backend::{Digest32, ExecutionSummary, SegmentClaim};
+use cairn_scheduler::SlowStanding;
 use rusqlite::{params, Connection, OptionalExtension};
+
+/// How long a prover's slow-result record is kept untouched before it is forgotten (a day).
+pub const SLOW_RECORD_KEPT_MS: u64 = 24 * 3_600_000;
+
+/// Milliseconds since the Unix epoch, by this machine's clock (what a bench kept between runs ends by).
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
 
 /// Errors of the job database.
 #[derive(Debug, thiserror::Error)]
@@ -134,6 +145,13 @@ impl JobDb {
                     prover TEXT PRIMARY KEY,
                     cycles_per_sec REAL NOT NULL,
                     samples INTEGER NOT NULL
+                 );
+                 CREATE TABLE IF NOT EXISTS prover_slowness (
+                    prover TEXT PRIMARY KEY,
+                    strikes INTEGER NOT NULL,
+                    benches INTEGER NOT NULL,
+                    benched_until_ms INTEGER NOT NULL,
+                    updated_ms INTEGER NOT NULL
                  );
                  CREATE TABLE IF NOT EXISTS ledger_events (
                     id INTEGER PRIMARY KEY,
@@ -472,6 +490,72 @@ impl JobDb {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Records a prover's slow-result record (strikes, benches, and its bench as a wall-clock end), for the
+    /// next run: a client started again keeps a benched prover out for what is left of its bench.
+    pub fn save_slow(
+        &self,
+        prover: &str,
+        standing: &SlowStanding,
+        now_unix_ms: u64,
+    ) -> Result<(), JobDbError> {
+        let until = if standing.bench_left_ms > 0 {
+            now_unix_ms.saturating_add(standing.bench_left_ms)
+        } else {
+            0
+        };
+        self.conn.execute(
+            "INSERT INTO prover_slowness (prover, strikes, benches, benched_until_ms, updated_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(prover) DO UPDATE SET strikes = ?2, benches = ?3, benched_until_ms = ?4,
+             updated_ms = ?5",
+            params![
+                prover,
+                standing.strikes,
+                standing.benches,
+                until as i64,
+                now_unix_ms as i64
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets a prover's slow-result record (it delivered promptly again).
+    pub fn forget_slow(&self, prover: &str) -> Result<(), JobDbError> {
+        self.conn.execute(
+            "DELETE FROM prover_slowness WHERE prover = ?1",
+            params![prover],
+        )?;
+        Ok(())
+    }
+
+    /// Every prover's slow-result record as of `now_unix_ms` (what is left of its bench, 0 if it has ended).
+    /// Records untouched for [`SLOW_RECORD_KEPT_MS`] are dropped: a day-old bad moment is not a habit.
+    pub fn slow_records(
+        &self,
+        now_unix_ms: u64,
+    ) -> Result<Vec<(String, SlowStanding)>, JobDbError> {
+        let stale = now_unix_ms.saturating_sub(SLOW_RECORD_KEPT_MS) as i64;
+        self.conn.execute(
+            "DELETE FROM prover_slowness WHERE updated_ms < ?1",
+            params![stale],
+        )?;
+        let mut stmt = self.conn.prepare(
+            "SELECT prover, strikes, benches, benched_until_ms FROM prover_slowness ORDER BY prover",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let until: i64 = r.get(3)?;
+            Ok((
+                r.get::<_, String>(0)?,
+                SlowStanding {
+                    strikes: r.get(1)?,
+                    benches: r.get(2)?,
+                    bench_left_ms: (until.max(0) as u64).saturating_sub(now_unix_ms),
+                },
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Ledger events of a prover: (kind, cause) pairs, oldest first.
     pub fn ledger_of(&self, prover: &str) -> Result<Vec<(String, Option<String>)>, JobDbError> {
         let mut stmt = self
@@ -632,6 +716,30 @@ mod tests {
         db.save_speed("peerA", 1000.0, 1).unwrap();
         db.save_speed("peerA", 1500.0, 2).unwrap();
         assert_eq!(db.speeds().unwrap(), vec![("peerA".to_string(), 1500.0, 2)]);
+        // So are slow-result records, the bench as what is left of it by the wall clock, dropped after a day.
+        let benched = SlowStanding {
+            strikes: 2,
+            benches: 1,
+            bench_left_ms: 60_000,
+        };
+        db.save_slow("peerA", &benched, 1_000_000).unwrap();
+        db.save_slow("peerB", &benched, 1_000_000).unwrap();
+        db.forget_slow("peerB").unwrap();
+        assert_eq!(
+            db.slow_records(1_040_000).unwrap(),
+            vec![(
+                "peerA".to_string(),
+                SlowStanding {
+                    bench_left_ms: 20_000,
+                    ..benched
+                }
+            )]
+        );
+        assert_eq!(db.slow_records(1_100_000).unwrap()[0].1.bench_left_ms, 0);
+        assert!(db
+            .slow_records(1_000_000 + SLOW_RECORD_KEPT_MS + 1)
+            .unwrap()
+            .is_empty());
         // Execution is deterministic: a changed claim under the same key is refused.
         let mut changed = claim(2);
         changed.claim_digest = Digest32::default();

@@ -573,9 +573,31 @@ impl Core {
         } else if let Some((_, b)) = published {
             let _ = self.client.store().unpin(&b);
         }
+        let had_slow_record = self.sched.slow_standing(self.now(), node).is_some();
         let ended = self.feed(Input::ResultVerified { node, task });
         self.save_speed(node);
+        if had_slow_record {
+            // A prompt result clears it; a late one (a slow copy that won after all) leaves it as it was.
+            self.save_slow(node);
+        }
         ended
+    }
+
+    /// Persists `node`'s slow-result record as the scheduler has it now (or forgets it, where it has none),
+    /// so a client started again keeps a benched prover out for what is left of its bench.
+    pub(super) fn save_slow(&self, node: NodeId) {
+        let standing = self.sched.slow_standing(self.now(), node);
+        let prover = self.prover_name(node);
+        let now = crate::jobdb::unix_ms();
+        self.db.send(move |db| {
+            let saved = match standing {
+                Some(s) => db.save_slow(&prover, &s, now),
+                None => db.forget_slow(&prover),
+            };
+            if let Err(e) = saved {
+                warn!(%prover, error = %e, "could not record a prover's slow results");
+            }
+        });
     }
 
     /// Persists what the scheduler now knows of `node`'s speed, for the next run.

@@ -16,7 +16,7 @@ use cairn_net::protocol::{
 use cairn_net::{BlobRef, Client, Event, Network, PeerId};
 use cairn_scheduler::{
     policy_by_name, Action, Aggregation, Input, JobId, JobOutcome, NodeCapacity, NodeId,
-    RejectReason, Scheduler, SchedulerConfig, TaskId, TaskKind,
+    RejectReason, Scheduler, SchedulerConfig, SlowStanding, TaskId, TaskKind,
 };
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
@@ -127,6 +127,11 @@ impl Service {
             .into_iter()
             .map(|(p, s, n)| (p, (s, n)))
             .collect();
+        // And of their slow results and benches (what is left of a bench counts from this start).
+        let remembered_slow = db
+            .slow_records(crate::jobdb::unix_ms())?
+            .into_iter()
+            .collect();
         let db = DbHandle::spawn(db);
         let policy =
             policy_by_name(&cfg.policy, 1).map_err(|e| NodeError::Config(e.to_string()))?;
@@ -164,6 +169,7 @@ impl Service {
             running_keys: HashMap::new(),
             preparing: HashMap::new(),
             remembered,
+            remembered_slow,
             checks: Arc::new(tokio::sync::Semaphore::new(check::CONCURRENT_CHECKS)),
             metrics,
             status: status.clone(),
@@ -407,6 +413,9 @@ pub(super) struct Core {
     /// Provers' speeds learned in earlier runs (peer id -> cycles per second, results), for deadlines from
     /// a prover's first task on.
     remembered: HashMap<String, (f64, u32)>,
+    /// Provers' slow-result records kept by earlier runs (peer id -> record, its bench left as of this
+    /// service's start), so a new client process keeps a benched prover out.
+    remembered_slow: HashMap<String, SlowStanding>,
     pub(super) metrics: Metrics,
     /// Bounds the results fetched and verified at once.
     checks: Arc<tokio::sync::Semaphore>,
@@ -915,6 +924,11 @@ impl Core {
         if let Some((speed, samples)) = self.remembered.remove(&peer.to_string()) {
             self.sched.remember_speed(n, speed, samples);
         }
+        if let Some(mut slow) = self.remembered_slow.remove(&peer.to_string()) {
+            let now = self.now();
+            slow.bench_left_ms = slow.bench_left_ms.saturating_sub(now);
+            self.sched.remember_slow(now, n, slow);
+        }
         n
     }
 
@@ -1137,8 +1151,10 @@ impl Core {
                 job.slow_fetches.entry(task.index).or_default().push(abort);
                 warn!(job = task.job.0, task = task.index, prover = ?self.nodes.get(&node), "a receipt is arriving slowly; backing the task up");
                 let ended = self.feed(Input::ResultSlow { node, task });
-                // What the scheduler learned of its speed outlives this process (the next run places by it).
+                // What the scheduler learned of its speed and slowness outlives this process (the next run
+                // places by it, and keeps it benched).
                 self.save_speed(node);
+                self.save_slow(node);
                 ended
             }
             Report::FetchFailed { task, node, reason } => {
