@@ -34,6 +34,18 @@ pub const RETRY_FIRST: Duration = Duration::from_secs(120);
 /// Probes after the first failed one, at most.
 pub const RETRIES: u32 = 4;
 
+/// Connections a client may open to probe newcomers: up to three quarters of its connection limit, the rest
+/// kept for the peers that connect to it (gossip and Kademlia neighbours, relays, provers dialling in).
+///
+/// This is how a client works with more provers than it can hold connections to (issue 30): its pool is a
+/// working set, the provers it holds connections to. Past it, announced provers wait as candidates, not
+/// probed and not blamed (a dial refused by this client's own limit once counted as the prover's failed
+/// probe, and five of those left an honest prover out for good); when a connection closes (a prover leaves,
+/// an idle connection times out) the next candidate is probed.
+pub fn probe_room(max_established: u32, connected: usize) -> usize {
+    (max_established as usize * 3 / 4).saturating_sub(connected)
+}
+
 #[derive(Debug, Default)]
 pub(super) struct Newcomers {
     waiting: VecDeque<PeerId>,
@@ -90,10 +102,12 @@ impl Newcomers {
         self.forget_failure(peer);
     }
 
-    /// The next candidates to probe now (each marked as probing).
-    pub(super) fn next_probes(&mut self) -> Vec<PeerId> {
+    /// The next candidates to probe now (each marked as probing), with `room` connections this client may
+    /// still open for provers ([`probe_room`]): probes in flight count against it, and with none left the
+    /// candidates wait, unblamed, until a connection closes.
+    pub(super) fn next_probes(&mut self, room: usize) -> Vec<PeerId> {
         let mut out = Vec::new();
-        while self.probing.len() < PROBES {
+        while self.probing.len() < PROBES.min(room) {
             let Some(p) = self.waiting.pop_front() else {
                 break;
             };
@@ -150,9 +164,12 @@ mod tests {
             n.heard(*p, false, t0);
         }
         assert_eq!(n.pending(), (10, 0));
-        let first = n.next_probes();
+        let first = n.next_probes(usize::MAX);
         assert_eq!(first.len(), PROBES);
-        assert!(n.next_probes().is_empty(), "no more than {PROBES} at once");
+        assert!(
+            n.next_probes(usize::MAX).is_empty(),
+            "no more than {PROBES} at once"
+        );
         n.heard(first[0], false, t0); // announced again while probed: not queued twice
         assert_eq!(n.pending(), (10 - PROBES, PROBES));
         n.probed(first[0], false, t0);
@@ -165,7 +182,7 @@ mod tests {
         );
         // Unless it answered before: a known prover is probed again, first.
         n.heard(first[0], true, t0);
-        assert_eq!(n.next_probes()[0], first[0]);
+        assert_eq!(n.next_probes(usize::MAX)[0], first[0]);
         n.probed(first[0], false, t0);
         assert_eq!(n.failures, 2);
         // Connecting on its own clears a failure: it is asked on its connection.
@@ -173,6 +190,34 @@ mod tests {
         let waiting = n.pending().0;
         n.heard(first[0], false, t0);
         assert_eq!(n.pending().0, waiting + 1);
+    }
+
+    /// Issue 30: a client at its connection ceiling (128 established) had its dials to announced provers
+    /// refused by its own limit, each counted as the prover's failed probe; five and an honest prover was left
+    /// out for good. Past its working set it now probes no one, and the candidates wait, unblamed.
+    #[test]
+    fn a_client_out_of_connections_probes_no_one_and_blames_no_one() {
+        let t0 = Instant::now();
+        let mut n = Newcomers::default();
+        let peers: Vec<PeerId> = (0..6).map(|_| PeerId::random()).collect();
+        for p in &peers {
+            n.heard(*p, false, t0);
+        }
+        assert_eq!(probe_room(128, 96), 0);
+        assert_eq!(probe_room(128, 200), 0);
+        assert!(n.next_probes(probe_room(128, 96)).is_empty());
+        assert_eq!(n.pending(), (6, 0), "all still waiting");
+        assert_eq!(n.failures, 0);
+        // Two connections close: two probes, no more, even after one of them ends.
+        let room = probe_room(128, 94);
+        assert_eq!(room, 2);
+        let first = n.next_probes(room);
+        assert_eq!(first.len(), 2);
+        assert!(n.next_probes(room).is_empty());
+        n.probed(first[0], true, t0);
+        // The answered one now holds a connection: room is still what the caller counts.
+        assert!(n.next_probes(probe_room(128, 95)).is_empty());
+        assert_eq!(n.pending(), (4, 1));
     }
 
     #[test]
@@ -205,14 +250,19 @@ mod tests {
         let mut probes = 0;
         for retry in 0..=RETRIES {
             n.heard(p, false, at);
-            assert_eq!(n.next_probes(), vec![p], "try {retry} at {:?}", at - t0);
+            assert_eq!(
+                n.next_probes(usize::MAX),
+                vec![p],
+                "try {retry} at {:?}",
+                at - t0
+            );
             probes += 1;
             n.probed(p, false, at);
             let wait = RETRY_FIRST * (1u32 << retry);
             // Announced again just before the wait is over: not queued.
             n.heard(p, false, at + wait - Duration::from_secs(1));
             assert!(
-                n.next_probes().is_empty(),
+                n.next_probes(usize::MAX).is_empty(),
                 "probed again before its wait (try {retry})"
             );
             at += wait;
@@ -220,11 +270,11 @@ mod tests {
         assert_eq!(probes, 1 + RETRIES as usize);
         // Out of retries: never again, however long it waits.
         n.heard(p, false, at + Duration::from_secs(365 * 86_400));
-        assert!(n.next_probes().is_empty());
+        assert!(n.next_probes(usize::MAX).is_empty());
         assert_eq!(n.failures, u64::from(1 + RETRIES));
         // Unless it connects on its own (then it is asked on its connection) or was known before.
         n.connected(&p);
         n.heard(p, false, at);
-        assert_eq!(n.next_probes(), vec![p]);
+        assert_eq!(n.next_probes(usize::MAX), vec![p]);
     }
 }

@@ -170,6 +170,7 @@ impl Service {
             preparing: HashMap::new(),
             remembered,
             remembered_slow,
+            max_established: cfg.net.limits.max_established,
             checks: Arc::new(tokio::sync::Semaphore::new(check::CONCURRENT_CHECKS)),
             metrics,
             status: status.clone(),
@@ -416,6 +417,9 @@ pub(super) struct Core {
     /// Provers' slow-result records kept by earlier runs (peer id -> record, its bench left as of this
     /// service's start), so a new client process keeps a benched prover out.
     remembered_slow: HashMap<String, SlowStanding>,
+    /// This client's connection limit (`cairn_net::ConnectionLimits::max_established`): probes of newcomers
+    /// stay within a working set below it.
+    max_established: u32,
     pub(super) metrics: Metrics,
     /// Bounds the results fetched and verified at once.
     checks: Arc<tokio::sync::Semaphore>,
@@ -958,7 +962,8 @@ impl Core {
 
     /// Probes the newcomers whose turn it is: a `Status` request each (which dials them), off the loop.
     fn start_probes(&mut self) {
-        for peer in self.newcomers.next_probes() {
+        let room = newcomers::probe_room(self.max_established, self.connected.len());
+        for peer in self.newcomers.next_probes(room) {
             let (client, reports) = (self.client.clone(), self.reports.clone());
             tokio::spawn(async move {
                 let asked = client.request(peer, &Request::Status);
@@ -1224,6 +1229,8 @@ impl Core {
             // quarantine or a record (see `prover_seen`).
             Event::PeerDisconnected { peer } => {
                 self.connected.remove(&peer);
+                // A connection freed: a waiting candidate may be probed now (`newcomers::probe_room`).
+                self.start_probes();
                 match self.peers.get(&peer).copied() {
                     Some(node) => {
                         info!(%peer, "prover left");
