@@ -16,7 +16,18 @@ rm -rf "$OUT"
 mkdir -p "$OUT"
 ulimit -n 65536 2>/dev/null || true
 pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; }
+# Nodes on a saturated machine may take long to drain: TERM, up to 10 s, then KILL (a hung cleanup once left 200
+# nodes holding 24 GB).
+cleanup() {
+	kill "${pids[@]}" 2>/dev/null
+	for _ in $(seq 20); do
+		alive=0
+		for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1 && break; done
+		[ "$alive" = 0 ] && return
+		sleep 0.5
+	done
+	kill -9 "${pids[@]}" 2>/dev/null
+}
 trap cleanup EXIT
 start_node() { # index, bootstrap (may be empty)
 	local args=(node --backend fake --no-benchmark --no-mdns --workers 1 --listen /ip4/127.0.0.1/tcp/0
@@ -59,6 +70,7 @@ done | sort -n | awk -v n="$N" '{c[NR]=$1; r[NR]=$2; tc+=$1} END {
 	printf "many-nodes: idle for '"$IDLE"' s: CPU per node median %.1f%%, max %.1f%%, all nodes %.0f%% of one core; load %s\n",
 		c[int((NR+1)/2)]/10, c[NR]/10, tc/10, "'"$(cut -d' ' -f1-3 /proc/loadavg)"'" }'
 ps -o rss= -p "$(IFS=,; echo "${pids[*]}")" | sort -n | awk '{r[NR]=$1} END {printf "many-nodes: node RSS median %d MB, max %d MB\n", r[int((NR+1)/2)]/1024, r[NR]/1024}'
+echo "many-nodes: memory available $(awk '/MemAvailable/ {printf "%d MB", $2/1024}' /proc/meminfo)"
 [ -n "${NO_CLIENT:-}" ] && exit 0
 started=$(date +%s.%N)
 RUST_LOG=${RUST_LOG:-info} "$CAIRN" prove --network --backend fake --no-progress --listen /ip4/127.0.0.1/tcp/0 \

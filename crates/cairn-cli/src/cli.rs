@@ -37,7 +37,7 @@ pub enum Command {
     /// Run a devnet under chaos for a set time (provers killed, stalled and cut off, lying provers, the client
     /// killed mid-job) while submitting jobs, then check that every job ended with a verifying receipt, no
     /// invalid result was accepted, nothing verified was given out again, and nothing leaked.
-    Soak(SoakArgs),
+    Soak(cairn_lab::soak::SoakArgs),
     /// Serve the Bonsai REST API in front of a Cairn network: a stock RISC Zero host proves through it with
     /// BONSAI_API_URL and BONSAI_API_KEY set, unchanged. A live dashboard is at its address.
     Gateway(GatewayArgs),
@@ -54,49 +54,6 @@ pub enum Command {
     /// synthetic ones, or validate one natively.
     #[command(subcommand)]
     Block(BlockCommand),
-}
-
-/// `cairn soak`.
-#[derive(Debug, Clone, Args)]
-pub struct SoakArgs {
-    /// How long to submit jobs, in minutes (the job running at the end is finished first).
-    #[arg(long, env = "CAIRN_SOAK_MINUTES", default_value_t = 10.0)]
-    pub minutes: f64,
-    /// Honest fake-backend prover nodes (node 0 is observed for leaks and never disturbed).
-    #[arg(long, env = "CAIRN_SOAK_NODES", default_value_t = 4)]
-    pub nodes: usize,
-    /// Lying fake-backend provers (garbage, replayed, other-job and silent answers, in turn).
-    #[arg(long, env = "CAIRN_SOAK_LIARS", default_value_t = 2)]
-    pub liars: usize,
-    /// Every Nth job is proved for real (RISC Zero, po2 14) on a lane of two more nodes; 0: none.
-    #[arg(long, env = "CAIRN_SOAK_REAL_EVERY", default_value_t = 10)]
-    pub real_every: u32,
-    /// Mean seconds between faults (exponentially distributed).
-    #[arg(long, env = "CAIRN_SOAK_CHAOS_SECS", default_value_t = 15.0)]
-    pub chaos_secs: f64,
-    /// Seed of the faults' randomness.
-    #[arg(long, env = "CAIRN_SOAK_SEED", default_value_t = 1)]
-    pub seed: u64,
-    /// Blob store cap of every node, MB (checked at the end).
-    #[arg(long, env = "CAIRN_SOAK_MAX_DISK_MB", default_value_t = 64)]
-    pub max_disk_mb: u64,
-    /// A fake proof's time as a share of a real one's (po2 14: 8.2 s).
-    #[arg(long, env = "CAIRN_SOAK_FAKE_TIME_SCALE", default_value_t = 0.1)]
-    pub fake_time_scale: f64,
-    /// Cycles of every fake job (and of each gateway session; inputs differ by a seed, so each job is new).
-    #[arg(long, env = "CAIRN_SOAK_FAKE_CYCLES", default_value_t = 60_000)]
-    pub fake_cycles: u64,
-    /// Directory for the nodes, the job databases, the logs, the receipts and `soak.json` (emptied first).
-    #[arg(long, env = "CAIRN_SOAK_OUT", default_value = "cairn-out/soak")]
-    pub out: PathBuf,
-    /// Minutes at the start with no attackers, whose jobs are the baseline the attacked ones are held to
-    /// (default: a sixth of --minutes).
-    #[arg(long, env = "CAIRN_SOAK_QUIET_MINUTES")]
-    pub quiet_minutes: Option<f64>,
-    /// Leave the attackers out (strangers, a receipt trickler, an abandoning client, a gateway tenant's
-    /// intruder): chaos only.
-    #[arg(long, env = "CAIRN_SOAK_NO_ATTACKERS")]
-    pub no_attackers: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -10,10 +10,10 @@ mod gateway;
 mod network;
 mod node;
 mod node_status;
+mod outputs;
 mod program;
 mod prove;
 mod relay;
-mod soak;
 mod verify;
 
 use std::process::ExitCode;
@@ -49,6 +49,7 @@ pub fn po2_warning(po2: u8, cycles: Option<(u64, u64)>) -> Option<String> {
 pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Execute(args) => execute::run(&args),
+        Command::Prove(args) if args.network => network::run(&args),
         Command::Prove(args) => prove::run(&args),
         Command::Verify(args) => verify::run(&args),
         Command::Gateway(args) => gateway::run(&args),
@@ -72,6 +73,6 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Node(args) => node::run(&args),
         Command::Relay(args) => relay::run(&args),
         Command::Devnet(args) => devnet::run(&args),
-        Command::Soak(args) => soak::run(&args),
+        Command::Soak(args) => cairn_lab::soak::run(&args),
     }
 }

@@ -14,8 +14,8 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 use super::node::parse_addrs;
+use super::outputs::{check_reference, write_outputs};
 use super::program;
-use super::prove::{check_reference, write_outputs};
 use crate::cli::{AggregationArg, BackendKind, NetworkClientArgs, Po2Arg, ProveArgs};
 use cairn_scheduler::Aggregation;
 

@@ -1,10 +1,8 @@
 //! `cairn prove --local`: execute, prove segments on worker threads, verify each, assemble, write.
 
-use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::Context;
 use cairn_backend::fake::FakeBackend;
 use cairn_backend::local::{prove_local, LocalEvent, LocalOptions, LocalTimings};
 use cairn_backend::ProvingBackend;
@@ -12,6 +10,7 @@ use cairn_risc0::RiscZeroBackend;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
+use super::outputs::{check_reference, write_outputs};
 use super::program;
 use crate::cli::{BackendKind, ProveArgs};
 
@@ -33,26 +32,7 @@ pub struct ProofSummary {
     pub timings: LocalTimings,
 }
 
-/// Checks the journal of a bundled program against its host-side reference.
-pub fn check_reference(prog: &program::Resolved, journal: &[u8]) -> anyhow::Result<()> {
-    if let Some(reference) = prog
-        .guest
-        .and_then(|g| cairn_guests::reference_journal(&g, &prog.input))
-    {
-        anyhow::ensure!(
-            journal == reference,
-            "journal {} differs from the host reference {}",
-            hex::encode(journal),
-            hex::encode(&reference)
-        );
-    }
-    Ok(())
-}
-
 pub fn run(args: &ProveArgs) -> anyhow::Result<ExitCode> {
-    if args.network {
-        return super::network::run(args);
-    }
     let po2 = args.po2.fixed("cairn prove --local")?;
     let prog = program::resolve(&args.program)?;
     let (backend, binary): (Arc<dyn ProvingBackend>, Vec<u8>) = match args.backend {
@@ -174,31 +154,4 @@ pub fn run(args: &ProveArgs) -> anyhow::Result<ExitCode> {
     );
     println!("  summary   {}", summary_path.display());
     Ok(ExitCode::SUCCESS)
-}
-
-/// Writes the receipt to `out` and the JSON summary beside it (`.json`); returns the summary's path.
-pub fn write_outputs(
-    out: &Path,
-    receipt: &[u8],
-    summary: &impl Serialize,
-) -> anyhow::Result<std::path::PathBuf> {
-    write_atomic(out, receipt)?;
-    let summary_path = out.with_extension("json");
-    write_atomic(
-        &summary_path,
-        serde_json::to_string_pretty(summary)?.as_bytes(),
-    )?;
-    Ok(summary_path)
-}
-
-/// Writes through a temporary file and a rename, so a crash never leaves a half-written receipt.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-    Ok(())
 }
