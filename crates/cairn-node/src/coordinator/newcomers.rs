@@ -34,16 +34,18 @@ pub const RETRY_FIRST: Duration = Duration::from_secs(120);
 /// Probes after the first failed one, at most.
 pub const RETRIES: u32 = 4;
 
-/// Connections a client may open to probe newcomers: up to three quarters of its connection limit, the rest
-/// kept for the peers that connect to it (gossip and Kademlia neighbours, relays, provers dialling in).
+/// Connections a client may open to probe newcomers, given how many provers of its pool it holds
+/// connections to: its working set is at most three quarters of its connection limit, the rest kept for the
+/// peers that connect to it (gossip and Kademlia neighbours, relays).
 ///
 /// This is how a client works with more provers than it can hold connections to (issue 30): its pool is a
 /// working set, the provers it holds connections to. Past it, announced provers wait as candidates, not
 /// probed and not blamed (a dial refused by this client's own limit once counted as the prover's failed
 /// probe, and five of those left an honest prover out for good); when a connection closes (a prover leaves,
-/// an idle connection times out) the next candidate is probed.
-pub fn probe_room(max_established: u32, connected: usize) -> usize {
-    (max_established as usize * 3 / 4).saturating_sub(connected)
+/// an idle connection times out) the next candidate is probed. Only pool members count: strangers holding
+/// idle connections to the client (SECURITY.md, connection floods) must not stop it from finding provers.
+pub fn probe_room(max_established: u32, pool_connected: usize) -> usize {
+    (max_established as usize * 3 / 4).saturating_sub(pool_connected)
 }
 
 #[derive(Debug, Default)]

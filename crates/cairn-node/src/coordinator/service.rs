@@ -962,7 +962,12 @@ impl Core {
 
     /// Probes the newcomers whose turn it is: a `Status` request each (which dials them), off the loop.
     fn start_probes(&mut self) {
-        let room = newcomers::probe_room(self.max_established, self.connected.len());
+        let pool_connected = self
+            .connected
+            .iter()
+            .filter(|p| self.peers.contains_key(p))
+            .count();
+        let room = newcomers::probe_room(self.max_established, pool_connected);
         for peer in self.newcomers.next_probes(room) {
             let (client, reports) = (self.client.clone(), self.reports.clone());
             tokio::spawn(async move {
