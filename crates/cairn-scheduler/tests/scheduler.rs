@@ -1040,6 +1040,65 @@ fn a_remembered_bench_gives_way_while_the_node_is_the_only_live_one() {
         Some(600_000),
         "the bench itself still runs"
     );
+    // A prompt result clears its strikes, not the bench running: the record a driver keeps still has it.
+    r.now = 2_000;
+    r.verify(1, task(1, 0));
+    assert_eq!(
+        r.s.slow_standing(2_000, NodeId(1)),
+        Some(SlowStanding {
+            strikes: 0,
+            benches: 0,
+            bench_left_ms: 598_000
+        })
+    );
+}
+
+/// Benches given way while every live node was benched hold again as soon as one of them ends: nodes 1 and 2
+/// are benched (for 20 s and 600 s), node 3 leaves, so both take work; at 20 s node 1's bench ends, and node
+/// 2, still benched, must get nothing while node 1 is there. (The end of a bench once released only its own
+/// node, and node 2 took work for the rest of its bench.)
+#[test]
+fn when_one_bench_ends_the_benches_that_gave_way_hold_again() {
+    let mut r = Rig::new(slow_result_config(), "fifo");
+    for (node, left) in [(1, 20_000), (2, 600_000)] {
+        r.s.remember_slow(
+            0,
+            NodeId(node),
+            SlowStanding {
+                strikes: 2,
+                benches: 1,
+                bench_left_ms: left,
+            },
+        );
+    }
+    r.node(1, cap(20, false, 2));
+    r.node(2, cap(20, false, 2));
+    r.node(3, cap(20, false, 1));
+    r.submit(1, composite(18));
+    assert_eq!(assigns(&r.segment(1, 0)), vec![(task(1, 0), NodeId(3))]);
+    // Node 3 leaves: nodes 1 and 2 are all there is, and both take work.
+    r.now = 1_000;
+    r.input(Input::NodeLeft { node: NodeId(3) });
+    r.segment(1, 1);
+    r.segment(1, 2);
+    let given: Vec<NodeId> = assigns(&r.log).iter().skip(1).map(|(_, n)| *n).collect();
+    assert!(
+        given.contains(&NodeId(1)) && given.contains(&NodeId(2)),
+        "{given:?}"
+    );
+    // Node 1's bench ends at 20 s: node 2's holds again.
+    r.now = 20_000;
+    r.tick_at(20_000);
+    let before = assigns(&r.log).len();
+    r.now = 21_000;
+    for i in 3..6 {
+        r.segment(1, i);
+    }
+    let later: Vec<(TaskId, NodeId)> = assigns(&r.log).into_iter().skip(before).collect();
+    assert!(
+        later.iter().all(|(_, n)| *n == NodeId(1)),
+        "node 2 is still benched but got work: {later:?}"
+    );
 }
 
 /// With backups off, a slow result changes nothing (the user chose no second copies).

@@ -84,7 +84,9 @@ impl Scheduler {
     }
 
     /// Puts the benches into placement, keeping "slow is better than nothing": while every live node is
-    /// benched, none is kept out (their benches still run, and hold again once another node is live).
+    /// benched, none is kept out (their benches still run, and hold again once another node is live or one of
+    /// the benches ends). "Live" is in the pool, whatever its free slots or the classes it can take. Costs a
+    /// look at each running bench (a handful) per call, and nothing where none runs.
     pub(super) fn apply_benches(&mut self, now: Time) {
         if self.benched.is_empty() {
             return;
@@ -104,13 +106,18 @@ impl Scheduler {
         }
     }
 
-    /// `node`'s slow-result record at `now`, for a driver to keep for its next run (`None`: nothing to keep).
+    /// `node`'s slow-result record at `now`, for a driver to keep for its next run (`None`: no strikes and no
+    /// bench running, nothing to keep). A prompt result clears the strikes but not a bench already running.
     pub fn slow_standing(&self, now: Time, node: NodeId) -> Option<SlowStanding> {
-        let r = self.slow_results.get(&node)?;
         let bench_left_ms = self
             .benched
             .get(&node)
             .map_or(0, |until| until.saturating_sub(now));
+        let r = self.slow_results.get(&node);
+        if r.is_none() && bench_left_ms == 0 {
+            return None;
+        }
+        let r = r.copied().unwrap_or_default();
         Some(SlowStanding {
             strikes: r.strikes,
             benches: r.benches,
@@ -119,7 +126,8 @@ impl Scheduler {
     }
 
     /// Starts `node` from the slow-result record an earlier run of the driver kept: what is left of its bench
-    /// holds from `now`, and its strikes count towards the next. A record this run already has wins.
+    /// holds from `now`, and its strikes count towards the next. A record this run already has wins; with
+    /// `SchedulerConfig::slow_bench` off it is ignored.
     pub fn remember_slow(&mut self, now: Time, node: NodeId, standing: SlowStanding) {
         if self.cfg.slow_bench.is_none() || self.slow_results.contains_key(&node) {
             return;

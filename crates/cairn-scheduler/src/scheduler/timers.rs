@@ -239,6 +239,9 @@ impl Scheduler {
                 self.benched.remove(&node);
                 self.index.set_benched(node, false);
                 self.horizons.clear();
+                // Benches that gave way while every live node was benched hold again now that this one is
+                // free.
+                self.apply_benches(now);
             }
             Timer::Recheck => {
                 // Dispatch runs after the timers; the horizon is recomputed there.
