@@ -42,10 +42,15 @@ pub const RETRIES: u32 = 4;
 /// working set, the provers it holds connections to. Past it, announced provers wait as candidates, not
 /// probed and not blamed (a dial refused by this client's own limit once counted as the prover's failed
 /// probe, and five of those left an honest prover out for good); when a connection closes (a prover leaves,
-/// an idle connection times out) the next candidate is probed. Only pool members count: strangers holding
-/// idle connections to the client (SECURITY.md, connection floods) must not stop it from finding provers.
-pub fn probe_room(max_established: u32, pool_connected: usize) -> usize {
-    (max_established as usize * 3 / 4).saturating_sub(pool_connected)
+/// an idle connection times out) the next candidate is probed. The working set counts pool provers only, so
+/// strangers holding idle connections to the client (SECURITY.md, connection floods) cannot shrink it below a
+/// quarter of the limit; and no probe starts that the limit itself would refuse (`all_connected`: every
+/// established connection), where it would be blamed on the prover.
+pub fn probe_room(max_established: u32, pool_connected: usize, all_connected: usize) -> usize {
+    let working_set = max_established as usize * 3 / 4;
+    working_set
+        .saturating_sub(pool_connected)
+        .min((max_established as usize).saturating_sub(all_connected))
 }
 
 #[derive(Debug, Default)]
@@ -205,21 +210,28 @@ mod tests {
         for p in &peers {
             n.heard(*p, false, t0);
         }
-        assert_eq!(probe_room(128, 96), 0);
-        assert_eq!(probe_room(128, 200), 0);
-        assert!(n.next_probes(probe_room(128, 96)).is_empty());
+        assert_eq!(probe_room(128, 96, 96), 0);
+        assert_eq!(probe_room(128, 200, 200), 0);
+        assert!(n.next_probes(probe_room(128, 96, 96)).is_empty());
         assert_eq!(n.pending(), (6, 0), "all still waiting");
         assert_eq!(n.failures, 0);
         // Two connections close: two probes, no more, even after one of them ends.
-        let room = probe_room(128, 94);
+        let room = probe_room(128, 94, 94);
         assert_eq!(room, 2);
         let first = n.next_probes(room);
         assert_eq!(first.len(), 2);
         assert!(n.next_probes(room).is_empty());
         n.probed(first[0], true, t0);
         // The answered one now holds a connection: room is still what the caller counts.
-        assert!(n.next_probes(probe_room(128, 95)).is_empty());
+        assert!(n.next_probes(probe_room(128, 95, 95)).is_empty());
         assert_eq!(n.pending(), (4, 1));
+        // Strangers' connections do not shrink the working set (10 provers, 90 strangers: 86 more may be
+        // probed), but no probe starts that the connection limit would refuse (10 provers, 117 strangers:
+        // one).
+        assert_eq!(probe_room(128, 10, 100), 28);
+        assert_eq!(probe_room(128, 10, 40), 86);
+        assert_eq!(probe_room(128, 10, 127), 1);
+        assert_eq!(probe_room(128, 10, 128), 0);
     }
 
     #[test]

@@ -128,6 +128,7 @@ impl Service {
             .map(|(p, s, n)| (p, (s, n)))
             .collect();
         // And of their slow results and benches (what is left of a bench counts from this start).
+        let remembered_slow_at = Instant::now();
         let remembered_slow = db
             .slow_records(crate::jobdb::unix_ms())?
             .into_iter()
@@ -170,6 +171,7 @@ impl Service {
             preparing: HashMap::new(),
             remembered,
             remembered_slow,
+            remembered_slow_at,
             max_established: cfg.net.limits.max_established,
             checks: Arc::new(tokio::sync::Semaphore::new(check::CONCURRENT_CHECKS)),
             metrics,
@@ -414,9 +416,11 @@ pub(super) struct Core {
     /// Provers' speeds learned in earlier runs (peer id -> cycles per second, results), for deadlines from
     /// a prover's first task on.
     remembered: HashMap<String, (f64, u32)>,
-    /// Provers' slow-result records kept by earlier runs (peer id -> record, its bench left as of this
-    /// service's start), so a new client process keeps a benched prover out.
+    /// Provers' slow-result records kept by earlier runs (peer id -> record, its bench left as of
+    /// `remembered_slow_at`), so a new client process keeps a benched prover out.
     remembered_slow: HashMap<String, SlowStanding>,
+    /// When `remembered_slow` was read (its benches' time left counts from then).
+    remembered_slow_at: Instant,
     /// This client's connection limit (`cairn_net::ConnectionLimits::max_established`): probes of newcomers
     /// stay within a working set below it.
     max_established: u32,
@@ -929,8 +933,10 @@ impl Core {
             self.sched.remember_speed(n, speed, samples);
         }
         if let Some(mut slow) = self.remembered_slow.remove(&peer.to_string()) {
+            // What was left of the bench when the database was read, less the time since.
+            let since_read = self.remembered_slow_at.elapsed().as_millis() as u64;
+            slow.bench_left_ms = slow.bench_left_ms.saturating_sub(since_read);
             let now = self.now();
-            slow.bench_left_ms = slow.bench_left_ms.saturating_sub(now);
             self.sched.remember_slow(now, n, slow);
         }
         n
@@ -967,7 +973,8 @@ impl Core {
             .iter()
             .filter(|p| self.peers.contains_key(p))
             .count();
-        let room = newcomers::probe_room(self.max_established, pool_connected);
+        let room =
+            newcomers::probe_room(self.max_established, pool_connected, self.connected.len());
         for peer in self.newcomers.next_probes(room) {
             let (client, reports) = (self.client.clone(), self.reports.clone());
             tokio::spawn(async move {
