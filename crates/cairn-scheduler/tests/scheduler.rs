@@ -821,6 +821,19 @@ fn item2_a_result_arriving_slowly_is_backed_up_at_once() {
     assert_eq!(finished(&a).len(), 1);
 }
 
+/// Gives `node` a slow-result record an earlier run kept: two strikes, one bench, `bench_left_ms` of it left.
+fn remember_bench(r: &mut Rig, node: u64, bench_left_ms: Time) {
+    r.s.remember_slow(
+        0,
+        NodeId(node),
+        SlowStanding {
+            strikes: 2,
+            benches: 1,
+            bench_left_ms,
+        },
+    );
+}
+
 /// Speeds learned, finish-time placement, and one backup per task only when a result arrives slowly: what the
 /// slow-result tests need.
 fn slow_result_config() -> SchedulerConfig {
@@ -968,15 +981,7 @@ fn a_node_whose_receipts_keep_arriving_slowly_is_benched_while_the_others_are_bu
 fn a_bench_remembered_from_an_earlier_run_keeps_the_node_out_until_it_ends_and_its_record_carries_over(
 ) {
     let mut r = Rig::new(slow_result_config(), "fifo");
-    r.s.remember_slow(
-        0,
-        NodeId(1),
-        SlowStanding {
-            strikes: 2,
-            benches: 1,
-            bench_left_ms: 20_000,
-        },
-    );
+    remember_bench(&mut r, 1, 20_000);
     r.node(1, cap(20, false, 1));
     r.node(2, cap(20, false, 1));
     r.submit(1, composite(18));
@@ -1012,15 +1017,7 @@ fn a_bench_remembered_from_an_earlier_run_keeps_the_node_out_until_it_ends_and_i
 #[test]
 fn a_remembered_bench_gives_way_while_the_node_is_the_only_live_one() {
     let mut r = Rig::new(slow_result_config(), "fifo");
-    r.s.remember_slow(
-        0,
-        NodeId(1),
-        SlowStanding {
-            strikes: 2,
-            benches: 1,
-            bench_left_ms: 600_000,
-        },
-    );
+    remember_bench(&mut r, 1, 600_000);
     r.node(1, cap(20, false, 2));
     r.submit(1, composite(18));
     assert_eq!(assigns(&r.segment(1, 0)), vec![(task(1, 0), NodeId(1))]);
@@ -1060,17 +1057,8 @@ fn a_remembered_bench_gives_way_while_the_node_is_the_only_live_one() {
 #[test]
 fn when_one_bench_ends_the_benches_that_gave_way_hold_again() {
     let mut r = Rig::new(slow_result_config(), "fifo");
-    for (node, left) in [(1, 20_000), (2, 600_000)] {
-        r.s.remember_slow(
-            0,
-            NodeId(node),
-            SlowStanding {
-                strikes: 2,
-                benches: 1,
-                bench_left_ms: left,
-            },
-        );
-    }
+    remember_bench(&mut r, 1, 20_000);
+    remember_bench(&mut r, 2, 600_000);
     r.node(1, cap(20, false, 2));
     r.node(2, cap(20, false, 2));
     r.node(3, cap(20, false, 1));

@@ -1063,6 +1063,35 @@ async fn item4_a_timed_out_job_stops_executing() {
     svc.shutdown().await;
 }
 
+/// Backups started by a slow receipt only: the other triggers (the tail, idle nodes backing up unproven ones,
+/// stragglers against their expected time) would race a trickler for other reasons.
+fn slow_receipt_backups_only() -> cairn_scheduler::SpeculativeConfig {
+    cairn_scheduler::SpeculativeConfig {
+        enabled: true,
+        tail_tasks: 0,
+        slow_factor: None,
+        idle_backups: false,
+        ..cairn_scheduler::SpeculativeConfig::default()
+    }
+}
+
+/// The prover of the job's first offer (within 30 s).
+async fn first_assigned(
+    progress: &mut tokio::sync::mpsc::UnboundedReceiver<cairn_node::coordinator::Progress>,
+) -> cairn_net::PeerId {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let Some(cairn_node::coordinator::Progress::Assigned { prover, .. }) =
+                progress.recv().await
+            {
+                return prover;
+            }
+        }
+    })
+    .await
+    .expect("a prover was offered a task")
+}
+
 /// Issue 29, item 2, as the soak found it: a prover that proves at once and then serves its receipt one chunk
 /// every 12 s (inside the transfer's 15 s chunk timeout) looks punctual to every timer, so nothing raced it and
 /// each job it touched waited 12 s or more on one transfer (the soak's honest jobs took 7x as long once it
@@ -1076,13 +1105,7 @@ async fn item2_a_job_does_not_wait_on_a_receipt_trickled_out() {
     // Only the new trigger: the others (the tail, idle nodes backing up unproven ones, stragglers against
     // their expected time) miss a trickler that has delivered before and proves fast, which is how the soak's
     // got through; here they would race this one for other reasons.
-    cfg.scheduler.speculative = cairn_scheduler::SpeculativeConfig {
-        enabled: true,
-        tail_tasks: 0,
-        slow_factor: None,
-        idle_backups: false,
-        ..cairn_scheduler::SpeculativeConfig::default()
-    };
+    cfg.scheduler.speculative = slow_receipt_backups_only();
     let (svc, addr) = start(cfg).await;
     let _trickler = start_prover(
         dir.path(),
@@ -1099,17 +1122,7 @@ async fn item2_a_job_does_not_wait_on_a_receipt_trickled_out() {
     req.settings.task_slack = Duration::from_secs(30);
     let mut handle = svc.submit(req).await.unwrap();
     // The trickler, alone, takes the task; then an honest prover joins.
-    let trickler = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            if let Some(cairn_node::coordinator::Progress::Assigned { prover, .. }) =
-                handle.progress.recv().await
-            {
-                return prover;
-            }
-        }
-    })
-    .await
-    .expect("the trickler was offered the task");
+    let trickler = first_assigned(&mut handle.progress).await;
     let _honest = start_prover(dir.path(), "honest", &[&addr], ProverOpts::default());
     let started = Instant::now();
     let proof = tokio::time::timeout(Duration::from_secs(60), &mut handle.result)
@@ -1139,13 +1152,7 @@ async fn item29_a_bench_outlives_the_client_process() {
     let dir = tempfile::tempdir().unwrap();
     let config = || {
         let mut cfg = service_config(dir.path());
-        cfg.scheduler.speculative = cairn_scheduler::SpeculativeConfig {
-            enabled: true,
-            tail_tasks: 0,
-            slow_factor: None,
-            idle_backups: false,
-            ..cairn_scheduler::SpeculativeConfig::default()
-        };
+        cfg.scheduler.speculative = slow_receipt_backups_only();
         // Speeds are not learned here, so only the bench can keep the trickler out of the second run (in the
         // soak learned speeds did not: under load the honest provers' delivered speed fell to about the speed
         // the trickler seemed to deliver at).
@@ -1174,17 +1181,7 @@ async fn item29_a_bench_outlives_the_client_process() {
         let mut req = job(1, "first", Duration::from_secs(60));
         req.settings.task_slack = Duration::from_secs(30);
         let mut handle = svc.submit(req).await.unwrap();
-        let trickler = tokio::time::timeout(Duration::from_secs(30), async {
-            loop {
-                if let Some(cairn_node::coordinator::Progress::Assigned { prover, .. }) =
-                    handle.progress.recv().await
-                {
-                    return prover;
-                }
-            }
-        })
-        .await
-        .expect("the trickler was offered the task");
+        let trickler = first_assigned(&mut handle.progress).await;
         let _h = start_prover(dir.path(), "honest", &[&addr], honest_opts.clone());
         tokio::time::timeout(Duration::from_secs(60), &mut handle.result)
             .await
