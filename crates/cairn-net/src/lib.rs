@@ -38,6 +38,7 @@
 
 mod blob;
 mod codec;
+mod connmgr;
 mod error;
 mod guard;
 mod hosts;
@@ -56,6 +57,7 @@ mod store;
 mod transfer;
 
 pub use blob::{BlobId, BlobRef, ParseBlobIdError};
+pub use connmgr::TrimLimits;
 pub use error::{NetError, StoreError};
 pub use guard::InboundLimits;
 pub use identity::Identity;

@@ -83,6 +83,8 @@ pub struct ConnectionLimits {
     pub max_pending_outgoing: u32,
     /// Inbound connections per address and from strangers (`guard.rs`).
     pub inbound: crate::guard::InboundLimits,
+    /// Idle connections closed above a high-water mark (`connmgr.rs`).
+    pub trim: crate::connmgr::TrimLimits,
 }
 
 impl Default for ConnectionLimits {
@@ -95,6 +97,7 @@ impl Default for ConnectionLimits {
             max_pending_incoming: 32,
             max_pending_outgoing: 32,
             inbound: crate::guard::InboundLimits::default(),
+            trim: crate::connmgr::TrimLimits::default(),
         }
     }
 }
@@ -592,6 +595,11 @@ impl Network {
             relays,
             relayed: HashMap::new(),
             is_relay_server: config.relay_server.is_some(),
+            relay_grants: config
+                .relay_server
+                .map(|r| (r.reservation_duration, r.max_circuit_duration)),
+            connmgr: crate::connmgr::ConnManager::new(config.limits.trim),
+            next_trim: std::time::Instant::now() + TRIM_EVERY,
             inbound: HashMap::new(),
             closing: Vec::new(),
             hosts: Default::default(),
@@ -976,6 +984,11 @@ pub struct EventLoop {
     relayed: HashMap<PeerId, Vec<ConnectionId>>,
     /// This node relays for others.
     is_relay_server: bool,
+    /// A relay's reservation and circuit durations: how long their peers' connections are protected.
+    relay_grants: Option<(Duration, Duration)>,
+    /// Idle connections to close above the high-water mark (`connmgr.rs`).
+    connmgr: crate::connmgr::ConnManager,
+    next_trim: std::time::Instant,
     /// A relay's inbound direct connections per peer, with their remote addresses (see `replace_moved`).
     inbound: HashMap<PeerId, Vec<(ConnectionId, Multiaddr)>>,
     /// Relayed connections to close, and when.
@@ -1047,6 +1060,9 @@ impl EventKey {
 /// bootstraps again 2 s after it starts and then after gaps of 4, 8, 16 and 32 s (about a minute in all), while
 /// the network around it forms.
 const EARLY_BOOTSTRAPS: (Duration, Duration) = (Duration::from_secs(2), Duration::from_secs(32));
+
+/// How often the event loop looks for idle connections to trim (`connmgr.rs`).
+const TRIM_EVERY: Duration = Duration::from_secs(5);
 
 /// A relay this node reserves a slot on.
 #[derive(Debug)]
@@ -1305,6 +1321,7 @@ impl EventLoop {
                 let _ = reply.send(result);
             }
             Command::Request { peer, frame, reply } => {
+                self.connmgr.active(peer, std::time::Instant::now());
                 let id = self
                     .swarm
                     .behaviour_mut()
@@ -1357,6 +1374,7 @@ impl EventLoop {
                     gossip_addr_claims: self.hosts.claims(),
                     inbound_refused: self.swarm.behaviour().guard.refused,
                     strangers_evicted: self.swarm.behaviour().guard.evicted,
+                    connections_trimmed: self.connmgr.trimmed,
                     events_waiting: self.outbox.len(),
                     events_waiting_peak: self.outbox_peak,
                     events_dropped: self.dropped_events,
@@ -1399,9 +1417,18 @@ impl EventLoop {
                 }
             }
         }
+        let well_connected =
+            self.swarm.connected_peers().count() >= self.trim_limits().low_water as usize;
         for (peer, addr) in self.redialer.due(now) {
             if self.swarm.is_connected(&peer) {
                 self.redialer.connected(&peer);
+                continue;
+            }
+            if well_connected && !self.relays.contains_key(&peer) {
+                // A node with its fill of peers does not need its bootstrap peer's connection (it may be the
+                // bootstrap peer's connection manager that closed it: redialling at once would only be
+                // closed again). Checked again at the next backoff; relays are always redialled.
+                self.redialer.lost(&peer, now);
                 continue;
             }
             tracing::info!(target: "cairn_net", %peer, %addr, "redialling");
@@ -1410,11 +1437,43 @@ impl EventLoop {
                 self.redialer.lost(&peer, now);
             }
         }
+        if self.next_trim <= now {
+            self.next_trim = now + TRIM_EVERY;
+            self.trim(now);
+        }
         let (due, later): (Vec<_>, Vec<_>) = self.closing.drain(..).partition(|(at, _)| *at <= now);
         self.closing = later;
         for (_, connection) in due {
             tracing::debug!(target: "cairn_net", ?connection, "closing the relayed connection: a direct one exists");
             self.swarm.close_connection(connection);
+        }
+    }
+
+    fn trim_limits(&self) -> crate::connmgr::TrimLimits {
+        self.connmgr.limits()
+    }
+
+    /// Closes idle, unprotected connections above the high-water mark (`connmgr.rs`).
+    fn trim(&mut self, now: std::time::Instant) {
+        let connected: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        let mesh: std::collections::HashSet<PeerId> = self
+            .swarm
+            .behaviour()
+            .gossipsub
+            .all_mesh_peers()
+            .copied()
+            .collect();
+        let redialer = &self.redialer;
+        let trim = self
+            .connmgr
+            .to_trim(now, &connected, |p| redialer.is_kept(p), &mesh);
+        if trim.is_empty() {
+            return;
+        }
+        tracing::debug!(target: "cairn_net", connected = connected.len(), closing = trim.len(), "trimming idle connections");
+        self.connmgr.trimmed += trim.len() as u64;
+        for peer in trim {
+            let _ = self.swarm.disconnect_peer_id(peer);
         }
     }
 
@@ -1588,6 +1647,7 @@ impl EventLoop {
                     let _ = reply.send(Ok(()));
                 }
                 if num_established.get() == 1 {
+                    self.connmgr.connected(peer_id, std::time::Instant::now());
                     self.emit(Event::PeerConnected { peer: peer_id });
                 }
             }
@@ -1610,6 +1670,7 @@ impl EventLoop {
                     }
                 }
                 if num_established == 0 {
+                    self.connmgr.disconnected(&peer_id);
                     self.redialer.lost(&peer_id, std::time::Instant::now());
                     self.emit(Event::PeerDisconnected { peer: peer_id });
                 }
@@ -1710,6 +1771,10 @@ impl EventLoop {
             // connection is what the relay is for (`guard.rs`).
             BehaviourEvent::Relay(relay::Event::ReservationReqAccepted { src_peer_id, .. }) => {
                 self.swarm.behaviour_mut().guard.value(src_peer_id);
+                if let Some((reservation, _)) = self.relay_grants {
+                    self.connmgr
+                        .protect_for(src_peer_id, std::time::Instant::now(), reservation);
+                }
             }
             BehaviourEvent::Relay(relay::Event::CircuitReqAccepted {
                 src_peer_id,
@@ -1718,6 +1783,11 @@ impl EventLoop {
                 let guard = &mut self.swarm.behaviour_mut().guard;
                 guard.value(src_peer_id);
                 guard.value(dst_peer_id);
+                if let Some((_, circuit)) = self.relay_grants {
+                    let now = std::time::Instant::now();
+                    self.connmgr.protect_for(src_peer_id, now, circuit);
+                    self.connmgr.protect_for(dst_peer_id, now, circuit);
+                }
             }
             BehaviourEvent::RelayClient(relay::client::Event::ReservationReqAccepted {
                 relay_peer_id,
@@ -1886,6 +1956,8 @@ impl EventLoop {
                     ..
                 } => match protocol::decode::<Request>(&request) {
                     Ok(request) => {
+                        // A peer that talks to this node is not idle (`connmgr.rs`).
+                        self.connmgr.active(peer, std::time::Instant::now());
                         // Work brought or done: the peer keeps its connection slots (`guard.rs`).
                         if matches!(
                             request,

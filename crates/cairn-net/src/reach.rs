@@ -141,6 +141,8 @@ pub struct ReachabilityStatus {
     pub inbound_refused: u64,
     /// Idle strangers' connections closed to make room, since start.
     pub strangers_evicted: u64,
+    /// Idle connections closed above the high-water mark (`connmgr.rs`), since start.
+    pub connections_trimmed: u64,
     /// Network events waiting for the node to take them now (it is behind: the latest per peer and kind is
     /// kept), the most that ever waited, and events lost since start (the wait full, or the node stopping).
     pub events_waiting: usize,

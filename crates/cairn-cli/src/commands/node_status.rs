@@ -108,9 +108,10 @@ fn render(v: &serde_json::Value) -> String {
     );
     let _ = writeln!(
         o,
-        "  strangers: {} inbound connection(s) refused, {} idle one(s) evicted; {} announced address(es) not believed",
+        "  strangers: {} inbound connection(s) refused, {} idle one(s) evicted; {} idle connection(s) trimmed; {} announced address(es) not believed",
         r["inbound_refused"].as_u64().unwrap_or(0),
         r["strangers_evicted"].as_u64().unwrap_or(0),
+        r["connections_trimmed"].as_u64().unwrap_or(0),
         r["gossip_addrs_ignored"].as_u64().unwrap_or(0),
     );
     let _ = writeln!(

@@ -6,3 +6,4 @@ mod gossip;
 mod lone;
 mod requests;
 mod transfer;
+mod trim;
