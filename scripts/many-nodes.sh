@@ -70,6 +70,8 @@ done | sort -n | awk -v n="$N" '{c[NR]=$1; r[NR]=$2; tc+=$1} END {
 	printf "many-nodes: idle for '"$IDLE"' s: CPU per node median %.1f%%, max %.1f%%, all nodes %.0f%% of one core; load %s\n",
 		c[int((NR+1)/2)]/10, c[NR]/10, tc/10, "'"$(cut -d' ' -f1-3 /proc/loadavg)"'" }'
 ps -o rss= -p "$(IFS=,; echo "${pids[*]}")" | sort -n | awk '{r[NR]=$1} END {printf "many-nodes: node RSS median %d MB, max %d MB\n", r[int((NR+1)/2)]/1024, r[NR]/1024}'
+# Each loopback connection is two established sockets, one per end, each end a node's.
+echo "many-nodes: connections per node (established TCP sockets / nodes): $(( $(ss -tnH state established 2>/dev/null | wc -l) / N ))"
 echo "many-nodes: memory available $(awk '/MemAvailable/ {printf "%d MB", $2/1024}' /proc/meminfo)"
 [ -n "${NO_CLIENT:-}" ] && exit 0
 started=$(date +%s.%N)
@@ -82,7 +84,8 @@ strip() { sed 's/\x1b\[[0-9;]*m//g' "$@"; }
 echo "many-nodes: client exit $rc after ${secs} s; load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "many-nodes: client: $(strip "$OUT/client.log" | grep -c 'event dropped\|events lost') lost-event lines," \
 	"$(strip "$OUT/client.log" | grep -c 'behind on network events') behind-on-events warnings," \
-	"$(strip "$OUT/client.log" | grep -ci 'penaliz') penalty lines, $(strip "$OUT/client.log" | grep -c 'went silent') 'went silent'"
+	"$(strip "$OUT/client.log" | grep -ci 'penaliz') penalty lines, $(strip "$OUT/client.log" | grep -c 'went silent') 'went silent'," \
+	"$(strip "$OUT/client.log" | grep -c 'at the same moment') bursts of silences excused"
 echo "many-nodes: nodes: $(cat "$OUT"/node-*.log | strip | grep -c 'event dropped') lost-event lines," \
 	"peak RSS of node 1: $(grep VmHWM /proc/"${pids[1]}"/status 2>/dev/null | awk '{print $2, $3}')"
 strip "$OUT/client.log" | grep -i 'penaliz\|went silent\|failed' | head -5

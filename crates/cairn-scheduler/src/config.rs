@@ -31,6 +31,10 @@ pub struct SchedulerConfig {
     /// Benching of nodes whose receipts keep arriving too slowly (`Input::ResultSlow`), with no penalty
     /// (`None`: such a node is only passed over where a faster one is free).
     pub slow_bench: Option<SlowBenchConfig>,
+    /// Several nodes with work in hand going silent at the same moment is more likely the client's own
+    /// trouble (its machine overloaded, its event loop behind, its link cut) than theirs: such a burst is
+    /// excused once (see [`SilenceBurstConfig`]). `None`: every silence is judged alone.
+    pub silence_burst: Option<SilenceBurstConfig>,
     /// After a node declines an offer (`Input::TaskDeclined`), the slot it declined stays taken this long, so
     /// it is not offered the next task in a tight loop.
     pub decline_backoff_ms: u64,
@@ -170,6 +174,33 @@ impl Default for SlowBenchConfig {
     }
 }
 
+/// A burst of silences: at least `min_nodes` nodes holding tasks, last heard from within `window_ms` of each
+/// other, time out together. None of them is penalized or loses its tasks then: each is given one more
+/// heartbeat timeout, as if heard from at that moment (but not counted as heard from for a deadline
+/// extension). A node heard from again is judged as usual from then on; one still silent at the end of its
+/// excuse is taken out of the pool and its tasks reassigned, still without a penalty (the client cannot tell
+/// whose fault it was), and the task's attempt counts.
+///
+/// The trade: nodes that collude to go silent together avoid the `Silence` penalty (not the loss of their
+/// pay: they deliver nothing) and hold their tasks one heartbeat timeout longer; deadlines and backups run as
+/// before. Seen on one overloaded machine (issue 30): bursts of up to 15 honest provers "silent" at the same
+/// instant, 99 penalties, and a failed job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SilenceBurstConfig {
+    pub min_nodes: u32,
+    pub window_ms: u64,
+}
+
+impl Default for SilenceBurstConfig {
+    fn default() -> Self {
+        Self {
+            min_nodes: 3,
+            window_ms: 2_000,
+        }
+    }
+}
+
 impl Default for SchedulerConfig {
     fn default() -> Self {
         Self {
@@ -183,6 +214,7 @@ impl Default for SchedulerConfig {
             ledger: LedgerConfig::default(),
             quarantine: Some(QuarantineConfig::default()),
             slow_bench: Some(SlowBenchConfig::default()),
+            silence_burst: Some(SilenceBurstConfig::default()),
             decline_backoff_ms: 5_000,
             prefer_fast: PreferFastConfig::default(),
             finish_time_placement: true,

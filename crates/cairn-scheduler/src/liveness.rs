@@ -133,6 +133,19 @@ impl Liveness {
         })
     }
 
+    /// Nodes heard from least recently first, as long as they were last heard from at or before `until`.
+    pub fn oldest_until(&self, until: Time) -> impl Iterator<Item = (NodeId, Time)> + '_ {
+        let mut at = self.head.unwrap_or(NIL);
+        std::iter::from_fn(move || {
+            let s = self
+                .slots
+                .get(at as usize)
+                .filter(|s| s.last_seen <= until)?;
+            at = s.next;
+            Some((s.node, s.last_seen))
+        })
+    }
+
     fn slot(&self, node: NodeId) -> Option<u32> {
         self.slot_of.get(node)
     }

@@ -181,6 +181,11 @@ impl NodeIndex {
         self.liveness.oldest()
     }
 
+    /// Live nodes heard from least recently first, as long as they were last heard from at or before `until`.
+    pub fn seen_until(&self, until: Time) -> impl Iterator<Item = (NodeId, Time)> + '_ {
+        self.liveness.oldest_until(until)
+    }
+
     pub fn get(&self, node: NodeId) -> Option<&NodeEntry> {
         self.nodes.get(&node)
     }

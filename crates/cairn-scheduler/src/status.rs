@@ -113,6 +113,12 @@ pub struct SchedulerStats {
     pub backups_skipped: u64,
     /// Deadlines extended because the node was still heard from (slow, not silent; no penalty).
     pub extensions: u64,
+    /// Silences excused because several nodes went silent together (`SchedulerConfig::silence_burst`), and
+    /// nodes later taken out still silent after their excuse (no penalty).
+    #[serde(default)]
+    pub silences_excused: u64,
+    #[serde(default)]
+    pub excused_gone: u64,
     /// Placements held back because every free node would finish after the class's horizon (finish-time
     /// placement: faster slots will be free in time).
     #[serde(default)]

@@ -592,6 +592,87 @@ fn silent_node_is_dropped_penalized_and_its_work_reassigned() {
 }
 
 #[test]
+fn a_burst_of_silences_is_excused_once_and_the_still_silent_leave_without_penalty() {
+    // Issue 30: on an overloaded machine the client heard from 15 honest provers late at the same instant
+    // and penalized them all. Three or more nodes with work going silent together is excused once.
+    let cfg = SchedulerConfig {
+        heartbeat_timeout_ms: Some(30_000),
+        ..quiet_config()
+    };
+    let mut r = Rig::new(cfg, "fifo");
+    for n in 1..=4 {
+        r.node(n, cap(20, false, 1));
+    }
+    r.submit(1, composite(18));
+    for seg in 0..4 {
+        r.segment(1, seg);
+    }
+    r.now = 20_000;
+    r.input(Input::Heartbeat { node: NodeId(4) });
+    // Nodes 1-3, last heard from at 0, time out together at 30 s.
+    let a = r.tick_at(30_000);
+    assert!(penalties(&a).is_empty(), "{a:?}");
+    assert!(cancels(&a).is_empty(), "{a:?}");
+    assert!(assigns(&a).is_empty(), "{a:?}");
+    for n in 1..=3 {
+        assert!(r.s.node_capacity(NodeId(n)).is_some(), "node {n} kept");
+    }
+    assert_eq!(r.s.stats().silences_excused, 3);
+    // Node 1 is heard from again and delivers; nodes 2 and 3 stay silent through their excuse.
+    r.now = 40_000;
+    r.input(Input::Heartbeat { node: NodeId(1) });
+    r.input(Input::Heartbeat { node: NodeId(4) });
+    let a = r.tick_at(60_000);
+    assert!(
+        penalties(&a).is_empty(),
+        "no penalty after an excuse: {a:?}"
+    );
+    assert!(r.s.node_capacity(NodeId(2)).is_none());
+    assert!(r.s.node_capacity(NodeId(3)).is_none());
+    assert!(r.s.node_capacity(NodeId(1)).is_some());
+    assert_eq!(r.s.stats().excused_gone, 2);
+    // Their tasks went back to the queue: node 1 takes one when it is free.
+    let a = r.verify(1, task(1, 0));
+    assert_eq!(assigns(&a).len(), 1, "{a:?}");
+    // Node 1 was heard from after its excuse (its result, at 60 s): its next silence, with node 4's only, is
+    // no burst and is judged as usual.
+    r.input(Input::Heartbeat { node: NodeId(4) });
+    let a = r.tick_at(90_000);
+    let silent: Vec<NodeId> = penalties(&a).iter().map(|p| p.1).collect();
+    assert!(silent.contains(&NodeId(1)), "{a:?}");
+    assert_eq!(r.s.stats().silences_excused, 3);
+}
+
+#[test]
+fn two_silences_together_are_no_burst_and_are_penalized() {
+    let cfg = SchedulerConfig {
+        heartbeat_timeout_ms: Some(30_000),
+        ..quiet_config()
+    };
+    let mut r = Rig::new(cfg, "fifo");
+    for n in 1..=3 {
+        r.node(n, cap(20, false, 1));
+    }
+    r.submit(1, composite(18));
+    for seg in 0..3 {
+        r.segment(1, seg);
+    }
+    r.now = 20_000;
+    r.input(Input::Heartbeat { node: NodeId(3) });
+    let a = r.tick_at(30_000);
+    let mut p = penalties(&a);
+    p.sort_by_key(|(t, n, _)| (*t, *n));
+    assert_eq!(
+        p,
+        vec![
+            (task(1, 0), NodeId(1), PenaltyCause::Silence),
+            (task(1, 1), NodeId(2), PenaltyCause::Silence)
+        ]
+    );
+    assert_eq!(r.s.stats().silences_excused, 0);
+}
+
+#[test]
 fn cancel_stops_every_copy_and_later_inputs_are_ignored() {
     let mut r = Rig::fifo();
     r.node(1, cap(20, false, 1));

@@ -180,6 +180,7 @@ impl Service {
             status_dirty: false,
             connected: HashSet::new(),
             newcomers: Newcomers::default(),
+            excused_seen: (0, 0),
             start: Instant::now(),
         };
         tokio::spawn(core.run(commands, reports, events));
@@ -435,6 +436,8 @@ pub(super) struct Core {
     connected: HashSet<PeerId>,
     /// Announced provers with no connection here, waiting to be probed (`newcomers.rs`).
     newcomers: Newcomers,
+    /// The scheduler's excused silences when last logged (`SchedulerConfig::silence_burst`).
+    excused_seen: (u64, u64),
     start: Instant,
 }
 
@@ -738,6 +741,28 @@ impl Core {
     pub(super) fn feed(&mut self, input: Input) -> Ended {
         let now = self.now();
         let actions = self.sched.handle(now, input);
+        let excused = self.sched.silences_excused();
+        if excused != self.excused_seen {
+            let (burst, gone) = (
+                excused.0 - self.excused_seen.0,
+                excused.1 - self.excused_seen.1,
+            );
+            if burst > 0 {
+                warn!(
+                    provers = burst,
+                    "provers with work in hand went silent at the same moment: more likely this machine \
+                     (overloaded, behind on its events) or its link than all of them; no penalty, each \
+                     gets one more heartbeat timeout"
+                );
+            }
+            if gone > 0 {
+                info!(
+                    provers = gone,
+                    "provers still silent after their excuse: their tasks go to others, no penalty"
+                );
+            }
+            self.excused_seen = excused;
+        }
         let mut ended = Vec::new();
         for action in actions {
             if let Some(end) = self.act(action) {
@@ -798,6 +823,8 @@ impl Core {
             "jobs": jobs,
             "provers": provers,
             "newcomers": newcomers,
+            "silences_excused": self.excused_seen.0,
+            "excused_gone": self.excused_seen.1,
             "segments_executed": self.metrics.executed.get(),
         });
     }

@@ -158,10 +158,12 @@ impl Scheduler {
         let Some(c) = self.copy_live(task, copy) else {
             return false;
         };
-        let alive = self
-            .index
-            .last_seen(c.node)
-            .is_some_and(|seen| now.saturating_sub(seen) <= hb);
+        // An excused node only looks heard from (`SchedulerConfig::silence_burst`).
+        let alive = !self.excused.contains(&c.node)
+            && self
+                .index
+                .last_seen(c.node)
+                .is_some_and(|seen| now.saturating_sub(seen) <= hb);
         if !alive || c.extensions >= max {
             return false;
         }

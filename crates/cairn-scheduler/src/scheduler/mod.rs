@@ -252,6 +252,9 @@ pub struct Scheduler {
     slow_results: BTreeMap<NodeId, SlowRecord>,
     /// Benched nodes, until when.
     benched: BTreeMap<NodeId, Time>,
+    /// Nodes whose silence was excused as part of a burst and not heard from since
+    /// (`SchedulerConfig::silence_burst`).
+    excused: BTreeSet<NodeId>,
     /// Reference speed per class for the straggler trigger: (computed at, index version, speed).
     reference_speed: BTreeMap<Class, (Time, u64, Option<f64>)>,
     /// Speeds learned from what nodes did (`SchedulerConfig::learn_speed`); they replace the claims.
@@ -377,6 +380,7 @@ impl Scheduler {
             quarantined: BTreeMap::new(),
             slow_results: BTreeMap::new(),
             benched: BTreeMap::new(),
+            excused: BTreeSet::new(),
             reference_speed: BTreeMap::new(),
             learned: BTreeMap::new(),
             with_exclusions: BTreeSet::new(),
@@ -424,6 +428,12 @@ impl Scheduler {
             .into_iter()
             .flatten()
             .min()
+    }
+
+    /// Silences excused in bursts, and excused nodes taken out still silent (`SchedulerConfig::silence_burst`):
+    /// the two counters of [`Scheduler::stats`], without its sums over the pool.
+    pub fn silences_excused(&self) -> (u64, u64) {
+        (self.stats.silences_excused, self.stats.excused_gone)
     }
 
     pub fn stats(&self) -> SchedulerStats {
@@ -1115,6 +1125,9 @@ impl Scheduler {
 
     fn touch(&mut self, node: NodeId, now: Time) {
         self.index.touch(node, now);
+        if !self.excused.is_empty() {
+            self.excused.remove(&node);
+        }
     }
 
     /// Tells `node` to stop its copy of `task` and slashes it for the silence (a missed deadline, or a node
@@ -1149,6 +1162,7 @@ impl Scheduler {
         let Some(entry) = self.index.remove(node) else {
             return;
         };
+        self.excused.remove(&node);
         for task in entry.tasks {
             let Some(_) = self.remove_copy_of(now, task, node, ComputeKind::Failed) else {
                 continue;

@@ -195,9 +195,18 @@ impl Scheduler {
             let timer_at = self.timers.peek().map(|e| e.at);
             let silent_at = self.liveness_expiry();
             if silent_at.is_some_and(|s| s <= now && timer_at.is_none_or(|t| s < t)) {
-                let (node, _) = self.index.least_recently_seen().expect("a node times out");
-                self.on_node_gone(now, node, true, out);
+                let (node, seen) = self.index.least_recently_seen().expect("a node times out");
                 fired = true;
+                if self.excused.remove(&node) {
+                    // Still silent at the end of its excuse: out, tasks reassigned, no penalty.
+                    self.stats.excused_gone += 1;
+                    self.on_node_gone(now, node, false, out);
+                    continue;
+                }
+                if self.excuse_burst(now, node, seen) {
+                    continue;
+                }
+                self.on_node_gone(now, node, true, out);
                 continue;
             }
             let Some(TimerEntry { at, timer, .. }) = self.timers.peek().copied() else {
@@ -216,6 +225,34 @@ impl Scheduler {
             }
         }
         fired
+    }
+
+    /// `node`, last heard from at `seen`, times out: if it holds tasks and enough other nodes holding tasks
+    /// were last heard from within the burst window of it, excuse them all once
+    /// (`SchedulerConfig::silence_burst`). Whether it did.
+    fn excuse_burst(&mut self, now: Time, node: NodeId, seen: Time) -> bool {
+        let Some(burst) = self.cfg.silence_burst else {
+            return false;
+        };
+        let holds = |s: &Self, n: NodeId| s.index.get(n).is_some_and(|e| !e.tasks.is_empty());
+        if !holds(self, node) {
+            return false;
+        }
+        let together: Vec<NodeId> = self
+            .index
+            .seen_until(seen.saturating_add(burst.window_ms))
+            .map(|(n, _)| n)
+            .filter(|n| holds(self, *n) && !self.excused.contains(n))
+            .collect();
+        if together.len() < burst.min_nodes as usize {
+            return false;
+        }
+        for n in together {
+            self.index.touch(n, now);
+            self.excused.insert(n);
+            self.stats.silences_excused += 1;
+        }
+        true
     }
 
     pub(super) fn fire(&mut self, now: Time, timer: Timer, out: &mut Vec<Action>) {
