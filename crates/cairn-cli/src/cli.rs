@@ -410,6 +410,11 @@ pub struct ReachArgs {
     /// not. Raise it where many nodes share one address (a campus or carrier-grade NAT).
     #[arg(long, env = "CAIRN_MAX_CONNS_PER_IP", default_value_t = 8)]
     pub max_conns_per_ip: u32,
+    /// Above this many connected peers, close idle ones down to two thirds of it (never the gossip mesh's
+    /// last, bootstrap peers, relays, or peers that worked with this node in the last 10 minutes). 0 keeps
+    /// every connection.
+    #[arg(long, env = "CAIRN_PEERS_HIGH_WATER", default_value_t = 48)]
+    pub peers_high_water: u32,
 }
 
 /// `cairn relay`.

@@ -17,8 +17,15 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let cli = cli::Cli::parse();
+    // yamux warns for every connection both ends close at once ("Broken pipe"), which a node trimming idle
+    // connections does every few seconds: noise, not news, unless asked for by name.
+    let filter = if cli.log.contains("yamux") {
+        cli.log.clone()
+    } else {
+        format!("{},yamux=error", cli.log)
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log))
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
         .init();
     match commands::run(cli.command) {

@@ -54,6 +54,26 @@ impl Default for TrimLimits {
     }
 }
 
+impl TrimLimits {
+    /// Trim above `high_water` peers down to two thirds of it, with the default grace and protection.
+    pub fn with_high_water(high_water: u32) -> Self {
+        Self {
+            high_water,
+            low_water: high_water * 2 / 3,
+            ..Self::default()
+        }
+    }
+
+    /// Never trim.
+    pub fn off() -> Self {
+        Self {
+            high_water: u32::MAX,
+            low_water: u32::MAX,
+            ..Self::default()
+        }
+    }
+}
+
 /// What the connection manager remembers per connected peer.
 #[derive(Debug, Clone, Copy)]
 struct PeerInfo {

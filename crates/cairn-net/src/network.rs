@@ -618,7 +618,7 @@ impl Network {
                 )
             }),
             periodic_bootstrap: (
-                std::time::Instant::now() + config.kad_bootstrap_every,
+                std::time::Instant::now() + jittered(config.kad_bootstrap_every),
                 config.kad_bootstrap_every,
             ),
         };
@@ -1061,6 +1061,23 @@ impl EventKey {
 /// the network around it forms.
 const EARLY_BOOTSTRAPS: (Duration, Duration) = (Duration::from_secs(2), Duration::from_secs(32));
 
+/// `every`, give or take a quarter, at random: nodes started together (a devnet, the lab) must not refresh
+/// their routing tables together. Each refresh contacts dozens of peers; 100 nodes doing it in the same
+/// minute opened ~75 connections a second on one machine.
+fn jittered(every: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    // Random keys per process, a new pair per call: enough for spreading timers.
+    let r = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let unit = (r >> 11) as f64 / (1u64 << 53) as f64;
+    every.mul_f64(0.75 + 0.5 * unit)
+}
+
+/// Early bootstraps stop once the routing table holds this many peers (Kademlia's bucket size, which is also
+/// where libp2p's own bootstrap-on-new-peer stops).
+const EARLY_BOOTSTRAP_ENOUGH: usize = 20;
+
 /// How often the event loop looks for idle connections to trim (`connmgr.rs`).
 const TRIM_EVERY: Duration = Duration::from_secs(5);
 
@@ -1402,14 +1419,21 @@ impl EventLoop {
         let now = std::time::Instant::now();
         if let Some((at, wait)) = self.early_bootstrap.filter(|(at, _)| *at <= now) {
             if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
-                let _ = kad.bootstrap();
+                // Only while the routing table is still short of one full bucket: each bootstrap refreshes
+                // every bucket, contacting dozens of peers (most of them through new connections where the
+                // connection manager trims). At 100 nodes on one machine, five of them a node, run slowly
+                // under load, opened ~90 connections a second long after the network had formed.
+                let known: usize = kad.kbuckets().map(|b| b.num_entries()).sum();
+                if known < EARLY_BOOTSTRAP_ENOUGH {
+                    let _ = kad.bootstrap();
+                }
             }
             self.early_bootstrap =
                 (wait < EARLY_BOOTSTRAPS.1).then(|| (at.max(now) + wait * 2, wait * 2));
         }
         let (at, every) = self.periodic_bootstrap;
         if at <= now {
-            self.periodic_bootstrap = (now + every, every);
+            self.periodic_bootstrap = (now + jittered(every), every);
             if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
                 // A lone node knows no peers yet: nothing to bootstrap from, and nothing wrong.
                 if let Err(e) = kad.bootstrap() {

@@ -262,6 +262,10 @@ pub fn apply_reach(net: &mut cairn_net::Config, r: &ReachArgs) -> anyhow::Result
     net.external_addrs = parse_addrs(&r.external_addr)?;
     net.autonat_private_ips = r.autonat_private_ips;
     net.limits.inbound.per_ip = r.max_conns_per_ip.max(1);
+    net.limits.trim = match r.peers_high_water {
+        0 => cairn_net::TrimLimits::off(),
+        high => cairn_net::TrimLimits::with_high_water(high),
+    };
     if r.serve_relay {
         net.relay_server = Some(cairn_net::RelayServerConfig::default());
     }
