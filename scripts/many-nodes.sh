@@ -60,9 +60,12 @@ echo "many-nodes: $up of $N nodes listening; load $(cut -d' ' -f1-3 /proc/loadav
 ticks() { for p in "${pids[@]}"; do awk '{print $14 + $15}' /proc/"$p"/stat 2>/dev/null || echo 0; done; }
 IDLE=${IDLE:-30}
 sleep "${SETTLE:-5}"
+opens() { awk '/^Tcp:/ {getline; print $6}' /proc/net/snmp; }
 before=($(ticks))
+opened=$(opens)
 sleep "$IDLE"
 after=($(ticks))
+opened=$(( $(opens) - opened ))
 hz=$(getconf CLK_TCK)
 for i in "${!pids[@]}"; do
 	echo "$(( (${after[$i]:-0} - ${before[$i]:-0}) * 1000 / (hz * IDLE) )) $(awk '/VmRSS/ {print $2}' /proc/"${pids[$i]}"/status 2>/dev/null || echo 0)"
@@ -70,6 +73,8 @@ done | sort -n | awk -v n="$N" '{c[NR]=$1; r[NR]=$2; tc+=$1} END {
 	printf "many-nodes: idle for '"$IDLE"' s: CPU per node median %.1f%%, max %.1f%%, all nodes %.0f%% of one core; load %s\n",
 		c[int((NR+1)/2)]/10, c[NR]/10, tc/10, "'"$(cut -d' ' -f1-3 /proc/loadavg)"'" }'
 ps -o rss= -p "$(IFS=,; echo "${pids[*]}")" | sort -n | awk '{r[NR]=$1} END {printf "many-nodes: node RSS median %d MB, max %d MB\n", r[int((NR+1)/2)]/1024, r[NR]/1024}'
+# Connection churn: TCP connections this machine opened (its nodes' dials) during the idle window.
+echo "many-nodes: connections opened while idle: $opened in ${IDLE} s ($(( opened * 60 / IDLE )) a minute)"
 # Each loopback connection is two established sockets, one per end, each end a node's.
 echo "many-nodes: connections per node (established TCP sockets / nodes): $(( $(ss -tnH state established 2>/dev/null | wc -l) / N ))"
 echo "many-nodes: memory available $(awk '/MemAvailable/ {printf "%d MB", $2/1024}' /proc/meminfo)"

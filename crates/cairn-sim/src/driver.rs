@@ -44,6 +44,11 @@ pub fn config_for(p: &RunParams) -> SchedulerConfig {
     SchedulerConfig {
         heartbeat_timeout_ms: (p.heartbeat_s > 0.0)
             .then(|| (p.heartbeat_s * 3.0 * 1000.0).round() as u64),
+        // The engine's heartbeats come in rounds, every live node at one instant, so nodes that fail between
+        // two rounds look silent "together" however independently they failed: the burst rule, made for a
+        // client whose own overload delays everyone's heartbeats (which the engine does not model), would
+        // excuse ordinary crashes here.
+        silence_burst: None,
         lift_cycles: recursion_cycles,
         join_cycles: recursion_cycles,
         prefer_fast: PreferFastConfig {
