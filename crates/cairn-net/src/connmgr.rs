@@ -2,11 +2,10 @@
 //!
 //! Off unless asked for (`--peers-high-water N`; see [`TrimLimits`]'s default for why).
 //!
-//! Every node keeps every connection that Kademlia's lookups, identify and gossip opened: at 200
-//! nodes on one machine each held about 85, and with each one's pings, identify pushes, gossip control
-//! messages and Kademlia upkeep an idle node asked for 3.3 % of a core and 127 MB (0.4 % and 45 MB at 50
-//! nodes). A node needs far fewer: its gossip mesh (6 to 12 peers), its bootstrap peers and relays, and the
-//! peers it works with. So, as go-libp2p's connection manager does, when a node holds more than
+//! By default a node keeps every connection that Kademlia's lookups, identify and gossip opened: at 200
+//! nodes on one machine each held about 85 (127 MB a node). A node needs far fewer: its gossip mesh (6 to 12
+//! peers), its bootstrap peers and relays, and the peers it works with. So, as go-libp2p's connection
+//! manager does, when asked to, a node holding more than
 //! [`TrimLimits::high_water`] peers it closes connections down to [`TrimLimits::low_water`], choosing among
 //! peers that are not protected:
 //!

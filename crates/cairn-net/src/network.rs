@@ -1061,9 +1061,9 @@ impl EventKey {
 /// the network around it forms.
 const EARLY_BOOTSTRAPS: (Duration, Duration) = (Duration::from_secs(2), Duration::from_secs(32));
 
-/// `every`, give or take a quarter, at random: nodes started together (a devnet, the lab) must not refresh
-/// their routing tables together. Each refresh contacts dozens of peers; 100 nodes doing it in the same
-/// minute opened ~75 connections a second on one machine.
+/// `every`, give or take a quarter, at random: nodes started together (a devnet, the lab) should not refresh
+/// their routing tables in the same minute (each refresh contacts dozens of peers, over new connections
+/// where they were closed).
 fn jittered(every: Duration) -> Duration {
     use std::hash::{BuildHasher, Hasher};
     // Random keys per process, a new pair per call: enough for spreading timers.
@@ -1420,9 +1420,8 @@ impl EventLoop {
         if let Some((at, wait)) = self.early_bootstrap.filter(|(at, _)| *at <= now) {
             if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
                 // Only while the routing table is still short of one full bucket: each bootstrap refreshes
-                // every bucket, contacting dozens of peers (most of them through new connections where the
-                // connection manager trims). At 100 nodes on one machine, five of them a node, run slowly
-                // under load, opened ~90 connections a second long after the network had formed.
+                // every bucket, contacting dozens of peers (over new connections where the connection
+                // manager closed them); once a node knows a bucket's worth, the periodic refresh is enough.
                 let known: usize = kad.kbuckets().map(|b| b.num_entries()).sum();
                 if known < EARLY_BOOTSTRAP_ENOUGH {
                     let _ = kad.bootstrap();
